@@ -1,0 +1,1 @@
+"""User code that TFX components load by dotted path (Transform, Tuner, Trainer)."""

@@ -1,0 +1,49 @@
+"""Options the pipeline hands to the user code through `custom_config`.
+
+`tfx_pipeline.config` builds a `ModuleConfig` and serialises it into each
+component's `custom_config`; `preprocessing_fn`, `tuner_fn` and `run_fn` read it
+back here, so both sides share one definition of every option and its default.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping, Optional
+
+TUNERS = ('hyperband', 'bayesian', 'random')
+BUILTIN_BACKBONE = 'cnn'
+
+
+@dataclasses.dataclass(frozen=True)
+class ModuleConfig:
+  """Model, search and training options (defaults are the documented ones)."""
+  image_size: int = 224
+  backbone: str = BUILTIN_BACKBONE  # 'cnn', a TF-Hub handle, or a SavedModel path.
+  fine_tune: bool = False
+  tuner: str = 'hyperband'
+  max_trials: int = 8  # bayesian / random only; Hyperband derives its own count.
+  max_epochs: int = 4  # epochs per trial (Hyperband: the most any trial gets).
+  factor: int = 3  # Hyperband's reduction factor.
+  early_stopping_patience: int = 2
+  epochs: int = 6  # Trainer epochs.
+  batch_size: int = 32
+  seed: int = 42
+
+  def __post_init__(self):
+    if self.tuner not in TUNERS:
+      raise ValueError(f'tuner={self.tuner!r}: choose one of {", ".join(TUNERS)}.')
+    if self.image_size < 32:
+      raise ValueError(f'image_size={self.image_size}: use 32 or more pixels.')
+    for name in ('max_trials', 'max_epochs', 'epochs', 'batch_size'):
+      if getattr(self, name) < 1:
+        raise ValueError(f'{name}={getattr(self, name)}: must be at least 1.')
+    if self.factor < 2:
+      raise ValueError(f'factor={self.factor}: Hyperband needs a factor of 2 or more.')
+
+  def to_custom_config(self) -> dict[str, Any]:
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_custom_config(cls, custom_config: Optional[Mapping[str, Any]]) -> 'ModuleConfig':
+    """Reads the options back, ignoring keys other components added."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in (custom_config or {}).items() if k in names})

@@ -1,0 +1,59 @@
+"""The exported serving model: raw input in, class probabilities and names out.
+
+The Transform graph is embedded, so both signatures take raw data:
+- `serving_default`: serialized tf.Example (what TFMA's Evaluator feeds);
+- `serving_jpeg`: encoded image bytes, one photo per element.
+"""
+from typing import Dict, Sequence
+
+import keras
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from modules import features
+
+
+class ClassifierModule(tf.Module):
+  """Holds the Keras model, the Transform layer and the class names for export.
+
+  The Transform layer is a tf_keras object, so it cannot join a Keras 3 graph;
+  a plain tf.Module can hold both and call them from its tf.functions.
+  """
+
+  def __init__(self, model: keras.Model, tf_transform_output: tft.TFTransformOutput,
+               class_names: Sequence[str]):
+    super().__init__()
+    self.model = model
+    self.tft_layer = tf_transform_output.transform_features_layer()
+    self.class_names = tf.constant(list(class_names))
+    raw_spec = tf_transform_output.raw_feature_spec()
+    # Parse only the image: callers need not send labels or file names.
+    self._parse_spec = {features.IMAGE_KEY: raw_spec[features.IMAGE_KEY]}
+
+  def classify(self, encoded: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """[N] encoded images -> probabilities [N, K], class_id [N], class_name [N]."""
+    # The Transform graph expects the [N, 1] shape SchemaGen inferred.
+    transformed = self.tft_layer({features.IMAGE_KEY: tf.reshape(encoded, [-1, 1])})
+    probabilities = self.model(transformed[features.IMAGE], training=False)
+    class_id = tf.argmax(probabilities, axis=-1)
+    return {'probabilities': probabilities, 'class_id': class_id,
+            'class_name': tf.gather(self.class_names, class_id)}
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
+  def serve_examples(self, examples):
+    parsed = tf.io.parse_example(examples, self._parse_spec)
+    return self.classify(tf.reshape(parsed[features.IMAGE_KEY], [-1]))
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='images')])
+  def serve_jpeg(self, images):
+    return self.classify(images)
+
+
+def export(model: keras.Model, tf_transform_output: tft.TFTransformOutput,
+           class_names: Sequence[str], export_dir: str) -> None:
+  """Writes the SavedModel with both serving signatures."""
+  module = ClassifierModule(model, tf_transform_output, class_names)
+  tf.saved_model.save(module, export_dir, signatures={
+      'serving_default': module.serve_examples,
+      'serving_jpeg': module.serve_jpeg,
+  })

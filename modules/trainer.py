@@ -1,0 +1,57 @@
+"""`run_fn` for the TFX Trainer: trains with the best hyperparameters and exports.
+
+Hyperparameters come from the Tuner (or an imported file); with neither, the
+search space defaults are used.
+"""
+import functools
+import math
+import os
+
+import keras
+import keras_tuner
+import tensorflow_transform as tft
+from absl import logging
+from tfx import v1 as tfx
+
+from modules import labels, model, search_space, serving
+from modules.inputs import input_fn
+from modules.module_config import ModuleConfig
+
+
+def hyperparameters_from(fn_args: tfx.components.FnArgs) -> keras_tuner.HyperParameters:
+  """The Tuner's best hyperparameters, or the search space defaults without a Tuner."""
+  if fn_args.hyperparameters:
+    return keras_tuner.HyperParameters.from_config(fn_args.hyperparameters)
+  logging.info('No tuned hyperparameters: training with the search space defaults.')
+  return search_space.defaults()
+
+
+def run_fn(fn_args: tfx.components.FnArgs) -> None:
+  """The Trainer component's entry point."""
+  config = ModuleConfig.from_custom_config(fn_args.custom_config)
+  keras.utils.set_random_seed(config.seed)
+  tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+  class_names = labels.class_names(tf_transform_output)
+  hp = hyperparameters_from(fn_args)
+  logging.info('Training with %s', search_space.public_values(hp))
+  classifier = model.build_model(hp, config, num_classes=len(class_names))
+
+  # A fixed step budget (TrainArgs.num_steps) repeats the data; otherwise each
+  # epoch is one pass over it.
+  repeat = bool(fn_args.train_steps)
+  read = functools.partial(input_fn, data_accessor=fn_args.data_accessor,
+                           tf_transform_output=tf_transform_output,
+                           batch_size=config.batch_size, seed=config.seed)
+  steps_per_epoch = math.ceil(fn_args.train_steps / config.epochs) if repeat else None
+  checkpoints = os.path.join(fn_args.model_run_dir, 'checkpoints', 'epoch-{epoch:03d}.weights.h5')
+  classifier.fit(
+      read(fn_args.train_files, repeat=repeat),
+      validation_data=read(fn_args.eval_files, shuffle=False),
+      epochs=config.epochs,
+      steps_per_epoch=steps_per_epoch,
+      verbose=2,
+      callbacks=[
+          keras.callbacks.ModelCheckpoint(checkpoints, save_weights_only=True),
+          keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir),
+      ])
+  serving.export(classifier, tf_transform_output, class_names, fn_args.serving_model_dir)

@@ -1,0 +1,94 @@
+"""`tuner_fn` for the TFX Tuner: picks keras-tuner's Hyperband, Bayesian or random search.
+
+What to try lives in keras-tuner's oracles; this file only wires them to the
+model builder and the transformed data.
+"""
+import functools
+
+import keras
+import keras_tuner
+import tensorflow_transform as tft
+from tfx import v1 as tfx
+
+from modules import labels, model
+from modules.inputs import input_fn
+from modules.module_config import ModuleConfig
+
+OBJECTIVE = 'val_accuracy'
+
+
+def hyperband_schedule(max_epochs: int, factor: int, iterations: int = 1):
+  """(trials, epochs) that keras-tuner's Hyperband runs, from its own bracket sizes.
+
+  Each bracket's later rounds resume the best earlier trials, so a round costs
+  its size times the epochs added in that round.
+  """
+  oracle = keras_tuner.oracles.HyperbandOracle(
+      objective=keras_tuner.Objective(OBJECTIVE, 'max'),
+      max_epochs=max_epochs, factor=factor, hyperband_iterations=iterations)
+  trials = epochs = 0
+  for bracket in range(oracle._get_num_brackets()):
+    for rnd in range(oracle._get_num_rounds(bracket)):
+      size = oracle._get_size(bracket, rnd)
+      added = oracle._get_epochs(bracket, rnd) - (
+          oracle._get_epochs(bracket, rnd - 1) if rnd else 0)
+      trials += size
+      epochs += size * added
+  return trials * iterations, epochs * iterations
+
+
+def make_tuner(config: ModuleConfig, hypermodel, directory: str,
+               project_name: str = 'search') -> keras_tuner.Tuner:
+  """The keras-tuner tuner for `config.tuner`, writing its trials under `directory`."""
+  objective = keras_tuner.Objective(OBJECTIVE, direction='max')
+  common = dict(objective=objective, seed=config.seed, directory=directory,
+                project_name=project_name, overwrite=False)
+  if config.tuner == 'hyperband':
+    tuner = keras_tuner.Hyperband(hypermodel, max_epochs=config.max_epochs,
+                                  factor=config.factor, **common)
+    # TFX's Tuner executor calls oracle.get_best_trials(oracle.max_trials), which
+    # fails on Hyperband's None; the exact trial count changes nothing else.
+    tuner.oracle.max_trials = hyperband_schedule(config.max_epochs, config.factor)[0]
+    return tuner
+  if config.tuner == 'bayesian':
+    return keras_tuner.BayesianOptimization(hypermodel, max_trials=config.max_trials, **common)
+  return keras_tuner.RandomSearch(hypermodel, max_trials=config.max_trials, **common)
+
+
+def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
+  """The Tuner component's entry point."""
+  config = ModuleConfig.from_custom_config(fn_args.custom_config)
+  keras.utils.set_random_seed(config.seed)
+  tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
+  num_classes = len(labels.class_names(tf_transform_output))
+  hypermodel = functools.partial(model.build_model, config=config, num_classes=num_classes)
+  tuner = make_tuner(config, hypermodel, directory=fn_args.working_dir)
+
+  read = functools.partial(input_fn, data_accessor=fn_args.data_accessor,
+                           tf_transform_output=tf_transform_output,
+                           batch_size=config.batch_size, seed=config.seed)
+  fit_kwargs = dict(
+      x=read(fn_args.train_files),
+      validation_data=read(fn_args.eval_files, shuffle=False),
+      # Hyperband sets each trial's epochs itself; the other tuners use this.
+      epochs=config.max_epochs,
+      verbose=2,  # One line per epoch: readable in logs, unlike progress bars.
+      callbacks=[keras.callbacks.EarlyStopping(
+          monitor=OBJECTIVE, mode='max', patience=config.early_stopping_patience)])
+  return tfx.components.TunerFnResult(tuner=tuner, fit_kwargs=fit_kwargs)
+
+
+def trial_count(config: ModuleConfig) -> int:
+  """How many trials the configured search runs."""
+  if config.tuner == 'hyperband':
+    return hyperband_schedule(config.max_epochs, config.factor)[0]
+  return config.max_trials
+
+
+def epoch_count(config: ModuleConfig) -> int:
+  """An upper bound on the search's training epochs (early stopping can cut it)."""
+  if config.tuner == 'hyperband':
+    return hyperband_schedule(config.max_epochs, config.factor)[1]
+  return config.max_trials * config.max_epochs
+
+

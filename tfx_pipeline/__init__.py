@@ -1,0 +1,1 @@
+"""The flower tuner TFX pipeline: definition, configuration and runners."""

@@ -1,0 +1,52 @@
+"""The one configuration every runner reads: defaults for paths, gates and options.
+
+Runners fill a `PipelineConfig` from their flags; `create_pipeline` reads it.
+Paths default to folders inside the project checkout and are all overridable.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Optional, Tuple
+
+from modules.module_config import ModuleConfig
+
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_DATA_ROOT = os.path.join(PROJECT_ROOT, 'data', 'sample')
+DEFAULT_PIPELINE_ROOT = os.path.join(PROJECT_ROOT, 'pipeline_output')
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+  """Everything that decides what the pipeline does, with its defaults."""
+  pipeline_name: str = 'flower-tuner'
+  data_root: str = DEFAULT_DATA_ROOT
+  pipeline_root: str = DEFAULT_PIPELINE_ROOT
+  module: ModuleConfig = dataclasses.field(default_factory=ModuleConfig)
+  tune: bool = True
+  # Folder (or its best_hyperparameters.txt) of an earlier Tuner run, used with tune=False.
+  hparams_from: Optional[str] = None
+  # Total Trainer steps; None trains `module.epochs` full passes over the data.
+  train_steps: Optional[int] = None
+  # The Evaluator blesses (and Pusher pushes) a model only at or above this accuracy.
+  accuracy_threshold: float = 0.5
+  beam_pipeline_args: Tuple[str, ...] = ('--direct_num_workers=1',)
+  enable_cache: bool = True
+
+  def __post_init__(self):
+    if self.hparams_from and self.tune:
+      raise ValueError('--hparams-from trains with saved hyperparameters: add --no-tune.')
+    if not 0.0 <= self.accuracy_threshold <= 1.0:
+      raise ValueError(f'accuracy_threshold={self.accuracy_threshold}: use a value in [0, 1].')
+    if self.train_steps is not None and self.train_steps < 1:
+      raise ValueError(f'train_steps={self.train_steps}: must be at least 1.')
+
+  @property
+  def metadata_path(self) -> str:
+    """The embedded SQLite ML Metadata store of local runs."""
+    return os.path.join(self.pipeline_root, 'metadata.sqlite')
+
+  @property
+  def serving_model_dir(self) -> str:
+    """Where Pusher writes blessed models, one timestamped folder each."""
+    return os.path.join(self.pipeline_root, 'serving_model', self.pipeline_name)

@@ -1,0 +1,223 @@
+"""Runs the pipeline locally: LocalDagRunner, Beam DirectRunner, SQLite ML Metadata.
+
+`python run_local.py [options]` runs the pipeline; `python run_local.py predict
+PHOTO ...` classifies photos with the latest pushed model.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import sys
+import time
+import warnings
+from typing import List, Optional
+
+from modules.module_config import TUNERS, ModuleConfig
+from tfx_pipeline.config import DEFAULT_PIPELINE_ROOT, PipelineConfig
+
+_DEFAULTS = PipelineConfig()
+_MODULE_DEFAULTS = ModuleConfig()
+
+
+def run_parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(
+      prog='run_local.py',
+      description='Tune, train, evaluate and push the flower classifier locally. '
+                  '`run_local.py predict --help` classifies photos with the pushed model.')
+  m = _MODULE_DEFAULTS
+  p.add_argument('--tuner', choices=TUNERS, default=m.tuner,
+                 help='search algorithm (default: %(default)s)')
+  p.add_argument('--data-root', default=_DEFAULTS.data_root,
+                 help='folder of flower TFRecords (default: the sample in data/sample)')
+  p.add_argument('--pipeline-root', default=_DEFAULTS.pipeline_root,
+                 help='folder for artifacts, ML Metadata and pushed models (default: %(default)s)')
+  p.add_argument('--max-trials', type=int, default=m.max_trials,
+                 help='trials for bayesian/random search (default: %(default)s)')
+  p.add_argument('--max-epochs', type=int, default=m.max_epochs,
+                 help='epochs per trial; for hyperband the most a trial gets (default: %(default)s)')
+  p.add_argument('--factor', type=int, default=m.factor,
+                 help='hyperband reduction factor (default: %(default)s)')
+  p.add_argument('--epochs', type=int, default=m.epochs,
+                 help='Trainer epochs with the best hyperparameters (default: %(default)s)')
+  p.add_argument('--train-steps', type=int, default=None,
+                 help='total Trainer steps, spread over --epochs (default: full passes)')
+  p.add_argument('--batch-size', type=int, default=m.batch_size, help='(default: %(default)s)')
+  p.add_argument('--image-size', type=int, default=m.image_size,
+                 help='square size images are resized to (default: %(default)s)')
+  p.add_argument('--backbone', default=m.backbone,
+                 help="'cnn' (built-in, default), a TF-Hub handle, or a local SavedModel path")
+  p.add_argument('--fine-tune', action='store_true',
+                 help='train the SavedModel backbone too (default: frozen)')
+  p.add_argument('--no-tune', action='store_true',
+                 help='skip the Tuner: train with the search space defaults or --hparams-from')
+  p.add_argument('--hparams-from', default=None,
+                 help='best_hyperparameters folder or file of an earlier run (with --no-tune)')
+  p.add_argument('--accuracy-threshold', type=float, default=_DEFAULTS.accuracy_threshold,
+                 help='lowest eval accuracy Evaluator blesses for pushing (default: %(default)s)')
+  p.add_argument('--seed', type=int, default=m.seed, help='(default: %(default)s)')
+  p.add_argument('--no-cache', action='store_true', help='rerun every component')
+  p.add_argument('--verbose', action='store_true', help='show every TFX, Beam and TF log line')
+  return p
+
+
+def predict_parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(
+      prog='run_local.py predict',
+      description='Classify photos with the latest pushed model: prints class name and probability.')
+  p.add_argument('photos', nargs='+',
+                 help='image files, or flower TFRecord files (their first --limit photos)')
+  p.add_argument('--pipeline-root', default=DEFAULT_PIPELINE_ROOT,
+                 help='the run whose latest pushed model to use (default: %(default)s)')
+  p.add_argument('--model-dir', default=None, help='a specific exported model folder instead')
+  p.add_argument('--limit', type=int, default=5, help='photos per TFRecord file (default: %(default)s)')
+  return p
+
+
+def config_from_args(args: argparse.Namespace) -> PipelineConfig:
+  module = ModuleConfig(
+      image_size=args.image_size, backbone=args.backbone, fine_tune=args.fine_tune,
+      tuner=args.tuner, max_trials=args.max_trials, max_epochs=args.max_epochs,
+      factor=args.factor, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
+  return dataclasses.replace(
+      _DEFAULTS, data_root=os.path.abspath(args.data_root),
+      pipeline_root=os.path.abspath(args.pipeline_root), module=module, tune=not args.no_tune,
+      hparams_from=args.hparams_from and os.path.abspath(args.hparams_from),
+      train_steps=args.train_steps, accuracy_threshold=args.accuracy_threshold,
+      enable_cache=not args.no_cache)
+
+
+# Known-harmless warnings TFX 1.16 prints on every local run.
+_NOISE = ('ArtifactQuery.property_predicate', 'payload_format custom property',
+          'exclude_splits is not set')
+
+
+def _set_up_logging(verbose: bool) -> None:
+  """Progress lines and warnings only, unless `verbose`. Call before TF is imported."""
+  # 3 hides TF's C++ start-up chatter (CUDA plugin registration on CPU machines).
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '0' if verbose else '3')
+  absl_logger = logging.getLogger('absl')
+  absl_logger.setLevel(logging.INFO)  # The progress handler reads TFX's INFO records.
+  if verbose:
+    logging.basicConfig(level=logging.INFO)
+    return
+  warnings.filterwarnings('ignore', category=FutureWarning)
+  absl_logger.propagate = False
+  to_stderr = logging.StreamHandler(sys.stderr)
+  to_stderr.setLevel(logging.WARNING)
+  to_stderr.addFilter(lambda r: not any(n in r.getMessage() for n in _NOISE))
+  to_stderr.setFormatter(logging.Formatter('%(levelname)s: %(message)s'))
+  absl_logger.addHandler(to_stderr)
+  for name in ('apache_beam', 'tensorflow', 'tfx'):
+    logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def build(config: PipelineConfig):
+  """The pipeline for `config`, with a SQLite ML Metadata store under the pipeline root."""
+  from tfx import v1 as tfx
+  from tfx_pipeline.pipeline import create_pipeline
+  return create_pipeline(
+      pipeline_name=config.pipeline_name, pipeline_root=config.pipeline_root,
+      data_root=config.data_root, serving_model_dir=config.serving_model_dir,
+      module_config=config.module, tune=config.tune, hparams_from=config.hparams_from,
+      train_steps=config.train_steps, accuracy_threshold=config.accuracy_threshold,
+      metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+          config.metadata_path),
+      beam_pipeline_args=config.beam_pipeline_args, enable_cache=config.enable_cache)
+
+
+def run(config: PipelineConfig, echo=print) -> dict:
+  """Runs the pipeline, prints progress and a summary, and returns the summary."""
+  from tfx import v1 as tfx
+  from modules import tuner as tuner_module
+  from tfx_pipeline import data_layout
+  from tfx_pipeline.progress import ComponentProgress
+
+  layout = data_layout.resolve(config.data_root)  # Fails before anything runs.
+  echo(f'data: {layout.description}')
+  if config.tune:
+    m = config.module
+    echo(f'search: {m.tuner}, {tuner_module.trial_count(m)} trials, '
+         f'at most {tuner_module.epoch_count(m)} epochs in all')
+  pipeline = build(config)
+  os.makedirs(config.pipeline_root, exist_ok=True)
+  progress = ComponentProgress(total=len(pipeline.components), echo=echo)
+  absl_logger = logging.getLogger('absl')
+  absl_logger.addHandler(progress)
+  start = time.monotonic()
+  try:
+    tfx.orchestration.LocalDagRunner().run(pipeline)
+  finally:
+    absl_logger.removeHandler(progress)
+  summary = summarize(config)
+  summary['seconds'] = time.monotonic() - start
+  _print_summary(summary, echo)
+  return summary
+
+
+def summarize(config: PipelineConfig) -> dict:
+  """What the newest run of `config`'s pipeline produced, read from ML Metadata."""
+  from modules import search_space
+  from tfx_pipeline import results
+  from tfx_pipeline.pipeline import ACCURACY_METRIC
+  import keras_tuner
+
+  run = results.latest_run(config.metadata_path, config.pipeline_name)
+  summary = {'states': {node: r.state for node, r in run.items()}}
+  hp_uri = (results.output_uri(run, 'Tuner', 'best_hyperparameters')
+            or results.output_uri(run, 'hparams_importer', 'result'))
+  if hp_uri:
+    hp = keras_tuner.HyperParameters.from_config(results.best_hyperparameters(hp_uri))
+    summary['best_hyperparameters'] = search_space.public_values(hp)
+    summary['best_hyperparameters_uri'] = hp_uri
+  evaluation = results.output_uri(run, 'Evaluator', 'evaluation')
+  if evaluation:
+    summary['accuracy'] = results.accuracy(evaluation, ACCURACY_METRIC)
+  summary['pushed_model'] = results.pushed_destination(run)
+  return summary
+
+
+def _print_summary(summary: dict, echo) -> None:
+  cached = sorted(n for n, s in summary['states'].items() if s == 'cached')
+  echo(f'finished in {summary["seconds"]:.0f}s'
+       + (f' ({len(cached)} of {len(summary["states"])} components from cache)' if cached else ''))
+  if 'best_hyperparameters' in summary:
+    echo(f'best hyperparameters: {summary["best_hyperparameters"]}')
+    echo(f'  ({summary["best_hyperparameters_uri"]}/best_hyperparameters.txt)')
+  else:
+    echo('hyperparameters: search space defaults (no tuning)')
+  if summary.get('accuracy') is not None:
+    echo(f'eval accuracy: {summary["accuracy"]:.3f}')
+  echo(f'pushed model: {summary["pushed_model"]}' if summary['pushed_model'] else
+       'model not pushed: eval accuracy below --accuracy-threshold')
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+  argv = sys.argv[1:] if argv is None else argv
+  if argv[:1] == ['predict']:
+    args = predict_parser().parse_args(argv[1:])
+    _set_up_logging(verbose=False)
+    from tfx_pipeline import predict
+    try:
+      model_dir = args.model_dir or predict.latest_pushed_model(
+          PipelineConfig(pipeline_root=os.path.abspath(args.pipeline_root)).serving_model_dir)
+      predict.predict(model_dir, args.photos, limit=args.limit)
+    except FileNotFoundError as e:
+      print(f'error: {e}', file=sys.stderr)
+      return 2
+    return 0
+  args = run_parser().parse_args(argv)
+  _set_up_logging(args.verbose)
+  from tfx_pipeline.data_layout import DataLayoutError
+  try:
+    config = config_from_args(args)
+  except ValueError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  try:
+    run(config)
+  except DataLayoutError as e:  # Raised before any component runs.
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  return 0

@@ -1,0 +1,118 @@
+"""`create_pipeline`: the flower tuner TFX pipeline, shared by every runner.
+
+ImportExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform
+-> Tuner -> Trainer -> Evaluator -> Pusher. The user code is passed by dotted
+path, so no module wheel is built and the component cache keys on inputs only.
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional, Sequence
+
+import tensorflow_model_analysis as tfma
+from ml_metadata.proto import metadata_store_pb2
+from tfx import v1 as tfx
+
+from modules import features
+from modules.module_config import ModuleConfig
+from tfx_pipeline import data_layout
+
+PREPROCESSING_FN = 'modules.preprocessing.preprocessing_fn'
+TUNER_FN = 'modules.tuner.tuner_fn'
+RUN_FN = 'modules.trainer.run_fn'
+ACCURACY_METRIC = 'sparse_categorical_accuracy'
+
+
+def eval_config(accuracy_threshold: float) -> tfma.EvalConfig:
+  """TFMA accuracy overall and per class; the overall value gates the push."""
+  return tfma.EvalConfig(
+      model_specs=[tfma.ModelSpec(signature_name='serving_default',
+                                  label_key=features.LABEL_KEY,
+                                  prediction_key='probabilities')],
+      slicing_specs=[tfma.SlicingSpec(),
+                     tfma.SlicingSpec(feature_keys=[features.LABEL_TEXT_KEY])],
+      metrics_specs=[tfma.MetricsSpec(metrics=[
+          tfma.MetricConfig(class_name='ExampleCount'),
+          tfma.MetricConfig(
+              class_name='SparseCategoricalAccuracy',
+              threshold=tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(
+                  lower_bound={'value': accuracy_threshold}))),
+      ])])
+
+
+def _hparams_importer(hparams_from: str) -> tfx.dsl.Importer:
+  """Imports an earlier Tuner's best_hyperparameters folder as the Trainer's input."""
+  folder = hparams_from
+  if os.path.basename(hparams_from) == 'best_hyperparameters.txt':
+    folder = os.path.dirname(hparams_from)
+  return tfx.dsl.Importer(source_uri=folder,
+                          artifact_type=tfx.types.standard_artifacts.HyperParameters
+                          ).with_id('hparams_importer')
+
+
+def create_pipeline(
+    *,
+    pipeline_name: str,
+    pipeline_root: str,
+    data_root: str,
+    serving_model_dir: str,
+    module_config: ModuleConfig,
+    tune: bool = True,
+    hparams_from: Optional[str] = None,
+    train_steps: Optional[int] = None,
+    accuracy_threshold: float = 0.5,
+    metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
+    beam_pipeline_args: Sequence[str] = (),
+    enable_cache: bool = True,
+) -> tfx.dsl.Pipeline:
+  """Builds the pipeline. Raises data_layout.DataLayoutError for unusable data."""
+  layout = data_layout.resolve(data_root)
+  custom_config = module_config.to_custom_config()
+
+  example_gen = tfx.components.ImportExampleGen(
+      input_base=data_root, input_config=layout.input_config,
+      output_config=layout.output_config)
+  statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
+  schema_gen = tfx.components.SchemaGen(
+      statistics=statistics_gen.outputs['statistics'], infer_feature_shape=True)
+  example_validator = tfx.components.ExampleValidator(
+      statistics=statistics_gen.outputs['statistics'], schema=schema_gen.outputs['schema'])
+  transform = tfx.components.Transform(
+      examples=example_gen.outputs['examples'], schema=schema_gen.outputs['schema'],
+      preprocessing_fn=PREPROCESSING_FN, custom_config=custom_config)
+  components = [example_gen, statistics_gen, schema_gen, example_validator, transform]
+
+  hyperparameters = None
+  if tune:
+    tuner = tfx.components.Tuner(
+        tuner_fn=TUNER_FN,
+        examples=transform.outputs['transformed_examples'],
+        transform_graph=transform.outputs['transform_graph'],
+        custom_config=custom_config)
+    components.append(tuner)
+    hyperparameters = tuner.outputs['best_hyperparameters']
+  elif hparams_from:
+    importer = _hparams_importer(hparams_from)
+    components.append(importer)
+    hyperparameters = importer.outputs['result']
+
+  trainer = tfx.components.Trainer(
+      run_fn=RUN_FN,
+      examples=transform.outputs['transformed_examples'],
+      transform_graph=transform.outputs['transform_graph'],
+      hyperparameters=hyperparameters,
+      train_args=tfx.proto.TrainArgs(num_steps=train_steps) if train_steps else None,
+      custom_config=custom_config)
+  evaluator = tfx.components.Evaluator(
+      examples=example_gen.outputs['examples'], model=trainer.outputs['model'],
+      eval_config=eval_config(accuracy_threshold))
+  pusher = tfx.components.Pusher(
+      model=trainer.outputs['model'], model_blessing=evaluator.outputs['blessing'],
+      push_destination=tfx.proto.PushDestination(
+          filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)))
+  components += [trainer, evaluator, pusher]
+
+  return tfx.dsl.Pipeline(
+      pipeline_name=pipeline_name, pipeline_root=pipeline_root, components=components,
+      enable_cache=enable_cache, metadata_connection_config=metadata_connection_config,
+      beam_pipeline_args=list(beam_pipeline_args))

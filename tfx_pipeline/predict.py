@@ -1,0 +1,58 @@
+"""`run_local.py predict`: classifies photos with the latest pushed model."""
+from __future__ import annotations
+
+import os
+from typing import Iterator, List, Tuple
+
+import tensorflow as tf
+
+from modules import features
+
+
+def latest_pushed_model(serving_model_dir: str) -> str:
+  """The newest timestamped model folder Pusher wrote under `serving_model_dir`."""
+  versions = [d for d in (os.listdir(serving_model_dir) if os.path.isdir(serving_model_dir) else [])
+              if d.isdigit()]
+  if not versions:
+    raise FileNotFoundError(f'no pushed model in {serving_model_dir}: run `python run_local.py` '
+                            'first, or pass --model-dir.')
+  return os.path.join(serving_model_dir, max(versions, key=int))
+
+
+def iter_photos(paths: List[str], limit: int) -> Iterator[Tuple[str, bytes, str]]:
+  """(name, encoded image, true class or '') for image files and flower TFRecord files.
+
+  A TFRecord file contributes up to `limit` photos, named by image/filename.
+  """
+  for path in paths:
+    if not os.path.isfile(path):
+      raise FileNotFoundError(f'{path}: no such photo or TFRecord file.')
+    if '.tfrecord' in os.path.basename(path):
+      for record in tf.data.TFRecordDataset(path).take(limit):
+        example = tf.train.Example.FromString(record.numpy()).features.feature
+        name = example['image/filename'].bytes_list.value[0].decode()
+        truth = example[features.LABEL_TEXT_KEY].bytes_list.value
+        yield (f'{os.path.basename(path)}:{name}', example[features.IMAGE_KEY].bytes_list.value[0],
+               truth[0].decode() if truth else '')
+    else:
+      with open(path, 'rb') as f:
+        yield path, f.read(), ''
+
+
+def predict(model_dir: str, paths: List[str], limit: int = 5, echo=print) -> List[dict]:
+  """Prints and returns the top class and its probability for each photo."""
+  classify = tf.saved_model.load(model_dir).signatures['serving_jpeg']
+  echo(f'model: {model_dir}')
+  rows = []
+  for name, encoded, truth in iter_photos(paths, limit):
+    try:
+      out = classify(images=tf.constant([encoded]))
+    except tf.errors.InvalidArgumentError:
+      echo(f'{name}: not a decodable image (JPEG, PNG, GIF or BMP), skipped')
+      continue
+    row = {'photo': name, 'class_name': out['class_name'][0].numpy().decode(),
+           'probability': float(tf.reduce_max(out['probabilities'][0])), 'truth': truth}
+    rows.append(row)
+    note = f'  (true: {truth})' if truth else ''
+    echo(f'{name}: {row["class_name"]} {row["probability"]:.1%}{note}')
+  return rows
