@@ -18,7 +18,9 @@ def small_cnn() -> keras.Sequential:
   for filters in (16, 32, 64, 128):
     blocks += [
         keras.layers.Conv2D(filters, 3, strides=2, padding='same', use_bias=False),
-        keras.layers.BatchNormalization(),
+        # A faster moving average than Keras' 0.99: small data sets give few
+        # steps per epoch, and slow statistics leave eval-time outputs wrong.
+        keras.layers.BatchNormalization(momentum=0.9),
         keras.layers.ReLU(),
     ]
   return keras.Sequential(blocks + [keras.layers.GlobalAveragePooling2D()], name='cnn')
@@ -55,7 +57,7 @@ class SavedModelFeatures(keras.layers.Layer):
     self._module = tf.saved_model.load(hub.resolve(handle))
     self._fn = _feature_function(self._module, handle)
     if fine_tune:
-      variables = list(getattr(self._module, 'trainable_variables', ()))
+      variables = _trainable_variables(self._module)
       if not variables:
         raise ValueError(f'backbone {handle!r} has no trainable variables: '
                          'drop --fine-tune or use a trainable SavedModel.')
@@ -72,6 +74,15 @@ class SavedModelFeatures(keras.layers.Layer):
 
   def get_config(self):
     return {**super().get_config(), 'handle': self.handle, 'fine_tune': self.fine_tune}
+
+
+def _trainable_variables(module) -> list:
+  """The SavedModel's trainable variables: its reusable-SavedModel list, or every one it tracks."""
+  listed = list(getattr(module, 'trainable_variables', ()))
+  if listed:
+    return listed
+  return [v for v in tf.train.TrackableView(module).descendants()
+          if isinstance(v, tf.Variable) and v.trainable]
 
 
 def _feature_function(module, handle: str):

@@ -24,7 +24,7 @@ class ModuleConfig:
   max_epochs: int = 4  # epochs per trial (Hyperband: the most any trial gets).
   factor: int = 3  # Hyperband's reduction factor.
   early_stopping_patience: int = 2
-  epochs: int = 6  # Trainer epochs.
+  epochs: int = 8  # Trainer epochs.
   batch_size: int = 32
   seed: int = 42
 

@@ -14,6 +14,8 @@ import time
 import warnings
 from typing import List, Optional
 
+import absl.logging
+
 from modules.module_config import TUNERS, ModuleConfig
 from tfx_pipeline.config import DEFAULT_PIPELINE_ROOT, PipelineConfig
 
@@ -97,12 +99,16 @@ def _set_up_logging(verbose: bool) -> None:
   """Progress lines and warnings only, unless `verbose`. Call before TF is imported."""
   # 3 hides TF's C++ start-up chatter (CUDA plugin registration on CPU machines).
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '0' if verbose else '3')
+  # The progress handler reads TFX's INFO records. Set through absl, not the
+  # logger: TF's SavedModel writer saves and restores absl's verbosity flag.
+  absl.logging.set_verbosity(absl.logging.INFO)
   absl_logger = logging.getLogger('absl')
-  absl_logger.setLevel(logging.INFO)  # The progress handler reads TFX's INFO records.
   if verbose:
     logging.basicConfig(level=logging.INFO)
     return
   warnings.filterwarnings('ignore', category=FutureWarning)
+  # Keras says this at the end of every one-pass epoch over a finite dataset.
+  warnings.filterwarnings('ignore', message='Your input ran out of data')
   absl_logger.propagate = False
   to_stderr = logging.StreamHandler(sys.stderr)
   to_stderr.setLevel(logging.WARNING)

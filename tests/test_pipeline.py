@@ -1,0 +1,60 @@
+"""create_pipeline wires the standard TFX components and their channels."""
+import pytest
+
+from modules.module_config import ModuleConfig
+from tfx_pipeline.pipeline import create_pipeline
+
+
+def _build(tiny_data, tmp_path, **kwargs):
+  return create_pipeline(pipeline_name='test', pipeline_root=str(tmp_path / 'root'),
+                         data_root=tiny_data, serving_model_dir=str(tmp_path / 'serving'),
+                         module_config=ModuleConfig(tuner='bayesian'), **kwargs)
+
+
+def _by_id(pipeline):
+  return {c.id: c for c in pipeline.components}
+
+
+def test_components_and_channels(tiny_data, tmp_path):
+  pipeline = _build(tiny_data, tmp_path, accuracy_threshold=0.7)
+  c = _by_id(pipeline)
+  assert list(c) == ['ImportExampleGen', 'StatisticsGen', 'SchemaGen', 'ExampleValidator',
+                     'Transform', 'Tuner', 'Trainer', 'Evaluator', 'Pusher']
+  examples = c['ImportExampleGen'].outputs['examples']
+  assert c['StatisticsGen'].inputs['examples'] is examples
+  assert c['Transform'].inputs['schema'] is c['SchemaGen'].outputs['schema']
+  assert c['Tuner'].inputs['examples'] is c['Transform'].outputs['transformed_examples']
+  assert c['Trainer'].inputs['hyperparameters'] is c['Tuner'].outputs['best_hyperparameters']
+  assert c['Trainer'].inputs['transform_graph'] is c['Transform'].outputs['transform_graph']
+  assert c['Evaluator'].inputs['model'] is c['Trainer'].outputs['model']
+  assert c['Evaluator'].inputs['examples'] is examples
+  assert c['Pusher'].inputs['model_blessing'] is c['Evaluator'].outputs['blessing']
+
+  assert c['Transform'].exec_properties['preprocessing_fn'] == 'modules.preprocessing.preprocessing_fn'
+  assert c['Tuner'].exec_properties['tuner_fn'] == 'modules.tuner.tuner_fn'
+  assert c['Trainer'].exec_properties['run_fn'] == 'modules.trainer.run_fn'
+  assert '"tuner": "bayesian"' in c['Tuner'].exec_properties['custom_config']
+  assert '"lower_bound"' in c['Evaluator'].exec_properties['eval_config']
+  assert '0.7' in c['Evaluator'].exec_properties['eval_config']
+
+
+def test_without_tuning_the_trainer_has_no_hyperparameters(tiny_data, tmp_path):
+  c = _by_id(_build(tiny_data, tmp_path, tune=False))
+  assert 'Tuner' not in c
+  assert 'hyperparameters' not in c['Trainer'].inputs
+
+
+def test_hparams_from_imports_an_earlier_result(tiny_data, tmp_path):
+  earlier = tmp_path / 'best'
+  earlier.mkdir()
+  c = _by_id(_build(tiny_data, tmp_path, tune=False,
+                    hparams_from=str(earlier / 'best_hyperparameters.txt')))
+  importer = c['hparams_importer']
+  assert importer.exec_properties['artifact_uri'] == str(earlier)
+  assert c['Trainer'].inputs['hyperparameters'] is importer.outputs['result']
+
+
+def test_unusable_data_root_fails_before_building(tmp_path):
+  from tfx_pipeline.data_layout import DataLayoutError
+  with pytest.raises(DataLayoutError):
+    _build(str(tmp_path / 'nothing'), tmp_path)

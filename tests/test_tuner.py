@@ -1,0 +1,77 @@
+"""tuner_fn picks keras-tuner's own tuner per option; the Hyperband cost preview is exact."""
+import keras
+import keras_tuner
+import numpy as np
+import pytest
+
+from modules import tuner as tuner_module
+from modules.module_config import ModuleConfig
+
+EXPECTED = {
+    'hyperband': (keras_tuner.Hyperband, keras_tuner.oracles.HyperbandOracle),
+    'bayesian': (keras_tuner.BayesianOptimization,
+                 keras_tuner.oracles.BayesianOptimizationOracle),
+    'random': (keras_tuner.RandomSearch, keras_tuner.oracles.RandomSearchOracle),
+}
+
+
+@pytest.mark.parametrize('name', sorted(EXPECTED))
+def test_tuner_fn_returns_the_chosen_keras_tuner(name, fn_args_for):
+  result = tuner_module.tuner_fn(fn_args_for({'tuner': name, 'max_trials': 3}))
+  tuner_cls, oracle_cls = EXPECTED[name]
+  assert isinstance(result.tuner, tuner_cls)
+  assert isinstance(result.tuner.oracle, oracle_cls)
+  assert result.tuner.oracle.objective.name == 'val_accuracy'
+  assert result.tuner.oracle.objective.direction == 'max'
+  # A bound on every oracle: TFX's executor sorts by oracle.max_trials.
+  expected_trials = tuner_module.hyperband_schedule(2, 2)[0] if name == 'hyperband' else 3
+  assert result.tuner.oracle.max_trials == expected_trials
+
+  kwargs = result.fit_kwargs
+  assert kwargs['epochs'] == 2
+  (stopper,) = [c for c in kwargs['callbacks'] if isinstance(c, keras.callbacks.EarlyStopping)]
+  assert stopper.monitor == 'val_accuracy'
+  images, label = next(iter(kwargs['x']))
+  assert images.shape[1:] == (32, 32, 3) and label.dtype.is_integer
+  assert next(iter(kwargs['validation_data']))[0].shape[1:] == (32, 32, 3)
+
+
+def test_search_runs_and_finds_best_hyperparameters(fn_args_for):
+  result = tuner_module.tuner_fn(fn_args_for({'tuner': 'random', 'max_trials': 2, 'max_epochs': 1}))
+  result.tuner.search(**result.fit_kwargs)
+  trials = result.tuner.oracle.trials.values()
+  assert len(trials) == 2 and all(t.status == 'COMPLETED' for t in trials)
+  best = result.tuner.get_best_hyperparameters()[0]
+  assert best.values == max(trials, key=lambda t: t.score).hyperparameters.values
+
+
+@pytest.mark.parametrize('max_epochs,factor', [(3, 2), (4, 3), (9, 3)])
+def test_hyperband_schedule_matches_what_keras_tuner_runs(max_epochs, factor, tmp_path):
+  """Runs real Hyperband searches on a toy model and counts trials and epochs."""
+  epochs_run = []
+
+  class CountEpochs(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+      epochs_run.append(epoch)
+
+  def build(hp):
+    model = keras.Sequential([keras.Input((2,)),
+                              keras.layers.Dense(hp.Int('units', 1, 64), activation='relu'),
+                              keras.layers.Dense(1, activation='sigmoid')])
+    model.compile('sgd', 'binary_crossentropy', metrics=['accuracy'])
+    return model
+
+  x = np.random.default_rng(0).normal(size=(16, 2)).astype('float32')
+  y = (x[:, 0] > 0).astype('float32')
+  search = keras_tuner.Hyperband(build, objective='val_accuracy', max_epochs=max_epochs,
+                                 factor=factor, seed=1, directory=str(tmp_path))
+  search.search(x, y, validation_data=(x, y), verbose=0, callbacks=[CountEpochs()])
+  trials, epochs = tuner_module.hyperband_schedule(max_epochs, factor)
+  assert len(search.oracle.trials) == trials
+  assert len(epochs_run) == epochs
+
+
+def test_counts_for_the_other_tuners():
+  config = ModuleConfig(tuner='random', max_trials=5, max_epochs=3)
+  assert tuner_module.trial_count(config) == 5
+  assert tuner_module.epoch_count(config) == 15
