@@ -26,10 +26,11 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw
 
+from data import records
+
 # Published label ids of the flower TFRecords (do not reorder).
 CLASS_NAMES = ("roses", "sunflowers", "daisy", "dandelion", "tulips")
 
-FILE_PREFIX = "image_classification_builder"
 TRAIN_SHARDS = 2
 EVAL_SHARDS = 1
 JPEG_QUALITY = 85
@@ -226,51 +227,28 @@ def make_records(seed, split_id, first_index, per_class):
     (seed, c, i): images do not depend on each other, train and validation images
     never share a seed, and ``i`` is also the number in the file name.
     """
-    records = []
+    rows = []
     for label, name in enumerate(CLASS_NAMES):
         for i in range(first_index, first_index + per_class):
             rng = np.random.Generator(np.random.PCG64([seed, label, i]))
             img = draw_flower(rng, label)
-            records.append((f"{name}_{i:04d}.jpg", label, encode_jpeg(img), *img.size))
-    order = np.random.Generator(np.random.PCG64([seed, 1000 + split_id])).permutation(len(records))
-    return [records[k] for k in order]
+            rows.append((f"{name}_{i:04d}.jpg", label, encode_jpeg(img), *img.size))
+    order = np.random.Generator(np.random.PCG64([seed, 1000 + split_id])).permutation(len(rows))
+    return [rows[k] for k in order]
 
 
-def to_example(tf, filename, label, jpeg, width, height):
-    """Serialized tf.train.Example in the published flower TFRecord schema."""
-    def b(value):
-        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
-
-    def i(value):
-        return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
-
-    features = {
-        "image/encoded": b(jpeg),
-        "image/class/label": i(label),
-        "image/class/text": b(CLASS_NAMES[label].encode()),
-        "image/filename": b(filename.encode()),
-        "image/format": b(b"JPEG"),
-        "image/colorspace": b(b"RGB"),
-        "image/channels": i(3),
-        "image/height": i(height),
-        "image/width": i(width),
-    }
-    example = tf.train.Example(features=tf.train.Features(feature=features))
-    # The feature map's key order otherwise varies between runs; sorted keys give stable bytes.
-    return example.SerializeToString(deterministic=True)
-
-
-def write_split(out_dir, split, records, num_shards):
-    """Write ``records`` as ``num_shards`` consecutive uncompressed TFRecord shards."""
+def write_split(out_dir, split, examples, num_shards):
+    """Write ``examples`` as ``num_shards`` consecutive uncompressed TFRecord shards."""
     import tensorflow as tf  # imported here so --help and the drawing code stay fast
 
     paths = []
-    for shard, chunk in enumerate(np.array_split(np.arange(len(records)), num_shards)):
-        name = f"{FILE_PREFIX}-{split}.tfrecord-{shard:05d}-of-{num_shards:05d}"
-        path = os.path.join(out_dir, name)
+    for shard, chunk in enumerate(np.array_split(np.arange(len(examples)), num_shards)):
+        path = os.path.join(out_dir, records.shard_name(split, shard, num_shards))
         with tf.io.TFRecordWriter(path) as writer:
             for k in chunk:
-                writer.write(to_example(tf, *records[k]))
+                filename, label, jpeg, width, height = examples[k]
+                writer.write(records.to_example(filename, label, CLASS_NAMES[label],
+                                                jpeg, width, height))
         paths.append(path)
     return paths
 
