@@ -42,6 +42,10 @@ class ModuleConfig:
   def to_custom_config(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
 
+  def transform_custom_config(self) -> dict[str, Any]:
+    """Only what preprocessing_fn reads, so search options leave Transform's cache alone."""
+    return {'image_size': self.image_size}
+
   @classmethod
   def from_custom_config(cls, custom_config: Optional[Mapping[str, Any]]) -> 'ModuleConfig':
     """Reads the options back, ignoring keys other components added."""

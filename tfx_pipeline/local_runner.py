@@ -99,9 +99,6 @@ def _set_up_logging(verbose: bool) -> None:
   """Progress lines and warnings only, unless `verbose`. Call before TF is imported."""
   # 3 hides TF's C++ start-up chatter (CUDA plugin registration on CPU machines).
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '0' if verbose else '3')
-  # The progress handler reads TFX's INFO records. Set through absl, not the
-  # logger: TF's SavedModel writer saves and restores absl's verbosity flag.
-  absl.logging.set_verbosity(absl.logging.INFO)
   absl_logger = logging.getLogger('absl')
   if verbose:
     logging.basicConfig(level=logging.INFO)
@@ -133,7 +130,11 @@ def build(config: PipelineConfig):
       beam_pipeline_args=config.beam_pipeline_args, enable_cache=config.enable_cache)
 
 
-def run(config: PipelineConfig, echo=print) -> dict:
+def _echo(line: str) -> None:
+  print(line, flush=True)  # Progress must show up at once, even through a pipe.
+
+
+def run(config: PipelineConfig, echo=_echo) -> dict:
   """Runs the pipeline, prints progress and a summary, and returns the summary."""
   from tfx import v1 as tfx
   from modules import tuner as tuner_module
@@ -149,6 +150,9 @@ def run(config: PipelineConfig, echo=print) -> dict:
   pipeline = build(config)
   os.makedirs(config.pipeline_root, exist_ok=True)
   progress = ComponentProgress(total=len(pipeline.components), echo=echo)
+  # The progress handler reads TFX's INFO records. Set through absl, not the
+  # logger: TF's SavedModel writer saves and restores absl's verbosity flag.
+  absl.logging.set_verbosity(absl.logging.INFO)
   absl_logger = logging.getLogger('absl')
   absl_logger.addHandler(progress)
   start = time.monotonic()

@@ -79,7 +79,8 @@ def create_pipeline(
       statistics=statistics_gen.outputs['statistics'], schema=schema_gen.outputs['schema'])
   transform = tfx.components.Transform(
       examples=example_gen.outputs['examples'], schema=schema_gen.outputs['schema'],
-      preprocessing_fn=PREPROCESSING_FN, custom_config=custom_config)
+      preprocessing_fn=PREPROCESSING_FN,
+      custom_config=module_config.transform_custom_config())
   components = [example_gen, statistics_gen, schema_gen, example_validator, transform]
 
   hyperparameters = None

@@ -26,7 +26,7 @@ class ComponentProgress(logging.Handler):
     if record.msg == 'Component %s is running.':
       self._current = record.args[0]
       self._started[self._current] = time.monotonic()
-      self._echo(f'[{self._done + 1}/{self._total}] {self._current} ...', flush=True)
+      self._echo(f'[{self._done + 1}/{self._total}] {self._current} ...')
     elif record.msg == 'A cached execution %d is used.' and self._current:
       self._cached.add(self._current)
     elif record.msg == 'Component %s is finished.':
@@ -34,4 +34,4 @@ class ComponentProgress(logging.Handler):
       self._done += 1
       seconds = time.monotonic() - self._started.get(name, time.monotonic())
       how = 'cached' if name in self._cached else f'done in {seconds:.1f}s'
-      self._echo(f'[{self._done}/{self._total}] {name} {how}', flush=True)
+      self._echo(f'[{self._done}/{self._total}] {name} {how}')

@@ -1,0 +1,49 @@
+"""run_local.py's command line: options, and one-line errors before anything runs."""
+import pytest
+
+from tfx_pipeline import local_runner
+
+
+def test_help_documents_every_option(capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    local_runner.main(['--help'])
+  assert exit_info.value.code == 0
+  text = capsys.readouterr().out
+  for flag in ('--tuner', '--data-root', '--pipeline-root', '--max-trials', '--max-epochs',
+               '--factor', '--train-steps', '--epochs', '--image-size', '--backbone',
+               '--fine-tune', '--no-tune', '--hparams-from', '--accuracy-threshold'):
+    assert flag in text
+
+
+def test_flags_become_the_configuration(tmp_path):
+  args = local_runner.run_parser().parse_args([
+      '--tuner', 'random', '--max-trials', '3', '--image-size', '64', '--no-tune',
+      '--hparams-from', str(tmp_path), '--train-steps', '20', '--pipeline-root', str(tmp_path)])
+  config = local_runner.config_from_args(args)
+  assert config.module.tuner == 'random' and config.module.max_trials == 3
+  assert config.module.image_size == 64 and config.tune is False
+  assert config.hparams_from == str(tmp_path) and config.train_steps == 20
+  assert config.metadata_path == str(tmp_path / 'metadata.sqlite')
+
+
+@pytest.mark.parametrize('argv,message', [
+    (['--factor', '1'], 'error: factor=1: Hyperband needs a factor of 2 or more.'),
+    (['--hparams-from', 'x'], 'error: --hparams-from trains with saved hyperparameters: add --no-tune.'),
+    (['--image-size', '8'], 'error: image_size=8: use 32 or more pixels.'),
+])
+def test_bad_options_give_one_line(argv, message, capsys):
+  assert local_runner.main(argv) == 2
+  assert capsys.readouterr().err.strip() == message
+
+
+def test_missing_data_root_fails_before_any_component(tmp_path, capsys):
+  assert local_runner.main(['--data-root', str(tmp_path / 'none'),
+                            '--pipeline-root', str(tmp_path / 'root')]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and 'is not a folder' in err[0]
+  assert not (tmp_path / 'root').exists()
+
+
+def test_predict_without_a_pushed_model(tmp_path, capsys):
+  assert local_runner.main(['predict', 'photo.jpg', '--pipeline-root', str(tmp_path)]) == 2
+  assert 'no pushed model in' in capsys.readouterr().err
