@@ -58,3 +58,24 @@ def test_unusable_data_root_fails_before_building(tmp_path):
   from tfx_pipeline.data_layout import DataLayoutError
   with pytest.raises(DataLayoutError):
     _build(str(tmp_path / 'nothing'), tmp_path)
+
+
+def test_editing_user_code_changes_the_cache_key(tmp_path):
+  from tfx_pipeline import code_version
+  for name in code_version.TRANSFORM_SOURCES + ('model.py',):
+    (tmp_path / name).write_text('x = 1\n')
+  transform, training = code_version.transform_code(str(tmp_path)), code_version.training_code(str(tmp_path))
+  (tmp_path / 'model.py').write_text('x = 2\n')
+  assert code_version.transform_code(str(tmp_path)) == transform  # not a Transform input
+  assert code_version.training_code(str(tmp_path)) != training
+  (tmp_path / 'preprocessing.py').write_text('x = 2\n')
+  assert code_version.transform_code(str(tmp_path)) != transform
+
+
+def test_components_carry_the_code_fingerprints(tiny_data, tmp_path):
+  import json
+  from tfx_pipeline import code_version
+  c = _by_id(_build(tiny_data, tmp_path))
+  assert json.loads(c['Transform'].exec_properties['custom_config'])['code'] == code_version.transform_code()
+  for name in ('Tuner', 'Trainer'):
+    assert json.loads(c[name].exec_properties['custom_config'])['code'] == code_version.training_code()

@@ -15,7 +15,7 @@ from tfx import v1 as tfx
 
 from modules import features
 from modules.module_config import ModuleConfig
-from tfx_pipeline import data_layout
+from tfx_pipeline import code_version, data_layout
 
 PREPROCESSING_FN = 'modules.preprocessing.preprocessing_fn'
 TUNER_FN = 'modules.tuner.tuner_fn'
@@ -67,7 +67,7 @@ def create_pipeline(
 ) -> tfx.dsl.Pipeline:
   """Builds the pipeline. Raises data_layout.DataLayoutError for unusable data."""
   layout = data_layout.resolve(data_root)
-  custom_config = module_config.to_custom_config()
+  custom_config = {**module_config.to_custom_config(), 'code': code_version.training_code()}
 
   example_gen = tfx.components.ImportExampleGen(
       input_base=data_root, input_config=layout.input_config,
@@ -80,7 +80,8 @@ def create_pipeline(
   transform = tfx.components.Transform(
       examples=example_gen.outputs['examples'], schema=schema_gen.outputs['schema'],
       preprocessing_fn=PREPROCESSING_FN,
-      custom_config=module_config.transform_custom_config())
+      custom_config={**module_config.transform_custom_config(),
+                     'code': code_version.transform_code()})
   components = [example_gen, statistics_gen, schema_gen, example_validator, transform]
 
   hyperparameters = None

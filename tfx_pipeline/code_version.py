@@ -1,0 +1,33 @@
+"""Fingerprints of the user code, so editing `modules/` invalidates TFX's cache.
+
+UDFs passed by dotted path are not part of a component's cache key (only a
+`module_file` wheel is), so without this a rerun after a code change would
+silently reuse outputs of the old code. The fingerprint travels in each
+component's `custom_config`, which is part of the key.
+"""
+import glob
+import hashlib
+import os
+from typing import Iterable
+
+MODULES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'modules')
+# What preprocessing_fn's graph depends on; the Tuner and Trainer depend on all of modules/.
+TRANSFORM_SOURCES = ('features.py', 'module_config.py', 'preprocessing.py')
+
+
+def fingerprint(paths: Iterable[str]) -> str:
+  """A short sha256 over the names and contents of `paths`."""
+  digest = hashlib.sha256()
+  for path in sorted(paths):
+    digest.update(os.path.basename(path).encode() + b'\0')
+    with open(path, 'rb') as f:
+      digest.update(f.read())
+  return digest.hexdigest()[:16]
+
+
+def transform_code(modules_dir: str = MODULES_DIR) -> str:
+  return fingerprint(os.path.join(modules_dir, name) for name in TRANSFORM_SOURCES)
+
+
+def training_code(modules_dir: str = MODULES_DIR) -> str:
+  return fingerprint(glob.glob(os.path.join(modules_dir, '*.py')))
