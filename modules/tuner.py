@@ -10,7 +10,7 @@ import keras_tuner
 import tensorflow_transform as tft
 from tfx import v1 as tfx
 
-from modules import labels, model
+from modules import labels, model, tuning_state
 from modules.inputs import input_fn
 from modules.module_config import ModuleConfig
 
@@ -62,7 +62,9 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
   num_classes = len(labels.class_names(tf_transform_output))
   hypermodel = functools.partial(model.build_model, config=config, num_classes=num_classes)
-  tuner = make_tuner(config, hypermodel, directory=fn_args.working_dir)
+  # A folder that outlives the run (see tuning_state), so a killed run resumes.
+  tuner = make_tuner(config, hypermodel,
+                     directory=tuning_state.search_dir(fn_args) or fn_args.working_dir)
 
   read = functools.partial(input_fn, data_accessor=fn_args.data_accessor,
                            tf_transform_output=tf_transform_output,

@@ -13,7 +13,7 @@ import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
-from modules import features
+from modules import features, tuning_state
 from modules.module_config import ModuleConfig
 from tfx_pipeline import code_version, data_layout
 
@@ -90,7 +90,9 @@ def create_pipeline(
         tuner_fn=TUNER_FN,
         examples=transform.outputs['transformed_examples'],
         transform_graph=transform.outputs['transform_graph'],
-        custom_config=custom_config)
+        # keras-tuner's state outlives the run there, so a killed search resumes.
+        custom_config={**custom_config, tuning_state.TUNING_DIR_KEY:
+                       os.path.join(pipeline_root, 'tuning', pipeline_name)})
     components.append(tuner)
     hyperparameters = tuner.outputs['best_hyperparameters']
   elif hparams_from:

@@ -1,0 +1,142 @@
+"""Where a search keeps its keras-tuner state, so a killed Tuner run resumes.
+
+`tuner_fn` calls `search_dir`: the folder is `<tuning_dir>/<key>`, where
+`tuning_dir` comes from the pipeline (custom_config, one per pipeline) and the
+key is a hash of the transformed data and the search configuration. The same
+data and options find the same folder, and keras-tuner (overwrite=False)
+reloads its oracle there and skips finished trials; changed data or options get
+a new folder, so old trials never mix with a different search.
+"""
+from __future__ import annotations
+
+import dataclasses
+import glob
+import hashlib
+import json
+import os
+from typing import Iterable, Optional
+
+# custom_config key: the folder under the pipeline root that holds every search's state.
+TUNING_DIR_KEY = 'tuning_dir'
+# ModuleConfig fields that do not change what the search finds: the Trainer's
+# epochs, and the time budget (a rerun with more time should resume, not restart).
+NOT_IN_KEY = ('epochs', 'tuning_budget_minutes')
+KEY_FILE = 'search.json'
+LATEST_FILE = 'LATEST'
+PROJECT_NAME = 'search'
+
+
+def _digest(parts: Iterable[bytes]) -> str:
+  digest = hashlib.sha256()
+  for part in parts:
+    digest.update(part + b'\0')
+  return digest.hexdigest()[:16]
+
+
+def data_fingerprint(transform_graph_path: str, data_files: Iterable[str]) -> str:
+  """Content hash of the Transform graph plus names and sizes of the transformed data.
+
+  Contents, not artifact URIs: a Transform rerun over the same data writes new
+  folders but the same bytes, and should resume the same search.
+  """
+  import tensorflow as tf  # Only the Tuner needs it; pipeline.py imports this module too.
+  parts = []
+  for root, _, names in sorted(tf.io.gfile.walk(transform_graph_path)):
+    for name in sorted(names):
+      path = os.path.join(root, name)
+      parts.append(os.path.relpath(path, transform_graph_path).encode())
+      parts.append(hashlib.sha256(tf.io.gfile.GFile(path, 'rb').read()).digest())
+  for pattern in data_files:
+    for path in sorted(tf.io.gfile.glob(pattern)):
+      # The split folder and file name: artifact ids in the path above them vary.
+      parts.append(f'{os.path.basename(os.path.dirname(path))}/{os.path.basename(path)}'
+                   f':{tf.io.gfile.stat(path).length}'.encode())
+  return _digest(parts)
+
+
+def search_description(config, space_config: dict, data: str) -> dict:
+  """What identifies a search: the data, the options that shape it, and the search space."""
+  options = {k: v for k, v in dataclasses.asdict(config).items() if k not in NOT_IN_KEY}
+  return {'data': data, 'options': options, 'space': space_config}
+
+
+def key_of(description: dict) -> str:
+  return _digest([json.dumps(description, sort_keys=True).encode()])
+
+
+def completed_trials(directory: str) -> int:
+  """Finished trials keras-tuner will reload from `directory` (0 if it would start anew)."""
+  project = os.path.join(directory, PROJECT_NAME)
+  # keras-tuner reloads only once its tuner file exists (written after a trial ends).
+  if not glob.glob(os.path.join(project, 'tuner*.json')):
+    return 0
+  done = 0
+  for path in glob.glob(os.path.join(project, 'trial_*', 'trial.json')):
+    with open(path) as f:
+      done += json.load(f).get('status') == 'COMPLETED'
+  return done
+
+
+def _what_changed(old: dict, new: dict) -> str:
+  changed = [part for part in ('data', 'options', 'space') if old.get(part) != new.get(part)]
+  names = {'data': 'data', 'options': 'search options', 'space': 'search space'}
+  return ', '.join(names[c] for c in changed) or 'search'
+
+
+def prepare(base: str, description: dict, echo=print) -> str:
+  """The search folder for `description` under `base`; says whether it resumes or starts fresh."""
+  key = key_of(description)
+  directory = os.path.join(base, key)
+  done = completed_trials(directory)
+  previous = _latest(base)
+  if done:
+    echo(f'tuning: resuming the search in {directory} ({done} trials already done)')
+  elif previous and previous != key:
+    old = _read_description(os.path.join(base, previous))
+    echo(f'tuning: {_what_changed(old, description)} changed since the last search '
+         f'({previous}): starting a fresh search in {directory}')
+  else:
+    echo(f'tuning: new search in {directory}')
+  os.makedirs(directory, exist_ok=True)
+  with open(os.path.join(directory, KEY_FILE), 'w') as f:
+    json.dump(description, f, indent=1, sort_keys=True)
+  with open(os.path.join(base, LATEST_FILE), 'w') as f:
+    f.write(key)
+  return directory
+
+
+def _latest(base: str) -> Optional[str]:
+  try:
+    with open(os.path.join(base, LATEST_FILE)) as f:
+      return f.read().strip() or None
+  except FileNotFoundError:
+    return None
+
+
+def _read_description(directory: str) -> dict:
+  try:
+    with open(os.path.join(directory, KEY_FILE)) as f:
+      return json.load(f)
+  except FileNotFoundError:
+    return {}
+
+
+def latest_search(base: str) -> Optional[str]:
+  """The folder of the newest search under `base` (what the runner reports on)."""
+  key = _latest(base)
+  return os.path.join(base, key) if key else None
+
+
+def search_dir(fn_args, echo=print) -> Optional[str]:
+  """The persistent search folder for a Tuner run, or None when the pipeline gave no tuning_dir."""
+  base = (fn_args.custom_config or {}).get(TUNING_DIR_KEY)
+  if not base:
+    return None
+  # keras_tuner is heavy: keep pipeline.py's import of this module light.
+  from modules import search_space
+  from modules.module_config import ModuleConfig
+  config = ModuleConfig.from_custom_config(fn_args.custom_config)
+  data = data_fingerprint(fn_args.transform_graph_path,
+                          list(fn_args.train_files) + list(fn_args.eval_files))
+  space = search_space.defaults().get_config()
+  return prepare(base, search_description(config, space, data), echo=echo)
