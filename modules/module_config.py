@@ -27,6 +27,8 @@ class ModuleConfig:
   epochs: int = 8  # Trainer epochs.
   batch_size: int = 32
   seed: int = 42
+  # Tuner: start no new trial after this many minutes of this run (None: no limit).
+  tuning_budget_minutes: Optional[float] = None
 
   def __post_init__(self):
     if self.tuner not in TUNERS:
@@ -36,6 +38,8 @@ class ModuleConfig:
     for name in ('max_trials', 'max_epochs', 'epochs', 'batch_size'):
       if getattr(self, name) < 1:
         raise ValueError(f'{name}={getattr(self, name)}: must be at least 1.')
+    if self.tuning_budget_minutes is not None and self.tuning_budget_minutes < 0:
+      raise ValueError(f'tuning_budget_minutes={self.tuning_budget_minutes}: must be 0 or more.')
     if self.factor < 2:
       raise ValueError(f'factor={self.factor}: Hyperband needs a factor of 2 or more.')
 

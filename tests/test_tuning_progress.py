@@ -1,0 +1,73 @@
+"""A progress line and a run record per trial; a time budget ends the search with the best so far."""
+import json
+import os
+import re
+
+import keras
+import numpy as np
+
+from modules import tuner as tuner_module
+from modules import tuning_progress
+from modules.module_config import ModuleConfig
+
+
+def _build(hp):
+  model = keras.Sequential([keras.Input((2,)),
+                            keras.layers.Dense(hp.Int('units', 1, 64), activation='relu'),
+                            keras.layers.Dense(1, activation='sigmoid')])
+  model.compile('sgd', 'binary_crossentropy', metrics=['accuracy'])
+  return model
+
+
+def _search(tmp_path, **options):
+  config = ModuleConfig(seed=1, **options)
+  tuner = tuner_module.make_tuner(config, _build, directory=str(tmp_path))
+  lines = []
+  tuner.echo = lines.append
+  x = np.random.default_rng(0).normal(size=(16, 2)).astype('float32')
+  y = (x[:, 0] > 0).astype('float32')
+  tuner.search(x, y, validation_data=(x, y), epochs=config.max_epochs, verbose=0)
+  return tuner, lines
+
+
+def test_one_progress_line_and_run_record_per_trial(tmp_path):
+  tuner, lines = _search(tmp_path, tuner='random', max_trials=3, max_epochs=2)
+  progress = [line for line in lines if line.startswith('trial ')]
+  assert [line.split(':')[0] for line in progress] == ['trial 1/3', 'trial 2/3', 'trial 3/3']
+  trials = list(tuner.oracle.trials.values())
+  best = max(t.score for t in trials)
+  assert f'best={best:.4f}' in progress[-1]
+  for line, trial in zip(progress, sorted(trials, key=lambda t: t.trial_id)):
+    assert f"'units': {trial.hyperparameters.get('units')}" in line
+    assert f'score={trial.score:.4f}' in line
+    assert 'elapsed ' in line and ' eta ' in line
+  assert progress[-1].endswith('eta 0s')
+  for trial in trials:
+    with open(os.path.join(tuner.get_trial_dir(trial.trial_id), tuning_progress.RUN_FILE)) as f:
+      record = json.load(f)
+    assert record['status'] == 'COMPLETED' and record['epochs'] == 2 and record['seconds'] >= 0
+
+
+def test_hyperband_progress_counts_its_own_schedule(tmp_path):
+  tuner, lines = _search(tmp_path, tuner='hyperband', max_epochs=3, factor=2)
+  trials, _ = tuner_module.hyperband_schedule(3, 2)
+  progress = [line for line in lines if line.startswith('trial ')]
+  assert len(progress) == trials
+  assert progress[-1].startswith(f'trial {trials}/{trials}:')
+  assert 'tuner/' not in progress[-1]
+  # The ETA counts keras-tuner's planned epochs, so it reaches zero exactly at the end.
+  assert progress[-1].endswith('eta 0s')
+  assert not any(line.endswith('eta 0s') for line in progress[:-1])
+
+
+def test_spent_budget_starts_no_new_trial_and_keeps_the_best(tmp_path):
+  tuner, lines = _search(tmp_path, tuner='random', max_trials=5, max_epochs=1,
+                         tuning_budget_minutes=0)
+  assert len(tuner.oracle.trials) == 1
+  assert any(re.match(r'tuning budget of 0 min spent: no new trials after 1 \(of 5\)', line)
+             for line in lines), lines
+  (trial,) = tuner.oracle.trials.values()
+  assert tuner.get_best_hyperparameters()[0].values == trial.hyperparameters.values
+  # What TFX's Tuner executor asks for after the search.
+  assert [t.trial_id for t in tuner.oracle.get_best_trials(tuner.oracle.max_trials)] == [
+      trial.trial_id]
