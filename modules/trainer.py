@@ -13,7 +13,7 @@ import tensorflow_transform as tft
 from absl import logging
 from tfx import v1 as tfx
 
-from modules import labels, model, search_space, serving
+from modules import gcs, labels, model, search_space, serving, strategy
 from modules.inputs import input_fn
 from modules.module_config import ModuleConfig
 
@@ -34,7 +34,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   class_names = labels.class_names(tf_transform_output)
   hp = hyperparameters_from(fn_args)
   logging.info('Training with %s', search_space.public_values(hp))
-  classifier = model.build_model(hp, config, num_classes=len(class_names))
+  # Variables made in the scope live on the TPU cores / GPUs the job has.
+  with strategy.choose().scope():
+    classifier = model.build_model(hp, config, num_classes=len(class_names))
 
   # A fixed step budget (TrainArgs.num_steps) repeats the data; otherwise each
   # epoch is one pass over it.
@@ -43,7 +45,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                            tf_transform_output=tf_transform_output,
                            batch_size=config.batch_size, seed=config.seed)
   steps_per_epoch = math.ceil(fn_args.train_steps / config.epochs) if repeat else None
-  checkpoints = os.path.join(fn_args.model_run_dir, 'checkpoints', 'epoch-{epoch:03d}.weights.h5')
+  checkpoints = os.path.join(gcs.local_path(fn_args.model_run_dir), 'checkpoints',
+                             'epoch-{epoch:03d}.weights.h5')
   classifier.fit(
       read(fn_args.train_files, repeat=repeat),
       validation_data=read(fn_args.eval_files, shuffle=False),

@@ -4,17 +4,21 @@ What to try lives in keras-tuner's oracles; this file only wires them to the
 model builder and the transformed data.
 """
 import functools
+import os
 
 import keras
 import keras_tuner
 import tensorflow_transform as tft
 from tfx import v1 as tfx
 
-from modules import labels, model, tuning_budget, tuning_progress, tuning_state
+from modules import gcs, labels, model, strategy, tuning_state
 from modules.inputs import input_fn
 from modules.module_config import ModuleConfig
 
 OBJECTIVE = 'val_accuracy'
+# custom_config key (TFX's REMOTE_TRIALS_WORKING_DIR_KEY): a gs:// folder that
+# all machines of a parallel search on Vertex AI share.
+SHARED_TRIALS_DIR_KEY = 'remote_trials_working_dir'
 
 
 def hyperband_schedule(max_epochs: int, factor: int, iterations: int = 1):
@@ -38,32 +42,22 @@ def hyperband_schedule(max_epochs: int, factor: int, iterations: int = 1):
 
 
 def make_tuner(config: ModuleConfig, hypermodel, directory: str,
-               project_name: str = 'search') -> keras_tuner.Tuner:
+               project_name: str = 'search', distribution_strategy=None) -> keras_tuner.Tuner:
   """The keras-tuner tuner for `config.tuner`, writing its trials under `directory`."""
   objective = keras_tuner.Objective(OBJECTIVE, direction='max')
   common = dict(objective=objective, seed=config.seed, directory=directory,
-                project_name=project_name, overwrite=False)
+                project_name=project_name, overwrite=False,
+                distribution_strategy=distribution_strategy)
   if config.tuner == 'hyperband':
-    tuner = _watched(keras_tuner.Hyperband)(hypermodel, max_epochs=config.max_epochs,
-                                            factor=config.factor, **common)
+    tuner = keras_tuner.Hyperband(hypermodel, max_epochs=config.max_epochs,
+                                  factor=config.factor, **common)
     # TFX's Tuner executor calls oracle.get_best_trials(oracle.max_trials), which
     # fails on Hyperband's None; the exact trial count changes nothing else.
     tuner.oracle.max_trials = hyperband_schedule(config.max_epochs, config.factor)[0]
-  elif config.tuner == 'bayesian':
-    tuner = _watched(keras_tuner.BayesianOptimization)(
-        hypermodel, max_trials=config.max_trials, **common)
-  else:
-    tuner = _watched(keras_tuner.RandomSearch)(hypermodel, max_trials=config.max_trials, **common)
-  tuner.total_epochs = epoch_count(config)
-  if config.tuning_budget_minutes is not None:
-    tuner.budget_seconds = config.tuning_budget_minutes * 60
-  return tuner
-
-
-def _watched(tuner_cls):
-  """`tuner_cls` plus a progress line per trial and the time budget, through its own hooks."""
-  return type(tuner_cls.__name__, (tuning_progress.TrialProgress, tuning_budget.TuningBudget,
-                                   tuner_cls), {})
+    return tuner
+  if config.tuner == 'bayesian':
+    return keras_tuner.BayesianOptimization(hypermodel, max_trials=config.max_trials, **common)
+  return keras_tuner.RandomSearch(hypermodel, max_trials=config.max_trials, **common)
 
 
 def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
@@ -73,9 +67,8 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
   num_classes = len(labels.class_names(tf_transform_output))
   hypermodel = functools.partial(model.build_model, config=config, num_classes=num_classes)
-  # A folder that outlives the run (see tuning_state), so a killed run resumes.
-  tuner = make_tuner(config, hypermodel,
-                     directory=tuning_state.search_dir(fn_args) or fn_args.working_dir)
+  tuner = make_tuner(config, hypermodel, directory=search_directory(fn_args),
+                     distribution_strategy=strategy.choose())
 
   read = functools.partial(input_fn, data_accessor=fn_args.data_accessor,
                            tf_transform_output=tf_transform_output,
@@ -89,6 +82,21 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
       callbacks=[keras.callbacks.EarlyStopping(
           monitor=OBJECTIVE, mode='max', patience=config.early_stopping_patience)])
   return tfx.components.TunerFnResult(tuner=tuner, fit_kwargs=fit_kwargs)
+
+
+def search_directory(fn_args: tfx.components.FnArgs) -> str:
+  """Where keras-tuner keeps trials: the Tuner's working dir, or the shared folder on Vertex.
+
+  In a parallel search, Hyperband resumes a trial from its checkpoint on
+  whichever machine runs the next round, so every machine must see every
+  checkpoint. CLOUD_ML_JOB_ID (Vertex's id of the tuning job, the same on all
+  its machines) keeps each run's search apart.
+  """
+  shared = (fn_args.custom_config or {}).get(SHARED_TRIALS_DIR_KEY)
+  if not shared:
+    # A folder that outlives the run (see tuning_state), so a killed run resumes.
+    return tuning_state.search_dir(fn_args) or fn_args.working_dir
+  return os.path.join(gcs.local_path(shared), os.environ.get('CLOUD_ML_JOB_ID', 'search'))
 
 
 def trial_count(config: ModuleConfig) -> int:
