@@ -11,7 +11,7 @@ import keras_tuner
 import tensorflow_transform as tft
 from tfx import v1 as tfx
 
-from modules import gcs, labels, model, strategy, tuning_state
+from modules import gcs, labels, model, strategy, tuning_budget, tuning_progress, tuning_state
 from modules.inputs import input_fn
 from modules.module_config import ModuleConfig
 
@@ -49,15 +49,26 @@ def make_tuner(config: ModuleConfig, hypermodel, directory: str,
                 project_name=project_name, overwrite=False,
                 distribution_strategy=distribution_strategy)
   if config.tuner == 'hyperband':
-    tuner = keras_tuner.Hyperband(hypermodel, max_epochs=config.max_epochs,
-                                  factor=config.factor, **common)
+    tuner = _watched(keras_tuner.Hyperband)(hypermodel, max_epochs=config.max_epochs,
+                                            factor=config.factor, **common)
     # TFX's Tuner executor calls oracle.get_best_trials(oracle.max_trials), which
     # fails on Hyperband's None; the exact trial count changes nothing else.
     tuner.oracle.max_trials = hyperband_schedule(config.max_epochs, config.factor)[0]
-    return tuner
-  if config.tuner == 'bayesian':
-    return keras_tuner.BayesianOptimization(hypermodel, max_trials=config.max_trials, **common)
-  return keras_tuner.RandomSearch(hypermodel, max_trials=config.max_trials, **common)
+  elif config.tuner == 'bayesian':
+    tuner = _watched(keras_tuner.BayesianOptimization)(
+        hypermodel, max_trials=config.max_trials, **common)
+  else:
+    tuner = _watched(keras_tuner.RandomSearch)(hypermodel, max_trials=config.max_trials, **common)
+  tuner.total_epochs = epoch_count(config)
+  if config.tuning_budget_minutes is not None:
+    tuner.budget_seconds = config.tuning_budget_minutes * 60
+  return tuner
+
+
+def _watched(tuner_cls):
+  """`tuner_cls` plus a progress line per trial and the time budget, through its own hooks."""
+  return type(tuner_cls.__name__, (tuning_progress.TrialProgress, tuning_budget.TuningBudget,
+                                   tuner_cls), {})
 
 
 def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
