@@ -3,6 +3,8 @@
 ImportExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform
 -> Tuner -> Trainer -> Evaluator -> Pusher. The user code is passed by dotted
 path, so no module wheel is built and the component cache keys on inputs only.
+With `vertex` settings, the Tuner and Trainer are TFX's Google Cloud flavours,
+which run `tuner_fn` / `run_fn` as Vertex AI custom jobs.
 """
 from __future__ import annotations
 
@@ -16,11 +18,13 @@ from tfx import v1 as tfx
 from modules import features, tuning_state
 from modules.module_config import ModuleConfig
 from tfx_pipeline import code_version, data_layout
+from tfx_pipeline.config import VertexSettings
 
 PREPROCESSING_FN = 'modules.preprocessing.preprocessing_fn'
 TUNER_FN = 'modules.tuner.tuner_fn'
 RUN_FN = 'modules.trainer.run_fn'
 ACCURACY_METRIC = 'sparse_categorical_accuracy'
+_cloud = tfx.extensions.google_cloud_ai_platform
 
 
 def eval_config(accuracy_threshold: float) -> tfma.EvalConfig:
@@ -38,6 +42,11 @@ def eval_config(accuracy_threshold: float) -> tfma.EvalConfig:
               threshold=tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(
                   lower_bound={'value': accuracy_threshold}))),
       ])])
+
+
+def _vertex_job(vertex: VertexSettings, args_key: str, job: dict) -> dict:
+  """The custom_config entries TFX's cloud Tuner/Trainer start a Vertex AI custom job from."""
+  return {_cloud.ENABLE_VERTEX_KEY: True, _cloud.VERTEX_REGION_KEY: vertex.region, args_key: job}
 
 
 def _hparams_importer(hparams_from: str) -> tfx.dsl.Importer:
@@ -64,9 +73,15 @@ def create_pipeline(
     metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
     beam_pipeline_args: Sequence[str] = (),
     enable_cache: bool = True,
+    vertex: Optional[VertexSettings] = None,
+    layout: Optional[data_layout.DataLayout] = None,
 ) -> tfx.dsl.Pipeline:
-  """Builds the pipeline. Raises data_layout.DataLayoutError for unusable data."""
-  layout = data_layout.resolve(data_root)
+  """Builds the pipeline. Raises data_layout.DataLayoutError for unusable data.
+
+  `vertex` runs the Tuner and Trainer as Vertex AI custom jobs; `layout` gives
+  the splits of a `data_root` that cannot be listed here (gs://).
+  """
+  layout = layout or data_layout.resolve(data_root)
   custom_config = {**module_config.to_custom_config(), 'code': code_version.training_code()}
 
   example_gen = tfx.components.ImportExampleGen(
@@ -86,13 +101,23 @@ def create_pipeline(
 
   hyperparameters = None
   if tune:
-    tuner = tfx.components.Tuner(
-        tuner_fn=TUNER_FN,
-        examples=transform.outputs['transformed_examples'],
-        transform_graph=transform.outputs['transform_graph'],
-        # keras-tuner's state outlives the run there, so a killed search resumes.
-        custom_config={**custom_config, tuning_state.TUNING_DIR_KEY:
-                       os.path.join(pipeline_root, 'tuning', pipeline_name)})
+    tuner_inputs = dict(tuner_fn=TUNER_FN, examples=transform.outputs['transformed_examples'],
+                        transform_graph=transform.outputs['transform_graph'])
+    if vertex:
+      tuner = _cloud.Tuner(
+          **tuner_inputs,
+          tune_args=tfx.proto.TuneArgs(num_parallel_trials=vertex.num_parallel_trials),
+          custom_config={
+              **custom_config,
+              **_vertex_job(vertex, _cloud.experimental.TUNING_ARGS_KEY, vertex.tuner_job()),
+              # Trials and checkpoints every tuning machine can read (see tuner_fn).
+              _cloud.experimental.REMOTE_TRIALS_WORKING_DIR_KEY:
+                  os.path.join(pipeline_root, 'tuner_trials')})
+    else:
+      # keras-tuner's state outlives the run there, so a killed search resumes.
+      tuner = tfx.components.Tuner(**tuner_inputs, custom_config={
+          **custom_config,
+          tuning_state.TUNING_DIR_KEY: os.path.join(pipeline_root, 'tuning', pipeline_name)})
     components.append(tuner)
     hyperparameters = tuner.outputs['best_hyperparameters']
   elif hparams_from:
@@ -100,13 +125,18 @@ def create_pipeline(
     components.append(importer)
     hyperparameters = importer.outputs['result']
 
-  trainer = tfx.components.Trainer(
+  trainer_cls, trainer_config = tfx.components.Trainer, custom_config
+  if vertex:
+    trainer_cls = _cloud.Trainer
+    trainer_config = {**custom_config,
+                      **_vertex_job(vertex, _cloud.TRAINING_ARGS_KEY, vertex.trainer_job())}
+  trainer = trainer_cls(
       run_fn=RUN_FN,
       examples=transform.outputs['transformed_examples'],
       transform_graph=transform.outputs['transform_graph'],
       hyperparameters=hyperparameters,
       train_args=tfx.proto.TrainArgs(num_steps=train_steps) if train_steps else None,
-      custom_config=custom_config)
+      custom_config=trainer_config)
   evaluator = tfx.components.Evaluator(
       examples=example_gen.outputs['examples'], model=trainer.outputs['model'],
       eval_config=eval_config(accuracy_threshold))
