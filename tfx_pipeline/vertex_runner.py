@@ -1,0 +1,310 @@
+"""Runs the pipeline on Vertex AI Pipelines: compiles it to a pipeline JSON, and submits it.
+
+`python run_vertex.py --compile-only ...` writes the JSON with no network and no
+credentials; `--submit` also starts a run with google-cloud-aiplatform's
+PipelineJob. The pipeline is the local one's `create_pipeline`, with the Tuner
+and Trainer as Vertex AI custom jobs and the Beam steps on Dataflow.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import warnings
+from typing import List, Optional, Tuple
+
+from modules.module_config import TUNERS, ModuleConfig
+from tfx_pipeline.config import (DEFAULT_PIPELINE_ROOT, MachineSpec, PipelineConfig,
+                                 VertexSettings)
+
+_DEFAULTS = PipelineConfig()
+_MODULE_DEFAULTS = ModuleConfig()
+_MACHINE_DEFAULTS = MachineSpec()
+_VERTEX_DEFAULTS = VertexSettings(project='-', region='-')
+DEFAULT_OUTPUT = os.path.join(DEFAULT_PIPELINE_ROOT, 'vertex', f'{_DEFAULTS.pipeline_name}.json')
+# Flags that choose what this run does, so they are not read from --config.
+_COMMAND_LINE_ONLY = ('config', 'compile_only', 'submit')
+
+
+class UsageError(ValueError):
+  """Settings that cannot make a Vertex AI run; the message names the flag."""
+
+
+def parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(
+      prog='run_vertex.py',
+      description='Compile the flower tuner pipeline for Vertex AI Pipelines and, with --submit, '
+                  'run it there: Tuner trials in parallel on several machines, the Trainer on a '
+                  'TPU, GPUs or CPU, and the Beam steps on Dataflow.')
+  mode = p.add_mutually_exclusive_group(required=True)
+  mode.add_argument('--compile-only', action='store_true',
+                    help='write the pipeline JSON and stop (needs no network or credentials)')
+  mode.add_argument('--submit', action='store_true',
+                    help='write the pipeline JSON and start a run of it on Vertex AI')
+  p.add_argument('--config', metavar='FILE',
+                 help='JSON or YAML file of settings keyed by these flags\' names '
+                      '(project, region, num_parallel_trials, ...); flags given here win')
+  p.add_argument('--output', default=DEFAULT_OUTPUT,
+                 help='where to write the pipeline JSON (default: %(default)s)')
+
+  g = p.add_argument_group('Google Cloud')
+  g.add_argument('--project', help='Google Cloud project to run in (required)')
+  g.add_argument('--region', help='Vertex AI region, e.g. us-central1 (required)')
+  g.add_argument('--pipeline-root', help='gs:// folder for artifacts and pushed models (required)')
+  g.add_argument('--data-root', help='gs:// folder of flower TFRecords (required)')
+  g.add_argument('--split-by-hash', action='store_true',
+                 help='the data folder is not in the published layout '
+                      '(image_classification_builder-{train,validation}.tfrecord-*): split its '
+                      '*.tfrecord* files 80/20 into train/eval by hash')
+  g.add_argument('--image',
+                 help='container image every step runs in, built from ./Dockerfile (default: '
+                      + VertexSettings.image_for('PROJECT', 'REGION') + ')')
+  g.add_argument('--service-account',
+                 help='service account the run, its training jobs and Dataflow use '
+                      '(default: the project\'s defaults)')
+
+  m = _MACHINE_DEFAULTS
+  t = p.add_argument_group('machines')
+  t.add_argument('--num-parallel-trials', type=int, default=_VERTEX_DEFAULTS.num_parallel_trials,
+                 help='tuning machines, each running trials: a chief (also the keras-tuner '
+                      'oracle) and N-1 workers (default: %(default)s)')
+  t.add_argument('--tuner-machine-type', default=m.machine_type,
+                 help='machine type of each tuning machine (default: %(default)s)')
+  t.add_argument('--tuner-accelerator-type',
+                 help='GPU type per tuning machine, e.g. NVIDIA_TESLA_T4 (default: none)')
+  t.add_argument('--tuner-accelerator-count', type=int, default=0,
+                 help='GPUs per tuning machine (default: %(default)s)')
+  t.add_argument('--trainer-machine-type', default=m.machine_type,
+                 help="Trainer machine type; 'cloud-tpu' for TPU_V2/TPU_V3 (default: %(default)s)")
+  t.add_argument('--trainer-accelerator-type',
+                 help='Trainer accelerator: a TPU (TPU_V3, TPU_V5_LITEPOD, ...) or GPUs '
+                      '(NVIDIA_TESLA_T4, NVIDIA_L4, ...) (default: none, CPU only)')
+  t.add_argument('--trainer-accelerator-count', type=int, default=0,
+                 help='TPU cores (8 for a v3-8) or GPUs of the Trainer (default: %(default)s)')
+  t.add_argument('--trainer-tpu-topology',
+                 help="TPU slice shape for the TPU types that take one, e.g. '2x2' for v5e")
+  t.add_argument('--no-dataflow', action='store_true',
+                 help='run the Beam steps inside their pipeline step instead of on Dataflow')
+  t.add_argument('--dataflow-machine-type', default=_VERTEX_DEFAULTS.dataflow_machine_type,
+                 help='Dataflow worker machine type (default: %(default)s)')
+  t.add_argument('--dataflow-max-workers', type=int,
+                 default=_VERTEX_DEFAULTS.dataflow_max_workers,
+                 help='most Dataflow workers per Beam step (default: %(default)s)')
+  t.add_argument('--beam-arg', action='append', default=[], metavar='ARG',
+                 help='extra Beam pipeline option, e.g. --beam-arg=--disk_size_gb=50 (repeatable)')
+
+  d = _MODULE_DEFAULTS
+  s = p.add_argument_group('search and training (as in run_local.py)')
+  s.add_argument('--tuner', choices=TUNERS, default=d.tuner,
+                 help='search algorithm (default: %(default)s)')
+  s.add_argument('--max-trials', type=int, default=d.max_trials,
+                 help='trials for bayesian/random search (default: %(default)s)')
+  s.add_argument('--max-epochs', type=int, default=d.max_epochs,
+                 help='epochs per trial; for hyperband the most a trial gets (default: %(default)s)')
+  s.add_argument('--factor', type=int, default=d.factor,
+                 help='hyperband reduction factor (default: %(default)s)')
+  s.add_argument('--epochs', type=int, default=d.epochs,
+                 help='Trainer epochs with the best hyperparameters (default: %(default)s)')
+  s.add_argument('--train-steps', type=int, default=None,
+                 help='total Trainer steps, spread over --epochs (default: full passes)')
+  s.add_argument('--batch-size', type=int, default=d.batch_size, help='(default: %(default)s)')
+  s.add_argument('--image-size', type=int, default=d.image_size,
+                 help='square size images are resized to (default: %(default)s)')
+  s.add_argument('--backbone', default=d.backbone,
+                 help="'cnn' (built-in, default), a TF-Hub handle, or a gs:// SavedModel path")
+  s.add_argument('--fine-tune', action='store_true',
+                 help='train the SavedModel backbone too (default: frozen)')
+  s.add_argument('--no-tune', action='store_true',
+                 help='skip the Tuner: train with the search space defaults or --hparams-from')
+  s.add_argument('--hparams-from', default=None,
+                 help='gs:// best_hyperparameters folder of an earlier run (with --no-tune)')
+  s.add_argument('--accuracy-threshold', type=float, default=_DEFAULTS.accuracy_threshold,
+                 help='lowest eval accuracy Evaluator blesses for pushing (default: %(default)s)')
+  s.add_argument('--seed', type=int, default=d.seed, help='(default: %(default)s)')
+  s.add_argument('--no-cache', action='store_true', help='rerun every step')
+  p.add_argument('--verbose', action='store_true', help='show every TFX and TensorFlow log line')
+  return p
+
+
+def read_config_file(path: str, known: List[str]) -> dict:
+  """Flag defaults from a JSON or YAML file; keys are flag names (- or _)."""
+  import yaml  # JSON is YAML too, so one loader reads both.
+  try:
+    with open(path) as f:
+      values = yaml.safe_load(f) or {}
+  except (OSError, yaml.YAMLError) as e:
+    raise UsageError(f'--config {path}: cannot read it ({e}).') from None
+  if not isinstance(values, dict):
+    raise UsageError(f'--config {path}: expected a mapping of flag names to values.')
+  out = {}
+  for key, value in values.items():
+    name = str(key).replace('-', '_')
+    if name not in known or name in _COMMAND_LINE_ONLY:
+      raise UsageError(f'--config {path}: unknown setting {key!r}; settings are the flags of '
+                       'run_vertex.py --help, without --compile-only, --submit and --config.')
+    out[name] = value
+  return out
+
+
+def _need_gs(flag: str, value: Optional[str], what: str) -> str:
+  if not value:
+    raise UsageError(f'{flag} is missing: {what} (a gs://bucket/folder path).')
+  if not value.startswith('gs://'):
+    raise UsageError(f'{flag} {value} is not a gs:// path: Vertex AI reads and writes {what} '
+                     'in Cloud Storage.')
+  return value.rstrip('/')
+
+
+def settings_from_args(args: argparse.Namespace) -> Tuple[PipelineConfig, VertexSettings]:
+  """Checks the flags and builds the settings; raises UsageError before anything is compiled."""
+  if not args.project:
+    raise UsageError('--project is missing: the Google Cloud project to run in.')
+  if not args.region:
+    raise UsageError('--region is missing: the Vertex AI region to run in, e.g. us-central1.')
+  pipeline_root = _need_gs('--pipeline-root', args.pipeline_root,
+                           'the folder for pipeline artifacts')
+  data_root = _need_gs('--data-root', args.data_root, 'the flower TFRecords')
+  hparams_from = args.hparams_from and _need_gs('--hparams-from', args.hparams_from,
+                                                'earlier best hyperparameters')
+  try:
+    tuner_machine = MachineSpec(args.tuner_machine_type, args.tuner_accelerator_type,
+                                args.tuner_accelerator_count)
+  except ValueError as e:
+    raise UsageError(f'--tuner-*: {e}') from None
+  try:
+    trainer_machine = MachineSpec(args.trainer_machine_type, args.trainer_accelerator_type,
+                                  args.trainer_accelerator_count, args.trainer_tpu_topology)
+  except ValueError as e:
+    raise UsageError(f'--trainer-*: {e}') from None
+  try:
+    vertex = VertexSettings(
+        project=args.project, region=args.region, image=args.image,
+        service_account=args.service_account, num_parallel_trials=args.num_parallel_trials,
+        tuner_machine=tuner_machine, trainer_machine=trainer_machine,
+        dataflow=not args.no_dataflow, dataflow_machine_type=args.dataflow_machine_type,
+        dataflow_max_workers=args.dataflow_max_workers, extra_beam_args=tuple(args.beam_arg))
+    module = ModuleConfig(
+        image_size=args.image_size, backbone=args.backbone, fine_tune=args.fine_tune,
+        tuner=args.tuner, max_trials=args.max_trials, max_epochs=args.max_epochs,
+        factor=args.factor, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
+    config = dataclasses.replace(
+        _DEFAULTS, data_root=data_root, pipeline_root=pipeline_root, module=module,
+        tune=not args.no_tune, hparams_from=hparams_from, train_steps=args.train_steps,
+        accuracy_threshold=args.accuracy_threshold, enable_cache=not args.no_cache,
+        beam_pipeline_args=vertex.beam_pipeline_args(os.path.join(pipeline_root, 'beam_tmp')))
+  except ValueError as e:
+    raise UsageError(str(e)) from None
+  return config, vertex
+
+
+def data_layout_for(data_root: str, split_by_hash: bool):
+  """The splits of a gs:// data folder, declared rather than listed (compiling is offline).
+
+  The same two layouts `data_layout.resolve` finds in a local folder.
+  """
+  from tfx import v1 as tfx
+  from tfx_pipeline import data_layout
+  if not split_by_hash:
+    published = data_layout.PUBLISHED_PATTERN.format
+    return data_layout.DataLayout(
+        input_config=tfx.proto.Input(splits=[
+            tfx.proto.Input.Split(name='train', pattern=published(split='train')),
+            tfx.proto.Input.Split(name='eval', pattern=published(split='validation')),
+        ]),
+        output_config=None, description=f'published train and validation shards in {data_root}')
+  return data_layout.DataLayout(
+      input_config=tfx.proto.Input(splits=[
+          tfx.proto.Input.Split(name='single', pattern=data_layout.TFRECORD_PATTERNS[0])]),
+      output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
+          tfx.proto.SplitConfig.Split(name='train', hash_buckets=4),
+          tfx.proto.SplitConfig.Split(name='eval', hash_buckets=1),
+      ])),
+      description=f'TFRecord files in {data_root}, split 80/20 into train/eval by hash')
+
+
+def build(config: PipelineConfig, vertex: VertexSettings, split_by_hash: bool = False):
+  """The pipeline for Vertex AI: ML Metadata is Vertex's own, so no connection config."""
+  from tfx_pipeline.pipeline import create_pipeline
+  return create_pipeline(
+      pipeline_name=config.pipeline_name, pipeline_root=config.pipeline_root,
+      data_root=config.data_root, serving_model_dir=config.serving_model_dir,
+      module_config=config.module, tune=config.tune, hparams_from=config.hparams_from,
+      train_steps=config.train_steps, accuracy_threshold=config.accuracy_threshold,
+      beam_pipeline_args=config.beam_pipeline_args, enable_cache=config.enable_cache,
+      vertex=vertex, layout=data_layout_for(config.data_root, split_by_hash))
+
+
+def compile_pipeline(config: PipelineConfig, vertex: VertexSettings, output: str,
+                     split_by_hash: bool = False) -> str:
+  """Writes the pipeline JSON to `output` and returns its path."""
+  from tfx import v1 as tfx
+  output = os.path.abspath(output)
+  runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
+      config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
+          default_image=vertex.container_image),
+      output_dir=os.path.dirname(output), output_filename=os.path.basename(output))
+  runner.run(build(config, vertex, split_by_hash))
+  return output
+
+
+def pipeline_job(template_path: str, config: PipelineConfig, vertex: VertexSettings,
+                 credentials=None):
+  """The Vertex AI PipelineJob for a compiled pipeline; creating it contacts nothing."""
+  from google.cloud import aiplatform
+  return aiplatform.PipelineJob(
+      display_name=config.pipeline_name, template_path=template_path,
+      pipeline_root=config.pipeline_root, project=vertex.project, location=vertex.region,
+      enable_caching=config.enable_cache, credentials=credentials)
+
+
+def describe(config: PipelineConfig, vertex: VertexSettings) -> List[str]:
+  """What a run will start, machine by machine."""
+  lines = [f'image: {vertex.container_image}']
+  if config.tune:
+    n = vertex.num_parallel_trials
+    lines.append(f'tuner: {n} parallel trials: chief + {n - 1} workers, each '
+                 f'{vertex.tuner_machine.describe()}')
+  lines.append(f'trainer: {vertex.trainer_machine.describe()}')
+  lines.append(f'beam: Dataflow, up to {vertex.dataflow_max_workers} x '
+               f'{vertex.dataflow_machine_type} per step' if vertex.dataflow else
+               'beam: inside each pipeline step')
+  return lines
+
+
+def _quiet(verbose: bool) -> None:
+  """Only warnings and errors, unless `verbose`. Call before TensorFlow is imported."""
+  if verbose:
+    return
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+  warnings.filterwarnings('ignore', category=FutureWarning)
+  import absl.logging
+  absl.logging.set_verbosity(absl.logging.WARNING)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+  argv = sys.argv[1:] if argv is None else argv
+  p = parser()
+  args = p.parse_args(argv)
+  try:
+    if args.config:
+      known = [a.dest for a in p._actions]  # pylint: disable=protected-access
+      p.set_defaults(**read_config_file(args.config, known))
+      args = p.parse_args(argv)
+    config, vertex = settings_from_args(args)
+  except UsageError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  _quiet(args.verbose)
+  output = compile_pipeline(config, vertex, args.output, args.split_by_hash)
+  print(f'compiled: {output}')
+  for line in describe(config, vertex):
+    print(line)
+  if not args.submit:
+    print('submit it with the same flags and --submit instead of --compile-only')
+    return 0
+  job = pipeline_job(output, config, vertex)
+  job.submit(service_account=vertex.service_account)
+  print(f'submitted: https://console.cloud.google.com/vertex-ai/locations/{vertex.region}'
+        f'/pipelines/runs/{job.name}?project={vertex.project}')
+  return 0
