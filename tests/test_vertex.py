@@ -1,0 +1,401 @@
+"""The Vertex AI runner: the compiled pipeline JSON, the jobs it starts, strategy choice, flag errors.
+
+Everything runs offline with no credentials: the pipeline is compiled, read
+back, handed to aiplatform's PipelineJob and to TFX's own cloud executors,
+stopping short of any call to Google Cloud.
+"""
+import importlib
+import json
+import os
+import subprocess
+import sys
+import types
+
+import pytest
+
+from tfx_pipeline import vertex_runner
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROJECT, REGION = 'demo-project', 'europe-west4'
+ROOT = 'gs://demo-bucket/flower-tuner'
+IMAGE = 'europe-west4-docker.pkg.dev/demo-project/flower-tuner/flower-tuner:test'
+SERVICE_ACCOUNT = 'pipelines@demo-project.iam.gserviceaccount.com'
+REQUIRED = ['--project', PROJECT, '--region', REGION, '--pipeline-root', ROOT,
+            '--data-root', 'gs://demo-bucket/flowers']
+TPU_TRAINER = ['--trainer-machine-type', 'cloud-tpu', '--trainer-accelerator-type', 'TPU_V3',
+               '--trainer-accelerator-count', '8']
+COMPONENTS = {'ImportExampleGen', 'StatisticsGen', 'SchemaGen', 'ExampleValidator', 'Transform',
+              'Tuner', 'Trainer', 'Evaluator', 'Pusher'}
+
+
+@pytest.fixture(scope='module')
+def compiled(tmp_path_factory):
+  """run_vertex.py --compile-only with a TPU Trainer, 4 parallel trials on GPU machines."""
+  output = str(tmp_path_factory.mktemp('vertex') / 'pipeline.json')
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setattr(vertex_runner, '_quiet', lambda verbose: None)  # Leaves other tests' logging be.
+    rc = vertex_runner.main(
+        ['--compile-only', *REQUIRED, *TPU_TRAINER, '--output', output, '--image', IMAGE,
+         '--service-account', SERVICE_ACCOUNT, '--num-parallel-trials', '4',
+         '--tuner-machine-type', 'n1-standard-16', '--tuner-accelerator-type', 'NVIDIA_TESLA_T4',
+         '--tuner-accelerator-count', '1', '--dataflow-max-workers', '6',
+         '--beam-arg=--disk_size_gb=50', '--tuner', 'random', '--max-trials', '12'])
+  assert rc == 0
+  with open(output) as f:
+    return output, json.load(f)
+
+
+def _tasks(spec):
+  return spec['pipelineSpec']['root']['dag']['tasks']
+
+
+def _executor(spec, task):
+  component = _tasks(spec)[task]['componentRef']['name']
+  label = spec['pipelineSpec']['components'][component]['executorLabel']
+  return spec['pipelineSpec']['deploymentSpec']['executors'][label]['container']
+
+
+def _parameters(spec, task):
+  """A task's execution properties, as TFX compiled them (JSON-encoded protos and dicts)."""
+  return {name: next(iter(p['runtimeValue']['constantValue'].values()))
+          for name, p in _tasks(spec)[task]['inputs']['parameters'].items()}
+
+
+def _custom_config(spec, task):
+  return json.loads(_parameters(spec, task)['custom_config'])
+
+
+def test_every_step_runs_in_the_project_image(compiled):
+  _, spec = compiled
+  assert set(_tasks(spec)) == COMPONENTS
+  for task in COMPONENTS:
+    container = _executor(spec, task)
+    assert container['image'] == IMAGE
+    assert container['command'][-1] == 'tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor'
+  assert spec['runtimeConfig']['gcsOutputDirectory'] == ROOT
+  # The cloud flavours start custom jobs; the rest are the standard executors.
+  assert 'google_cloud_ai_platform.tuner.executor' in ' '.join(_executor(spec, 'Tuner')['args'])
+  assert 'google_cloud_ai_platform.trainer.executor' in ' '.join(_executor(spec, 'Trainer')['args'])
+
+
+def test_tuner_runs_parallel_trials_on_a_chief_and_workers(compiled):
+  _, spec = compiled
+  assert json.loads(_parameters(spec, 'Tuner')['tune_args']) == {'num_parallel_trials': 4}
+  config = _custom_config(spec, 'Tuner')
+  assert config['ai_platform_enable_vertex'] is True
+  assert config['ai_platform_vertex_region'] == REGION
+  assert config['remote_trials_working_dir'] == ROOT + '/tuner_trials'
+  assert config['tuner'] == 'random' and config['max_trials'] == 12  # ModuleConfig rides along.
+  job = config['ai_platform_tuning_args']
+  assert job['project'] == PROJECT
+  assert job['job_spec']['service_account'] == SERVICE_ACCOUNT
+  chief, workers = job['job_spec']['worker_pool_specs']
+  assert (chief['replica_count'], workers['replica_count']) == (1, 3)
+  for pool in (chief, workers):
+    assert pool['machine_spec'] == {'machine_type': 'n1-standard-16',
+                                    'accelerator_type': 'NVIDIA_TESLA_T4', 'accelerator_count': 1}
+    assert pool['container_spec']['image_uri'] == IMAGE
+    assert {'name': 'TF_USE_LEGACY_KERAS', 'value': '0'} in pool['container_spec']['env']
+
+
+def test_trainer_job_asks_for_a_tpu(compiled):
+  _, spec = compiled
+  config = _custom_config(spec, 'Trainer')
+  assert config['ai_platform_enable_vertex'] is True
+  assert config['ai_platform_vertex_region'] == REGION
+  (pool,) = config['ai_platform_training_args']['job_spec']['worker_pool_specs']
+  assert pool['machine_spec'] == {'machine_type': 'cloud-tpu', 'accelerator_type': 'TPU_V3',
+                                  'accelerator_count': 8}
+  assert pool['replica_count'] == 1
+  assert pool['container_spec']['image_uri'] == IMAGE
+  assert {'name': 'TF_USE_LEGACY_KERAS', 'value': '0'} in pool['container_spec']['env']
+
+
+def test_tfx_cloud_executors_start_the_configured_vertex_jobs(compiled, monkeypatch):
+  """Feeds the compiled properties to TFX's own cloud executors and checks the CustomJobs they build."""
+  from google.cloud import aiplatform_v1
+  from tfx.extensions.google_cloud_ai_platform import runner, training_clients
+
+  _, spec = compiled
+  started = {}
+
+  def start_cloud_training(input_dict, output_dict, exec_properties, executor_class_path,
+                           job_args, job_id, job_labels=None, enable_vertex=False,
+                           vertex_region=None):
+    started.update(exec_properties=exec_properties, executor_class_path=executor_class_path,
+                   job_args=dict(job_args), enable_vertex=enable_vertex, region=vertex_region)
+
+  monkeypatch.setattr(runner, 'start_cloud_training', start_cloud_training)
+  # The job client would open a connection to Vertex AI; building the job needs none.
+  monkeypatch.setattr(training_clients.VertexJobClient, 'create_client', lambda self: None)
+
+  def custom_job(executor_cls, task):
+    started.clear()
+    executor_cls().Do({}, {}, _parameters(spec, task))
+    assert started['enable_vertex'] and started['region'] == REGION
+    job_args = started['job_args']
+    assert job_args.pop('project') == PROJECT  # What runner.start_cloud_training does.
+    job = training_clients.VertexJobClient(REGION).create_training_job(
+        {}, {}, started['exec_properties'], started['executor_class_path'], job_args, None, None)
+    return aiplatform_v1.CustomJob(job)  # Raises on any field Vertex would not accept.
+
+  from tfx.extensions.google_cloud_ai_platform.trainer import executor as trainer_executor
+  from tfx.extensions.google_cloud_ai_platform.tuner import executor as tuner_executor
+
+  tuner_job = custom_job(tuner_executor.Executor, 'Tuner')
+  pools = tuner_job.job_spec.worker_pool_specs
+  # TFX rewrites pool 1 when it disagrees with num_parallel_trials; it agrees.
+  assert [p.replica_count for p in pools] == [1, 3]
+  assert pools[0].machine_spec.accelerator_type == aiplatform_v1.AcceleratorType.NVIDIA_TESLA_T4
+  assert tuner_job.job_spec.service_account == SERVICE_ACCOUNT
+
+  trainer_job = custom_job(trainer_executor.GenericExecutor, 'Trainer')
+  (pool,) = trainer_job.job_spec.worker_pool_specs
+  assert pool.machine_spec.machine_type == 'cloud-tpu'
+  assert pool.machine_spec.accelerator_type == aiplatform_v1.AcceleratorType.TPU_V3
+  assert pool.machine_spec.accelerator_count == 8
+  assert pool.container_spec.image_uri == IMAGE
+  assert list(pool.container_spec.command[:3]) == ['python', '-m', 'tfx.scripts.run_executor']
+  assert dict((e.name, e.value) for e in pool.container_spec.env) == {'TF_USE_LEGACY_KERAS': '0'}
+
+
+def test_beam_steps_run_on_dataflow(compiled):
+  _, spec = compiled
+  for task in ('ImportExampleGen', 'StatisticsGen', 'Transform', 'Evaluator'):
+    args = _executor(spec, task)['args']
+    for expected in ('--runner=DataflowRunner', f'--project={PROJECT}', f'--region={REGION}',
+                     f'--temp_location={ROOT}/beam_tmp', '--max_num_workers=6',
+                     f'--sdk_container_image={IMAGE}',
+                     f'--service_account_email={SERVICE_ACCOUNT}', '--disk_size_gb=50'):
+      assert expected in args, (task, expected)
+
+
+def test_user_code_is_named_by_importable_dotted_paths(compiled):
+  _, spec = compiled
+  paths = {'Transform': 'preprocessing_fn', 'Tuner': 'tuner_fn', 'Trainer': 'run_fn'}
+  for task, name in paths.items():
+    dotted = _parameters(spec, task)[name]
+    assert dotted == f'modules.{"preprocessing" if task == "Transform" else task.lower()}.{name}'
+    module, _, fn = dotted.rpartition('.')
+    assert callable(getattr(importlib.import_module(module), fn))
+    # No module_file: nothing had to be uploaded to compile.
+    assert 'module_file' not in _parameters(spec, task)
+
+
+def test_the_compiled_json_makes_a_pipeline_job(compiled):
+  """aiplatform.PipelineJob reads the template as for .submit(); creating it sends nothing."""
+  import dataclasses
+  from google.auth.credentials import AnonymousCredentials
+
+  output, _ = compiled
+  args = vertex_runner.parser().parse_args(['--compile-only', *REQUIRED, '--no-cache'])
+  config, vertex = vertex_runner.settings_from_args(args)
+  assert not config.enable_cache
+  for cache in (True, False):
+    job = vertex_runner.pipeline_job(output, dataclasses.replace(config, enable_cache=cache),
+                                     vertex, credentials=AnonymousCredentials())
+    assert (job.project, job.location) == (PROJECT, REGION)
+    assert job.runtime_config.gcs_output_directory == ROOT
+    assert dict(job.runtime_config.parameter_values) == {}  # The pipeline takes no parameters.
+    resource = job._gca_resource  # pylint: disable=protected-access
+    assert resource.display_name == 'flower-tuner'
+    tasks = resource.pipeline_spec['root']['dag']['tasks']
+    assert set(tasks) == COMPONENTS
+    assert {t['cachingOptions']['enableCache'] for t in tasks.values()} == {cache}
+
+
+def _run_failing(argv, monkeypatch, capsys):
+  def must_not_compile(*args, **kwargs):
+    raise AssertionError('compiled despite bad settings')
+  monkeypatch.setattr(vertex_runner, 'compile_pipeline', must_not_compile)
+  rc = vertex_runner.main(argv)
+  err = capsys.readouterr().err.strip()
+  return rc, err
+
+
+def _without(flag):
+  i = REQUIRED.index(flag)
+  return REQUIRED[:i] + REQUIRED[i + 2:]
+
+
+@pytest.mark.parametrize('argv,flag', [
+    (_without('--project'), '--project'),
+    (_without('--region'), '--region'),
+    (_without('--pipeline-root'), '--pipeline-root'),
+    (_without('--pipeline-root') + ['--pipeline-root', 'pipeline_output'], '--pipeline-root'),
+    (_without('--data-root') + ['--data-root', '/data/flowers'], '--data-root'),
+    (REQUIRED + ['--trainer-accelerator-type', 'TPU_V3', '--trainer-accelerator-count', '8'],
+     '--trainer-'),  # TPU_V3 needs machine type cloud-tpu.
+])
+def test_missing_or_wrong_settings_fail_before_compiling(argv, flag, monkeypatch, capsys):
+  rc, err = _run_failing(['--compile-only', *argv], monkeypatch, capsys)
+  assert rc == 2
+  assert len(err.splitlines()) == 1
+  assert err.startswith(f'error: {flag}')
+
+
+def test_config_file_supplies_settings_and_flags_win(tmp_path, monkeypatch):
+  (tmp_path / 'vertex.yaml').write_text(
+      'project: file-project\nregion: us-central1\npipeline-root: gs://b/root\n'
+      'data_root: gs://b/flowers\nnum_parallel_trials: 5\ntrainer_machine_type: cloud-tpu\n'
+      'trainer_accelerator_type: TPU_V3\ntrainer_accelerator_count: 8\n')
+  seen = {}
+  monkeypatch.setattr(vertex_runner, '_quiet', lambda verbose: None)
+  monkeypatch.setattr(vertex_runner, 'compile_pipeline',
+                      lambda config, vertex, output, split: seen.update(config=config, vertex=vertex))
+  rc = vertex_runner.main(['--compile-only', '--config', str(tmp_path / 'vertex.yaml'),
+                           '--region', 'europe-west4'])
+  assert rc == 0
+  vertex, config = seen['vertex'], seen['config']
+  assert (vertex.project, vertex.region, vertex.num_parallel_trials) == (
+      'file-project', 'europe-west4', 5)
+  assert vertex.trainer_machine.is_tpu and config.pipeline_root == 'gs://b/root'
+
+
+def test_config_file_with_an_unknown_setting_is_refused(tmp_path, monkeypatch, capsys):
+  (tmp_path / 'vertex.json').write_text(json.dumps({'project': 'p', 'zone': 'us-central1-a'}))
+  rc, err = _run_failing(['--compile-only', '--config', str(tmp_path / 'vertex.json')],
+                         monkeypatch, capsys)
+  assert rc == 2 and len(err.splitlines()) == 1 and "'zone'" in err
+
+
+def test_help_documents_every_flag():
+  out = subprocess.run([sys.executable, os.path.join(REPO, 'run_vertex.py'), '--help'],
+                       capture_output=True, text=True, check=True, cwd=REPO).stdout
+  for flag in ('--compile-only', '--submit', '--config', '--project', '--region',
+               '--pipeline-root', '--data-root', '--image', '--service-account',
+               '--num-parallel-trials', '--tuner-machine-type', '--trainer-accelerator-type',
+               '--trainer-tpu-topology', '--no-dataflow', '--beam-arg'):
+    assert flag in out
+
+
+def test_tpu_topology_reaches_the_machine_spec():
+  from tfx_pipeline.config import MachineSpec
+  v5e = MachineSpec('ct5lp-hightpu-4t', 'TPU_V5_LITEPOD', 4, '2x2')
+  assert v5e.to_vertex() == {'machine_type': 'ct5lp-hightpu-4t', 'accelerator_type': 'TPU_V5_LITEPOD',
+                             'accelerator_count': 4, 'tpu_topology': '2x2'}
+  with pytest.raises(ValueError):
+    MachineSpec('n1-standard-8', 'NVIDIA_TESLA_T4', 1, '2x2')  # A topology is for TPUs only.
+  with pytest.raises(ValueError):
+    MachineSpec('n1-standard-8', None, 2)  # A count needs a type.
+
+
+# Strategy selection ----------------------------------------------------------
+
+
+@pytest.fixture
+def no_accelerators(monkeypatch):
+  from modules import strategy
+  monkeypatch.delenv('KERASTUNER_TUNER_ID', raising=False)
+  monkeypatch.setattr(strategy, 'tpu_resolver', lambda: None)
+  monkeypatch.setattr(strategy, 'gpu_count', lambda: 0)
+  return strategy
+
+
+def test_a_tpu_gives_tpu_strategy(no_accelerators, monkeypatch):
+  import tensorflow as tf
+  strategy = no_accelerators
+  resolver, calls = object(), []
+  monkeypatch.setattr(strategy, 'tpu_resolver', lambda: resolver)
+  monkeypatch.setattr(tf.config, 'experimental_connect_to_cluster',
+                      lambda r: calls.append(('connect', r)))
+  monkeypatch.setattr(tf.tpu.experimental, 'initialize_tpu_system',
+                      lambda r: calls.append(('initialize', r)))
+
+  class FakeTPUStrategy:
+    def __init__(self, r):
+      self.resolver = r
+
+  monkeypatch.setattr(tf.distribute, 'TPUStrategy', FakeTPUStrategy)
+  chosen = strategy.choose()
+  assert isinstance(chosen, FakeTPUStrategy) and chosen.resolver is resolver
+  assert calls == [('connect', resolver), ('initialize', resolver)]
+
+
+def test_tpu_is_found_from_its_device_files(monkeypatch):
+  import tensorflow as tf
+  from modules import strategy
+  monkeypatch.delenv('TPU_NAME', raising=False)
+  monkeypatch.setattr(strategy.glob, 'glob', lambda pattern: [])
+  assert strategy.tpu_resolver() is None
+  monkeypatch.setattr(strategy.glob, 'glob',
+                      lambda pattern: ['/dev/accel0'] if pattern == '/dev/accel*' else [])
+  assert isinstance(strategy.tpu_resolver(), tf.distribute.cluster_resolver.TPUClusterResolver)
+
+
+def test_gpus_give_mirrored_strategy(no_accelerators, monkeypatch):
+  import tensorflow as tf
+  strategy = no_accelerators
+  monkeypatch.setattr(strategy, 'gpu_count', lambda: 2)
+  assert isinstance(strategy.choose(), tf.distribute.MirroredStrategy)
+
+
+def test_cpu_only_gives_the_default_strategy(no_accelerators):
+  import tensorflow as tf
+  chosen = no_accelerators.choose()
+  assert chosen is tf.distribute.get_strategy()
+  assert not isinstance(chosen, (tf.distribute.MirroredStrategy, tf.distribute.TPUStrategy))
+
+
+def test_the_oracle_chief_leaves_accelerators_to_its_worker(no_accelerators, monkeypatch):
+  import tensorflow as tf
+  strategy = no_accelerators
+  monkeypatch.setenv('KERASTUNER_TUNER_ID', 'chief')
+  monkeypatch.setattr(strategy, 'tpu_resolver', lambda: pytest.fail('chief looked for a TPU'))
+  monkeypatch.setattr(strategy, 'gpu_count', lambda: 2)
+  hidden = []
+  monkeypatch.setattr(tf.config, 'set_visible_devices', lambda d, kind: hidden.append((d, kind)))
+  assert strategy.choose() is tf.distribute.get_strategy()
+  assert hidden == [([], 'GPU')]
+
+
+def test_tuner_fn_searches_under_the_chosen_strategy(no_accelerators, monkeypatch, fn_args_for):
+  import tensorflow as tf
+  from modules import tuner as tuner_module
+  monkeypatch.setattr(no_accelerators, 'gpu_count', lambda: 1)
+  result = tuner_module.tuner_fn(fn_args_for({'tuner': 'random', 'max_trials': 1}))
+  assert isinstance(result.tuner.distribution_strategy, tf.distribute.MirroredStrategy)
+
+
+def test_run_fn_builds_the_model_in_the_strategy_scope(monkeypatch, fn_args_for):
+  import tensorflow as tf
+  from modules import model, strategy, trainer
+  mirrored = tf.distribute.MirroredStrategy()
+  monkeypatch.setattr(strategy, 'choose', lambda: mirrored)
+  built_under = []
+  build_model = model.build_model
+
+  def spy(*args, **kwargs):
+    built_under.append(tf.distribute.get_strategy())
+    return build_model(*args, **kwargs)
+
+  monkeypatch.setattr(model, 'build_model', spy)
+  fn_args = fn_args_for({'epochs': 1}, train_steps=1)
+  trainer.run_fn(fn_args)
+  assert built_under == [mirrored]
+  assert 'serving_jpeg' in tf.saved_model.load(fn_args.serving_model_dir).signatures
+
+
+# Cloud Storage paths on Vertex ----------------------------------------------
+
+
+def test_gs_paths_map_onto_the_vertex_mount(monkeypatch, tmp_path):
+  from modules import gcs
+  assert gcs.local_path('gs://bucket/run') == 'gs://bucket/run'  # No mount here.
+  monkeypatch.setattr(gcs, 'GCS_MOUNT', str(tmp_path))
+  assert gcs.local_path('gs://bucket/run/x') == str(tmp_path / 'bucket' / 'run' / 'x')
+  assert gcs.local_path('/local/run') == '/local/run'
+
+
+def test_a_parallel_search_keeps_trials_where_every_machine_sees_them(monkeypatch, tmp_path):
+  from modules import gcs
+  from modules import tuner as tuner_module
+  monkeypatch.setattr(gcs, 'GCS_MOUNT', str(tmp_path))
+  monkeypatch.setenv('CLOUD_ML_JOB_ID', '1234')
+  local = types.SimpleNamespace(custom_config={}, working_dir='/tmp/work')
+  assert tuner_module.search_directory(local) == '/tmp/work'
+  shared = types.SimpleNamespace(
+      custom_config={tuner_module.SHARED_TRIALS_DIR_KEY: 'gs://bucket/root/tuner_trials'},
+      working_dir='/tmp')
+  assert tuner_module.search_directory(shared) == str(
+      tmp_path / 'bucket' / 'root' / 'tuner_trials' / '1234')
