@@ -179,3 +179,12 @@ def test_unknown_policy_is_refused(tmp_path):
   data_root = write_folder(tmp_path / 'data', _good('train'), _good('validation'))
   with pytest.raises(ValueError, match='--bad-images ignore: choose one of fail, skip'):
     run_check(data_root, tmp_path / 'root', policy='ignore')
+
+
+def test_runner_flag_sets_the_policy(tmp_path):
+  from tfx_pipeline import local_runner
+  parse = local_runner.run_parser().parse_args
+  assert local_runner.config_from_args(parse([])).bad_images == 'fail'
+  assert local_runner.config_from_args(parse(['--bad-images', 'skip'])).bad_images == 'skip'
+  with pytest.raises(SystemExit):
+    parse(['--bad-images', 'ignore'])

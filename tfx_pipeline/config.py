@@ -15,6 +15,9 @@ from modules.module_config import ModuleConfig
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DATA_ROOT = os.path.join(PROJECT_ROOT, 'data', 'sample')
 DEFAULT_PIPELINE_ROOT = os.path.join(PROJECT_ROOT, 'pipeline_output')
+# What the local runner's data check (tfx_pipeline/data_check.py) does with a record
+# whose image does not decode: stop the run, or drop it and count it.
+BAD_IMAGE_POLICIES = ('fail', 'skip')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,8 +36,12 @@ class PipelineConfig:
   accuracy_threshold: float = 0.5
   beam_pipeline_args: Tuple[str, ...] = ('--direct_num_workers=1',)
   enable_cache: bool = True
+  bad_images: str = 'fail'  # One of BAD_IMAGE_POLICIES.
 
   def __post_init__(self):
+    if self.bad_images not in BAD_IMAGE_POLICIES:
+      raise ValueError(f'--bad-images {self.bad_images}: choose one of '
+                       f'{", ".join(BAD_IMAGE_POLICIES)}.')
     if self.hparams_from and self.tune:
       raise ValueError('--hparams-from trains with saved hyperparameters: add --no-tune.')
     if not 0.0 <= self.accuracy_threshold <= 1.0:

@@ -33,8 +33,8 @@ import apache_beam as beam
 import tensorflow as tf
 
 from tfx_pipeline import data_layout
+from tfx_pipeline.config import BAD_IMAGE_POLICIES
 
-BAD_IMAGE_POLICIES = ('fail', 'skip')
 FOLDER = 'data_check'
 LABELS_FILE = 'labels.txt'  # Written beside the shards by data/convert.py.
 _VERSION = 1  # Bump when the checks change, so earlier results are not reused.

@@ -17,7 +17,7 @@ from typing import List, Optional
 import absl.logging
 
 from modules.module_config import TUNERS, ModuleConfig
-from tfx_pipeline.config import DEFAULT_PIPELINE_ROOT, PipelineConfig
+from tfx_pipeline.config import BAD_IMAGE_POLICIES, DEFAULT_PIPELINE_ROOT, PipelineConfig
 
 _DEFAULTS = PipelineConfig()
 _MODULE_DEFAULTS = ModuleConfig()
@@ -61,6 +61,10 @@ def run_parser() -> argparse.ArgumentParser:
   p.add_argument('--seed', type=int, default=m.seed, help='(default: %(default)s)')
   p.add_argument('--no-cache', action='store_true', help='rerun every component')
   p.add_argument('--verbose', action='store_true', help='show every TFX, Beam and TF log line')
+  # Bad input: every record is checked before any component runs (tfx_pipeline/data_check.py).
+  p.add_argument('--bad-images', choices=BAD_IMAGE_POLICIES, default=_DEFAULTS.bad_images,
+                 help='records whose image does not decode: fail (default) stops the run naming '
+                      'them; skip drops them and counts them')
   return p
 
 
@@ -87,7 +91,7 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
       pipeline_root=os.path.abspath(args.pipeline_root), module=module, tune=not args.no_tune,
       hparams_from=args.hparams_from and os.path.abspath(args.hparams_from),
       train_steps=args.train_steps, accuracy_threshold=args.accuracy_threshold,
-      enable_cache=not args.no_cache)
+      enable_cache=not args.no_cache, bad_images=args.bad_images)
 
 
 # Known-harmless warnings TFX 1.16 prints on every local run.
@@ -138,11 +142,16 @@ def run(config: PipelineConfig, echo=_echo) -> dict:
   """Runs the pipeline, prints progress and a summary, and returns the summary."""
   from tfx import v1 as tfx
   from modules import tuner as tuner_module
-  from tfx_pipeline import data_layout
+  from tfx_pipeline import data_check, data_layout
   from tfx_pipeline.progress import ComponentProgress
 
   layout = data_layout.resolve(config.data_root)  # Fails before anything runs.
   echo(f'data: {layout.description}')
+  # Reads every record first, so bad data fails here in one line; under
+  # --bad-images skip the pipeline reads a copy without the bad records.
+  checked_root = data_check.check(config.data_root, layout, config.pipeline_root,
+                                  config.bad_images, config.beam_pipeline_args, echo)
+  config = dataclasses.replace(config, data_root=checked_root)
   if config.tune:
     m = config.module
     echo(f'search: {m.tuner}, {tuner_module.trial_count(m)} trials, '
