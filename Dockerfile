@@ -3,8 +3,8 @@
 #
 #   docker build -t REGION-docker.pkg.dev/PROJECT/flower-tuner/flower-tuner:latest .
 #
-# EXTRA_PIP installs more packages on top, e.g. the TPU or CUDA build of TensorFlow 2.16
-# for a Trainer on a TPU or GPUs (see README, "Running on Vertex AI").
+# For a Trainer on a TPU or on GPUs, add --build-arg TF_VARIANT=tpu (TensorFlow's TPU build
+# and libtpu) or TF_VARIANT=gpu (the CUDA libraries); the default is CPU only.
 FROM gcr.io/tfx-oss-public/tfx:1.16.0
 
 # The versions the tests run with: the TFX image's tensorflow-hub (<0.16) fails to import
@@ -13,8 +13,15 @@ FROM gcr.io/tfx-oss-public/tfx:1.16.0
 COPY requirements.lock /tmp/requirements.lock
 RUN python -m pip install --no-cache-dir --no-deps -r /tmp/requirements.lock
 
-ARG EXTRA_PIP=""
-RUN if [ -n "$EXTRA_PIP" ]; then python -m pip install --no-cache-dir $EXTRA_PIP; fi
+ARG TF_VARIANT=cpu
+RUN TF=$(sed -n 's/^tensorflow==//p' /tmp/requirements.lock) && case "$TF_VARIANT" in \
+      cpu) ;; \
+      gpu) python -m pip install --no-cache-dir "tensorflow[and-cuda]==$TF" ;; \
+      tpu) python -m pip uninstall -y tensorflow && \
+           python -m pip install --no-cache-dir "tensorflow-tpu==$TF" \
+             -f https://storage.googleapis.com/libtpu-tf-releases/index.html ;; \
+      *) echo "TF_VARIANT must be cpu, gpu or tpu" >&2; exit 1 ;; \
+    esac
 
 # The user code is passed to TFX by dotted path (modules.tuner.tuner_fn, ...), so the
 # `modules` package must be importable wherever a step runs.
