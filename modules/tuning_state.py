@@ -26,6 +26,11 @@ LATEST_FILE = 'LATEST'
 PROJECT_NAME = 'search'
 
 
+def base_dir(pipeline_root: str, pipeline_name: str) -> str:
+  """The pipeline's tuning_dir: every search of one pipeline, one folder per key."""
+  return os.path.join(pipeline_root, 'tuning', pipeline_name)
+
+
 def _digest(parts: Iterable[bytes]) -> str:
   digest = hashlib.sha256()
   for part in parts:

@@ -41,6 +41,9 @@ def run_parser() -> argparse.ArgumentParser:
                  help='epochs per trial; for hyperband the most a trial gets (default: %(default)s)')
   p.add_argument('--factor', type=int, default=m.factor,
                  help='hyperband reduction factor (default: %(default)s)')
+  p.add_argument('--tuning-budget', type=float, default=None, metavar='MINUTES',
+                 help='start no new trial after MINUTES of tuning and keep the best so far '
+                      '(default: no limit); a rerun resumes the search')
   p.add_argument('--epochs', type=int, default=m.epochs,
                  help='Trainer epochs with the best hyperparameters (default: %(default)s)')
   p.add_argument('--train-steps', type=int, default=None,
@@ -85,7 +88,8 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
   module = ModuleConfig(
       image_size=args.image_size, backbone=args.backbone, fine_tune=args.fine_tune,
       tuner=args.tuner, max_trials=args.max_trials, max_epochs=args.max_epochs,
-      factor=args.factor, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
+      factor=args.factor, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+      tuning_budget_minutes=args.tuning_budget)
   return dataclasses.replace(
       _DEFAULTS, data_root=os.path.abspath(args.data_root),
       pipeline_root=os.path.abspath(args.pipeline_root), module=module, tune=not args.no_tune,
@@ -172,6 +176,8 @@ def run(config: PipelineConfig, echo=_echo) -> dict:
   summary = summarize(config)
   summary['seconds'] = time.monotonic() - start
   _print_summary(summary, echo)
+  if config.tune:
+    _report_tuning(config, summary, echo)
   return summary
 
 
@@ -212,6 +218,23 @@ def _print_summary(summary: dict, echo) -> None:
        'model not pushed: eval accuracy below --accuracy-threshold')
 
 
+def _report_tuning(config: PipelineConfig, summary: dict, echo) -> None:
+  """Prints the search's report; a Tuner that ran gets a copy next to best_hyperparameters.txt."""
+  import shutil
+  from modules import tuning_state
+  from tfx_pipeline import tuning_report
+  search = tuning_state.latest_search(
+      tuning_state.base_dir(config.pipeline_root, config.pipeline_name))
+  if not search:
+    return
+  report = tuning_report.write(search)
+  tuning_report.print_report(report, echo)
+  if summary['states'].get('Tuner') == 'executed' and summary.get('best_hyperparameters_uri'):
+    copy = os.path.join(summary['best_hyperparameters_uri'], 'tuning_report')
+    shutil.copytree(report['dir'], copy, dirs_exist_ok=True)
+    echo(f'  (copied to {copy})')
+
+
 def main(argv: Optional[List[str]] = None) -> int:
   argv = sys.argv[1:] if argv is None else argv
   if argv[:1] == ['predict']:
@@ -222,6 +245,20 @@ def main(argv: Optional[List[str]] = None) -> int:
       model_dir = args.model_dir or predict.latest_pushed_model(
           PipelineConfig(pipeline_root=os.path.abspath(args.pipeline_root)).serving_model_dir)
       predict.predict(model_dir, args.photos, limit=args.limit)
+    except FileNotFoundError as e:
+      print(f'error: {e}', file=sys.stderr)
+      return 2
+    return 0
+  if argv[:1] == ['report']:  # Re-renders a search's tuning report from its folder.
+    p = argparse.ArgumentParser(prog='run_local.py report',
+                                description='Re-render the tuning report of a search.')
+    p.add_argument('path', help='a search folder under <pipeline-root>/tuning/<pipeline>/, '
+                                'or that tuning folder (its latest search)')
+    args = p.parse_args(argv[1:])
+    _set_up_logging(verbose=False)
+    from tfx_pipeline import tuning_report
+    try:
+      tuning_report.print_report(tuning_report.write(os.path.abspath(args.path)), _echo)
     except FileNotFoundError as e:
       print(f'error: {e}', file=sys.stderr)
       return 2

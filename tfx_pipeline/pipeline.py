@@ -117,7 +117,7 @@ def create_pipeline(
       # keras-tuner's state outlives the run there, so a killed search resumes.
       tuner = tfx.components.Tuner(**tuner_inputs, custom_config={
           **custom_config,
-          tuning_state.TUNING_DIR_KEY: os.path.join(pipeline_root, 'tuning', pipeline_name)})
+          tuning_state.TUNING_DIR_KEY: tuning_state.base_dir(pipeline_root, pipeline_name)})
     components.append(tuner)
     hyperparameters = tuner.outputs['best_hyperparameters']
   elif hparams_from:

@@ -1,0 +1,208 @@
+"""The tuning report: every trial of a search as a table, PNG plots and TensorBoard HParams logs.
+
+The local runner writes it after a run from the search's persistent folder
+(`modules.tuning_state`), and `run_local.py report PATH` re-renders it from
+that folder alone. It reads keras-tuner's own trial files plus the `run.json`
+(duration, epochs) that `modules.tuning_progress` leaves in each trial folder.
+"""
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import os
+import shutil
+from typing import Dict, List, Optional
+
+from modules import tuning_progress, tuning_state
+
+REPORT_DIR = 'report'
+OBJECTIVE = 'val_accuracy'
+
+
+def find_project(path: str) -> str:
+  """keras-tuner's project folder for `path`: a search folder, its project, or a tuning dir."""
+  candidates = [path, os.path.join(path, tuning_state.PROJECT_NAME)]
+  latest = tuning_state.latest_search(path)
+  if latest:
+    candidates.append(os.path.join(latest, tuning_state.PROJECT_NAME))
+  for candidate in candidates:
+    if glob.glob(os.path.join(candidate, 'trial_*', 'trial.json')):
+      return candidate
+  raise FileNotFoundError(f'no keras-tuner trials under {path}')
+
+
+def load_trials(project: str) -> List[dict]:
+  """One row per trial, in the order trials started."""
+  rows = []
+  for path in glob.glob(os.path.join(project, 'trial_*', 'trial.json')):
+    with open(path) as f:
+      trial = json.load(f)
+    values = trial['hyperparameters']['values']
+    run = {}
+    run_path = os.path.join(os.path.dirname(path), tuning_progress.RUN_FILE)
+    if os.path.exists(run_path):
+      with open(run_path) as f:
+        run = json.load(f)
+    planned = values.get('tuner/epochs', 0) - values.get('tuner/initial_epoch', 0)
+    rows.append({
+        'trial': trial['trial_id'], 'status': trial['status'], 'score': trial['score'],
+        # Epochs trained (early stopping can cut them); Hyperband's plan when no record.
+        'epochs': run.get('epochs', planned or None), 'seconds': run.get('seconds'),
+        'hyperparameters': tuning_progress.public_values(values)})
+  return sorted(rows, key=lambda r: int(r['trial']) if r['trial'].isdigit() else r['trial'])
+
+
+def _names(rows: List[dict]) -> List[str]:
+  names = []
+  for row in rows:
+    names += [n for n in row['hyperparameters'] if n not in names]
+  return names
+
+
+def _cell(value) -> str:
+  if value is None:
+    return '-'
+  if isinstance(value, float):
+    return f'{value:.4g}'
+  return str(value)
+
+
+def table(rows: List[dict]) -> str:
+  """A plain-text table: trial, hyperparameters, score, epochs, duration, status; best marked."""
+  names = _names(rows)
+  best = _best(rows)
+  header = ['trial'] + names + ['score', 'epochs', 'time', 'status']
+  lines = [header]
+  for row in rows:
+    seconds = row['seconds']
+    lines.append([row['trial'] + (' *' if row is best else '')]
+                 + [_cell(row['hyperparameters'].get(n)) for n in names]
+                 + [_cell(row['score']), _cell(row['epochs']),
+                    tuning_progress.format_seconds(seconds) if seconds is not None else '-',
+                    row['status']])
+  widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
+  return '\n'.join('  '.join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip()
+                   for line in lines)
+
+
+def _best(rows: List[dict]) -> Optional[dict]:
+  scored = [r for r in rows if r['status'] == 'COMPLETED' and r['score'] is not None]
+  return max(scored, key=lambda r: r['score']) if scored else None
+
+
+def _plot(rows: List[dict], out_dir: str) -> List[str]:
+  import matplotlib
+  matplotlib.use('Agg')  # Files only: no display on servers.
+  import matplotlib.pyplot as plt
+
+  paths = []
+  scored = [r for r in rows if r['score'] is not None]
+  # Score per trial at the cumulative epochs when it ended, and the best so far.
+  fig, ax = plt.subplots(figsize=(7, 4))
+  cumulative, xs, ys, best_x, best_y, best = 0, [], [], [], [], None
+  for row in rows:
+    cumulative += row['epochs'] or 0
+    if row['score'] is None:
+      continue
+    xs.append(cumulative)
+    ys.append(row['score'])
+    best = row['score'] if best is None else max(best, row['score'])
+    best_x.append(cumulative)
+    best_y.append(best)
+  ax.scatter(xs, ys, label='trial score')
+  ax.step(best_x, best_y, where='post', color='tab:orange', label='best so far')
+  ax.set_xlabel('epochs trained in all')
+  ax.set_ylabel(OBJECTIVE)
+  ax.set_title(f'{len(rows)} trials')
+  ax.legend(loc='lower right')
+  fig.tight_layout()
+  paths.append(os.path.join(out_dir, 'score_by_trial.png'))
+  fig.savefig(paths[-1])
+  plt.close(fig)
+
+  names = _names(rows)
+  if names:
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.2), squeeze=False)
+    for ax, name in zip(axes[0], names):
+      pairs = [(r['hyperparameters'][name], r['score']) for r in scored
+               if name in r['hyperparameters']]
+      # Categories and log-spaced choices read best as evenly spaced labels.
+      labels = sorted({str(v) for v, _ in pairs}, key=lambda s: _sort_key(s))
+      ax.scatter([labels.index(str(v)) for v, _ in pairs], [s for _, s in pairs])
+      ax.set_xticks(range(len(labels)))
+      ax.set_xticklabels(labels, rotation=30)
+      ax.set_xlabel(name)
+      ax.set_ylabel(OBJECTIVE)
+    fig.tight_layout()
+    paths.append(os.path.join(out_dir, 'score_by_hyperparameter.png'))
+    fig.savefig(paths[-1])
+    plt.close(fig)
+  return paths
+
+
+def _sort_key(text: str):
+  try:
+    return (0, float(text), '')
+  except ValueError:
+    return (1, 0.0, text)
+
+
+def _tensorboard(rows: List[dict], log_dir: str) -> None:
+  """HParams logs: `tensorboard --logdir <log_dir>` shows every trial in the HParams tab."""
+  import tensorflow as tf
+  from tensorboard.plugins.hparams import api as hp_api
+
+  shutil.rmtree(log_dir, ignore_errors=True)  # Re-rendering must not duplicate trials.
+  values: Dict[str, set] = {}
+  for row in rows:
+    for name, value in row['hyperparameters'].items():
+      values.setdefault(name, set()).add(value)
+  hparams = {name: hp_api.HParam(name, hp_api.Discrete(sorted(seen, key=lambda v: _sort_key(str(v)))))
+             for name, seen in values.items()}
+  with tf.summary.create_file_writer(log_dir).as_default():
+    hp_api.hparams_config(hparams=list(hparams.values()),
+                          metrics=[hp_api.Metric(OBJECTIVE, display_name=OBJECTIVE)])
+  for row in rows:
+    if row['score'] is None:
+      continue
+    with tf.summary.create_file_writer(os.path.join(log_dir, f'trial_{row["trial"]}')).as_default():
+      hp_api.hparams({hparams[n]: v for n, v in row['hyperparameters'].items()},
+                     trial_id=row['trial'])
+      tf.summary.scalar(OBJECTIVE, row['score'], step=row['epochs'] or 0)
+
+
+def write(path: str, out_dir: Optional[str] = None) -> dict:
+  """Writes the report for the search at `path`; returns its rows, table and file paths."""
+  project = find_project(path)
+  rows = load_trials(project)
+  out_dir = out_dir or os.path.join(os.path.dirname(project), REPORT_DIR)
+  os.makedirs(out_dir, exist_ok=True)
+  text = table(rows)
+  files = {'table': os.path.join(out_dir, 'trials.txt'),
+           'csv': os.path.join(out_dir, 'trials.csv'),
+           'json': os.path.join(out_dir, 'trials.json'),
+           'tensorboard': os.path.join(out_dir, 'tensorboard')}
+  with open(files['table'], 'w') as f:
+    f.write(text + '\n')
+  with open(files['json'], 'w') as f:
+    json.dump(rows, f, indent=1)
+  names = _names(rows)
+  with open(files['csv'], 'w', newline='') as f:
+    writer = csv.writer(f)
+    writer.writerow(['trial', 'status', 'score', 'epochs', 'seconds'] + names)
+    for row in rows:
+      writer.writerow([row['trial'], row['status'], row['score'], row['epochs'], row['seconds']]
+                      + [row['hyperparameters'].get(n) for n in names])
+  files['plots'] = _plot(rows, out_dir)
+  _tensorboard(rows, files['tensorboard'])
+  return {'rows': rows, 'table': text, 'dir': out_dir, 'files': files}
+
+
+def print_report(report: dict, echo=print) -> None:
+  done = sum(r['status'] == 'COMPLETED' for r in report['rows'])
+  echo(f'tuning report: {done} of {len(report["rows"])} trials completed (* best)')
+  for line in report['table'].splitlines():
+    echo('  ' + line)
+  echo(f'  ({report["dir"]}: trials.txt/.csv/.json, PNG plots; '
+       f'tensorboard --logdir {report["files"]["tensorboard"]})')
