@@ -98,6 +98,8 @@ def test_skip_drops_and_counts_bad_images_and_the_pipeline_reads_a_clean_copy(tm
                       'eval 1, train 2')
   assert ('  skipped split train, image_classification_builder-train.tfrecord-00000-of-00001 '
           'record 2 (roses/truncated.jpg): not a decodable image (JPEG, PNG, GIF or BMP)') in lines
+  assert ('  skipped split train, image_classification_builder-train.tfrecord-00000-of-00001 '
+          'record 5 (daisy/zero.jpg): empty image (0 bytes)') in lines
   kept = {split: [f['image/filename'].bytes_list.value[0].decode()
                   for f in read_examples(os.path.join(folder, f'*-{split}.tfrecord-*'))]
           for split in ('train', 'validation')}

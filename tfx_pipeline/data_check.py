@@ -37,7 +37,7 @@ from tfx_pipeline.config import BAD_IMAGE_POLICIES
 
 FOLDER = 'data_check'
 LABELS_FILE = 'labels.txt'  # Written beside the shards by data/convert.py.
-_VERSION = 1  # Bump when the checks change, so earlier results are not reused.
+_VERSION = 2  # Bump when the checks change, so earlier results are not reused.
 _EXAMPLES_PER_LABEL = 3
 _LISTED = 20  # Skipped records listed one per line; the rest are counted.
 
@@ -86,6 +86,8 @@ class ScanFile(beam.DoFn):
     problem = None
     if len(image) != 1:
       problem = f'no {_IMAGE}' if not image else f'{len(image)} images in {_IMAGE}'
+    elif not image[0]:
+      problem = 'empty image (0 bytes)'
     else:
       try:
         self._decode(tf.constant([image[0]]))
