@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import os
 import sys
+import types
 import warnings
 from typing import List, Optional, Tuple
 
@@ -21,7 +22,9 @@ from tfx_pipeline.config import (DEFAULT_PIPELINE_ROOT, MachineSpec, PipelineCon
 _DEFAULTS = PipelineConfig()
 _MODULE_DEFAULTS = ModuleConfig()
 _MACHINE_DEFAULTS = MachineSpec()
-_VERTEX_DEFAULTS = VertexSettings(project='-', region='-')
+# VertexSettings' defaults (project and region have none).
+_VERTEX_DEFAULTS = types.SimpleNamespace(
+    **{f.name: f.default for f in dataclasses.fields(VertexSettings)})
 DEFAULT_OUTPUT = os.path.join(DEFAULT_PIPELINE_ROOT, 'vertex', f'{_DEFAULTS.pipeline_name}.json')
 # Flags that choose what this run does, so they are not read from --config.
 _COMMAND_LINE_ONLY = ('config', 'compile_only', 'submit')
