@@ -61,12 +61,7 @@ def resolve(data_root: str) -> DataLayout:
                           'with python -m data.convert.')
   if train and validation:
     _check_tfrecords(data_root, train + validation)
-    return DataLayout(
-        input_config=tfx.proto.Input(splits=[
-            tfx.proto.Input.Split(name='train', pattern=_published('train')),
-            tfx.proto.Input.Split(name='eval', pattern=_published('validation')),
-        ]),
-        output_config=None,
+    return published_layout(
         description=(f'{len(train)} train and {len(validation)} validation shards '
                      f'in {data_root}'),
         split_files={'train': _paths(data_root, train), 'eval': _paths(data_root, validation)})
@@ -80,15 +75,32 @@ def resolve(data_root: str) -> DataLayout:
     raise DataLayoutError(f'--data-root {data_root} holds no TFRecord files (*.tfrecord*): '
                           'point it at flower TFRecords, e.g. data/sample.')
   _check_tfrecords(data_root, files)
+  return hash_split_layout(
+      pattern,
+      description=(f'{len(files)} TFRecord files in {data_root} with no train/validation '
+                   'shards: splitting them 80/20 into train/eval by hash'),
+      split_files={'all': _paths(data_root, files)})
+
+
+def published_layout(description: str, split_files=None) -> DataLayout:
+  """Train and validation shards of the published naming as the train and eval splits."""
+  return DataLayout(
+      input_config=tfx.proto.Input(splits=[
+          tfx.proto.Input.Split(name='train', pattern=_published('train')),
+          tfx.proto.Input.Split(name='eval', pattern=_published('validation')),
+      ]),
+      output_config=None, description=description, split_files=split_files or {})
+
+
+def hash_split_layout(pattern: str, description: str, split_files=None) -> DataLayout:
+  """Every file matching `pattern`, split 80/20 into train/eval by a hash of each example."""
   return DataLayout(
       input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name='single', pattern=pattern)]),
       output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
           tfx.proto.SplitConfig.Split(name='train', hash_buckets=4),
           tfx.proto.SplitConfig.Split(name='eval', hash_buckets=1),
       ])),
-      description=(f'{len(files)} TFRecord files in {data_root} with no train/validation '
-                   'shards: splitting them 80/20 into train/eval by hash'),
-      split_files={'all': _paths(data_root, files)})
+      description=description, split_files=split_files or {})
 
 
 def _paths(data_root: str, names: List[str]) -> Tuple[str, ...]:

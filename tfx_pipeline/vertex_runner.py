@@ -206,24 +206,12 @@ def data_layout_for(data_root: str, split_by_hash: bool):
 
   The same two layouts `data_layout.resolve` finds in a local folder.
   """
-  from tfx import v1 as tfx
   from tfx_pipeline import data_layout
   if not split_by_hash:
-    published = data_layout.PUBLISHED_PATTERN.format
-    return data_layout.DataLayout(
-        input_config=tfx.proto.Input(splits=[
-            tfx.proto.Input.Split(name='train', pattern=published(split='train')),
-            tfx.proto.Input.Split(name='eval', pattern=published(split='validation')),
-        ]),
-        output_config=None, description=f'published train and validation shards in {data_root}')
-  return data_layout.DataLayout(
-      input_config=tfx.proto.Input(splits=[
-          tfx.proto.Input.Split(name='single', pattern=data_layout.TFRECORD_PATTERNS[0])]),
-      output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
-          tfx.proto.SplitConfig.Split(name='train', hash_buckets=4),
-          tfx.proto.SplitConfig.Split(name='eval', hash_buckets=1),
-      ])),
-      description=f'TFRecord files in {data_root}, split 80/20 into train/eval by hash')
+    return data_layout.published_layout(f'published train and validation shards in {data_root}')
+  return data_layout.hash_split_layout(
+      data_layout.TFRECORD_PATTERNS[0],
+      f'TFRecord files in {data_root}, split 80/20 into train/eval by hash')
 
 
 def build(config: PipelineConfig, vertex: VertexSettings, split_by_hash: bool = False):
