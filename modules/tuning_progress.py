@@ -28,8 +28,10 @@ def format_seconds(seconds: float) -> str:
   return f'{minutes}m{secs:02d}s' if minutes else f'{secs}s'
 
 
-def _format_value(value):
-  return f'{value:.3g}' if isinstance(value, float) else value
+def format_values(values: dict) -> str:
+  """`units=192 optimizer=adam learning_rate=0.001`: the public hyperparameters, briefly."""
+  return ' '.join(f'{k}={v:.3g}' if isinstance(v, float) else f'{k}={v}'
+                  for k, v in public_values(values).items())
 
 
 def _score(value) -> str:
@@ -90,9 +92,9 @@ class TrialProgress:
     done = sum(t.status in ('COMPLETED', 'FAILED', 'INVALID') for t in trials) or 1
     total = self.oracle.max_trials or '?'
     best = self.oracle.get_best_trials(1)
-    hparams = {k: _format_value(v) for k, v in public_values(trial.hyperparameters.values).items()}
     elapsed = time.monotonic() - self._search_start
-    line = (f'trial {done}/{total}: {hparams} score={_score(trial.score)} '
+    line = (f'trial {done}/{total}: {format_values(trial.hyperparameters.values)} '
+            f'score={_score(trial.score)} '
             f'best={_score(best[0].score if best else None)} ({format_seconds(seconds)}) '
             f'elapsed {format_seconds(elapsed)}')
     if trial.status != 'COMPLETED':

@@ -1,4 +1,4 @@
-"""A progress line and a run record per trial; a time budget ends the search with the best so far."""
+"""A progress line and a run record per trial; a spent time budget keeps the best so far."""
 import json
 import os
 import re
@@ -38,7 +38,8 @@ def test_one_progress_line_and_run_record_per_trial(tmp_path):
   best = max(t.score for t in trials)
   assert f'best={best:.4f}' in progress[-1]
   for line, trial in zip(progress, sorted(trials, key=lambda t: t.trial_id)):
-    assert f"'units': {trial.hyperparameters.get('units')}" in line
+    number = progress.index(line) + 1
+    assert f"trial {number}/3: units={trial.hyperparameters.get('units')} score" in line
     assert f'score={trial.score:.4f}' in line
     assert 'elapsed ' in line and ' eta ' in line
   assert progress[-1].endswith('eta 0s')
@@ -71,3 +72,10 @@ def test_spent_budget_starts_no_new_trial_and_keeps_the_best(tmp_path):
   # What TFX's Tuner executor asks for after the search.
   assert [t.trial_id for t in tuner.oracle.get_best_trials(tuner.oracle.max_trials)] == [
       trial.trial_id]
+
+
+def test_tuning_budget_flag_reaches_the_tuner_options():
+  from tfx_pipeline.local_runner import config_from_args, run_parser
+  config = config_from_args(run_parser().parse_args(['--tuning-budget', '2.5']))
+  assert config.module.tuning_budget_minutes == 2.5
+  assert config_from_args(run_parser().parse_args([])).module.tuning_budget_minutes is None

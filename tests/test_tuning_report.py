@@ -1,4 +1,4 @@
-"""The tuning report holds every trial: table, CSV/JSON, valid PNG plots, TensorBoard HParams logs."""
+"""The tuning report holds every trial: table, CSV/JSON, PNG plots, TensorBoard HParams logs."""
 import csv
 import glob
 import json

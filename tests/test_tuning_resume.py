@@ -1,4 +1,4 @@
-"""A killed search resumes: finished trials are reloaded, not rerun; new data or options start anew."""
+"""A killed search resumes without rerunning finished trials; new data or options start anew."""
 import json
 import os
 import signal

@@ -148,6 +148,10 @@ def _sort_key(text: str):
     return (1, 0.0, text)
 
 
+def _sort_key_of_value(value):
+  return _sort_key(str(value))
+
+
 def _tensorboard(rows: List[dict], log_dir: str) -> None:
   """HParams logs: `tensorboard --logdir <log_dir>` shows every trial in the HParams tab."""
   import tensorflow as tf
@@ -158,7 +162,7 @@ def _tensorboard(rows: List[dict], log_dir: str) -> None:
   for row in rows:
     for name, value in row['hyperparameters'].items():
       values.setdefault(name, set()).add(value)
-  hparams = {name: hp_api.HParam(name, hp_api.Discrete(sorted(seen, key=lambda v: _sort_key(str(v)))))
+  hparams = {name: hp_api.HParam(name, hp_api.Discrete(sorted(seen, key=_sort_key_of_value)))
              for name, seen in values.items()}
   with tf.summary.create_file_writer(log_dir).as_default():
     hp_api.hparams_config(hparams=list(hparams.values()),
