@@ -16,11 +16,10 @@ from typing import List, Optional
 
 import absl.logging
 
-from modules.module_config import TUNERS, ModuleConfig
+from tfx_pipeline import options
 from tfx_pipeline.config import BAD_IMAGE_POLICIES, DEFAULT_PIPELINE_ROOT, PipelineConfig
 
 _DEFAULTS = PipelineConfig()
-_MODULE_DEFAULTS = ModuleConfig()
 
 
 def run_parser() -> argparse.ArgumentParser:
@@ -28,41 +27,16 @@ def run_parser() -> argparse.ArgumentParser:
       prog='run_local.py',
       description='Tune, train, evaluate and push the flower classifier locally. '
                   '`run_local.py predict --help` classifies photos with the pushed model.')
-  m = _MODULE_DEFAULTS
-  p.add_argument('--tuner', choices=TUNERS, default=m.tuner,
-                 help='search algorithm (default: %(default)s)')
   p.add_argument('--data-root', default=_DEFAULTS.data_root,
                  help='folder of flower TFRecords (default: the sample in data/sample)')
   p.add_argument('--pipeline-root', default=_DEFAULTS.pipeline_root,
                  help='folder for artifacts, ML Metadata and pushed models (default: %(default)s)')
-  p.add_argument('--max-trials', type=int, default=m.max_trials,
-                 help='trials for bayesian/random search (default: %(default)s)')
-  p.add_argument('--max-epochs', type=int, default=m.max_epochs,
-                 help='epochs per trial; for hyperband the most a trial gets (default: %(default)s)')
-  p.add_argument('--factor', type=int, default=m.factor,
-                 help='hyperband reduction factor (default: %(default)s)')
+  options.add_search_and_training(
+      p, backbone_help="'cnn' (built-in, default), a TF-Hub handle, or a local SavedModel path",
+      hparams_help='best_hyperparameters folder or file of an earlier run (with --no-tune)')
   p.add_argument('--tuning-budget', type=float, default=None, metavar='MINUTES',
                  help='start no new trial after MINUTES of tuning and keep the best so far '
                       '(default: no limit); a rerun resumes the search')
-  p.add_argument('--epochs', type=int, default=m.epochs,
-                 help='Trainer epochs with the best hyperparameters (default: %(default)s)')
-  p.add_argument('--train-steps', type=int, default=None,
-                 help='total Trainer steps, spread over --epochs (default: full passes)')
-  p.add_argument('--batch-size', type=int, default=m.batch_size, help='(default: %(default)s)')
-  p.add_argument('--image-size', type=int, default=m.image_size,
-                 help='square size images are resized to (default: %(default)s)')
-  p.add_argument('--backbone', default=m.backbone,
-                 help="'cnn' (built-in, default), a TF-Hub handle, or a local SavedModel path")
-  p.add_argument('--fine-tune', action='store_true',
-                 help='train the SavedModel backbone too (default: frozen)')
-  p.add_argument('--no-tune', action='store_true',
-                 help='skip the Tuner: train with the search space defaults or --hparams-from')
-  p.add_argument('--hparams-from', default=None,
-                 help='best_hyperparameters folder or file of an earlier run (with --no-tune)')
-  p.add_argument('--accuracy-threshold', type=float, default=_DEFAULTS.accuracy_threshold,
-                 help='lowest eval accuracy Evaluator blesses for pushing (default: %(default)s)')
-  p.add_argument('--seed', type=int, default=m.seed, help='(default: %(default)s)')
-  p.add_argument('--no-cache', action='store_true', help='rerun every component')
   p.add_argument('--verbose', action='store_true', help='show every TFX, Beam and TF log line')
   # Bad input: every record is checked before any component runs (tfx_pipeline/data_check.py).
   p.add_argument('--bad-images', choices=BAD_IMAGE_POLICIES, default=_DEFAULTS.bad_images,
@@ -85,17 +59,13 @@ def predict_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
-  module = ModuleConfig(
-      image_size=args.image_size, backbone=args.backbone, fine_tune=args.fine_tune,
-      tuner=args.tuner, max_trials=args.max_trials, max_epochs=args.max_epochs,
-      factor=args.factor, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-      tuning_budget_minutes=args.tuning_budget)
   return dataclasses.replace(
-      _DEFAULTS, data_root=os.path.abspath(args.data_root),
-      pipeline_root=os.path.abspath(args.pipeline_root), module=module, tune=not args.no_tune,
+      _DEFAULTS, **options.pipeline_fields(args),
+      module=options.module_config(args, tuning_budget_minutes=args.tuning_budget),
+      data_root=os.path.abspath(args.data_root),
+      pipeline_root=os.path.abspath(args.pipeline_root),
       hparams_from=args.hparams_from and os.path.abspath(args.hparams_from),
-      train_steps=args.train_steps, accuracy_threshold=args.accuracy_threshold,
-      enable_cache=not args.no_cache, bad_images=args.bad_images)
+      bad_images=args.bad_images)
 
 
 # Known-harmless warnings TFX 1.16 prints on every local run.

@@ -15,12 +15,11 @@ import types
 import warnings
 from typing import List, Optional, Tuple
 
-from modules.module_config import TUNERS, ModuleConfig
+from tfx_pipeline import options
 from tfx_pipeline.config import (DEFAULT_PIPELINE_ROOT, MachineSpec, PipelineConfig,
                                  VertexSettings)
 
 _DEFAULTS = PipelineConfig()
-_MODULE_DEFAULTS = ModuleConfig()
 _MACHINE_DEFAULTS = MachineSpec()
 # VertexSettings' defaults (project and region have none).
 _VERTEX_DEFAULTS = types.SimpleNamespace(
@@ -97,35 +96,10 @@ def parser() -> argparse.ArgumentParser:
   t.add_argument('--beam-arg', action='append', default=[], metavar='ARG',
                  help='extra Beam pipeline option, e.g. --beam-arg=--disk_size_gb=50 (repeatable)')
 
-  d = _MODULE_DEFAULTS
-  s = p.add_argument_group('search and training (as in run_local.py)')
-  s.add_argument('--tuner', choices=TUNERS, default=d.tuner,
-                 help='search algorithm (default: %(default)s)')
-  s.add_argument('--max-trials', type=int, default=d.max_trials,
-                 help='trials for bayesian/random search (default: %(default)s)')
-  s.add_argument('--max-epochs', type=int, default=d.max_epochs,
-                 help='epochs per trial; for hyperband the most a trial gets (default: %(default)s)')
-  s.add_argument('--factor', type=int, default=d.factor,
-                 help='hyperband reduction factor (default: %(default)s)')
-  s.add_argument('--epochs', type=int, default=d.epochs,
-                 help='Trainer epochs with the best hyperparameters (default: %(default)s)')
-  s.add_argument('--train-steps', type=int, default=None,
-                 help='total Trainer steps, spread over --epochs (default: full passes)')
-  s.add_argument('--batch-size', type=int, default=d.batch_size, help='(default: %(default)s)')
-  s.add_argument('--image-size', type=int, default=d.image_size,
-                 help='square size images are resized to (default: %(default)s)')
-  s.add_argument('--backbone', default=d.backbone,
-                 help="'cnn' (built-in, default), a TF-Hub handle, or a gs:// SavedModel path")
-  s.add_argument('--fine-tune', action='store_true',
-                 help='train the SavedModel backbone too (default: frozen)')
-  s.add_argument('--no-tune', action='store_true',
-                 help='skip the Tuner: train with the search space defaults or --hparams-from')
-  s.add_argument('--hparams-from', default=None,
-                 help='gs:// best_hyperparameters folder of an earlier run (with --no-tune)')
-  s.add_argument('--accuracy-threshold', type=float, default=_DEFAULTS.accuracy_threshold,
-                 help='lowest eval accuracy Evaluator blesses for pushing (default: %(default)s)')
-  s.add_argument('--seed', type=int, default=d.seed, help='(default: %(default)s)')
-  s.add_argument('--no-cache', action='store_true', help='rerun every step')
+  options.add_search_and_training(
+      p.add_argument_group('search and training (as in run_local.py)'),
+      backbone_help="'cnn' (built-in, default), a TF-Hub handle, or a gs:// SavedModel path",
+      hparams_help='gs:// best_hyperparameters folder of an earlier run (with --no-tune)')
   p.add_argument('--verbose', action='store_true', help='show every TFX and TensorFlow log line')
   return p
 
@@ -187,14 +161,9 @@ def settings_from_args(args: argparse.Namespace) -> Tuple[PipelineConfig, Vertex
         tuner_machine=tuner_machine, trainer_machine=trainer_machine,
         dataflow=not args.no_dataflow, dataflow_machine_type=args.dataflow_machine_type,
         dataflow_max_workers=args.dataflow_max_workers, extra_beam_args=tuple(args.beam_arg))
-    module = ModuleConfig(
-        image_size=args.image_size, backbone=args.backbone, fine_tune=args.fine_tune,
-        tuner=args.tuner, max_trials=args.max_trials, max_epochs=args.max_epochs,
-        factor=args.factor, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
     config = dataclasses.replace(
-        _DEFAULTS, data_root=data_root, pipeline_root=pipeline_root, module=module,
-        tune=not args.no_tune, hparams_from=hparams_from, train_steps=args.train_steps,
-        accuracy_threshold=args.accuracy_threshold, enable_cache=not args.no_cache,
+        _DEFAULTS, **options.pipeline_fields(args), module=options.module_config(args),
+        data_root=data_root, pipeline_root=pipeline_root, hparams_from=hparams_from,
         beam_pipeline_args=vertex.beam_pipeline_args(os.path.join(pipeline_root, 'beam_tmp')))
   except ValueError as e:
     raise UsageError(str(e)) from None
