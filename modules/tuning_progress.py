@@ -88,8 +88,11 @@ class TrialProgress:
     return getattr(self, '_fit_epochs', 1)
 
   def progress_line(self, trial, seconds: float) -> str:
+    # A worker of a parallel search sees only its own trials (its oracle is
+    # remote): it numbers the line by trial id and leaves out the ETA.
     trials = list(self.oracle.trials.values()) if hasattr(self.oracle, 'trials') else []
-    done = sum(t.status in ('COMPLETED', 'FAILED', 'INVALID') for t in trials) or 1
+    done = (sum(t.status in ('COMPLETED', 'FAILED', 'INVALID') for t in trials)
+            if trials else int(trial.trial_id) + 1)
     total = self.oracle.max_trials or '?'
     best = self.oracle.get_best_trials(1)
     elapsed = time.monotonic() - self._search_start
@@ -99,7 +102,7 @@ class TrialProgress:
             f'elapsed {format_seconds(elapsed)}')
     if trial.status != 'COMPLETED':
       line += f' [{trial.status}]'
-    if self.total_epochs and self._epochs_this_run:
+    if self.total_epochs and self._epochs_this_run and trials:
       planned_done = sum(self._planned_epochs(t) for t in trials
                          if t.status in ('COMPLETED', 'FAILED', 'INVALID'))
       remaining = max(self.total_epochs - planned_done, 0)
