@@ -29,6 +29,9 @@ class ModuleConfig:
   seed: int = 42
   # Tuner: start no new trial after this many minutes of this run (None: no limit).
   tuning_budget_minutes: Optional[float] = None
+  # A frozen SavedModel backbone: compute its features once per split and
+  # train only the head on them (modules/feature_cache.py).
+  feature_cache: bool = True
 
   def __post_init__(self):
     if self.tuner not in TUNERS:

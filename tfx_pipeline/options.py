@@ -31,6 +31,9 @@ def add_search_and_training(p, *, backbone_help: str, hparams_help: str) -> None
   p.add_argument('--backbone', default=m.backbone, help=backbone_help)
   p.add_argument('--fine-tune', action='store_true',
                  help='train the SavedModel backbone too (default: frozen)')
+  p.add_argument('--no-feature-cache', action='store_true',
+                 help='with a frozen SavedModel backbone, run it in every epoch of every trial '
+                      'instead of training the head on its features computed once')
   p.add_argument('--no-tune', action='store_true',
                  help='skip the Tuner: train with the search space defaults or --hparams-from')
   p.add_argument('--hparams-from', default=None, help=hparams_help)
@@ -46,7 +49,7 @@ def module_config(args: argparse.Namespace, **extra) -> ModuleConfig:
       image_size=args.image_size, backbone=args.backbone, fine_tune=args.fine_tune,
       tuner=args.tuner, max_trials=args.max_trials, max_epochs=args.max_epochs,
       factor=args.factor, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-      **extra)
+      feature_cache=not args.no_feature_cache, **extra)
 
 
 def pipeline_fields(args: argparse.Namespace) -> dict:

@@ -15,7 +15,7 @@ import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
-from modules import features, tuning_state
+from modules import feature_cache, features, tuning_state
 from modules.module_config import ModuleConfig
 from tfx_pipeline import code_version, data_layout
 from tfx_pipeline.config import VertexSettings
@@ -82,7 +82,9 @@ def create_pipeline(
   the splits of a `data_root` that cannot be listed here (gs://).
   """
   layout = layout or data_layout.resolve(data_root)
-  custom_config = {**module_config.to_custom_config(), 'code': code_version.training_code()}
+  custom_config = {**module_config.to_custom_config(), 'code': code_version.training_code(),
+                   # Backbone features the Tuner computes, the Trainer reuses (and later runs).
+                   feature_cache.CACHE_DIR_KEY: feature_cache.base_dir(pipeline_root)}
 
   example_gen = tfx.components.ImportExampleGen(
       input_base=data_root, input_config=layout.input_config,

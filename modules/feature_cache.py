@@ -1,0 +1,161 @@
+"""Backbone features computed once per split, for tuning and training a head on a frozen backbone.
+
+`tuner_fn` and `run_fn` call `features_for` when `applies(config)`: a frozen
+SavedModel backbone computes the same features in every epoch of every trial,
+so its output over each split is computed once and every trial trains only the
+head on it.
+
+Where: `<feature_cache_dir>/<key>.npz` (features float32 [N, D], labels [N])
+and `<key>.json` (what the key was made of), where `feature_cache_dir` comes
+from the pipeline (custom_config, `<pipeline-root>/feature_cache`) or, without
+one, the component's working dir (then it lasts one run).
+
+Key: a hash of the backbone handle and the contents of its SavedModel files,
+the image size, the Transform graph's contents, the contents of the split's
+transformed example files, and the split. Contents, not sizes: transformed
+images have a fixed size, so two data sets with as many images would have files
+of equal size. Any change to data or backbone is a new key, so a stale entry is
+never read; entries are never rewritten, and deleting the folder is always safe.
+Writes go to a temporary file renamed into place, so a killed run leaves no
+half-written entry.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import uuid
+from typing import Iterable, Optional, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_hub as hub
+
+from modules import backbone, tuning_state
+from modules.inputs import input_fn
+from modules.module_config import BUILTIN_BACKBONE, ModuleConfig
+
+# custom_config key: the folder under the pipeline root that holds every entry.
+CACHE_DIR_KEY = 'feature_cache_dir'
+# Bump when the entry layout or the way features are computed changes.
+FORMAT = 1
+_CHUNK = 1 << 20
+
+
+def base_dir(pipeline_root: str) -> str:
+  """The pipeline's feature cache folder."""
+  return os.path.join(pipeline_root, 'feature_cache')
+
+
+def applies(config: ModuleConfig) -> bool:
+  """Only a frozen SavedModel backbone computes the same features every epoch."""
+  return config.feature_cache and config.backbone != BUILTIN_BACKBONE and not config.fine_tune
+
+
+def _hash_files(digest, paths: Iterable[Tuple[str, str]]) -> None:
+  """Adds (name, contents) of each (name, path) to `digest`, streaming large files."""
+  for name, path in paths:
+    digest.update(name.encode() + b'\0')
+    with tf.io.gfile.GFile(path, 'rb') as f:
+      while chunk := f.read(_CHUNK):
+        digest.update(chunk)
+    digest.update(b'\0')
+
+
+def _tree(root: str):
+  for folder, _, names in sorted(tf.io.gfile.walk(root)):
+    for name in sorted(names):
+      path = os.path.join(folder, name)
+      yield os.path.relpath(path, root), path
+
+
+def backbone_fingerprint(handle: str) -> str:
+  """Content hash of the backbone's SavedModel files (TF-Hub handles resolve to a local copy)."""
+  digest = hashlib.sha256()
+  _hash_files(digest, _tree(hub.resolve(handle)))
+  return digest.hexdigest()[:16]
+
+
+def data_fingerprint(transform_graph_path: str, files: Sequence[str]) -> str:
+  """Content hash of the Transform graph and of the split's transformed example files."""
+  digest = hashlib.sha256()
+  # The graph part of the tuning key (no data files): the same hash of the same folder.
+  digest.update(tuning_state.data_fingerprint(transform_graph_path, []).encode())
+  paths = sorted(p for pattern in files for p in tf.io.gfile.glob(pattern))
+  # File names without their artifact folders, which change on every Transform run.
+  _hash_files(digest, ((os.path.basename(p), p) for p in paths))
+  return digest.hexdigest()[:16]
+
+
+def describe(config: ModuleConfig, transform_graph_path: str, files: Sequence[str],
+             split: str) -> dict:
+  """Everything an entry's features depend on."""
+  return {'format': FORMAT, 'backbone': config.backbone,
+          'backbone_files': backbone_fingerprint(config.backbone),
+          'image_size': config.image_size, 'split': split,
+          'data': data_fingerprint(transform_graph_path, files)}
+
+
+def key_of(description: dict) -> str:
+  return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def compute(feature_extractor, dataset: tf.data.Dataset) -> Tuple[np.ndarray, np.ndarray]:
+  """One pass of `feature_extractor` over (image, label) batches: features [N, D], labels [N]."""
+  call = tf.function(lambda images: feature_extractor(images, training=False))
+  features, labels = [], []
+  for images, label in dataset:
+    features.append(call(images).numpy().astype(np.float32))
+    labels.append(np.reshape(label.numpy(), [-1]))
+  return np.concatenate(features), np.concatenate(labels)
+
+
+def _write(path: str, features: np.ndarray, labels: np.ndarray) -> None:
+  buffer = io.BytesIO()
+  np.savez(buffer, features=features, labels=labels)
+  temporary = f'{path}.tmp-{uuid.uuid4().hex}'
+  with tf.io.gfile.GFile(temporary, 'wb') as f:
+    f.write(buffer.getvalue())
+  # Renamed into place whole: readers see no entry or a complete one.
+  tf.io.gfile.rename(temporary, path, overwrite=True)
+
+
+def _read(path: str) -> Tuple[np.ndarray, np.ndarray]:
+  with tf.io.gfile.GFile(path, 'rb') as f:
+    arrays = np.load(io.BytesIO(f.read()))
+    return arrays['features'], arrays['labels']
+
+
+def features_for(fn_args, config: ModuleConfig, tf_transform_output, split: str,
+                 files: Sequence[str], echo=print) -> Tuple[np.ndarray, np.ndarray]:
+  """The backbone's features and the labels of one split: read from the cache, or computed and stored."""
+  folder = (fn_args.custom_config or {}).get(CACHE_DIR_KEY) or os.path.join(
+      fn_args.working_dir, 'feature_cache')
+  description = describe(config, fn_args.transform_graph_path, files, split)
+  path = os.path.join(folder, key_of(description) + '.npz')
+  if tf.io.gfile.exists(path):
+    features, labels = _read(path)
+    echo(f'feature cache: {split}: {len(labels)} examples from {path}')
+    return features, labels
+  dataset = input_fn(files, fn_args.data_accessor, tf_transform_output, config.batch_size,
+                     shuffle=False)
+  features, labels = compute(backbone.build_backbone(config.backbone, fine_tune=False), dataset)
+  tf.io.gfile.makedirs(folder)
+  _write(path, features, labels)
+  with tf.io.gfile.GFile(path[:-len('.npz')] + '.json', 'w') as f:
+    json.dump(description, f, indent=1, sort_keys=True)
+  echo(f'feature cache: {split}: computed {features.shape} features into {path}')
+  return features, labels
+
+
+def dataset(features: np.ndarray, labels: np.ndarray, batch_size: int, *,
+            shuffle: bool = True, repeat: bool = False,
+            seed: Optional[int] = None) -> tf.data.Dataset:
+  """Batches of (features, label) from memory, shuffled each epoch like input_fn's."""
+  data = tf.data.Dataset.from_tensor_slices((features, labels))
+  if shuffle:
+    data = data.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
+  if repeat:
+    data = data.repeat()
+  return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
