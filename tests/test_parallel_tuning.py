@@ -1,0 +1,182 @@
+"""Parallel trials on one machine: a keras-tuner chief on loopback plus worker processes."""
+import json
+import os
+import shutil
+import signal
+import socket
+import threading
+import time
+
+import keras_tuner
+import pytest
+from tfx.dsl.components.base import base_executor
+from tfx.proto import tuner_pb2
+from tfx.types import standard_artifacts
+from tfx.utils import proto_utils
+
+from modules import tuning_state
+from tfx_pipeline import parallel_tuner, tuner_workers
+
+TRIALS = 3
+
+
+def _executor_args(transformed, tmp_path, workers, **extra_config):
+  """input_dict, output_dict and exec_properties as TFX hands them to the Tuner executor."""
+  transform_dir, files, config = transformed
+  examples = standard_artifacts.Examples()
+  examples.uri = str(tmp_path / 'examples')
+  examples.split_names = '["train", "eval"]'
+  for split in ('train', 'eval'):
+    os.makedirs(os.path.join(examples.uri, f'Split-{split}'))
+    shutil.copy(files[split][0], os.path.join(examples.uri, f'Split-{split}', 'data.tfrecord'))
+  graph = standard_artifacts.TransformGraph()
+  graph.uri = transform_dir
+  outputs = {'best_hyperparameters': standard_artifacts.HyperParameters(),
+             'tuner_results': standard_artifacts.TunerResults()}
+  for key, artifact in outputs.items():
+    artifact.uri = str(tmp_path / key)
+    os.makedirs(artifact.uri)
+  custom_config = {**config.to_custom_config(), 'tuner': 'random', 'max_trials': TRIALS,
+                   'max_epochs': 1, tuning_state.TUNING_DIR_KEY: str(tmp_path / 'tuning'),
+                   'fit_log': str(tmp_path / 'fits.log'), **extra_config}
+  exec_properties = {
+      'tuner_fn': 'tests.parallel_tuner_fn.tuner_fn', 'custom_config': json.dumps(custom_config),
+      'train_args': '{}', 'eval_args': '{}',
+      'tune_args': proto_utils.proto_to_json(tuner_pb2.TuneArgs(num_parallel_trials=workers))}
+  return ({'examples': [examples], 'transform_graph': [graph]},
+          {k: [v] for k, v in outputs.items()}, exec_properties)
+
+
+def _executor(tmp_path):
+  return parallel_tuner.Executor(
+      base_executor.BaseExecutor.Context(tmp_dir=str(tmp_path / 'tmp'), unique_id='1'))
+
+
+def _project(tmp_path):
+  return os.path.join(tuning_state.latest_search(str(tmp_path / 'tuning')),
+                      tuning_state.PROJECT_NAME)
+
+
+def _trials(project):
+  out = {}
+  for name in os.listdir(project):
+    path = os.path.join(project, name, 'trial.json')
+    if name.startswith('trial_') and os.path.exists(path):
+      with open(path) as f:
+        out[name] = json.load(f)
+  return out
+
+
+def _fits(tmp_path):
+  with open(tmp_path / 'fits.log') as f:
+    return [line.split() for line in f]
+
+
+def _assert_nothing_left(output, fits):
+  (port,) = [line.split(':')[-1].split(',')[0] for line in output.splitlines()
+             if line.startswith('parallel search: chief on')]
+  with pytest.raises(ConnectionRefusedError):
+    socket.create_connection(('127.0.0.1', int(port)), timeout=5)
+  for _, pid in fits:
+    with pytest.raises(ProcessLookupError):  # Exited and reaped by the executor.
+      os.kill(int(pid), 0)
+
+
+def _best_is_best_trial(tmp_path, trials):
+  with open(tmp_path / 'best_hyperparameters' / 'best_hyperparameters.txt') as f:
+    best = keras_tuner.HyperParameters.from_config(json.load(f))
+  completed = [t for t in trials.values() if t['status'] == 'COMPLETED']
+  (chosen,) = [t for t in completed if t['hyperparameters']['values'] == best.values]
+  assert chosen['score'] == max(t['score'] for t in completed)
+
+
+def test_two_workers_run_every_trial_once(transformed, tmp_path, capsys):
+  inputs, outputs, props = _executor_args(transformed, tmp_path, workers=2)
+  _executor(tmp_path).Do(inputs, outputs, props)
+  output = capsys.readouterr().out
+
+  trials = _trials(_project(tmp_path))
+  assert sorted(trials) == [f'trial_{i}' for i in range(TRIALS)]
+  assert all(t['status'] == 'COMPLETED' for t in trials.values()), trials
+  for name in trials:  # Each trial's own record of its run, written by its worker.
+    assert os.path.exists(os.path.join(_project(tmp_path), name, 'run.json'))
+  fits = _fits(tmp_path)
+  assert len(fits) == TRIALS  # One fit per trial: no trial ran twice.
+  assert {tuner_id for tuner_id, _ in fits} <= {'tuner0', 'tuner1'}  # Workers, not the chief.
+  assert f'{TRIALS} trials ({TRIALS} COMPLETED) by 2 workers; no trial lost' in output
+  _best_is_best_trial(tmp_path, trials)
+  _assert_nothing_left(output, fits)
+
+
+@pytest.mark.parametrize('retries,outcome', [(1, 'rerun'), (0, 'failed')])
+def test_a_killed_worker_does_not_hang_the_search(transformed, tmp_path, capsys, monkeypatch,
+                                                  retries, outcome):
+  monkeypatch.setattr(parallel_tuner, 'MAX_TRIAL_RETRIES', retries)
+  inputs, outputs, props = _executor_args(transformed, tmp_path, workers=2, hang_once=True)
+  errors = []
+
+  def run():
+    try:
+      _executor(tmp_path).Do(inputs, outputs, props)
+    except Exception as e:  # Reported by the test below.
+      errors.append(e)
+
+  search = threading.Thread(target=run)
+  search.start()
+  marker = str(tmp_path / 'fits.log.hung')
+  deadline = time.monotonic() + 600  # A guard against a hung test, not a timing check.
+  try:
+    while not (os.path.exists(marker) and open(marker).read()):
+      assert search.is_alive() and time.monotonic() < deadline, errors or 'no trial hung'
+      time.sleep(0.2)
+    hung_pid = int(open(marker).read())
+    os.kill(hung_pid, signal.SIGKILL)
+    search.join(timeout=600)
+    assert not search.is_alive(), 'the search did not end after its worker was killed'
+  finally:
+    if search.is_alive():  # Leave no worker behind, whatever failed.
+      for _, pid in _fits(tmp_path):
+        try:
+          os.kill(int(pid), signal.SIGKILL)
+        except ProcessLookupError:
+          pass
+      search.join(timeout=60)
+  assert not errors, errors
+  output = capsys.readouterr().out
+
+  project = _project(tmp_path)
+  trials = _trials(project)
+  assert sorted(trials) == [f'trial_{i}' for i in range(TRIALS)]
+  with open(os.path.join(project, parallel_tuner.LOST_TRIALS_FILE)) as f:
+    (lost,) = json.load(f)
+  assert lost['exit'] == 'killed by SIGKILL' and lost['outcome'] == outcome
+  hung_worker = [t for t, pid in _fits(tmp_path) if int(pid) == hung_pid][0]
+  assert lost['worker'] == hung_worker
+  line = f'trial {lost["trial"]} (worker {hung_worker} killed by SIGKILL): {outcome}'
+  assert f'tuning: lost {line}' in output and f'lost with a worker: {line}' in output
+  statuses = {name: t['status'] for name, t in trials.items()}
+  lost_name = f'trial_{lost["trial"]}'
+  assert statuses.pop(lost_name) == ('COMPLETED' if outcome == 'rerun' else 'FAILED')
+  assert set(statuses.values()) == {'COMPLETED'}
+  # The killed attempt plus one fit per trial that ran to its end.
+  assert len(_fits(tmp_path)) == TRIALS + (1 if outcome == 'rerun' else 0)
+  _best_is_best_trial(tmp_path, trials)
+  _assert_nothing_left(output, _fits(tmp_path))
+
+
+def test_one_worker_is_the_stock_executor(transformed, tmp_path, monkeypatch):
+  calls = []
+  monkeypatch.setattr(parallel_tuner, 'parallel_search', lambda *a, **k: calls.append(a))
+  inputs, outputs, props = _executor_args(transformed, tmp_path, workers=1,
+                                          max_trials=1)
+  _executor(tmp_path).Do(inputs, outputs, props)
+  assert not calls
+  assert {t for t, _ in _fits(tmp_path)} == {'-'}  # Ran here, not in a worker.
+  _best_is_best_trial(tmp_path, _trials(_project(tmp_path)))
+
+
+def test_threads_are_shared_out():
+  assert tuner_workers.threads_per_worker(2, cpus=16) == 8
+  assert tuner_workers.threads_per_worker(3, cpus=2) == 1
+  assert tuner_workers.describe_exit(-signal.SIGKILL) == 'killed by SIGKILL'
+  assert tuner_workers.describe_exit(3) == 'exited with code 3'

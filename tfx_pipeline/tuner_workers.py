@@ -1,0 +1,132 @@
+"""The worker processes of a parallel search on one machine: start, watch, replace, stop.
+
+`tfx_pipeline.parallel_tuner`'s executor owns a `WorkerPool`. Each worker is a
+`python -m tfx_pipeline.tuner_worker` process that keras-tuner's distributed
+protocol points at the chief (KERASTUNER_TUNER_ID / _ORACLE_IP / _ORACLE_PORT),
+with its share of the CPU threads. A worker's output is echoed line by line,
+prefixed with its tuner id; its stderr goes to a log file whose tail names
+what went wrong when it dies.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import threading
+from typing import Callable, Dict, List, Optional
+
+# The folder that holds the `tfx_pipeline` and `modules` packages.
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+THREADS_ENV = 'FLOWER_TUNER_WORKER_THREADS'
+
+
+def cpu_count() -> int:
+  """CPUs this process may run on (a container's or taskset's share, not the host's)."""
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:  # Not on Linux.
+    return os.cpu_count() or 1
+
+
+def threads_per_worker(workers: int, cpus: Optional[int] = None) -> int:
+  """Each worker's share of the CPUs, at least one thread."""
+  return max(1, (cpus or cpu_count()) // workers)
+
+
+def describe_exit(returncode: int) -> str:
+  if returncode < 0:
+    try:
+      return f'killed by {signal.Signals(-returncode).name}'
+    except ValueError:
+      return f'killed by signal {-returncode}'
+  return f'exited with code {returncode}'
+
+
+@dataclasses.dataclass
+class Worker:
+  tuner_id: str
+  process: subprocess.Popen
+  log_path: str
+  _reader: threading.Thread
+
+  def log_tail(self, lines: int = 5) -> str:
+    try:
+      with open(self.log_path, errors='replace') as f:
+        return ''.join(f.readlines()[-lines:]).strip()
+    except FileNotFoundError:
+      return ''
+
+
+class WorkerPool:
+  """Worker processes that run `spec_path`'s search against the chief at `address`."""
+
+  def __init__(self, spec_path: str, address, threads: int, log_dir: str,
+               echo: Callable[[str], None] = print):
+    self._spec_path = spec_path
+    self._address = address
+    self._threads = threads
+    self._log_dir = log_dir
+    self._echo = echo
+    self.workers: Dict[str, Worker] = {}
+
+  def _env(self, tuner_id: str) -> dict:
+    host, port = self._address
+    threads = str(self._threads)
+    path = os.pathsep.join(p for p in (_ROOT, os.environ.get('PYTHONPATH')) if p)
+    return {**os.environ, 'KERASTUNER_TUNER_ID': tuner_id, 'KERASTUNER_ORACLE_IP': host,
+            'KERASTUNER_ORACLE_PORT': str(port), 'PYTHONPATH': path, 'PYTHONUNBUFFERED': '1',
+            # Read by TensorFlow and OpenMP at start-up; tuner_worker also sets
+            # TF's thread pools from THREADS_ENV before any op runs.
+            'TF_NUM_INTRAOP_THREADS': threads, 'TF_NUM_INTEROP_THREADS': threads,
+            'OMP_NUM_THREADS': threads, THREADS_ENV: threads}
+
+  def start(self, tuner_id: str) -> Worker:
+    """Starts (or restarts, under the same id) worker `tuner_id`."""
+    os.makedirs(self._log_dir, exist_ok=True)
+    log_path = os.path.join(self._log_dir, f'{tuner_id}.log')
+    with open(log_path, 'a') as log:
+      process = subprocess.Popen(
+          [sys.executable, '-m', 'tfx_pipeline.tuner_worker', self._spec_path],
+          cwd=_ROOT, env=self._env(tuner_id), stdin=subprocess.DEVNULL,
+          stdout=subprocess.PIPE, stderr=log, text=True, errors='replace')
+    reader = threading.Thread(target=self._forward, args=(tuner_id, process), daemon=True)
+    reader.start()
+    worker = Worker(tuner_id, process, log_path, reader)
+    self.workers[tuner_id] = worker
+    return worker
+
+  def _forward(self, tuner_id: str, process: subprocess.Popen) -> None:
+    for line in process.stdout:
+      self._echo(f'[{tuner_id}] {line.rstrip()}')
+
+  def exited(self) -> List[Worker]:
+    """Workers whose process has ended since the last call (removed from the pool)."""
+    done = [w for w in self.workers.values() if w.process.poll() is not None]
+    for worker in done:
+      worker._reader.join(timeout=5)  # Its last lines first.
+      del self.workers[worker.tuner_id]
+    return done
+
+  def wait(self, timeout: float) -> None:
+    """Waits for the running workers to exit by themselves."""
+    for worker in list(self.workers.values()):
+      try:
+        worker.process.wait(timeout=timeout)
+      except subprocess.TimeoutExpired:
+        pass
+
+  def stop(self) -> None:
+    """Ends every worker still running: SIGTERM, then SIGKILL."""
+    for worker in self.workers.values():
+      if worker.process.poll() is None:
+        worker.process.terminate()
+    for worker in self.workers.values():
+      try:
+        worker.process.wait(timeout=10)
+      except subprocess.TimeoutExpired:
+        worker.process.kill()
+        worker.process.wait()
+      worker._reader.join(timeout=5)
+    self.workers.clear()
