@@ -15,7 +15,7 @@ from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
 from modules import tuning_state
-from tfx_pipeline import parallel_tuner, tuner_workers
+from tfx_pipeline import parallel_tuner, tuner_workers, tuning_report
 
 TRIALS = 3
 
@@ -147,7 +147,7 @@ def test_a_killed_worker_does_not_hang_the_search(transformed, tmp_path, capsys,
   project = _project(tmp_path)
   trials = _trials(project)
   assert sorted(trials) == [f'trial_{i}' for i in range(TRIALS)]
-  with open(os.path.join(project, parallel_tuner.LOST_TRIALS_FILE)) as f:
+  with open(os.path.join(project, tuner_workers.LOST_TRIALS_FILE)) as f:
     (lost,) = json.load(f)
   assert lost['exit'] == 'killed by SIGKILL' and lost['outcome'] == outcome
   hung_worker = [t for t, pid in _fits(tmp_path) if int(pid) == hung_pid][0]
@@ -162,6 +162,9 @@ def test_a_killed_worker_does_not_hang_the_search(transformed, tmp_path, capsys,
   assert len(_fits(tmp_path)) == TRIALS + (1 if outcome == 'rerun' else 0)
   _best_is_best_trial(tmp_path, trials)
   _assert_nothing_left(output, _fits(tmp_path))
+  report_lines = []
+  tuning_report.print_report(tuning_report.write(os.path.dirname(project)), report_lines.append)
+  assert f'  lost with a worker: {line}' in report_lines
 
 
 def test_one_worker_is_the_stock_executor(transformed, tmp_path, monkeypatch):
@@ -180,3 +183,28 @@ def test_threads_are_shared_out():
   assert tuner_workers.threads_per_worker(3, cpus=2) == 1
   assert tuner_workers.describe_exit(-signal.SIGKILL) == 'killed by SIGKILL'
   assert tuner_workers.describe_exit(3) == 'exited with code 3'
+
+
+def test_the_local_pipeline_runs_a_parallel_tuner(tiny_data, tmp_path):
+  from modules.module_config import ModuleConfig
+  from tfx_pipeline.pipeline import create_pipeline
+
+  def tuner(**kwargs):
+    pipeline = create_pipeline(
+        pipeline_name='test', pipeline_root=str(tmp_path / 'root'), data_root=tiny_data,
+        serving_model_dir=str(tmp_path / 'serving'), module_config=ModuleConfig(), **kwargs)
+    return {c.id: c for c in pipeline.components}['Tuner']
+
+  parallel = tuner(parallel_trials=2)
+  assert isinstance(parallel, parallel_tuner.ParallelTuner)
+  assert '"num_parallel_trials": 2' in parallel.exec_properties['tune_args']
+  assert type(tuner()).EXECUTOR_SPEC.executor_class.__module__ == 'tfx.components.tuner.executor'
+
+
+def test_parallel_trials_below_one_is_one_error_line(capsys):
+  from tfx_pipeline import local_runner
+  assert local_runner.main(['--parallel-trials', '0']) == 2
+  err = capsys.readouterr().err.strip()
+  assert err == 'error: --parallel-trials 0: must be at least 1.'
+  args = local_runner.run_parser().parse_args(['--parallel-trials', '3'])
+  assert local_runner.config_from_args(args).parallel_trials == 3

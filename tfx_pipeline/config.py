@@ -37,6 +37,8 @@ class PipelineConfig:
   beam_pipeline_args: Tuple[str, ...] = ('--direct_num_workers=1',)
   enable_cache: bool = True
   bad_images: str = 'fail'  # One of BAD_IMAGE_POLICIES.
+  # Local Tuner: trials run at once, by a keras-tuner chief and this many worker processes.
+  parallel_trials: int = 1
 
   def __post_init__(self):
     if self.bad_images not in BAD_IMAGE_POLICIES:
@@ -48,6 +50,8 @@ class PipelineConfig:
       raise ValueError(f'accuracy_threshold={self.accuracy_threshold}: use a value in [0, 1].')
     if self.train_steps is not None and self.train_steps < 1:
       raise ValueError(f'train_steps={self.train_steps}: must be at least 1.')
+    if self.parallel_trials < 1:
+      raise ValueError(f'--parallel-trials {self.parallel_trials}: must be at least 1.')
 
   @property
   def metadata_path(self) -> str:

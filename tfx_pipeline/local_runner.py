@@ -37,6 +37,9 @@ def run_parser() -> argparse.ArgumentParser:
   p.add_argument('--tuning-budget', type=float, default=None, metavar='MINUTES',
                  help='start no new trial after MINUTES of tuning and keep the best so far '
                       '(default: no limit); a rerun resumes the search')
+  p.add_argument('--parallel-trials', type=int, default=_DEFAULTS.parallel_trials, metavar='N',
+                 help='run N trials at once, each in its own worker process with its share of '
+                      'the CPU threads (default: %(default)s)')
   p.add_argument('--verbose', action='store_true', help='show every TFX, Beam and TF log line')
   # Bad input: every record is checked before any component runs (tfx_pipeline/data_check.py).
   p.add_argument('--bad-images', choices=BAD_IMAGE_POLICIES, default=_DEFAULTS.bad_images,
@@ -65,7 +68,7 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
       data_root=os.path.abspath(args.data_root),
       pipeline_root=os.path.abspath(args.pipeline_root),
       hparams_from=args.hparams_from and os.path.abspath(args.hparams_from),
-      bad_images=args.bad_images)
+      bad_images=args.bad_images, parallel_trials=args.parallel_trials)
 
 
 # Known-harmless warnings TFX 1.16 prints on every local run.
@@ -105,7 +108,8 @@ def build(config: PipelineConfig):
       train_steps=config.train_steps, accuracy_threshold=config.accuracy_threshold,
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
           config.metadata_path),
-      beam_pipeline_args=config.beam_pipeline_args, enable_cache=config.enable_cache)
+      beam_pipeline_args=config.beam_pipeline_args, enable_cache=config.enable_cache,
+      parallel_trials=config.parallel_trials)
 
 
 def _echo(line: str) -> None:
@@ -129,7 +133,8 @@ def run(config: PipelineConfig, echo=_echo) -> dict:
   if config.tune:
     m = config.module
     echo(f'search: {m.tuner}, {tuner_module.trial_count(m)} trials, '
-         f'at most {tuner_module.epoch_count(m)} epochs in all')
+         f'at most {tuner_module.epoch_count(m)} epochs in all'
+         + (f', {config.parallel_trials} at a time' if config.parallel_trials > 1 else ''))
   pipeline = build(config)
   os.makedirs(config.pipeline_root, exist_ok=True)
   progress = ComponentProgress(total=len(pipeline.components), echo=echo)

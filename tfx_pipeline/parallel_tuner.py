@@ -36,8 +36,6 @@ MAX_TRIAL_RETRIES = 1
 POLL_SECONDS = 0.5
 # How long workers told to stop get to exit before they are killed.
 EXIT_GRACE_SECONDS = 60
-# In the search's project folder: every trial lost with its worker, and what became of it.
-LOST_TRIALS_FILE = 'lost_trials.json'
 
 
 def _echo(line: str) -> None:
@@ -65,27 +63,12 @@ def _write_spec(path: str, input_dict, exec_properties, working_dir: str) -> str
   return path
 
 
-def _record_lost(project_dir: str, lost: List[dict]) -> None:
-  path = os.path.join(project_dir, LOST_TRIALS_FILE)
-  earlier = []
-  if os.path.exists(path):
-    with open(path) as f:
-      earlier = json.load(f)
-  with open(path, 'w') as f:
-    json.dump(earlier + lost, f, indent=1)
-
-
-def describe_lost(record: dict) -> str:
-  """`trial 02 (worker tuner1 killed by SIGKILL): rerun`."""
-  return f'trial {record["trial"]} (worker {record["worker"]} {record["exit"]}): {record["outcome"]}'
-
-
 def parallel_search(tuner, input_dict, exec_properties, working_dir: str, workers: int,
                     echo: Callable[[str], None] = _echo) -> dict:
   """Serves `tuner`'s oracle to `workers` worker processes until every trial has ended."""
   oracle = tuner.oracle
   threads = tuner_workers.threads_per_worker(workers)
-  server = OracleServer(oracle).start()
+  server = OracleServer(oracle)
   pool = tuner_workers.WorkerPool(
       _write_spec(os.path.join(working_dir, 'worker_spec.json'), input_dict, exec_properties,
                   working_dir),
@@ -99,6 +82,7 @@ def parallel_search(tuner, input_dict, exec_properties, working_dir: str, worker
   budget = getattr(tuner, 'budget_seconds', None)
   start = time.monotonic()
   try:
+    server.start()
     for index in range(workers):
       pool.start(f'tuner{index}')
     while not server.finished():
@@ -131,7 +115,7 @@ def parallel_search(tuner, input_dict, exec_properties, working_dir: str, worker
           record = {'trial': trial_id, 'worker': worker.tuner_id, 'exit': how,
                     'outcome': 'rerun' if rerun else 'failed', 'time': time.time()}
           lost.append(record)
-          echo(f'tuning: lost {describe_lost(record)}'
+          echo(f'tuning: lost {tuner_workers.describe_lost(record)}'
                + (' in a new worker' if rerun else ''))
           if not rerun and server.stopping:
             continue
@@ -150,12 +134,12 @@ def parallel_search(tuner, input_dict, exec_properties, working_dir: str, worker
     pool.stop()
     server.stop()
     if lost:
-      _record_lost(tuner.project_dir, lost)
+      tuner_workers.record_lost(tuner.project_dir, lost)
   ended = collections.Counter(t.status for t in oracle.trials.values())
   counts = ', '.join(f'{n} {status}' for status, n in sorted(ended.items()))
+  lost_text = '; '.join(tuner_workers.describe_lost(r) for r in lost)
   echo(f'parallel search: {sum(ended.values())} trials ({counts}) by {workers} workers; '
-       + ('lost with a worker: ' + '; '.join(describe_lost(r) for r in lost) if lost
-          else 'no trial lost'))
+       + (f'lost with a worker: {lost_text}' if lost else 'no trial lost'))
   return {'workers': workers, 'threads': threads, 'lost': lost, 'statuses': dict(ended)}
 
 

@@ -17,7 +17,7 @@ from tfx import v1 as tfx
 
 from modules import feature_cache, features, tuning_state
 from modules.module_config import ModuleConfig
-from tfx_pipeline import code_version, data_layout
+from tfx_pipeline import code_version, data_layout, parallel_tuner
 from tfx_pipeline.config import VertexSettings
 
 PREPROCESSING_FN = 'modules.preprocessing.preprocessing_fn'
@@ -75,11 +75,14 @@ def create_pipeline(
     enable_cache: bool = True,
     vertex: Optional[VertexSettings] = None,
     layout: Optional[data_layout.DataLayout] = None,
+    parallel_trials: int = 1,
 ) -> tfx.dsl.Pipeline:
   """Builds the pipeline. Raises data_layout.DataLayoutError for unusable data.
 
   `vertex` runs the Tuner and Trainer as Vertex AI custom jobs; `layout` gives
   the splits of a `data_root` that cannot be listed here (gs://).
+  `parallel_trials` > 1 runs the local Tuner's trials that many at once
+  (`tfx_pipeline.parallel_tuner`).
   """
   layout = layout or data_layout.resolve(data_root)
   custom_config = {**module_config.to_custom_config(), 'code': code_version.training_code(),
@@ -117,9 +120,16 @@ def create_pipeline(
                   os.path.join(pipeline_root, 'tuner_trials')})
     else:
       # keras-tuner's state outlives the run there, so a killed search resumes.
-      tuner = tfx.components.Tuner(**tuner_inputs, custom_config={
-          **custom_config,
-          tuning_state.TUNING_DIR_KEY: tuning_state.base_dir(pipeline_root, pipeline_name)})
+      tuner_config = {**custom_config,
+                      tuning_state.TUNING_DIR_KEY: tuning_state.base_dir(pipeline_root, pipeline_name)}
+      if parallel_trials > 1:
+        # A keras-tuner chief and workers on this machine; the id keeps the
+        # node (and what reads its outputs by name) the same as the stock Tuner's.
+        tuner = parallel_tuner.ParallelTuner(
+            **tuner_inputs, custom_config=tuner_config,
+            tune_args=tfx.proto.TuneArgs(num_parallel_trials=parallel_trials)).with_id('Tuner')
+      else:
+        tuner = tfx.components.Tuner(**tuner_inputs, custom_config=tuner_config)
     components.append(tuner)
     hyperparameters = tuner.outputs['best_hyperparameters']
   elif hparams_from:

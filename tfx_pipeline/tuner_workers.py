@@ -10,6 +10,7 @@ what went wrong when it dies.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -20,6 +21,8 @@ from typing import Callable, Dict, List, Optional
 # The folder that holds the `tfx_pipeline` and `modules` packages.
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 THREADS_ENV = 'FLOWER_TUNER_WORKER_THREADS'
+# In the search's project folder: every trial lost with its worker, and what became of it.
+LOST_TRIALS_FILE = 'lost_trials.json'
 
 
 def cpu_count() -> int:
@@ -42,6 +45,26 @@ def describe_exit(returncode: int) -> str:
     except ValueError:
       return f'killed by signal {-returncode}'
   return f'exited with code {returncode}'
+
+
+def record_lost(project_dir: str, lost: List[dict]) -> None:
+  """Adds `lost` to the search's record of trials lost with their workers (kept across runs)."""
+  path = os.path.join(project_dir, LOST_TRIALS_FILE)
+  with open(path, 'w') as f:
+    json.dump(load_lost(project_dir) + lost, f, indent=1)
+
+
+def load_lost(project_dir: str) -> List[dict]:
+  try:
+    with open(os.path.join(project_dir, LOST_TRIALS_FILE)) as f:
+      return json.load(f)
+  except FileNotFoundError:
+    return []
+
+
+def describe_lost(record: dict) -> str:
+  """`trial 02 (worker tuner1 killed by SIGKILL): rerun`."""
+  return f'trial {record["trial"]} (worker {record["worker"]} {record["exit"]}): {record["outcome"]}'
 
 
 @dataclasses.dataclass

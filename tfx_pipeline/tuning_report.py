@@ -15,6 +15,7 @@ import shutil
 from typing import Dict, List, Optional
 
 from modules import tuning_progress, tuning_state
+from tfx_pipeline import tuner_workers
 
 REPORT_DIR = 'report'
 OBJECTIVE = 'val_accuracy'
@@ -200,7 +201,9 @@ def write(path: str, out_dir: Optional[str] = None) -> dict:
                       + [row['hyperparameters'].get(n) for n in names])
   files['plots'] = _plot(rows, out_dir)
   _tensorboard(rows, files['tensorboard'])
-  return {'rows': rows, 'table': text, 'dir': out_dir, 'files': files}
+  # Trials a parallel search lost with a dead worker (tfx_pipeline/parallel_tuner.py).
+  lost = tuner_workers.load_lost(project)
+  return {'rows': rows, 'table': text, 'dir': out_dir, 'files': files, 'lost': lost}
 
 
 def print_report(report: dict, echo=print) -> None:
@@ -208,5 +211,7 @@ def print_report(report: dict, echo=print) -> None:
   echo(f'tuning report: {done} of {len(report["rows"])} trials completed (* best)')
   for line in report['table'].splitlines():
     echo('  ' + line)
+  for record in report.get('lost', []):
+    echo(f'  lost with a worker: {tuner_workers.describe_lost(record)}')
   echo(f'  ({report["dir"]}: trials.txt/.csv/.json, PNG plots; '
        f'tensorboard --logdir {report["files"]["tensorboard"]})')
