@@ -25,6 +25,7 @@ import hashlib
 import io
 import json
 import os
+import time
 import uuid
 from typing import Iterable, Optional, Sequence, Tuple
 
@@ -138,6 +139,7 @@ def features_for(fn_args, config: ModuleConfig, tf_transform_output, split: str,
     features, labels = _read(path)
     echo(f'feature cache: {split}: {len(labels)} examples from {path}')
     return features, labels
+  start = time.monotonic()
   dataset = input_fn(files, fn_args.data_accessor, tf_transform_output, config.batch_size,
                      shuffle=False)
   features, labels = compute(backbone.build_backbone(config.backbone, fine_tune=False), dataset)
@@ -145,7 +147,8 @@ def features_for(fn_args, config: ModuleConfig, tf_transform_output, split: str,
   _write(path, features, labels)
   with tf.io.gfile.GFile(path[:-len('.npz')] + '.json', 'w') as f:
     json.dump(description, f, indent=1, sort_keys=True)
-  echo(f'feature cache: {split}: computed {features.shape} features into {path}')
+  echo(f'feature cache: {split}: computed {features.shape} features in '
+       f'{time.monotonic() - start:.1f}s into {path}')
   return features, labels
 
 

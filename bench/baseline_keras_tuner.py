@@ -1,0 +1,73 @@
+"""The classic plain keras-tuner script the pipeline is measured against.
+
+tf.data reads the flower TFRecords and decodes + resizes each image, the frozen
+backbone sits inside the model, and `Hyperband(max_epochs=3, factor=2)` searches
+the project's search space: every epoch of every trial runs every image through
+the backbone again. Run by bench/run.py; usable alone with the same flags.
+"""
+import os
+import tempfile
+
+from bench import common
+
+
+def main(argv=None):
+  args = common.step_parser(__doc__).parse_args(argv)
+  import keras
+  import keras_tuner
+  import tensorflow as tf
+
+  from modules import search_space  # The same space as the pipeline's, not a copy of it.
+
+  class Backbone(keras.layers.Layer):
+    """The SavedModel feature extractor, frozen (its variables are not Keras weights)."""
+
+    def __init__(self, path, **kwargs):
+      super().__init__(**kwargs)
+      self.loaded = tf.saved_model.load(path)
+
+    def call(self, images):
+      return self.loaded.serve(images)
+
+  keras.utils.set_random_seed(args.seed)
+  size = args.image_size
+  with common.Timer() as setup:
+    backbone = Backbone(args.backbone)
+    num_classes = 5
+
+  def build_model(hp):
+    search_space.define(hp)
+    inputs = keras.Input((size, size, 3))
+    x = backbone(inputs)
+    x = keras.layers.Dense(hp.get('units'), activation=hp.get('dense_activation'))(x)
+    outputs = keras.layers.Dense(num_classes, activation='softmax')(x)
+    model = keras.Model(inputs, outputs)
+    optimizer = {'adam': keras.optimizers.Adam, 'sgd': keras.optimizers.SGD}[hp.get('optimizer')]
+    model.compile(optimizer(learning_rate=hp.get('learning_rate')),
+                  loss='sparse_categorical_crossentropy', metrics=['accuracy'])
+    return model
+
+  train = (common.decoded_dataset(common.raw_files(args.data_root, 'train'), size)
+           .shuffle(1000, seed=args.seed).batch(args.batch_size).prefetch(tf.data.AUTOTUNE))
+  evaluation = (common.decoded_dataset(common.raw_files(args.data_root, 'validation'), size)
+                .batch(args.batch_size).prefetch(tf.data.AUTOTUNE))
+  tuner = keras_tuner.Hyperband(
+      build_model, objective='val_accuracy', max_epochs=args.max_epochs, factor=args.factor,
+      seed=args.seed, directory=tempfile.mkdtemp(dir=args.work), project_name='baseline')
+  with common.Timer() as search:
+    tuner.search(train, validation_data=evaluation, verbose=0, callbacks=[
+        keras.callbacks.EarlyStopping(monitor='val_accuracy', mode='max', patience=2)])
+  trials = tuner.oracle.trials.values()
+  best = tuner.oracle.get_best_trials(1)[0]
+  common.write(args.json, {
+      'search_seconds': search.seconds, 'setup_seconds': setup.seconds,
+      'trials': len(trials),
+      'epochs': sum(t.hyperparameters.values.get('tuner/epochs', 0)
+                    - t.hyperparameters.values.get('tuner/initial_epoch', 0) for t in trials),
+      'best_score': best.score,
+      'best_hyperparameters': search_space.public_values(best.hyperparameters)})
+
+
+if __name__ == '__main__':
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+  main()

@@ -1,0 +1,65 @@
+"""Helpers every benchmark step shares: the raw-record reader, timing, and the JSON it reports."""
+import argparse
+import json
+import os
+import resource
+import time
+
+IMAGE_KEY = 'image/encoded'
+LABEL_KEY = 'image/class/label'
+
+
+def peak_rss_mb() -> float:
+  """This process's peak resident memory (Linux reports KiB)."""
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def raw_files(data_root: str, split: str) -> list:
+  """The flower TFRecords of one split ('train' or 'validation') in the published layout."""
+  import glob
+  return sorted(glob.glob(os.path.join(data_root, f'*-{split}.tfrecord-*')))
+
+
+def decoded_dataset(files, image_size: int):
+  """(image in [0, 1], label) pairs, decoded and resized in tf.data: the classic recipe."""
+  import tensorflow as tf
+  spec = {IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
+          LABEL_KEY: tf.io.FixedLenFeature([], tf.int64)}
+
+  def parse(record):
+    example = tf.io.parse_single_example(record, spec)
+    image = tf.io.decode_jpeg(example[IMAGE_KEY], channels=3)
+    image = tf.image.resize(image, [image_size, image_size]) / 255.0
+    return image, example[LABEL_KEY]
+
+  return tf.data.TFRecordDataset(files, num_parallel_reads=tf.data.AUTOTUNE).map(
+      parse, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def step_parser(description: str) -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(description=description)
+  p.add_argument('--data-root', required=True)
+  p.add_argument('--backbone', required=True, help='SavedModel path of the feature extractor')
+  p.add_argument('--image-size', type=int, default=224)
+  p.add_argument('--max-epochs', type=int, default=3)
+  p.add_argument('--factor', type=int, default=2)
+  p.add_argument('--batch-size', type=int, default=32)
+  p.add_argument('--seed', type=int, default=42)
+  p.add_argument('--work', required=True, help='scratch folder')
+  p.add_argument('--json', required=True, help='where to write the figures')
+  return p
+
+
+def write(path: str, figures: dict) -> None:
+  figures['peak_rss_mb'] = round(peak_rss_mb(), 1)
+  with open(path, 'w') as f:
+    json.dump(figures, f, indent=1)
+
+
+class Timer:
+  def __enter__(self):
+    self.start = time.monotonic()
+    return self
+
+  def __exit__(self, *_):
+    self.seconds = time.monotonic() - self.start
