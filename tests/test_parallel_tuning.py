@@ -208,3 +208,39 @@ def test_parallel_trials_below_one_is_one_error_line(capsys):
   assert err == 'error: --parallel-trials 0: must be at least 1.'
   args = local_runner.run_parser().parse_args(['--parallel-trials', '3'])
   assert local_runner.config_from_args(args).parallel_trials == 3
+
+
+def test_a_worker_ends_when_its_tuner_process_is_killed(tmp_path):
+  import subprocess
+  import sys
+  from tests.conftest import REPO
+  pid_file = tmp_path / 'worker.pid'
+  # parent (killed below) -> worker: the watch in tfx_pipeline.tuner_worker, then a long sleep.
+  worker = ('import os, time; from tfx_pipeline.tuner_worker import _exit_with_parent; '
+            f'_exit_with_parent(0.1); open({str(pid_file)!r}, "w").write(str(os.getpid())); '
+            'time.sleep(600)')
+  parent_code = ('import subprocess, sys, time; '
+                 f'subprocess.Popen([sys.executable, "-c", {worker!r}]); time.sleep(600)')
+  parent = subprocess.Popen([sys.executable, '-c', parent_code], cwd=REPO,
+                            env={**os.environ, 'PYTHONPATH': REPO})
+  try:
+    deadline = time.monotonic() + 60  # Guards against a hung test, not timing checks.
+    while not (pid_file.exists() and pid_file.read_text()):
+      assert time.monotonic() < deadline
+      time.sleep(0.1)
+    worker_pid = int(pid_file.read_text())
+  finally:
+    parent.kill()
+    parent.wait()
+  deadline = time.monotonic() + 60
+  while True:
+    try:
+      with open(f'/proc/{worker_pid}/stat') as f:
+        if f.read().rsplit(')', 1)[1].split()[0] == 'Z':
+          break  # Exited; its new parent has not reaped it yet.
+    except FileNotFoundError:
+      break  # Exited and reaped.
+    if time.monotonic() > deadline:
+      os.kill(worker_pid, signal.SIGKILL)
+      pytest.fail('the worker outlived its tuner process')
+    time.sleep(0.1)

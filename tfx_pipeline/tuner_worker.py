@@ -9,9 +9,28 @@ JSON file with the Tuner's input artifacts, execution properties and working dir
 import json
 import os
 import sys
+import threading
+import time
+
+
+def _exit_with_parent(poll_seconds: float = 1.0) -> None:
+  """Ends this worker when the Tuner process that started it is gone.
+
+  Otherwise a killed run leaves its workers training into the trial folder
+  that the rerun resumes, and then waiting up to an hour on the dead chief.
+  """
+  parent = os.getppid()
+
+  def watch():
+    while os.getppid() == parent:
+      time.sleep(poll_seconds)
+    os._exit(1)
+
+  threading.Thread(target=watch, daemon=True).start()
 
 
 def main(argv) -> int:
+  _exit_with_parent()
   with open(argv[0]) as f:
     spec = json.load(f)
   import tensorflow as tf
