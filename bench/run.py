@@ -52,7 +52,14 @@ def main(argv=None):
   p.add_argument('--quick', action='store_true', help='tiny run for development: 64 px, 10 images')
   p.add_argument('--work', default=None, help='scratch folder (default: a new temporary one)')
   p.add_argument('--out', default=HERE, help='where results.md/json go (default: bench/)')
+  p.add_argument('--render', action='store_true',
+                 help='only rewrite results.md from the results.json in --out')
   args = p.parse_args(argv)
+  if args.render:
+    figures = _load(os.path.join(args.out, 'results.json'))
+    with open(os.path.join(args.out, 'results.md'), 'w') as f:
+      f.write(report(figures, figures.get('argv', [])))
+    return
   images = 10 if args.quick and args.images == p.get_default('images') else args.images
   size = args.image_size or (64 if args.quick else 224)
   work = args.work or tempfile.mkdtemp(prefix='flower-bench-')
@@ -91,12 +98,13 @@ def main(argv=None):
       'load_average_after': os.getloadavg(), 'image_size': size,
       'train_images': train_per_class * 5, 'eval_images': eval_per_class * 5,
       'total_seconds': time.monotonic() - start, 'process_seconds': seconds,
+      'argv': argv if argv is not None else sys.argv[1:],
       'results': results, 'summary': summarize(results, train_per_class * 5 + eval_per_class * 5)}
   os.makedirs(args.out, exist_ok=True)
   with open(os.path.join(args.out, 'results.json'), 'w') as f:
     json.dump(figures, f, indent=1)
   with open(os.path.join(args.out, 'results.md'), 'w') as f:
-    f.write(report(figures, argv if argv is not None else sys.argv[1:]))
+    f.write(report(figures, figures['argv']))
   print(f'bench: wrote {args.out}/results.md and results.json ({figures["total_seconds"]:.0f}s)')
 
 
@@ -143,6 +151,7 @@ def report(figures, argv):
       ('floor: one backbone pass + head search', s['floor_seconds'], r['floor']['peak_rss_mb']),
       ('  of which backbone pass', r['floor']['backbone_pass_seconds'], None),
   ]
+  met = lambda ok: 'yes' if ok else 'no'
   fmt = lambda v, unit='': '-' if v is None else f'{v:.1f}{unit}'
   lines = [
       '# Benchmark: frozen-backbone Hyperband(3, 2) search', '',
@@ -161,11 +170,14 @@ def report(figures, argv):
       '| what | seconds | peak RSS (MB) |', '|---|---:|---:|']
   lines += [f'| {name} | {fmt(sec)} | {fmt(mem)} |' for name, sec, mem in rows]
   lines += [
-      '', '| ratio | value | target |', '|---|---:|---|',
-      f'| baseline / pipeline with cache (Tuner step) | {s["baseline_over_with_cache"]:.1f}× | ≥ 10× |',
-      f'| pipeline with cache (Tuner step) / floor | {s["with_cache_over_floor"]:.2f}× | ≤ 1.5× |',
-      f'| pipeline without cache (Tuner step) / baseline | {s["without_cache_over_baseline"]:.2f}× | - |',
-      f'| TFX overhead / search (with cache) | {100 * s["tfx_overhead_over_search"]:.0f}% | ≤ 20% |',
+      '', '| ratio | value | target | met |', '|---|---:|---|---|',
+      f'| baseline / pipeline with cache (Tuner step) | {s["baseline_over_with_cache"]:.1f}× | ≥ 10× '
+      f'| {met(s["baseline_over_with_cache"] >= 10)} |',
+      f'| pipeline with cache (Tuner step) / floor | {s["with_cache_over_floor"]:.2f}× | ≤ 1.5× '
+      f'| {met(s["with_cache_over_floor"] <= 1.5)} |',
+      f'| pipeline without cache (Tuner step) / baseline | {s["without_cache_over_baseline"]:.2f}× | - | - |',
+      f'| TFX overhead / search (with cache) | {100 * s["tfx_overhead_over_search"]:.0f}% | ≤ 20% '
+      f'| {met(s["tfx_overhead_over_search"] <= 0.2)} |',
       '', f'TFX overhead: {s["tfx_upstream_seconds"]:.1f}s in ImportExampleGen, StatisticsGen, '
       f'SchemaGen, ExampleValidator and Transform, plus {s["tuner_startup_seconds"]:.1f}s of the Tuner '
       'step outside its trials and feature pass, against a search (features + trials) of '
@@ -186,10 +198,20 @@ def report(figures, argv):
       f'| backbone forward, images/s (floor step) | {r["floor"]["backbone_images_per_second"]:.1f} |',
       '', '| best val_accuracy | value | best hyperparameters |', '|---|---:|---|']
   for k in ('baseline', 'pipeline_without_cache', 'pipeline_with_cache', 'floor'):
-    lines.append(f'| {k} | {fmt(r[k]["best_score"])} | {r[k]["best_hyperparameters"]} |')
+    lines.append(f'| {k} | {r[k]["best_score"]:.3f} | {r[k]["best_hyperparameters"]} |')
   lines += ['', 'Peak RSS per benchmark process: ' + ', '.join(
-      f'{k} {v["peak_rss_mb"]:.0f} MB' for k, v in r.items()) + '.', '']
+      f'{k} {v["peak_rss_mb"]:.0f} MB' for k, v in r.items()) + '.', '', SCALING, '']
   return '\n'.join(lines)
+
+
+SCALING = '''How the figures scale. With N images (train + eval) and a backbone pass of c seconds per
+image, the baseline and the pipeline without the cache cost about E * N * c, where E is the
+epochs Hyperband(3, 2) trains in all (17, over 8 trials); with the cache the Tuner step costs
+N * c once plus the head's trials, which hardly depend on N (about 1 s per trial here, mostly
+Keras and keras-tuner per-trial work: building, compiling, tracing, checkpointing). So the
+speed-up over the baseline grows with N towards E (17x), and falls with more trials of the same
+length; the upstream TFX steps (Transform: decode + resize + write, about 600 KB per image)
+grow with N like the backbone pass, plus about 5 s of fixed start-up.'''
 
 
 if __name__ == '__main__':
