@@ -244,3 +244,11 @@ def test_a_worker_ends_when_its_tuner_process_is_killed(tmp_path):
       os.kill(worker_pid, signal.SIGKILL)
       pytest.fail('the worker outlived its tuner process')
     time.sleep(0.1)
+
+
+def test_lost_trials_accumulate_across_runs(tmp_path):
+  first = {'trial': '1', 'worker': 'tuner0', 'exit': 'killed by SIGKILL', 'outcome': 'rerun'}
+  second = {**first, 'trial': '4', 'outcome': 'failed'}
+  tuner_workers.record_lost(str(tmp_path), [first])
+  tuner_workers.record_lost(str(tmp_path), [second])
+  assert tuner_workers.load_lost(str(tmp_path)) == [first, second]

@@ -49,9 +49,9 @@ def describe_exit(returncode: int) -> str:
 
 def record_lost(project_dir: str, lost: List[dict]) -> None:
   """Adds `lost` to the search's record of trials lost with their workers (kept across runs)."""
-  path = os.path.join(project_dir, LOST_TRIALS_FILE)
-  with open(path, 'w') as f:
-    json.dump(load_lost(project_dir) + lost, f, indent=1)
+  records = load_lost(project_dir) + lost  # Before opening the file for writing empties it.
+  with open(os.path.join(project_dir, LOST_TRIALS_FILE), 'w') as f:
+    json.dump(records, f, indent=1)
 
 
 def load_lost(project_dir: str) -> List[dict]:
