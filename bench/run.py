@@ -46,7 +46,7 @@ def _machine():
 
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__)
-  p.add_argument('--images', type=int, default=150,
+  p.add_argument('--images', type=int, default=250,
                  help='training images (5 classes); eval gets half as many (default: %(default)s)')
   p.add_argument('--image-size', type=int, default=None, help='default 224, 64 with --quick')
   p.add_argument('--quick', action='store_true', help='tiny run for development: 64 px, 10 images')

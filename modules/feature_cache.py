@@ -21,6 +21,7 @@ half-written entry.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -102,9 +103,20 @@ def key_of(description: dict) -> str:
   return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def compute(feature_extractor, dataset: tf.data.Dataset) -> Tuple[np.ndarray, np.ndarray]:
-  """One pass of `feature_extractor` over (image, label) batches: features [N, D], labels [N]."""
-  call = tf.function(lambda images: feature_extractor(images, training=False))
+@functools.lru_cache(maxsize=1)
+def _extractor(handle: str, fingerprint: str):
+  """The backbone's traced feature function, loaded once for both splits.
+
+  Loading and tracing a ResNet-50-class SavedModel takes about 2 s; keying on the
+  files' fingerprint too means re-exported weights at the same path are reloaded.
+  """
+  del fingerprint  # Part of the memo key only.
+  layer = backbone.build_backbone(handle, fine_tune=False)
+  return tf.function(lambda images: layer(images, training=False))
+
+
+def compute(call, dataset: tf.data.Dataset) -> Tuple[np.ndarray, np.ndarray]:
+  """One pass of the feature function `call` over (image, label) batches: features [N, D], labels [N]."""
   features, labels = [], []
   for images, label in dataset:
     features.append(call(images).numpy().astype(np.float32))
@@ -142,7 +154,8 @@ def features_for(fn_args, config: ModuleConfig, tf_transform_output, split: str,
   start = time.monotonic()
   dataset = input_fn(files, fn_args.data_accessor, tf_transform_output, config.batch_size,
                      shuffle=False)
-  features, labels = compute(backbone.build_backbone(config.backbone, fine_tune=False), dataset)
+  features, labels = compute(
+      _extractor(config.backbone, description['backbone_files']), dataset)
   tf.io.gfile.makedirs(folder)
   _write(path, features, labels)
   with tf.io.gfile.GFile(path[:-len('.npz')] + '.json', 'w') as f:
