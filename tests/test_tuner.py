@@ -7,6 +7,8 @@ import pytest
 from modules import tuner as tuner_module
 from modules.module_config import ModuleConfig
 
+from tests.conftest import toy_hypermodel
+
 EXPECTED = {
     'hyperband': (keras_tuner.Hyperband, keras_tuner.oracles.HyperbandOracle),
     'bayesian': (keras_tuner.BayesianOptimization,
@@ -54,16 +56,9 @@ def test_hyperband_schedule_matches_what_keras_tuner_runs(max_epochs, factor, tm
     def on_epoch_end(self, epoch, logs=None):
       epochs_run.append(epoch)
 
-  def build(hp):
-    model = keras.Sequential([keras.Input((2,)),
-                              keras.layers.Dense(hp.Int('units', 1, 64), activation='relu'),
-                              keras.layers.Dense(1, activation='sigmoid')])
-    model.compile('sgd', 'binary_crossentropy', metrics=['accuracy'])
-    return model
-
   x = np.random.default_rng(0).normal(size=(16, 2)).astype('float32')
   y = (x[:, 0] > 0).astype('float32')
-  search = keras_tuner.Hyperband(build, objective='val_accuracy', max_epochs=max_epochs,
+  search = keras_tuner.Hyperband(toy_hypermodel, objective='val_accuracy', max_epochs=max_epochs,
                                  factor=factor, seed=1, directory=str(tmp_path))
   search.search(x, y, validation_data=(x, y), verbose=0, callbacks=[CountEpochs()])
   trials, epochs = tuner_module.hyperband_schedule(max_epochs, factor)

@@ -10,18 +10,12 @@ from modules import tuner as tuner_module
 from modules import tuning_progress
 from modules.module_config import ModuleConfig
 
-
-def _build(hp):
-  model = keras.Sequential([keras.Input((2,)),
-                            keras.layers.Dense(hp.Int('units', 1, 64), activation='relu'),
-                            keras.layers.Dense(1, activation='sigmoid')])
-  model.compile('sgd', 'binary_crossentropy', metrics=['accuracy'])
-  return model
+from tests.conftest import toy_hypermodel
 
 
 def _search(tmp_path, **options):
   config = ModuleConfig(seed=1, **options)
-  tuner = tuner_module.make_tuner(config, _build, directory=str(tmp_path))
+  tuner = tuner_module.make_tuner(config, toy_hypermodel, directory=str(tmp_path))
   lines = []
   tuner.echo = lines.append
   x = np.random.default_rng(0).normal(size=(16, 2)).astype('float32')
