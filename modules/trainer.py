@@ -3,7 +3,6 @@
 Hyperparameters come from the Tuner (or an imported file); with neither, the
 search space defaults are used.
 """
-import functools
 import math
 import os
 
@@ -13,9 +12,8 @@ import tensorflow_transform as tft
 from absl import logging
 from tfx import v1 as tfx
 
-from modules import (backbone, feature_cache, gcs, labels, model, search_space, serving,
-                     strategy)
-from modules.inputs import input_fn
+from modules import (backbone, gcs, labels, model, search_space, serving, strategy,
+                     training_data)
 from modules.module_config import ModuleConfig
 
 
@@ -38,35 +36,18 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   # A fixed step budget (TrainArgs.num_steps) repeats the data; otherwise each
   # epoch is one pass over it.
   repeat = bool(fn_args.train_steps)
-  cached = feature_cache.applies(config)
-  if cached:
-    # A frozen backbone: train the head on features computed once (shared
-    # with the Tuner's search), and put it on the backbone for export below.
-    train, evaluation = (
-        feature_cache.features_for(fn_args, config, tf_transform_output, split, files)
-        for split, files in (('train', fn_args.train_files), ('eval', fn_args.eval_files)))
-    read = functools.partial(feature_cache.dataset, batch_size=config.batch_size,
-                             seed=config.seed)
-    train_data, eval_data = read(*train, repeat=repeat), read(*evaluation, shuffle=False)
-  else:
-    read = functools.partial(input_fn, data_accessor=fn_args.data_accessor,
-                             tf_transform_output=tf_transform_output,
-                             batch_size=config.batch_size, seed=config.seed)
-    train_data = read(fn_args.train_files, repeat=repeat)
-    eval_data = read(fn_args.eval_files, shuffle=False)
+  data = training_data.prepare(fn_args, config, tf_transform_output, len(class_names),
+                               repeat=repeat)
   # Variables made in the scope live on the TPU cores / GPUs the job has.
   with strategy.choose().scope():
-    if cached:
-      classifier = model.build_head(hp, len(class_names), feature_dim=train[0].shape[-1])
-    else:
-      classifier = model.build_model(hp, config, num_classes=len(class_names))
+    classifier = data.build(hp)
 
   steps_per_epoch = math.ceil(fn_args.train_steps / config.epochs) if repeat else None
   checkpoints = os.path.join(gcs.local_path(fn_args.model_run_dir), 'checkpoints',
                              'epoch-{epoch:03d}.weights.h5')
   classifier.fit(
-      train_data,
-      validation_data=eval_data,
+      data.train,
+      validation_data=data.eval,
       epochs=config.epochs,
       steps_per_epoch=steps_per_epoch,
       verbose=2,
@@ -74,7 +55,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
           keras.callbacks.ModelCheckpoint(checkpoints, save_weights_only=True),
           keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir),
       ])
-  if cached:
+  if data.cached_features:
     # One serving model that still takes raw images: backbone + the trained head.
     classifier = model.attach(backbone.build_backbone(config.backbone, fine_tune=False),
                               classifier, config.image_size)

@@ -3,7 +3,6 @@
 What to try lives in keras-tuner's oracles; this file only wires them to the
 model builder and the transformed data.
 """
-import functools
 import os
 
 import keras
@@ -11,9 +10,8 @@ import keras_tuner
 import tensorflow_transform as tft
 from tfx import v1 as tfx
 
-from modules import (feature_cache, gcs, labels, model, strategy, tuning_budget,
-                     tuning_progress, tuning_state)
-from modules.inputs import input_fn
+from modules import (gcs, labels, strategy, training_data, tuning_budget, tuning_progress,
+                     tuning_state)
 from modules.module_config import ModuleConfig
 
 OBJECTIVE = 'val_accuracy'
@@ -78,28 +76,13 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
   keras.utils.set_random_seed(config.seed)
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
   num_classes = len(labels.class_names(tf_transform_output))
-  if feature_cache.applies(config):
-    # A frozen backbone: every trial trains only the head, on features computed once.
-    train, evaluation = (
-        feature_cache.features_for(fn_args, config, tf_transform_output, split, files)
-        for split, files in (('train', fn_args.train_files), ('eval', fn_args.eval_files)))
-    hypermodel = functools.partial(model.build_head, num_classes=num_classes,
-                                   feature_dim=train[0].shape[-1])
-    read = functools.partial(feature_cache.dataset, batch_size=config.batch_size,
-                             seed=config.seed)
-    train_data, eval_data = read(*train), read(*evaluation, shuffle=False)
-  else:
-    hypermodel = functools.partial(model.build_model, config=config, num_classes=num_classes)
-    read = functools.partial(input_fn, data_accessor=fn_args.data_accessor,
-                             tf_transform_output=tf_transform_output,
-                             batch_size=config.batch_size, seed=config.seed)
-    train_data, eval_data = read(fn_args.train_files), read(fn_args.eval_files, shuffle=False)
-  tuner = make_tuner(config, hypermodel, directory=search_directory(fn_args),
+  data = training_data.prepare(fn_args, config, tf_transform_output, num_classes)
+  tuner = make_tuner(config, data.build, directory=search_directory(fn_args),
                      distribution_strategy=strategy.choose())
 
   fit_kwargs = dict(
-      x=train_data,
-      validation_data=eval_data,
+      x=data.train,
+      validation_data=data.eval,
       # Hyperband sets each trial's epochs itself; the other tuners use this.
       epochs=config.max_epochs,
       verbose=2,  # One line per epoch: readable in logs, unlike progress bars.
