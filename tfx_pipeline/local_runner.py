@@ -97,8 +97,11 @@ def _set_up_logging(verbose: bool) -> None:
     logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def build(config: PipelineConfig):
-  """The pipeline for `config`, with a SQLite ML Metadata store under the pipeline root."""
+def build(config: PipelineConfig, layout=None):
+  """The pipeline for `config`, with a SQLite ML Metadata store under the pipeline root.
+
+  `layout` is the data folder's already resolved split layout, if any.
+  """
   from tfx import v1 as tfx
   from tfx_pipeline.pipeline import create_pipeline
   return create_pipeline(
@@ -109,7 +112,7 @@ def build(config: PipelineConfig):
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
           config.metadata_path),
       beam_pipeline_args=config.beam_pipeline_args, enable_cache=config.enable_cache,
-      parallel_trials=config.parallel_trials)
+      parallel_trials=config.parallel_trials, layout=layout)
 
 
 def _echo(line: str) -> None:
@@ -129,13 +132,16 @@ def run(config: PipelineConfig, echo=_echo) -> dict:
   # --bad-images skip the pipeline reads a copy without the bad records.
   checked_root = data_check.check(config.data_root, layout, config.pipeline_root,
                                   config.bad_images, config.beam_pipeline_args, echo)
+  if checked_root != config.data_root:
+    # A cleaned copy: its layout is resolved afresh when the pipeline is built.
+    layout = None
   config = dataclasses.replace(config, data_root=checked_root)
   if config.tune:
     m = config.module
     echo(f'search: {m.tuner}, {tuner_module.trial_count(m)} trials, '
          f'at most {tuner_module.epoch_count(m)} epochs in all'
          + (f', {config.parallel_trials} at a time' if config.parallel_trials > 1 else ''))
-  pipeline = build(config)
+  pipeline = build(config, layout)
   os.makedirs(config.pipeline_root, exist_ok=True)
   progress = ComponentProgress(total=len(pipeline.components), echo=echo)
   # The progress handler reads TFX's INFO records. Set through absl, not the
