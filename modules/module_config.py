@@ -10,14 +10,17 @@ import dataclasses
 from typing import Any, Mapping, Optional
 
 TUNERS = ('hyperband', 'bayesian', 'random')
+# The small from-scratch CNN, and the ImageNet-pretrained default (modules/efficientnet_lite.py).
 BUILTIN_BACKBONE = 'cnn'
+PRETRAINED_BACKBONE = 'efficientnet-lite0'
 
 
 @dataclasses.dataclass(frozen=True)
 class ModuleConfig:
   """Model, search and training options (defaults are the documented ones)."""
   image_size: int = 224
-  backbone: str = BUILTIN_BACKBONE  # 'cnn', a TF-Hub handle, or a SavedModel path.
+  # 'efficientnet-lite0', 'cnn', a TF-Hub handle, or a SavedModel path.
+  backbone: str = PRETRAINED_BACKBONE
   fine_tune: bool = False
   tuner: str = 'hyperband'
   max_trials: int = 8  # bayesian / random only; Hyperband derives its own count.

@@ -48,7 +48,7 @@ def _features(fn_args, split='train', files=None, echo=None):
 
 def test_applies_only_to_a_frozen_savedmodel_backbone(saved_backbone):
   assert feature_cache.applies(ModuleConfig(backbone=saved_backbone))
-  assert not feature_cache.applies(ModuleConfig())  # The built-in CNN trains end to end.
+  assert not feature_cache.applies(ModuleConfig(backbone='cnn'))  # Trains end to end.
   assert not feature_cache.applies(ModuleConfig(backbone=saved_backbone, fine_tune=True))
   assert not feature_cache.applies(ModuleConfig(backbone=saved_backbone, feature_cache=False))
 

@@ -39,7 +39,8 @@ def _backbone_kernel(model):
 
 
 def test_builtin_cnn_outputs_class_probabilities():
-  model = build_model(search_space.defaults(), ModuleConfig(image_size=32), num_classes=5)
+  model = build_model(search_space.defaults(), ModuleConfig(image_size=32, backbone='cnn'),
+                      num_classes=5)
   probs = model.predict(np.zeros((2, 32, 32, 3), 'float32'), verbose=0)
   assert probs.shape == (2, 5)
   np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
@@ -49,7 +50,7 @@ def test_builtin_cnn_outputs_class_probabilities():
 def test_model_reads_the_hyperparameters():
   hp = search_space.defaults()
   hp.values.update(units=64, dense_activation='tanh', optimizer='sgd', learning_rate=1e-2)
-  model = build_model(hp, ModuleConfig(image_size=32), num_classes=3)
+  model = build_model(hp, ModuleConfig(image_size=32, backbone='cnn'), num_classes=3)
   hidden = model.layers[-2]
   assert hidden.units == 64 and hidden.activation.__name__ == 'tanh'
   assert model.optimizer.__class__.__name__ == 'SGD'

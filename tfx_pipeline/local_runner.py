@@ -128,6 +128,7 @@ def run(config: PipelineConfig, echo=_echo) -> dict:
 
   layout = data_layout.resolve(config.data_root)  # Fails before anything runs.
   echo(f'data: {layout.description}')
+  _check_backbone(config.module, echo)
   # Reads every record first, so bad data fails here in one line; under
   # --bad-images skip the pipeline reads a copy without the bad records.
   checked_root = data_check.check(config.data_root, layout, config.pipeline_root,
@@ -160,6 +161,17 @@ def run(config: PipelineConfig, echo=_echo) -> dict:
   if config.tune:
     _report_tuning(config, summary, echo)
   return summary
+
+
+def _check_backbone(module, echo) -> None:
+  """Loads the backbone once before any component (converting the built-in one the first time)."""
+  from modules import backbone
+  if module.backbone == backbone.BUILTIN_BACKBONE:
+    echo(f'backbone: {module.backbone} (small CNN trained from scratch)')
+    return
+  dim = backbone.check(module.backbone, module.image_size)
+  echo(f'backbone: {module.backbone} ({dim} features per image, '
+       f'{"fine-tuned" if module.fine_tune else "frozen"})')
 
 
 def summarize(config: PipelineConfig) -> dict:
@@ -247,6 +259,7 @@ def main(argv: Optional[List[str]] = None) -> int:
   args = run_parser().parse_args(argv)
   _set_up_logging(args.verbose)
   from tfx_pipeline.data_layout import DataLayoutError
+  from modules.backbone import BackboneError
   try:
     config = config_from_args(args)
   except ValueError as e:
@@ -254,7 +267,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 2
   try:
     run(config)
-  except DataLayoutError as e:  # Raised before any component runs.
+  except (DataLayoutError, BackboneError) as e:  # Raised before any component runs.
     print(f'error: {e}', file=sys.stderr)
     return 2
   return 0
