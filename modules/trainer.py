@@ -42,7 +42,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   with strategy.choose().scope():
     classifier = data.build(hp)
 
-  steps_per_epoch = math.ceil(fn_args.train_steps / config.epochs) if repeat else None
+  steps_per_epoch = (math.ceil(fn_args.train_steps / config.epochs) if repeat
+                     else data.steps_per_epoch)
   checkpoints = os.path.join(gcs.local_path(fn_args.model_run_dir), 'checkpoints',
                              'epoch-{epoch:03d}.weights.h5')
   classifier.fit(

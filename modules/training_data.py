@@ -7,7 +7,8 @@ call `prepare`, so the two components always train the same way.
 """
 import dataclasses
 import functools
-from typing import Callable
+import math
+from typing import Callable, Optional
 
 import keras
 import keras_tuner
@@ -19,6 +20,12 @@ from modules import feature_cache, model
 from modules.inputs import input_fn
 from modules.module_config import ModuleConfig
 
+# On cached features an epoch is at least this many batches (the features
+# repeat): a head on 40 photos would otherwise get 2 optimizer steps an epoch,
+# too few for SGD or small learning rates to move at all, so a search would
+# rank its trials by how few steps they had. Each step costs about a millisecond.
+MIN_HEAD_STEPS_PER_EPOCH = 50
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainingData:
@@ -26,6 +33,8 @@ class TrainingData:
   eval: tf.data.Dataset
   build: Callable[[keras_tuner.HyperParameters], keras.Model]  # The hypermodel.
   cached_features: bool  # True: `build` makes a head that takes backbone features.
+  # Batches per epoch for `fit` (train repeats); None: one pass over `train`.
+  steps_per_epoch: Optional[int] = None
 
 
 def prepare(fn_args: tfx.components.FnArgs, config: ModuleConfig,
@@ -40,11 +49,12 @@ def prepare(fn_args: tfx.components.FnArgs, config: ModuleConfig,
         for split, files in (('train', fn_args.train_files), ('eval', fn_args.eval_files)))
     read = functools.partial(feature_cache.dataset, batch_size=config.batch_size,
                              seed=config.seed)
+    batches = math.ceil(len(train[1]) / config.batch_size)
     return TrainingData(
-        train=read(*train, repeat=repeat), eval=read(*evaluation, shuffle=False),
+        train=read(*train, repeat=True), eval=read(*evaluation, shuffle=False),
         build=functools.partial(model.build_head, num_classes=num_classes,
                                 feature_dim=train[0].shape[-1]),
-        cached_features=True)
+        cached_features=True, steps_per_epoch=max(batches, MIN_HEAD_STEPS_PER_EPOCH))
   read = functools.partial(input_fn, data_accessor=fn_args.data_accessor,
                            tf_transform_output=tf_transform_output,
                            batch_size=config.batch_size, seed=config.seed)

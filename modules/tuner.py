@@ -83,6 +83,7 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
   fit_kwargs = dict(
       x=data.train,
       validation_data=data.eval,
+      steps_per_epoch=data.steps_per_epoch,
       # Hyperband sets each trial's epochs itself; the other tuners use this.
       epochs=config.max_epochs,
       verbose=2,  # One line per epoch: readable in logs, unlike progress bars.
