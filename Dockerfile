@@ -30,5 +30,10 @@ COPY modules/ modules/
 COPY tfx_pipeline/ tfx_pipeline/
 ENV PYTHONPATH="/pipeline:${PYTHONPATH}"
 
+# The default efficientnet-lite0 backbone, converted from its weights package once here
+# rather than at the start of every step and job (modules/backbone.py reads this folder).
+ENV FLOWER_TUNER_CACHE=/pipeline/cache
+RUN python -c "from modules import backbone; print(backbone.resolve('efficientnet-lite0'))"
+
 # Keras 3, as the modules expect; some TFX images set TF_USE_LEGACY_KERAS=1.
 ENV TF_USE_LEGACY_KERAS=0

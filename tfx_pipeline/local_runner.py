@@ -32,7 +32,8 @@ def run_parser() -> argparse.ArgumentParser:
   p.add_argument('--pipeline-root', default=_DEFAULTS.pipeline_root,
                  help='folder for artifacts, ML Metadata and pushed models (default: %(default)s)')
   options.add_search_and_training(
-      p, backbone_help="'cnn' (built-in, default), a TF-Hub handle, or a local SavedModel path",
+      p, backbone_help="'efficientnet-lite0' (default: ImageNet-pretrained, no download), 'cnn' "
+                       '(a small CNN trained from scratch), a TF-Hub handle, or a SavedModel path',
       hparams_help='best_hyperparameters folder or file of an earlier run (with --no-tune)')
   p.add_argument('--tuning-budget', type=float, default=None, metavar='MINUTES',
                  help='start no new trial after MINUTES of tuning and keep the best so far '

@@ -98,7 +98,8 @@ def parser() -> argparse.ArgumentParser:
 
   options.add_search_and_training(
       p.add_argument_group('search and training (as in run_local.py)'),
-      backbone_help="'cnn' (built-in, default), a TF-Hub handle, or a gs:// SavedModel path",
+      backbone_help="'efficientnet-lite0' (default: ImageNet-pretrained, no download), 'cnn' "
+                    '(a small CNN trained from scratch), a TF-Hub handle, or a gs:// SavedModel path',
       hparams_help='gs:// best_hyperparameters folder of an earlier run (with --no-tune)')
   p.add_argument('--verbose', action='store_true', help='show every TFX and TensorFlow log line')
   return p
