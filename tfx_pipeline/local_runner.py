@@ -158,7 +158,7 @@ def run(config: PipelineConfig, echo=_echo) -> dict:
   summary['seconds'] = time.monotonic() - start
   _print_summary(summary, echo)
   if config.tune:
-    _report_tuning(config, summary, echo)
+    _report_tuning(config, echo)
   return summary
 
 
@@ -199,9 +199,12 @@ def _print_summary(summary: dict, echo) -> None:
        'model not pushed: eval accuracy below --accuracy-threshold')
 
 
-def _report_tuning(config: PipelineConfig, summary: dict, echo) -> None:
-  """Prints the search's report; a Tuner that ran gets a copy next to best_hyperparameters.txt."""
-  import shutil
+def _report_tuning(config: PipelineConfig, echo) -> None:
+  """Prints the search's report, written to the search's own folder.
+
+  Not into the Tuner's best_hyperparameters artifact: TFX's Trainer reads that
+  folder's only file, and fails on a second one.
+  """
   from modules import tuning_state
   from tfx_pipeline import tuning_report
   search = tuning_state.latest_search(
@@ -210,10 +213,6 @@ def _report_tuning(config: PipelineConfig, summary: dict, echo) -> None:
     return
   report = tuning_report.write(search)
   tuning_report.print_report(report, echo)
-  if summary['states'].get('Tuner') == 'executed' and summary.get('best_hyperparameters_uri'):
-    copy = os.path.join(summary['best_hyperparameters_uri'], 'tuning_report')
-    shutil.copytree(report['dir'], copy, dirs_exist_ok=True)
-    echo(f'  (copied to {copy})')
 
 
 def main(argv: Optional[List[str]] = None) -> int:
