@@ -47,3 +47,29 @@ def test_missing_data_root_fails_before_any_component(tmp_path, capsys):
 def test_predict_without_a_pushed_model(tmp_path, capsys):
   assert local_runner.main(['predict', 'photo.jpg', '--pipeline-root', str(tmp_path)]) == 2
   assert 'no pushed model in' in capsys.readouterr().err
+
+
+def _one_error_line(capsys):
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1, err
+  return err[0]
+
+
+@pytest.mark.parametrize('where,why', [
+    ('/proc/nope', 'cannot create or write this folder'),
+    ('file', 'is a file, not a folder'),
+    ('file/sub', 'file is a file, not a folder'),
+])
+def test_unusable_pipeline_root_is_one_line_before_any_work(where, why, tmp_path, capsys):
+  (tmp_path / 'file').write_text('x')
+  root = where if where.startswith('/') else str(tmp_path / where)
+  assert local_runner.main(['--pipeline-root', root, '--image-size', '32']) == 2
+  line = _one_error_line(capsys)
+  assert line.startswith(f'error: --pipeline-root {root}: ') and why in line
+
+
+def test_pipeline_root_check_leaves_nothing_behind(tmp_path, capsys):
+  root = tmp_path / 'new' / 'root'
+  assert local_runner.main(['--pipeline-root', str(root), '--data-root', str(tmp_path / 'none')]) == 2
+  assert 'is not a folder' in _one_error_line(capsys)
+  assert not (tmp_path / 'new').exists()

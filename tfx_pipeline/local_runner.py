@@ -126,7 +126,8 @@ def run(config: PipelineConfig, echo=_echo) -> dict:
   from tfx_pipeline import data_check, data_layout
   from tfx_pipeline.progress import ComponentProgress
 
-  layout = data_layout.resolve(config.data_root)  # Fails before anything runs.
+  check_paths(config)  # Each fails in one line, before anything runs.
+  layout = data_layout.resolve(config.data_root)
   echo(f'data: {layout.description}')
   # Reads every record first, so bad data fails here in one line; under
   # --bad-images skip the pipeline reads a copy without the bad records.
@@ -160,6 +161,12 @@ def run(config: PipelineConfig, echo=_echo) -> dict:
   if config.tune:
     _report_tuning(config, echo)
   return summary
+
+
+def check_paths(config: PipelineConfig) -> None:
+  """Raises cli_paths.PathError for a pipeline root that cannot be used."""
+  from tfx_pipeline import cli_paths
+  cli_paths.writable_folder('--pipeline-root', config.pipeline_root)
 
 
 def summarize(config: PipelineConfig) -> dict:
@@ -245,6 +252,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 0
   args = run_parser().parse_args(argv)
   _set_up_logging(args.verbose)
+  from tfx_pipeline.cli_paths import PathError
   from tfx_pipeline.data_layout import DataLayoutError
   try:
     config = config_from_args(args)
@@ -253,7 +261,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 2
   try:
     run(config)
-  except DataLayoutError as e:  # Raised before any component runs.
+  except (DataLayoutError, PathError) as e:  # Raised before any component runs.
     print(f'error: {e}', file=sys.stderr)
     return 2
   return 0
