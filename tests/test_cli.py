@@ -73,3 +73,23 @@ def test_pipeline_root_check_leaves_nothing_behind(tmp_path, capsys):
   assert local_runner.main(['--pipeline-root', str(root), '--data-root', str(tmp_path / 'none')]) == 2
   assert 'is not a folder' in _one_error_line(capsys)
   assert not (tmp_path / 'new').exists()
+
+
+@pytest.mark.parametrize('name,text,why', [
+    ('none', None, 'no such file or folder'),
+    ('', None, 'no best_hyperparameters.txt in this folder'),
+    ('hp.json', 'units: 64', 'cannot read it as JSON'),
+    ('hp.json', '{"units": 64}', 'not keras-tuner hyperparameters'),
+])
+def test_unusable_hparams_from_is_one_line_before_any_work(name, text, why, tmp_path, capsys):
+  source = tmp_path / 'source'
+  source.mkdir()
+  path = source / name if name else source
+  if text is not None:
+    path.write_text(text)
+  assert local_runner.main(['--no-tune', '--hparams-from', str(path),
+                            '--pipeline-root', str(tmp_path / 'root')]) == 2
+  line = _one_error_line(capsys)
+  assert line.startswith(f'error: --hparams-from {path}: ') and why in line
+  assert "pass a Tuner's best_hyperparameters/<id> folder" in line
+  assert not (tmp_path / 'root').exists()

@@ -33,7 +33,8 @@ def run_parser() -> argparse.ArgumentParser:
                  help='folder for artifacts, ML Metadata and pushed models (default: %(default)s)')
   options.add_search_and_training(
       p, backbone_help="'cnn' (built-in, default), a TF-Hub handle, or a local SavedModel path",
-      hparams_help='best_hyperparameters folder or file of an earlier run (with --no-tune)')
+      hparams_help="an earlier Tuner's best_hyperparameters/<id> folder, the "
+                   'best_hyperparameters.txt in it, or a JSON file like it (with --no-tune)')
   p.add_argument('--tuning-budget', type=float, default=None, metavar='MINUTES',
                  help='start no new trial after MINUTES of tuning and keep the best so far '
                       '(default: no limit); a rerun resumes the search')
@@ -123,7 +124,7 @@ def run(config: PipelineConfig, echo=_echo) -> dict:
   """Runs the pipeline, prints progress and a summary, and returns the summary."""
   from tfx import v1 as tfx
   from modules import tuner as tuner_module
-  from tfx_pipeline import data_check, data_layout
+  from tfx_pipeline import data_check, data_layout, hparams_file
   from tfx_pipeline.progress import ComponentProgress
 
   check_paths(config)  # Each fails in one line, before anything runs.
@@ -137,6 +138,10 @@ def run(config: PipelineConfig, echo=_echo) -> dict:
     # A cleaned copy: its layout is resolved afresh when the pipeline is built.
     layout = None
   config = dataclasses.replace(config, data_root=checked_root)
+  if config.hparams_from:
+    # The Trainer reads the only file in the artifact's folder: import a copy that is alone.
+    config = dataclasses.replace(
+        config, hparams_from=hparams_file.stage(config.hparams_from, config.pipeline_root))
   if config.tune:
     m = config.module
     echo(f'search: {m.tuner}, {tuner_module.trial_count(m)} trials, '
@@ -164,8 +169,10 @@ def run(config: PipelineConfig, echo=_echo) -> dict:
 
 
 def check_paths(config: PipelineConfig) -> None:
-  """Raises cli_paths.PathError for a pipeline root that cannot be used."""
-  from tfx_pipeline import cli_paths
+  """Raises cli_paths.PathError for a pipeline root or --hparams-from that cannot be used."""
+  from tfx_pipeline import cli_paths, hparams_file
+  if config.hparams_from:
+    hparams_file.find(config.hparams_from)
   cli_paths.writable_folder('--pipeline-root', config.pipeline_root)
 
 
