@@ -93,3 +93,22 @@ def test_unusable_hparams_from_is_one_line_before_any_work(name, text, why, tmp_
   assert line.startswith(f'error: --hparams-from {path}: ') and why in line
   assert "pass a Tuner's best_hyperparameters/<id> folder" in line
   assert not (tmp_path / 'root').exists()
+
+
+@pytest.mark.parametrize('make,why', [
+    (lambda p: p / 'none', 'no such folder'),
+    (lambda p: p, 'no saved_model.pb in it'),
+])
+def test_unusable_model_dir_is_one_line(make, why, tmp_path, capsys):
+  model_dir = make(tmp_path)
+  photo = tmp_path / 'photo.jpg'
+  photo.write_bytes(b'x')
+  assert local_runner.main(['predict', str(photo), '--model-dir', str(model_dir)]) == 2
+  line = _one_error_line(capsys)
+  assert line.startswith(f'error: --model-dir {model_dir}: ') and why in line
+
+
+def test_missing_photo_is_one_line_before_the_model_loads(tmp_path, capsys):
+  (tmp_path / 'saved_model.pb').write_bytes(b'not a model')  # Loading it would fail otherwise.
+  assert local_runner.main(['predict', str(tmp_path / 'none.jpg'), '--model-dir', str(tmp_path)]) == 2
+  assert _one_error_line(capsys) == f'error: {tmp_path / "none.jpg"}: no such photo or TFRecord file.'

@@ -42,3 +42,10 @@ def writable_folder(flag: str, path: str) -> str:
         pass
   return path
 
+
+def existing_folder(flag: str, path: str, what: str) -> str:
+  """`path` if it is a folder; `what` says what the flag takes."""
+  if not os.path.isdir(path):
+    why = 'is a file, not a folder' if os.path.exists(path) else 'no such folder'
+    raise PathError(f'{flag} {path}: {why}; pass {what}.')
+  return path

@@ -235,11 +235,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = predict_parser().parse_args(argv[1:])
     _set_up_logging(verbose=False)
     from tfx_pipeline import predict
+    from tfx_pipeline.cli_paths import PathError
     try:
-      model_dir = args.model_dir or predict.latest_pushed_model(
-          PipelineConfig(pipeline_root=os.path.abspath(args.pipeline_root)).serving_model_dir)
+      model_dir = (predict.check_model_dir(args.model_dir) if args.model_dir else
+                   predict.latest_pushed_model(PipelineConfig(
+                       pipeline_root=os.path.abspath(args.pipeline_root)).serving_model_dir))
       predict.predict(model_dir, args.photos, limit=args.limit)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, PathError) as e:
       print(f'error: {e}', file=sys.stderr)
       return 2
     return 0
