@@ -70,7 +70,8 @@ def test_unusable_pipeline_root_is_one_line_before_any_work(where, why, tmp_path
 
 def test_pipeline_root_check_leaves_nothing_behind(tmp_path, capsys):
   root = tmp_path / 'new' / 'root'
-  assert local_runner.main(['--pipeline-root', str(root), '--data-root', str(tmp_path / 'none')]) == 2
+  assert local_runner.main(['--pipeline-root', str(root),
+                            '--data-root', str(tmp_path / 'none')]) == 2
   assert 'is not a folder' in _one_error_line(capsys)
   assert not (tmp_path / 'new').exists()
 
@@ -110,5 +111,6 @@ def test_unusable_model_dir_is_one_line(make, why, tmp_path, capsys):
 
 def test_missing_photo_is_one_line_before_the_model_loads(tmp_path, capsys):
   (tmp_path / 'saved_model.pb').write_bytes(b'not a model')  # Loading it would fail otherwise.
-  assert local_runner.main(['predict', str(tmp_path / 'none.jpg'), '--model-dir', str(tmp_path)]) == 2
-  assert _one_error_line(capsys) == f'error: {tmp_path / "none.jpg"}: no such photo or TFRecord file.'
+  photo = tmp_path / 'none.jpg'
+  assert local_runner.main(['predict', str(photo), '--model-dir', str(tmp_path)]) == 2
+  assert _one_error_line(capsys) == f'error: {photo}: no such photo or TFRecord file.'

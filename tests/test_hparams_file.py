@@ -1,4 +1,4 @@
-"""--hparams-from: whatever it names, the Trainer gets a folder with the hyperparameters file alone."""
+"""--hparams-from: whatever it names, the Trainer gets a folder with the hyperparameters alone."""
 import json
 import os
 

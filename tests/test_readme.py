@@ -67,7 +67,7 @@ class Command:
 
 
 def readme_commands(path=README) -> List[Command]:
-  """The commands in the fenced bash blocks of `path`, continuation lines joined, comments dropped."""
+  """Commands in the fenced bash blocks of `path`: continuation lines joined, comments dropped."""
   commands, in_bash, pending, start = [], False, '', 0
   for number, line in enumerate(path.read_text().splitlines(), 1):
     fence = line.strip()
@@ -123,7 +123,8 @@ def _photo(path: Path) -> Path:
   import numpy as np
   from PIL import Image
   path.parent.mkdir(parents=True, exist_ok=True)
-  pixels = np.random.default_rng(sum(path.name.encode())).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+  rng = np.random.default_rng(sum(path.name.encode()))
+  pixels = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
   Image.fromarray(pixels).save(path, format='JPEG')
   return path
 
@@ -236,7 +237,7 @@ class Workspace:
       for flag, value in RUN_DEFAULTS.items():
         if not command.has(flag):
           words += [flag, value]
-    elif kind == 'predict' and not command.has('--model-dir') and not command.has('--pipeline-root'):
+    elif kind == 'predict' and not (command.has('--model-dir') or command.has('--pipeline-root')):
       words += ['--pipeline-root', str(self._tuned())]
     elif kind == 'compile':
       words += ['--output', str(self.tmp / 'vertex' / f'line{command.line}.json')]
