@@ -64,8 +64,11 @@ def main(argv=None):
     warnings.filterwarnings("ignore", category=FutureWarning)
     logging.getLogger("apache_beam").setLevel(logging.ERROR)
     from data import conversion
+    from tfx_pipeline.cli_paths import PathError, writable_folder
 
     try:
+        if "://" not in args.out:  # Before any download or conversion work.
+            writable_folder("--out", args.out)
         data_root = args.data_root
         if args.download:
             dest = args.download_dir or os.path.dirname(os.path.abspath(args.out))
@@ -74,7 +77,7 @@ def main(argv=None):
                            ratios={s: getattr(args, s) for s in photos.DEFAULT_RATIOS},
                            images_per_shard=args.images_per_shard, overwrite=args.overwrite,
                            beam_args=beam_args)
-    except (conversion.ConvertError, download.DownloadError) as e:
+    except (conversion.ConvertError, download.DownloadError, PathError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

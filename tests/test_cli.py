@@ -47,3 +47,70 @@ def test_missing_data_root_fails_before_any_component(tmp_path, capsys):
 def test_predict_without_a_pushed_model(tmp_path, capsys):
   assert local_runner.main(['predict', 'photo.jpg', '--pipeline-root', str(tmp_path)]) == 2
   assert 'no pushed model in' in capsys.readouterr().err
+
+
+def _one_error_line(capsys):
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1, err
+  return err[0]
+
+
+@pytest.mark.parametrize('where,why', [
+    ('/proc/nope', 'cannot create or write this folder'),
+    ('file', 'is a file, not a folder'),
+    ('file/sub', 'file is a file, not a folder'),
+])
+def test_unusable_pipeline_root_is_one_line_before_any_work(where, why, tmp_path, capsys):
+  (tmp_path / 'file').write_text('x')
+  root = where if where.startswith('/') else str(tmp_path / where)
+  assert local_runner.main(['--pipeline-root', root, '--image-size', '32']) == 2
+  line = _one_error_line(capsys)
+  assert line.startswith(f'error: --pipeline-root {root}: ') and why in line
+
+
+def test_pipeline_root_check_leaves_nothing_behind(tmp_path, capsys):
+  root = tmp_path / 'new' / 'root'
+  assert local_runner.main(['--pipeline-root', str(root),
+                            '--data-root', str(tmp_path / 'none')]) == 2
+  assert 'is not a folder' in _one_error_line(capsys)
+  assert not (tmp_path / 'new').exists()
+
+
+@pytest.mark.parametrize('name,text,why', [
+    ('none', None, 'no such file or folder'),
+    ('', None, 'no best_hyperparameters.txt in this folder'),
+    ('hp.json', 'units: 64', 'cannot read it as JSON'),
+    ('hp.json', '{"units": 64}', 'not keras-tuner hyperparameters'),
+])
+def test_unusable_hparams_from_is_one_line_before_any_work(name, text, why, tmp_path, capsys):
+  source = tmp_path / 'source'
+  source.mkdir()
+  path = source / name if name else source
+  if text is not None:
+    path.write_text(text)
+  assert local_runner.main(['--no-tune', '--hparams-from', str(path),
+                            '--pipeline-root', str(tmp_path / 'root')]) == 2
+  line = _one_error_line(capsys)
+  assert line.startswith(f'error: --hparams-from {path}: ') and why in line
+  assert "pass a Tuner's best_hyperparameters/<id> folder" in line
+  assert not (tmp_path / 'root').exists()
+
+
+@pytest.mark.parametrize('make,why', [
+    (lambda p: p / 'none', 'no such folder'),
+    (lambda p: p, 'no saved_model.pb in it'),
+])
+def test_unusable_model_dir_is_one_line(make, why, tmp_path, capsys):
+  model_dir = make(tmp_path)
+  photo = tmp_path / 'photo.jpg'
+  photo.write_bytes(b'x')
+  assert local_runner.main(['predict', str(photo), '--model-dir', str(model_dir)]) == 2
+  line = _one_error_line(capsys)
+  assert line.startswith(f'error: --model-dir {model_dir}: ') and why in line
+
+
+def test_missing_photo_is_one_line_before_the_model_loads(tmp_path, capsys):
+  (tmp_path / 'saved_model.pb').write_bytes(b'not a model')  # Loading it would fail otherwise.
+  photo = tmp_path / 'none.jpg'
+  assert local_runner.main(['predict', str(photo), '--model-dir', str(tmp_path)]) == 2
+  assert _one_error_line(capsys) == f'error: {photo}: no such photo or TFRecord file.'

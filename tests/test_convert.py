@@ -253,3 +253,17 @@ def test_download_unpacks_the_archive_and_converts_it(tmp_path, capsys):
   out = capsys.readouterr().out
   assert 'LICENSE.txt: not in a class folder' in out
   assert 'next: python run_local.py --data-root' in out
+
+
+@pytest.mark.parametrize('where,why', [('/proc/nope', 'cannot create or write this folder'),
+                                       ('file', 'is a file, not a folder')])
+def test_unusable_out_is_one_line_before_any_work(where, why, tmp_path, capsys):
+  (tmp_path / 'file').write_text('x')
+  out = where if where.startswith('/') else str(tmp_path / where)
+  # With --download the check comes before anything is fetched.
+  rc = convert.main(['--download', '--download-url', 'http://127.0.0.1:9/flower_photos.tgz',
+                     '--download-dir', str(tmp_path / 'downloads'), '--out', out])
+  err = capsys.readouterr().err
+  assert rc == 2 and err.count('\n') == 1
+  assert err.startswith(f'error: --out {out}: ') and why in err
+  assert not (tmp_path / 'downloads').exists()

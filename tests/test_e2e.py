@@ -64,6 +64,8 @@ def test_first_run_executes_every_component_once(first_run, tiny_data, tmp_path)
   for component in COMPONENTS:
     assert any(line.startswith('[') and f'] {component} done in' in line for line in lines)
   assert 'search: hyperband, 5 trials, at most 7 epochs in all' in lines
+  # TFX's Trainer reads this artifact's only file; anything beside it fails a Trainer.
+  assert os.listdir(summary['best_hyperparameters_uri']) == ['best_hyperparameters.txt']
   _check_outputs(summary, tmp_path, tiny_data, CLASSES)
   assert predict.latest_pushed_model(config.serving_model_dir) == summary['pushed_model']
 

@@ -226,6 +226,7 @@ def _without(flag):
     (_without('--data-root') + ['--data-root', '/data/flowers'], '--data-root'),
     (REQUIRED + ['--trainer-accelerator-type', 'TPU_V3', '--trainer-accelerator-count', '8'],
      '--trainer-'),  # TPU_V3 needs machine type cloud-tpu.
+    (REQUIRED + ['--output', '/proc/nope/flower-tuner.json'], '--output /proc/nope: '),
 ])
 def test_missing_or_wrong_settings_fail_before_compiling(argv, flag, monkeypatch, capsys):
   rc, err = _run_failing(['--compile-only', *argv], monkeypatch, capsys)

@@ -28,7 +28,8 @@ class PipelineConfig:
   pipeline_root: str = DEFAULT_PIPELINE_ROOT
   module: ModuleConfig = dataclasses.field(default_factory=ModuleConfig)
   tune: bool = True
-  # Folder (or its best_hyperparameters.txt) of an earlier Tuner run, used with tune=False.
+  # An earlier Tuner's best_hyperparameters folder, or a best_hyperparameters.txt / JSON file
+  # (tfx_pipeline/hparams_file.py), used with tune=False.
   hparams_from: Optional[str] = None
   # Total Trainer steps; None trains `module.epochs` full passes over the data.
   train_steps: Optional[int] = None

@@ -34,7 +34,8 @@ def run_parser() -> argparse.ArgumentParser:
   options.add_search_and_training(
       p, backbone_help="'efficientnet-lite0' (default: ImageNet-pretrained, no download), 'cnn' "
                        '(a small CNN trained from scratch), a TF-Hub handle, or a SavedModel path',
-      hparams_help='best_hyperparameters folder or file of an earlier run (with --no-tune)')
+      hparams_help="an earlier Tuner's best_hyperparameters/<id> folder, the "
+                   'best_hyperparameters.txt in it, or a JSON file like it (with --no-tune)')
   p.add_argument('--tuning-budget', type=float, default=None, metavar='MINUTES',
                  help='start no new trial after MINUTES of tuning and keep the best so far '
                       '(default: no limit); a rerun resumes the search')
@@ -124,10 +125,11 @@ def run(config: PipelineConfig, echo=_echo) -> dict:
   """Runs the pipeline, prints progress and a summary, and returns the summary."""
   from tfx import v1 as tfx
   from modules import tuner as tuner_module
-  from tfx_pipeline import data_check, data_layout
+  from tfx_pipeline import data_check, data_layout, hparams_file
   from tfx_pipeline.progress import ComponentProgress
 
-  layout = data_layout.resolve(config.data_root)  # Fails before anything runs.
+  check_paths(config)  # Each fails in one line, before anything runs.
+  layout = data_layout.resolve(config.data_root)
   echo(f'data: {layout.description}')
   _check_backbone(config.module, echo)
   # Reads every record first, so bad data fails here in one line; under
@@ -138,6 +140,10 @@ def run(config: PipelineConfig, echo=_echo) -> dict:
     # A cleaned copy: its layout is resolved afresh when the pipeline is built.
     layout = None
   config = dataclasses.replace(config, data_root=checked_root)
+  if config.hparams_from:
+    # The Trainer reads the only file in the artifact's folder: import a copy that is alone.
+    config = dataclasses.replace(
+        config, hparams_from=hparams_file.stage(config.hparams_from, config.pipeline_root))
   if config.tune:
     m = config.module
     echo(f'search: {m.tuner}, {tuner_module.trial_count(m)} trials, '
@@ -160,7 +166,7 @@ def run(config: PipelineConfig, echo=_echo) -> dict:
   summary['seconds'] = time.monotonic() - start
   _print_summary(summary, echo)
   if config.tune:
-    _report_tuning(config, summary, echo)
+    _report_tuning(config, echo)
   return summary
 
 
@@ -173,6 +179,14 @@ def _check_backbone(module, echo) -> None:
   dim = backbone.check(module.backbone, module.image_size)
   echo(f'backbone: {module.backbone} ({dim} features per image, '
        f'{"fine-tuned" if module.fine_tune else "frozen"})')
+
+
+def check_paths(config: PipelineConfig) -> None:
+  """Raises cli_paths.PathError for a pipeline root or --hparams-from that cannot be used."""
+  from tfx_pipeline import cli_paths, hparams_file
+  if config.hparams_from:
+    hparams_file.find(config.hparams_from)
+  cli_paths.writable_folder('--pipeline-root', config.pipeline_root)
 
 
 def summarize(config: PipelineConfig) -> dict:
@@ -212,9 +226,12 @@ def _print_summary(summary: dict, echo) -> None:
        'model not pushed: eval accuracy below --accuracy-threshold')
 
 
-def _report_tuning(config: PipelineConfig, summary: dict, echo) -> None:
-  """Prints the search's report; a Tuner that ran gets a copy next to best_hyperparameters.txt."""
-  import shutil
+def _report_tuning(config: PipelineConfig, echo) -> None:
+  """Prints the search's report, written to the search's own folder.
+
+  Not into the Tuner's best_hyperparameters artifact: TFX's Trainer reads that
+  folder's only file, and fails on a second one.
+  """
   from modules import tuning_state
   from tfx_pipeline import tuning_report
   search = tuning_state.latest_search(
@@ -223,10 +240,6 @@ def _report_tuning(config: PipelineConfig, summary: dict, echo) -> None:
     return
   report = tuning_report.write(search)
   tuning_report.print_report(report, echo)
-  if summary['states'].get('Tuner') == 'executed' and summary.get('best_hyperparameters_uri'):
-    copy = os.path.join(summary['best_hyperparameters_uri'], 'tuning_report')
-    shutil.copytree(report['dir'], copy, dirs_exist_ok=True)
-    echo(f'  (copied to {copy})')
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -235,11 +248,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = predict_parser().parse_args(argv[1:])
     _set_up_logging(verbose=False)
     from tfx_pipeline import predict
+    from tfx_pipeline.cli_paths import PathError
     try:
-      model_dir = args.model_dir or predict.latest_pushed_model(
-          PipelineConfig(pipeline_root=os.path.abspath(args.pipeline_root)).serving_model_dir)
+      model_dir = (predict.check_model_dir(args.model_dir) if args.model_dir else
+                   predict.latest_pushed_model(PipelineConfig(
+                       pipeline_root=os.path.abspath(args.pipeline_root)).serving_model_dir))
       predict.predict(model_dir, args.photos, limit=args.limit)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, PathError) as e:
       print(f'error: {e}', file=sys.stderr)
       return 2
     return 0
@@ -259,6 +274,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 0
   args = run_parser().parse_args(argv)
   _set_up_logging(args.verbose)
+  from tfx_pipeline.cli_paths import PathError
   from tfx_pipeline.data_layout import DataLayoutError
   from modules.backbone import BackboneError
   try:
@@ -268,7 +284,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 2
   try:
     run(config)
-  except (DataLayoutError, BackboneError) as e:  # Raised before any component runs.
+  except (DataLayoutError, PathError, BackboneError) as e:  # Raised before any component runs.
     print(f'error: {e}', file=sys.stderr)
     return 2
   return 0

@@ -50,7 +50,12 @@ def _vertex_job(vertex: VertexSettings, args_key: str, job: dict) -> dict:
 
 
 def _hparams_importer(hparams_from: str) -> tfx.dsl.Importer:
-  """Imports an earlier Tuner's best_hyperparameters folder as the Trainer's input."""
+  """Imports an earlier Tuner's best_hyperparameters folder as the Trainer's input.
+
+  TFX's Trainer reads the only file in that folder, so it must hold
+  best_hyperparameters.txt alone; the local runner passes a one-file copy
+  (`hparams_file.stage`).
+  """
   folder = hparams_from
   if os.path.basename(hparams_from) == 'best_hyperparameters.txt':
     folder = os.path.dirname(hparams_from)

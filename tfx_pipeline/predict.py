@@ -19,6 +19,16 @@ def latest_pushed_model(serving_model_dir: str) -> str:
   return os.path.join(serving_model_dir, max(versions, key=int))
 
 
+def check_model_dir(model_dir: str) -> str:
+  """`model_dir` if it is an exported model's folder; raises cli_paths.PathError if not."""
+  from tfx_pipeline import cli_paths
+  what = 'a model folder Pusher wrote, <pipeline-root>/serving_model/<pipeline>/<version>'
+  cli_paths.existing_folder('--model-dir', model_dir, what)
+  if not os.path.isfile(os.path.join(model_dir, 'saved_model.pb')):
+    raise cli_paths.PathError(f'--model-dir {model_dir}: no saved_model.pb in it; pass {what}.')
+  return model_dir
+
+
 def iter_photos(paths: List[str], limit: int) -> Iterator[Tuple[str, bytes, str]]:
   """(name, encoded image, true class or '') for image files and flower TFRecord files.
 
@@ -41,6 +51,9 @@ def iter_photos(paths: List[str], limit: int) -> Iterator[Tuple[str, bytes, str]
 
 def predict(model_dir: str, paths: List[str], limit: int = 5, echo=print) -> List[dict]:
   """Prints and returns the top class and its probability for each photo."""
+  for path in paths:  # Before the model takes its seconds to load.
+    if not os.path.isfile(path):
+      raise FileNotFoundError(f'{path}: no such photo or TFRecord file.')
   classify = tf.saved_model.load(model_dir).signatures['serving_jpeg']
   echo(f'model: {model_dir}')
   rows = []

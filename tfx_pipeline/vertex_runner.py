@@ -15,7 +15,7 @@ import types
 import warnings
 from typing import List, Optional, Tuple
 
-from tfx_pipeline import options
+from tfx_pipeline import cli_paths, options
 from tfx_pipeline.config import (DEFAULT_PIPELINE_ROOT, MachineSpec, PipelineConfig,
                                  VertexSettings)
 
@@ -253,7 +253,8 @@ def main(argv: Optional[List[str]] = None) -> int:
       p.set_defaults(**read_config_file(args.config, known))
       args = p.parse_args(argv)
     config, vertex = settings_from_args(args)
-  except UsageError as e:
+    cli_paths.writable_folder('--output', os.path.dirname(os.path.abspath(args.output)))
+  except (UsageError, cli_paths.PathError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
   _quiet(args.verbose)
