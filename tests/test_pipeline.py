@@ -79,3 +79,28 @@ def test_components_carry_the_code_fingerprints(tiny_data, tmp_path):
   assert json.loads(c['Transform'].exec_properties['custom_config'])['code'] == code_version.transform_code()
   for name in ('Tuner', 'Trainer'):
     assert json.loads(c[name].exec_properties['custom_config'])['code'] == code_version.training_code()
+
+
+def test_editing_a_file_in_a_sub_package_reruns_the_tuner_and_trainer(tiny_data, tmp_path,
+                                                                      monkeypatch):
+  import json
+  import shutil
+  from tfx_pipeline import code_version
+  modules = tmp_path / 'modules'
+  shutil.copytree(code_version.MODULES_DIR, modules,
+                  ignore=shutil.ignore_patterns('__pycache__'))
+  (modules / 'tuning').mkdir()
+  (modules / 'tuning' / '__init__.py').write_text('')
+  (modules / 'tuning' / 'state.py').write_text('x = 1\n')
+  monkeypatch.setattr(code_version, 'MODULES_DIR', str(modules))
+
+  def codes():
+    c = _by_id(_build(tiny_data, tmp_path))
+    return {name: json.loads(c[name].exec_properties['custom_config'])['code']
+            for name in ('Transform', 'Tuner', 'Trainer')}
+
+  before = codes()
+  (modules / 'tuning' / 'state.py').write_text('x = 2\n')
+  after = codes()
+  assert after['Transform'] == before['Transform']  # Not a Transform input.
+  assert after['Tuner'] != before['Tuner'] and after['Trainer'] != before['Trainer']

@@ -8,26 +8,30 @@ component's `custom_config`, which is part of the key.
 import glob
 import hashlib
 import os
-from typing import Iterable
+from typing import Iterable, Optional
 
 MODULES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'modules')
 # What preprocessing_fn's graph depends on; the Tuner and Trainer depend on all of modules/.
 TRANSFORM_SOURCES = ('features.py', 'module_config.py', 'preprocessing.py')
 
 
-def fingerprint(paths: Iterable[str]) -> str:
-  """A short sha256 over the names and contents of `paths`."""
+def fingerprint(paths: Iterable[str], root: str) -> str:
+  """A short sha256 over the paths (relative to `root`) and contents of `paths`."""
   digest = hashlib.sha256()
   for path in sorted(paths):
-    digest.update(os.path.basename(path).encode() + b'\0')
+    digest.update(os.path.relpath(path, root).encode() + b'\0')
     with open(path, 'rb') as f:
       digest.update(f.read())
   return digest.hexdigest()[:16]
 
 
-def transform_code(modules_dir: str = MODULES_DIR) -> str:
-  return fingerprint(os.path.join(modules_dir, name) for name in TRANSFORM_SOURCES)
+def transform_code(modules_dir: Optional[str] = None) -> str:
+  modules_dir = modules_dir or MODULES_DIR
+  return fingerprint((os.path.join(modules_dir, name) for name in TRANSFORM_SOURCES), modules_dir)
 
 
-def training_code(modules_dir: str = MODULES_DIR) -> str:
-  return fingerprint(glob.glob(os.path.join(modules_dir, '*.py')))
+def training_code(modules_dir: Optional[str] = None) -> str:
+  """Every .py file of the modules package, sub-packages included: what tuner_fn and run_fn run."""
+  modules_dir = modules_dir or MODULES_DIR
+  return fingerprint(glob.glob(os.path.join(modules_dir, '**', '*.py'), recursive=True),
+                     modules_dir)
