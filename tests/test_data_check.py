@@ -9,7 +9,8 @@ import tensorflow as tf
 from PIL import Image
 
 from data import records
-from tfx_pipeline import data_check, data_layout
+from tfx_pipeline.data_folder import check as data_check
+from tfx_pipeline.data_folder import layout as data_layout
 
 from tests.conftest import read_examples
 

@@ -55,7 +55,7 @@ def test_hparams_from_imports_an_earlier_result(tiny_data, tmp_path):
 
 
 def test_unusable_data_root_fails_before_building(tmp_path):
-  from tfx_pipeline.data_layout import DataLayoutError
+  from tfx_pipeline.data_folder.layout import DataLayoutError
   with pytest.raises(DataLayoutError):
     _build(str(tmp_path / 'nothing'), tmp_path)
 

@@ -15,7 +15,7 @@ from modules.module_config import ModuleConfig
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DATA_ROOT = os.path.join(PROJECT_ROOT, 'data', 'sample')
 DEFAULT_PIPELINE_ROOT = os.path.join(PROJECT_ROOT, 'pipeline_output')
-# What the local runner's data check (tfx_pipeline/data_check.py) does with a record
+# What the local runner's data check (data_folder/check.py) does with a record
 # whose image does not decode: stop the run, or drop it and count it.
 BAD_IMAGE_POLICIES = ('fail', 'skip')
 

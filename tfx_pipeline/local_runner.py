@@ -41,7 +41,7 @@ def run_parser() -> argparse.ArgumentParser:
                  help='run N trials at once, each in its own worker process with its share of '
                       'the CPU threads (default: %(default)s)')
   p.add_argument('--verbose', action='store_true', help='show every TFX, Beam and TF log line')
-  # Bad input: every record is checked before any component runs (tfx_pipeline/data_check.py).
+  # Bad input: every record is checked before any component runs (data_folder/check.py).
   p.add_argument('--bad-images', choices=BAD_IMAGE_POLICIES, default=_DEFAULTS.bad_images,
                  help='records whose image does not decode: fail (default) stops the run naming '
                       'them; skip drops them and counts them')
@@ -123,7 +123,8 @@ def run(config: PipelineConfig, echo=_echo) -> dict:
   """Runs the pipeline, prints progress and a summary, and returns the summary."""
   from tfx import v1 as tfx
   from modules import tuner as tuner_module
-  from tfx_pipeline import data_check, data_layout
+  from tfx_pipeline.data_folder import check as data_check
+  from tfx_pipeline.data_folder import layout as data_layout
   from tfx_pipeline.progress import ComponentProgress
 
   layout = data_layout.resolve(config.data_root)  # Fails before anything runs.
@@ -246,7 +247,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 0
   args = run_parser().parse_args(argv)
   _set_up_logging(args.verbose)
-  from tfx_pipeline.data_layout import DataLayoutError
+  from tfx_pipeline.data_folder.layout import DataLayoutError
   try:
     config = config_from_args(args)
   except ValueError as e:

@@ -17,7 +17,8 @@ from tfx import v1 as tfx
 
 from modules import feature_cache, features, tuning_state
 from modules.module_config import ModuleConfig
-from tfx_pipeline import code_version, data_layout, parallel_tuner
+from tfx_pipeline import code_version, parallel_tuner
+from tfx_pipeline.data_folder import layout as data_layout
 from tfx_pipeline.config import VertexSettings
 
 PREPROCESSING_FN = 'modules.preprocessing.preprocessing_fn'

@@ -175,7 +175,7 @@ def data_layout_for(data_root: str, split_by_hash: bool):
 
   The same two layouts `data_layout.resolve` finds in a local folder.
   """
-  from tfx_pipeline import data_layout
+  from tfx_pipeline.data_folder import layout as data_layout
   if not split_by_hash:
     return data_layout.published_layout(f'published train and validation shards in {data_root}')
   return data_layout.hash_split_layout(

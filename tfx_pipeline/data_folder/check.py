@@ -32,7 +32,7 @@ from typing import Callable, Dict, List, Optional
 import apache_beam as beam
 import tensorflow as tf
 
-from tfx_pipeline import data_layout
+from tfx_pipeline.data_folder import layout as data_layout
 from tfx_pipeline.config import BAD_IMAGE_POLICIES
 
 FOLDER = 'data_check'
