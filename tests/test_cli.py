@@ -1,7 +1,7 @@
 """run_local.py's command line: options, and one-line errors before anything runs."""
 import pytest
 
-from tfx_pipeline import local_runner
+from tfx_pipeline.local import runner as local_runner
 
 
 def test_help_documents_every_option(capsys):

@@ -185,7 +185,7 @@ def test_unknown_policy_is_refused(tmp_path):
 
 
 def test_runner_flag_sets_the_policy(tmp_path):
-  from tfx_pipeline import local_runner
+  from tfx_pipeline.local import runner as local_runner
   parse = local_runner.run_parser().parse_args
   assert local_runner.config_from_args(parse([])).bad_images == 'fail'
   assert local_runner.config_from_args(parse(['--bad-images', 'skip'])).bad_images == 'skip'

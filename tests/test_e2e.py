@@ -7,7 +7,8 @@ import keras_tuner
 import pytest
 
 from modules.module_config import ModuleConfig
-from tfx_pipeline import local_runner, predict, results
+from tfx_pipeline.local import predict, results
+from tfx_pipeline.local import runner as local_runner
 from tfx_pipeline.config import PipelineConfig
 
 COMPONENTS = {'ImportExampleGen', 'StatisticsGen', 'SchemaGen', 'ExampleValidator', 'Transform',

@@ -15,7 +15,8 @@ from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
 from modules import tuning_state
-from tfx_pipeline import parallel_tuner, tuner_workers, tuning_report
+from tfx_pipeline import parallel_tuner, tuner_workers
+from tfx_pipeline.local import report as tuning_report
 
 TRIALS = 3
 
@@ -202,7 +203,7 @@ def test_the_local_pipeline_runs_a_parallel_tuner(tiny_data, tmp_path):
 
 
 def test_parallel_trials_below_one_is_one_error_line(capsys):
-  from tfx_pipeline import local_runner
+  from tfx_pipeline.local import runner as local_runner
   assert local_runner.main(['--parallel-trials', '0']) == 2
   err = capsys.readouterr().err.strip()
   assert err == 'error: --parallel-trials 0: must be at least 1.'

@@ -69,7 +69,7 @@ def test_spent_budget_starts_no_new_trial_and_keeps_the_best(tmp_path):
 
 
 def test_tuning_budget_flag_reaches_the_tuner_options():
-  from tfx_pipeline.local_runner import config_from_args, run_parser
+  from tfx_pipeline.local.runner import config_from_args, run_parser
   config = config_from_args(run_parser().parse_args(['--tuning-budget', '2.5']))
   assert config.module.tuning_budget_minutes == 2.5
   assert config_from_args(run_parser().parse_args([])).module.tuning_budget_minutes is None

@@ -1,6 +1,6 @@
 """Reads every record of the data folder before any component runs: images and labels.
 
-The local runner (`tfx_pipeline.local_runner.run`) calls `check` after
+The local runner (`tfx_pipeline.local.runner.run`) calls `check` after
 `data_layout.resolve`. A Beam job decodes each image with the pipeline's own
 decoder (`modules.preprocessing.decode_and_resize`) and reads each label, so bad
 data ends the run with one line naming the split, file and record, instead of

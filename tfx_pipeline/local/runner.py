@@ -125,7 +125,7 @@ def run(config: PipelineConfig, echo=_echo) -> dict:
   from modules import tuner as tuner_module
   from tfx_pipeline.data_folder import check as data_check
   from tfx_pipeline.data_folder import layout as data_layout
-  from tfx_pipeline.progress import ComponentProgress
+  from tfx_pipeline.local.progress import ComponentProgress
 
   layout = data_layout.resolve(config.data_root)  # Fails before anything runs.
   echo(f'data: {layout.description}')
@@ -166,7 +166,7 @@ def run(config: PipelineConfig, echo=_echo) -> dict:
 def summarize(config: PipelineConfig) -> dict:
   """What the newest run of `config`'s pipeline produced, read from ML Metadata."""
   from modules import search_space
-  from tfx_pipeline import results
+  from tfx_pipeline.local import results
   from tfx_pipeline.pipeline import ACCURACY_METRIC
   import keras_tuner
 
@@ -204,7 +204,7 @@ def _report_tuning(config: PipelineConfig, summary: dict, echo) -> None:
   """Prints the search's report; a Tuner that ran gets a copy next to best_hyperparameters.txt."""
   import shutil
   from modules import tuning_state
-  from tfx_pipeline import tuning_report
+  from tfx_pipeline.local import report as tuning_report
   search = tuning_state.latest_search(
       tuning_state.base_dir(config.pipeline_root, config.pipeline_name))
   if not search:
@@ -222,7 +222,7 @@ def main(argv: Optional[List[str]] = None) -> int:
   if argv[:1] == ['predict']:
     args = predict_parser().parse_args(argv[1:])
     _set_up_logging(verbose=False)
-    from tfx_pipeline import predict
+    from tfx_pipeline.local import predict
     try:
       model_dir = args.model_dir or predict.latest_pushed_model(
           PipelineConfig(pipeline_root=os.path.abspath(args.pipeline_root)).serving_model_dir)
@@ -238,7 +238,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                                 'or that tuning folder (its latest search)')
     args = p.parse_args(argv[1:])
     _set_up_logging(verbose=False)
-    from tfx_pipeline import tuning_report
+    from tfx_pipeline.local import report as tuning_report
     try:
       tuning_report.print_report(tuning_report.write(os.path.abspath(args.path)), _echo)
     except FileNotFoundError as e:
