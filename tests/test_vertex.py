@@ -13,7 +13,7 @@ import types
 
 import pytest
 
-from tfx_pipeline import vertex_runner
+from tfx_pipeline.vertex import runner as vertex_runner
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROJECT, REGION = 'demo-project', 'europe-west4'
@@ -270,7 +270,7 @@ def test_help_documents_every_flag():
 
 
 def test_tpu_topology_reaches_the_machine_spec():
-  from tfx_pipeline.config import MachineSpec
+  from tfx_pipeline.vertex.settings import MachineSpec
   v5e = MachineSpec('ct5lp-hightpu-4t', 'TPU_V5_LITEPOD', 4, '2x2')
   assert v5e.to_vertex() == {'machine_type': 'ct5lp-hightpu-4t', 'accelerator_type': 'TPU_V5_LITEPOD',
                              'accelerator_count': 4, 'tpu_topology': '2x2'}

@@ -19,7 +19,7 @@ from modules import feature_cache, features, tuning_state
 from modules.module_config import ModuleConfig
 from tfx_pipeline import code_version, parallel_tuner
 from tfx_pipeline.data_folder import layout as data_layout
-from tfx_pipeline.config import VertexSettings
+from tfx_pipeline.vertex.settings import VertexSettings
 
 PREPROCESSING_FN = 'modules.preprocessing.preprocessing_fn'
 TUNER_FN = 'modules.tuner.tuner_fn'

@@ -16,8 +16,8 @@ import warnings
 from typing import List, Optional, Tuple
 
 from tfx_pipeline import options
-from tfx_pipeline.config import (DEFAULT_PIPELINE_ROOT, MachineSpec, PipelineConfig,
-                                 VertexSettings)
+from tfx_pipeline.config import DEFAULT_PIPELINE_ROOT, PipelineConfig
+from tfx_pipeline.vertex.settings import MachineSpec, VertexSettings
 
 _DEFAULTS = PipelineConfig()
 _MACHINE_DEFAULTS = MachineSpec()
