@@ -15,7 +15,7 @@ from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
 from modules import tuning_state
-from tfx_pipeline import parallel_tuner, tuner_workers
+from tfx_pipeline.parallel import component, pool
 from tfx_pipeline.local import report as tuning_report
 
 TRIALS = 3
@@ -49,7 +49,7 @@ def _executor_args(transformed, tmp_path, workers, **extra_config):
 
 
 def _executor(tmp_path):
-  return parallel_tuner.Executor(
+  return component.Executor(
       base_executor.BaseExecutor.Context(tmp_dir=str(tmp_path / 'tmp'), unique_id='1'))
 
 
@@ -112,7 +112,7 @@ def test_two_workers_run_every_trial_once(transformed, tmp_path, capsys):
 @pytest.mark.parametrize('retries,outcome', [(1, 'rerun'), (0, 'failed')])
 def test_a_killed_worker_does_not_hang_the_search(transformed, tmp_path, capsys, monkeypatch,
                                                   retries, outcome):
-  monkeypatch.setattr(parallel_tuner, 'MAX_TRIAL_RETRIES', retries)
+  monkeypatch.setattr(component, 'MAX_TRIAL_RETRIES', retries)
   inputs, outputs, props = _executor_args(transformed, tmp_path, workers=2, hang_once=True)
   errors = []
 
@@ -148,7 +148,7 @@ def test_a_killed_worker_does_not_hang_the_search(transformed, tmp_path, capsys,
   project = _project(tmp_path)
   trials = _trials(project)
   assert sorted(trials) == [f'trial_{i}' for i in range(TRIALS)]
-  with open(os.path.join(project, tuner_workers.LOST_TRIALS_FILE)) as f:
+  with open(os.path.join(project, pool.LOST_TRIALS_FILE)) as f:
     (lost,) = json.load(f)
   assert lost['exit'] == 'killed by SIGKILL' and lost['outcome'] == outcome
   hung_worker = [t for t, pid in _fits(tmp_path) if int(pid) == hung_pid][0]
@@ -170,7 +170,7 @@ def test_a_killed_worker_does_not_hang_the_search(transformed, tmp_path, capsys,
 
 def test_one_worker_is_the_stock_executor(transformed, tmp_path, monkeypatch):
   calls = []
-  monkeypatch.setattr(parallel_tuner, 'parallel_search', lambda *a, **k: calls.append(a))
+  monkeypatch.setattr(component, 'parallel_search', lambda *a, **k: calls.append(a))
   inputs, outputs, props = _executor_args(transformed, tmp_path, workers=1,
                                           max_trials=1)
   _executor(tmp_path).Do(inputs, outputs, props)
@@ -180,10 +180,15 @@ def test_one_worker_is_the_stock_executor(transformed, tmp_path, monkeypatch):
 
 
 def test_threads_are_shared_out():
-  assert tuner_workers.threads_per_worker(2, cpus=16) == 8
-  assert tuner_workers.threads_per_worker(3, cpus=2) == 1
-  assert tuner_workers.describe_exit(-signal.SIGKILL) == 'killed by SIGKILL'
-  assert tuner_workers.describe_exit(3) == 'exited with code 3'
+  assert pool.threads_per_worker(2, cpus=16) == 8
+  assert pool.threads_per_worker(3, cpus=2) == 1
+  assert pool.describe_exit(-signal.SIGKILL) == 'killed by SIGKILL'
+  assert pool.describe_exit(3) == 'exited with code 3'
+
+
+def test_workers_run_an_importable_module():
+  import importlib
+  assert callable(importlib.import_module(pool.WORKER_MODULE).main)
 
 
 def test_the_local_pipeline_runs_a_parallel_tuner(tiny_data, tmp_path):
@@ -197,7 +202,7 @@ def test_the_local_pipeline_runs_a_parallel_tuner(tiny_data, tmp_path):
     return {c.id: c for c in pipeline.components}['Tuner']
 
   parallel = tuner(parallel_trials=2)
-  assert isinstance(parallel, parallel_tuner.ParallelTuner)
+  assert isinstance(parallel, component.ParallelTuner)
   assert '"num_parallel_trials": 2' in parallel.exec_properties['tune_args']
   assert type(tuner()).EXECUTOR_SPEC.executor_class.__module__ == 'tfx.components.tuner.executor'
 
@@ -216,8 +221,8 @@ def test_a_worker_ends_when_its_tuner_process_is_killed(tmp_path):
   import sys
   from tests.conftest import REPO
   pid_file = tmp_path / 'worker.pid'
-  # parent (killed below) -> worker: the watch in tfx_pipeline.tuner_worker, then a long sleep.
-  worker = ('import os, time; from tfx_pipeline.tuner_worker import _exit_with_parent; '
+  # parent (killed below) -> worker: the watch in tfx_pipeline.parallel.worker, then a long sleep.
+  worker = ('import os, time; from tfx_pipeline.parallel.worker import _exit_with_parent; '
             f'_exit_with_parent(0.1); open({str(pid_file)!r}, "w").write(str(os.getpid())); '
             'time.sleep(600)')
   parent_code = ('import subprocess, sys, time; '
@@ -250,6 +255,6 @@ def test_a_worker_ends_when_its_tuner_process_is_killed(tmp_path):
 def test_lost_trials_accumulate_across_runs(tmp_path):
   first = {'trial': '1', 'worker': 'tuner0', 'exit': 'killed by SIGKILL', 'outcome': 'rerun'}
   second = {**first, 'trial': '4', 'outcome': 'failed'}
-  tuner_workers.record_lost(str(tmp_path), [first])
-  tuner_workers.record_lost(str(tmp_path), [second])
-  assert tuner_workers.load_lost(str(tmp_path)) == [first, second]
+  pool.record_lost(str(tmp_path), [first])
+  pool.record_lost(str(tmp_path), [second])
+  assert pool.load_lost(str(tmp_path)) == [first, second]

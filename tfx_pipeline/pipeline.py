@@ -17,8 +17,9 @@ from tfx import v1 as tfx
 
 from modules import feature_cache, features, tuning_state
 from modules.module_config import ModuleConfig
-from tfx_pipeline import code_version, parallel_tuner
+from tfx_pipeline import code_version
 from tfx_pipeline.data_folder import layout as data_layout
+from tfx_pipeline.parallel.component import ParallelTuner
 from tfx_pipeline.vertex.settings import VertexSettings
 
 PREPROCESSING_FN = 'modules.preprocessing.preprocessing_fn'
@@ -83,7 +84,7 @@ def create_pipeline(
   `vertex` runs the Tuner and Trainer as Vertex AI custom jobs; `layout` gives
   the splits of a `data_root` that cannot be listed here (gs://).
   `parallel_trials` > 1 runs the local Tuner's trials that many at once
-  (`tfx_pipeline.parallel_tuner`).
+  (`tfx_pipeline/parallel/`).
   """
   layout = layout or data_layout.resolve(data_root)
   custom_config = {**module_config.to_custom_config(), 'code': code_version.training_code(),
@@ -130,7 +131,7 @@ def create_pipeline(
       if parallel_trials > 1:
         # A keras-tuner chief and workers on this machine; the id keeps the
         # node (and what reads its outputs by name) the same as the stock Tuner's.
-        tuner = parallel_tuner.ParallelTuner(
+        tuner = ParallelTuner(
             **tuner_inputs, custom_config=tuner_config,
             tune_args=tfx.proto.TuneArgs(num_parallel_trials=parallel_trials)).with_id('Tuner')
       else:

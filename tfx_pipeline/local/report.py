@@ -15,7 +15,7 @@ import shutil
 from typing import Dict, List, Optional
 
 from modules import tuning_progress, tuning_state
-from tfx_pipeline import tuner_workers
+from tfx_pipeline.parallel import pool as worker_pool
 
 REPORT_DIR = 'report'
 OBJECTIVE = 'val_accuracy'
@@ -201,8 +201,8 @@ def write(path: str, out_dir: Optional[str] = None) -> dict:
                       + [row['hyperparameters'].get(n) for n in names])
   files['plots'] = _plot(rows, out_dir)
   _tensorboard(rows, files['tensorboard'])
-  # Trials a parallel search lost with a dead worker (tfx_pipeline/parallel_tuner.py).
-  lost = tuner_workers.load_lost(project)
+  # Trials a parallel search lost with a dead worker (tfx_pipeline/parallel/).
+  lost = worker_pool.load_lost(project)
   return {'rows': rows, 'table': text, 'dir': out_dir, 'files': files, 'lost': lost}
 
 
@@ -212,6 +212,6 @@ def print_report(report: dict, echo=print) -> None:
   for line in report['table'].splitlines():
     echo('  ' + line)
   for record in report.get('lost', []):
-    echo(f'  lost with a worker: {tuner_workers.describe_lost(record)}')
+    echo(f'  lost with a worker: {worker_pool.describe_lost(record)}')
   echo(f'  ({report["dir"]}: trials.txt/.csv/.json, PNG plots; '
        f'tensorboard --logdir {report["files"]["tensorboard"]})')

@@ -1,6 +1,6 @@
 """The chief of a parallel search: serves keras-tuner's oracle to the workers over loopback gRPC.
 
-`tfx_pipeline.parallel_tuner`'s executor starts it. It is keras-tuner's own
+`tfx_pipeline.parallel.component`'s executor starts it. It is keras-tuner's own
 `OracleServicer` (the one `tuner.search()` serves when KERASTUNER_TUNER_ID is
 'chief') on a free loopback port, in the executor's process, so the executor
 can also see the oracle: which worker holds which trial, when every trial is

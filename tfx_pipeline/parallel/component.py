@@ -5,8 +5,8 @@
 `TuneArgs(num_parallel_trials=1)` (or none) the executor does exactly what TFX's
 stock one does; with N > 1 it runs keras-tuner's distributed search on this
 machine, the protocol TFX's Vertex Tuner uses across machines: the chief's
-oracle (`tfx_pipeline.oracle_server`) on loopback in this process, and N
-workers (`tfx_pipeline.tuner_workers`) that each call the same `tuner_fn` and
+oracle (`tfx_pipeline.parallel.chief`) on loopback in this process, and N
+workers (`tfx_pipeline.parallel.pool`) that each call the same `tuner_fn` and
 `search(**fit_kwargs)` on the shared trial folder. A worker that dies mid-trial
 is replaced; its trial is rerun up to `MAX_TRIAL_RETRIES` times, then ended as
 FAILED, so the search always ends. Then `best_hyperparameters` is written the
@@ -28,8 +28,8 @@ from tfx.components.util import udf_utils
 from tfx.dsl.components.base import base_executor, executor_spec
 from tfx.types import artifact_utils
 
-from tfx_pipeline import tuner_workers
-from tfx_pipeline.oracle_server import OracleServer
+from tfx_pipeline.parallel import pool
+from tfx_pipeline.parallel.chief import OracleServer
 
 # A trial whose worker died is rerun this many times by a new worker, then FAILED.
 MAX_TRIAL_RETRIES = 1
@@ -67,9 +67,9 @@ def parallel_search(tuner, input_dict, exec_properties, working_dir: str, worker
                     echo: Callable[[str], None] = _echo) -> dict:
   """Serves `tuner`'s oracle to `workers` worker processes until every trial has ended."""
   oracle = tuner.oracle
-  threads = tuner_workers.threads_per_worker(workers)
+  threads = pool.threads_per_worker(workers)
   server = OracleServer(oracle)
-  pool = tuner_workers.WorkerPool(
+  worker_pool = pool.WorkerPool(
       _write_spec(os.path.join(working_dir, 'worker_spec.json'), input_dict, exec_properties,
                   working_dir),
       server.address, threads, log_dir=os.path.join(working_dir, 'worker_logs'), echo=echo)
@@ -84,7 +84,7 @@ def parallel_search(tuner, input_dict, exec_properties, working_dir: str, worker
   try:
     server.start()
     for index in range(workers):
-      pool.start(f'tuner{index}')
+      worker_pool.start(f'tuner{index}')
     while not server.finished():
       # The budget mixin cannot act in workers (their oracle is remote): the chief keeps it.
       if budget is not None and time.monotonic() - start >= budget:
@@ -93,10 +93,10 @@ def parallel_search(tuner, input_dict, exec_properties, working_dir: str, worker
           echo(f'tuning budget of {budget / 60:g} min spent: no new trials after {started}; '
                'keeping the best so far')
         budget = None
-      for worker in pool.exited():
+      for worker in worker_pool.exited():
         if worker.process.returncode == 0:
           continue
-        how = tuner_workers.describe_exit(worker.process.returncode)
+        how = pool.describe_exit(worker.process.returncode)
         trial_id = server.ongoing_trial(worker.tuner_id)
         if trial_id is None:
           if worker.tuner_id not in oracle.tuner_ids and not server.stopping:
@@ -115,7 +115,7 @@ def parallel_search(tuner, input_dict, exec_properties, working_dir: str, worker
           record = {'trial': trial_id, 'worker': worker.tuner_id, 'exit': how,
                     'outcome': 'rerun' if rerun else 'failed', 'time': time.time()}
           lost.append(record)
-          echo(f'tuning: lost {tuner_workers.describe_lost(record)}'
+          echo(f'tuning: lost {pool.describe_lost(record)}'
                + (' in a new worker' if rerun else ''))
           if not rerun and server.stopping:
             continue
@@ -125,19 +125,19 @@ def parallel_search(tuner, input_dict, exec_properties, working_dir: str, worker
                              f'{worker.log_tail() or "(no output)"}')
         # The same tuner id: keras-tuner hands a worker whose id holds a trial
         # that same trial, so a rerun needs no change to the oracle.
-        pool.start(worker.tuner_id)
-      if not pool.workers and not server.finished():
+        worker_pool.start(worker.tuner_id)
+      if not worker_pool.workers and not server.finished():
         raise RuntimeError('no tuner worker left, but trials are unfinished')
       time.sleep(POLL_SECONDS)
-    pool.wait(timeout=EXIT_GRACE_SECONDS)
+    worker_pool.wait(timeout=EXIT_GRACE_SECONDS)
   finally:
-    pool.stop()
+    worker_pool.stop()
     server.stop()
     if lost:
-      tuner_workers.record_lost(tuner.project_dir, lost)
+      pool.record_lost(tuner.project_dir, lost)
   ended = collections.Counter(t.status for t in oracle.trials.values())
   counts = ', '.join(f'{n} {status}' for status, n in sorted(ended.items()))
-  lost_text = '; '.join(tuner_workers.describe_lost(r) for r in lost)
+  lost_text = '; '.join(pool.describe_lost(r) for r in lost)
   echo(f'parallel search: {sum(ended.values())} trials ({counts}) by {workers} workers; '
        + (f'lost with a worker: {lost_text}' if lost else 'no trial lost'))
   return {'workers': workers, 'threads': threads, 'lost': lost, 'statuses': dict(ended)}
