@@ -34,7 +34,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_hub as hub
 
-from modules import backbone, tuning_state
+from modules import backbone
+from modules.tuning import state as tuning_state
 from modules.inputs import input_fn
 from modules.module_config import BUILTIN_BACKBONE, ModuleConfig
 

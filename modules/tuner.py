@@ -10,8 +10,10 @@ import keras_tuner
 import tensorflow_transform as tft
 from tfx import v1 as tfx
 
-from modules import (gcs, labels, strategy, training_data, tuning_budget, tuning_progress,
-                     tuning_state)
+from modules import gcs, labels, strategy, training_data
+from modules.tuning import budget as tuning_budget
+from modules.tuning import progress as tuning_progress
+from modules.tuning import state as tuning_state
 from modules.module_config import ModuleConfig
 
 OBJECTIVE = 'val_accuracy'

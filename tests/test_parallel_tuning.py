@@ -14,7 +14,7 @@ from tfx.proto import tuner_pb2
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
-from modules import tuning_state
+from modules.tuning import state as tuning_state
 from tfx_pipeline.parallel import component, pool
 from tfx_pipeline.local import report as tuning_report
 

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 
 from modules import tuner as tuner_module
-from modules import tuning_progress
+from modules.tuning import progress as tuning_progress
 from modules.module_config import ModuleConfig
 
 from tests.conftest import toy_hypermodel

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from modules import tuning_state
+from modules.tuning import state as tuning_state
 from tests.conftest import REPO
 
 # Runs tuner_fn and the search the way TFX's Tuner executor does. With --hang,

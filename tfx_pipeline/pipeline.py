@@ -15,7 +15,8 @@ import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
-from modules import feature_cache, features, tuning_state
+from modules import feature_cache, features
+from modules.tuning import state as tuning_state
 from modules.module_config import ModuleConfig
 from tfx_pipeline import code_version
 from tfx_pipeline.data_folder import layout as data_layout

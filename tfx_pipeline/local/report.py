@@ -1,9 +1,9 @@
 """The tuning report: every trial of a search as a table, PNG plots and TensorBoard HParams logs.
 
 The local runner writes it after a run from the search's persistent folder
-(`modules.tuning_state`), and `run_local.py report PATH` re-renders it from
+(`modules.tuning.state`), and `run_local.py report PATH` re-renders it from
 that folder alone. It reads keras-tuner's own trial files plus the `run.json`
-(duration, epochs) that `modules.tuning_progress` leaves in each trial folder.
+(duration, epochs) that `modules.tuning.progress` leaves in each trial folder.
 """
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import os
 import shutil
 from typing import Dict, List, Optional
 
-from modules import tuning_progress, tuning_state
+from modules.tuning import progress as tuning_progress
+from modules.tuning import state as tuning_state
 from tfx_pipeline.parallel import pool as worker_pool
 
 REPORT_DIR = 'report'

@@ -203,7 +203,7 @@ def _print_summary(summary: dict, echo) -> None:
 def _report_tuning(config: PipelineConfig, summary: dict, echo) -> None:
   """Prints the search's report; a Tuner that ran gets a copy next to best_hyperparameters.txt."""
   import shutil
-  from modules import tuning_state
+  from modules.tuning import state as tuning_state
   from tfx_pipeline.local import report as tuning_report
   search = tuning_state.latest_search(
       tuning_state.base_dir(config.pipeline_root, config.pipeline_name))
