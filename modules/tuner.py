@@ -11,8 +11,7 @@ import tensorflow_transform as tft
 from tfx import v1 as tfx
 
 from modules import gcs, labels, strategy, training_data
-from modules.tuning import budget as tuning_budget
-from modules.tuning import progress as tuning_progress
+from modules.tuning import hooks
 from modules.tuning import state as tuning_state
 from modules.module_config import ModuleConfig
 
@@ -48,7 +47,9 @@ def make_tuner(config: ModuleConfig, hypermodel, directory: str,
   objective = keras_tuner.Objective(OBJECTIVE, direction='max')
   common = dict(objective=objective, seed=config.seed, directory=directory,
                 project_name=project_name, overwrite=False,
-                distribution_strategy=distribution_strategy)
+                distribution_strategy=distribution_strategy,
+                # The search hooks' settings: the ETA's epochs, and the time budget.
+                total_epochs=epoch_count(config), budget_minutes=config.tuning_budget_minutes)
   if config.tuner == 'hyperband':
     tuner = _watched(keras_tuner.Hyperband)(hypermodel, max_epochs=config.max_epochs,
                                             factor=config.factor, **common)
@@ -60,16 +61,12 @@ def make_tuner(config: ModuleConfig, hypermodel, directory: str,
         hypermodel, max_trials=config.max_trials, **common)
   else:
     tuner = _watched(keras_tuner.RandomSearch)(hypermodel, max_trials=config.max_trials, **common)
-  tuner.total_epochs = epoch_count(config)
-  if config.tuning_budget_minutes is not None:
-    tuner.budget_seconds = config.tuning_budget_minutes * 60
   return tuner
 
 
 def _watched(tuner_cls):
   """`tuner_cls` plus a progress line per trial and the time budget, through its own hooks."""
-  return type(tuner_cls.__name__, (tuning_progress.TrialProgress, tuning_budget.TuningBudget,
-                                   tuner_cls), {})
+  return type(tuner_cls.__name__, (hooks.SearchHooks, tuner_cls), {})
 
 
 def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:

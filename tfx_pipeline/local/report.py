@@ -3,7 +3,7 @@
 The local runner writes it after a run from the search's persistent folder
 (`modules.tuning.state`), and `run_local.py report PATH` re-renders it from
 that folder alone. It reads keras-tuner's own trial files plus the `run.json`
-(duration, epochs) that `modules.tuning.progress` leaves in each trial folder.
+(duration, epochs) that `modules.tuning.hooks` leaves in each trial folder.
 """
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import os
 import shutil
 from typing import Dict, List, Optional
 
-from modules.tuning import progress as tuning_progress
+from modules import search_space
+from modules.tuning import hooks
 from modules.tuning import state as tuning_state
 from tfx_pipeline.parallel import pool as worker_pool
 
@@ -42,7 +43,7 @@ def load_trials(project: str) -> List[dict]:
       trial = json.load(f)
     values = trial['hyperparameters']['values']
     run = {}
-    run_path = os.path.join(os.path.dirname(path), tuning_progress.RUN_FILE)
+    run_path = os.path.join(os.path.dirname(path), hooks.RUN_FILE)
     if os.path.exists(run_path):
       with open(run_path) as f:
         run = json.load(f)
@@ -51,7 +52,7 @@ def load_trials(project: str) -> List[dict]:
         'trial': trial['trial_id'], 'status': trial['status'], 'score': trial['score'],
         # Epochs trained (early stopping can cut them); Hyperband's plan when no record.
         'epochs': run.get('epochs', planned or None), 'seconds': run.get('seconds'),
-        'hyperparameters': tuning_progress.public_values(values)})
+        'hyperparameters': search_space.public_values(values)})
   return sorted(rows, key=lambda r: int(r['trial']) if r['trial'].isdigit() else r['trial'])
 
 
@@ -81,7 +82,7 @@ def table(rows: List[dict]) -> str:
     lines.append([row['trial'] + (' *' if row is best else '')]
                  + [_cell(row['hyperparameters'].get(n)) for n in names]
                  + [_cell(row['score']), _cell(row['epochs']),
-                    tuning_progress.format_seconds(seconds) if seconds is not None else '-',
+                    hooks.format_seconds(seconds) if seconds is not None else '-',
                     row['status']])
   widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
   return '\n'.join('  '.join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip()

@@ -176,7 +176,7 @@ def summarize(config: PipelineConfig) -> dict:
             or results.output_uri(run, 'hparams_importer', 'result'))
   if hp_uri:
     hp = keras_tuner.HyperParameters.from_config(results.best_hyperparameters(hp_uri))
-    summary['best_hyperparameters'] = search_space.public_values(hp)
+    summary['best_hyperparameters'] = search_space.public_values(hp.values)
     summary['best_hyperparameters_uri'] = hp_uri
   evaluation = results.output_uri(run, 'Evaluator', 'evaluation')
   if evaluation:

@@ -42,12 +42,8 @@ def _ongoing_trial_id(oracle, tuner_id: str) -> Optional[str]:
 
 
 @keras_tuner.synchronized
-def _stop_new_trials(oracle) -> Optional[int]:
-  started = max(len(oracle.trials), 1)
-  if oracle.max_trials is not None and started >= oracle.max_trials:
-    return None
-  oracle.max_trials = started
-  return started
+def _stop_if_spent(oracle, budget) -> Optional[str]:
+  return budget.stop_if_spent(oracle)
 
 
 class OracleServer:
@@ -89,6 +85,6 @@ class OracleServer:
     """Ends the trial of a dead worker as FAILED and forgets the worker; returns the trial id."""
     return _end_lost_trial(self.oracle, tuner_id, message)
 
-  def stop_new_trials(self) -> Optional[int]:
-    """No trial after those started so far (the time budget); returns their count, or None."""
-    return _stop_new_trials(self.oracle)
+  def stop_if_spent(self, budget) -> Optional[str]:
+    """The sequential search's budget check (modules.tuning.hooks), under the oracle's lock."""
+    return _stop_if_spent(self.oracle, budget)

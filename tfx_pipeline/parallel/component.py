@@ -79,20 +79,16 @@ def parallel_search(tuner, input_dict, exec_properties, working_dir: str, worker
   deaths = collections.Counter()
   # Enough for every trial to lose a worker once and every worker to die idle once.
   replacements_left = workers + (oracle.max_trials or workers) * (MAX_TRIAL_RETRIES + 1)
-  budget = getattr(tuner, 'budget_seconds', None)
-  start = time.monotonic()
+  # The hooks cannot keep the budget in workers (their oracle is remote): the chief keeps it.
+  tuner.budget.start()
   try:
     server.start()
     for index in range(workers):
       worker_pool.start(f'tuner{index}')
     while not server.finished():
-      # The budget mixin cannot act in workers (their oracle is remote): the chief keeps it.
-      if budget is not None and time.monotonic() - start >= budget:
-        started = server.stop_new_trials()
-        if started is not None:
-          echo(f'tuning budget of {budget / 60:g} min spent: no new trials after {started}; '
-               'keeping the best so far')
-        budget = None
+      spent = server.stop_if_spent(tuner.budget)
+      if spent:
+        echo(spent)
       for worker in worker_pool.exited():
         if worker.process.returncode == 0:
           continue
