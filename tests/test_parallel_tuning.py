@@ -15,7 +15,7 @@ from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
 from modules.tuning import state as tuning_state
-from tfx_pipeline.parallel import component, pool
+from tfx_pipeline.parallel import chief, component, pool
 from tfx_pipeline.local import report as tuning_report
 
 TRIALS = 3
@@ -112,7 +112,7 @@ def test_two_workers_run_every_trial_once(transformed, tmp_path, capsys):
 @pytest.mark.parametrize('retries,outcome', [(1, 'rerun'), (0, 'failed')])
 def test_a_killed_worker_does_not_hang_the_search(transformed, tmp_path, capsys, monkeypatch,
                                                   retries, outcome):
-  monkeypatch.setattr(component, 'MAX_TRIAL_RETRIES', retries)
+  monkeypatch.setattr(chief, 'MAX_TRIAL_RETRIES', retries)
   inputs, outputs, props = _executor_args(transformed, tmp_path, workers=2, hang_once=True)
   errors = []
 
@@ -170,13 +170,50 @@ def test_a_killed_worker_does_not_hang_the_search(transformed, tmp_path, capsys,
 
 def test_one_worker_is_the_stock_executor(transformed, tmp_path, monkeypatch):
   calls = []
-  monkeypatch.setattr(component, 'parallel_search', lambda *a, **k: calls.append(a))
+  monkeypatch.setattr(chief, 'parallel_search', lambda *a, **k: calls.append(a))
   inputs, outputs, props = _executor_args(transformed, tmp_path, workers=1,
                                           max_trials=1)
   _executor(tmp_path).Do(inputs, outputs, props)
   assert not calls
   assert {t for t, _ in _fits(tmp_path)} == {'-'}  # Ran here, not in a worker.
   _best_is_best_trial(tmp_path, _trials(_project(tmp_path)))
+
+
+def test_what_becomes_of_a_worker_that_exits():
+  from tfx_pipeline.parallel.chief import GIVE_UP, IGNORE, RESTART, Supervisor, WorkerExit
+  supervisor = Supervisor(workers=2, max_trials=3, max_retries=1)
+  assert supervisor.on_exit(WorkerExit('tuner0', 0)).action == IGNORE  # Told to stop: done.
+  # Killed mid-trial: replaced under the same id, which reruns the trial once, then fails it.
+  first = supervisor.on_exit(WorkerExit('tuner1', -signal.SIGKILL, trial_id='02'))
+  assert (first.action, first.end_trial) == (RESTART, None)
+  assert first.lost == {'trial': '02', 'worker': 'tuner1', 'exit': 'killed by SIGKILL',
+                        'outcome': 'rerun'}
+  second = supervisor.on_exit(WorkerExit('tuner1', -signal.SIGKILL, trial_id='02',
+                                         log_tail='out of memory'))
+  assert second.action == RESTART and second.lost['outcome'] == 'failed'
+  assert second.end_trial == 'worker tuner1 killed by SIGKILL during this trial 2 times\nout of memory'
+  # Idle between trials: replaced while trials remain, forgotten once none is left.
+  assert supervisor.on_exit(WorkerExit('tuner0', 1)).action == RESTART
+  idle = supervisor.on_exit(WorkerExit('tuner0', 1, stopping=True))
+  assert (idle.action, idle.end_trial, idle.lost) == (IGNORE, '', None)
+  # A trial that fails once none is left: ended, and its worker not replaced.
+  last = Supervisor(2, 3, max_retries=0).on_exit(
+      WorkerExit('tuner1', -signal.SIGKILL, trial_id='03', stopping=True))
+  assert last.action == IGNORE and last.lost['outcome'] == 'failed' and last.end_trial
+  # Dead before asking for any trial: the worker cannot run, so the search fails.
+  broken = supervisor.on_exit(WorkerExit('tuner0', 1, asked=False, log_tail='ImportError: x'))
+  assert broken.action == GIVE_UP
+  assert broken.reason == 'tuner worker tuner0 exited with code 1 before asking for a trial: ImportError: x'
+
+
+def test_workers_that_keep_dying_end_the_search():
+  from tfx_pipeline.parallel.chief import GIVE_UP, RESTART, Supervisor, WorkerExit
+  supervisor = Supervisor(workers=1, max_trials=1, max_retries=1)  # 1 + 1 * 2 replacements.
+  for _ in range(3):
+    assert supervisor.on_exit(WorkerExit('tuner0', 1)).action == RESTART
+  gave_up = supervisor.on_exit(WorkerExit('tuner0', 1))
+  assert gave_up.action == GIVE_UP
+  assert gave_up.reason == 'tuner workers keep dying (last: tuner0 exited with code 1): (no output)'
 
 
 def test_threads_are_shared_out():
