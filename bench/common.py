@@ -5,8 +5,7 @@ import os
 import resource
 import time
 
-IMAGE_KEY = 'image/encoded'
-LABEL_KEY = 'image/class/label'
+from modules.features import IMAGE_KEY, LABEL_KEY
 
 
 def peak_rss_mb() -> float:

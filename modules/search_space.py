@@ -4,6 +4,9 @@
 """
 import keras_tuner
 
+# What the search maximises (and the Tuner's early stopping watches).
+OBJECTIVE = 'val_accuracy'
+
 
 def define(hp: keras_tuner.HyperParameters) -> None:
   """Declares every hyperparameter the model builder reads."""

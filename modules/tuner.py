@@ -14,8 +14,8 @@ from modules import gcs, labels, strategy, training_data
 from modules.tuning import hooks
 from modules.tuning import state as tuning_state
 from modules.module_config import ModuleConfig
+from modules.search_space import OBJECTIVE
 
-OBJECTIVE = 'val_accuracy'
 # custom_config key (TFX's REMOTE_TRIALS_WORKING_DIR_KEY): a gs:// folder that
 # all machines of a parallel search on Vertex AI share.
 SHARED_TRIALS_DIR_KEY = 'remote_trials_working_dir'

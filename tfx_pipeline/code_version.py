@@ -10,7 +10,9 @@ import hashlib
 import os
 from typing import Iterable, Optional
 
-MODULES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'modules')
+from tfx_pipeline.config import PROJECT_ROOT
+
+MODULES_DIR = os.path.join(PROJECT_ROOT, 'modules')
 # What preprocessing_fn's graph depends on; the Tuner and Trainer depend on all of modules/.
 TRANSFORM_SOURCES = ('features.py', 'module_config.py', 'preprocessing.py')
 

@@ -32,17 +32,18 @@ from typing import Callable, Dict, List, Optional
 import apache_beam as beam
 import tensorflow as tf
 
+from data.records import LABELS_FILE  # Written beside the shards by data/convert.py.
+from modules import features
 from tfx_pipeline.data_folder import layout as data_layout
 from tfx_pipeline.config import BAD_IMAGE_POLICIES
 
 FOLDER = 'data_check'
-LABELS_FILE = 'labels.txt'  # Written beside the shards by data/convert.py.
 _VERSION = 2  # Bump when the checks change, so earlier results are not reused.
 _EXAMPLES_PER_LABEL = 3
 _LISTED = 20  # Skipped records listed one per line; the rest are counted.
 
-_IMAGE, _LABEL, _TEXT, _NAME = ('image/encoded', 'image/class/label', 'image/class/text',
-                                'image/filename')
+_IMAGE, _LABEL, _TEXT, _NAME = (features.IMAGE_KEY, features.LABEL_KEY, features.LABEL_TEXT_KEY,
+                                features.FILENAME_KEY)
 
 
 class DataCheckError(data_layout.DataLayoutError):

@@ -15,12 +15,12 @@ import shutil
 from typing import Dict, List, Optional
 
 from modules import search_space
+from modules.search_space import OBJECTIVE
 from modules.tuning import hooks
 from modules.tuning import state as tuning_state
 from tfx_pipeline.parallel import pool as worker_pool
 
 REPORT_DIR = 'report'
-OBJECTIVE = 'val_accuracy'
 
 
 def find_project(path: str) -> str:
