@@ -1,8 +1,9 @@
-"""Options the pipeline hands to the user code through `custom_config`.
+"""What the pipeline hands to the user code through `custom_config`: options and folders.
 
-`tfx_pipeline.config` builds a `ModuleConfig` and serialises it into each
-component's `custom_config`; `preprocessing_fn`, `tuner_fn` and `run_fn` read it
-back here, so both sides share one definition of every option and its default.
+`tfx_pipeline.pipeline` serialises a `ModuleConfig` (the options) and the run's
+`RunPaths` (folders outside any one component's output) into each component's
+`custom_config`; `preprocessing_fn`, `tuner_fn` and `run_fn` read them back
+here, so both sides share one definition of every option and its default.
 """
 from __future__ import annotations
 
@@ -58,3 +59,28 @@ class ModuleConfig:
     """Reads the options back, ignoring keys other components added."""
     names = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in (custom_config or {}).items() if k in names})
+
+
+# custom_config key of the RunPaths.
+PATHS_KEY = 'paths'
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPaths:
+  """Folders a run keeps beyond one component's output; None where the pipeline gives none."""
+  # Backbone features the Tuner computes and the Trainer reuses (modules/feature_cache.py);
+  # None: the component's working dir, for one run.
+  feature_cache_dir: Optional[str] = None
+  # Local Tuner: every search's keras-tuner state, so a killed search resumes
+  # (modules/tuning/state.py); None: the Tuner's working dir.
+  tuning_dir: Optional[str] = None
+  # Vertex AI Tuner: the folder that every tuning machine of a parallel search
+  # shares its trials and checkpoints in (modules/tuner.py).
+  shared_trials_dir: Optional[str] = None
+
+  def to_custom_config(self) -> dict[str, Any]:
+    return {PATHS_KEY: dataclasses.asdict(self)}
+
+  @classmethod
+  def from_custom_config(cls, custom_config: Optional[Mapping[str, Any]]) -> 'RunPaths':
+    return cls(**(custom_config or {}).get(PATHS_KEY, {}))

@@ -11,14 +11,10 @@ import tensorflow_transform as tft
 from tfx import v1 as tfx
 
 from modules import gcs, labels, strategy, training_data
+from modules.module_config import ModuleConfig, RunPaths
+from modules.search_space import OBJECTIVE
 from modules.tuning import hooks
 from modules.tuning import state as tuning_state
-from modules.module_config import ModuleConfig
-from modules.search_space import OBJECTIVE
-
-# custom_config key (TFX's REMOTE_TRIALS_WORKING_DIR_KEY): a gs:// folder that
-# all machines of a parallel search on Vertex AI share.
-SHARED_TRIALS_DIR_KEY = 'remote_trials_working_dir'
 
 
 def hyperband_schedule(max_epochs: int, factor: int, iterations: int = 1):
@@ -98,7 +94,7 @@ def search_directory(fn_args: tfx.components.FnArgs) -> str:
   checkpoint. CLOUD_ML_JOB_ID (Vertex's id of the tuning job, the same on all
   its machines) keeps each run's search apart.
   """
-  shared = (fn_args.custom_config or {}).get(SHARED_TRIALS_DIR_KEY)
+  shared = RunPaths.from_custom_config(fn_args.custom_config).shared_trials_dir
   if not shared:
     # A folder that outlives the run (see tuning_state), so a killed run resumes.
     return tuning_state.search_dir(fn_args) or fn_args.working_dir

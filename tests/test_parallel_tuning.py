@@ -14,6 +14,7 @@ from tfx.proto import tuner_pb2
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
+from modules.module_config import RunPaths
 from modules.tuning import state as tuning_state
 from tfx_pipeline.parallel import chief, component, pool
 from tfx_pipeline.local import report as tuning_report
@@ -38,8 +39,8 @@ def _executor_args(transformed, tmp_path, workers, **extra_config):
     artifact.uri = str(tmp_path / key)
     os.makedirs(artifact.uri)
   custom_config = {**config.to_custom_config(), 'tuner': 'random', 'max_trials': TRIALS,
-                   'max_epochs': 1, tuning_state.TUNING_DIR_KEY: str(tmp_path / 'tuning'),
-                   'fit_log': str(tmp_path / 'fits.log'), **extra_config}
+                   'max_epochs': 1, 'fit_log': str(tmp_path / 'fits.log'), **extra_config,
+                   **RunPaths(tuning_dir=str(tmp_path / 'tuning')).to_custom_config()}
   exec_properties = {
       'tuner_fn': 'tests.parallel_tuner_fn.tuner_fn', 'custom_config': json.dumps(custom_config),
       'train_args': '{}', 'eval_args': '{}',
@@ -191,7 +192,8 @@ def test_what_becomes_of_a_worker_that_exits():
   second = supervisor.on_exit(WorkerExit('tuner1', -signal.SIGKILL, trial_id='02',
                                          log_tail='out of memory'))
   assert second.action == RESTART and second.lost['outcome'] == 'failed'
-  assert second.end_trial == 'worker tuner1 killed by SIGKILL during this trial 2 times\nout of memory'
+  assert second.end_trial == ('worker tuner1 killed by SIGKILL during this trial 2 times\n'
+                               'out of memory')
   # Idle between trials: replaced while trials remain, forgotten once none is left.
   assert supervisor.on_exit(WorkerExit('tuner0', 1)).action == RESTART
   idle = supervisor.on_exit(WorkerExit('tuner0', 1, stopping=True))
@@ -203,7 +205,8 @@ def test_what_becomes_of_a_worker_that_exits():
   # Dead before asking for any trial: the worker cannot run, so the search fails.
   broken = supervisor.on_exit(WorkerExit('tuner0', 1, asked=False, log_tail='ImportError: x'))
   assert broken.action == GIVE_UP
-  assert broken.reason == 'tuner worker tuner0 exited with code 1 before asking for a trial: ImportError: x'
+  assert broken.reason == ('tuner worker tuner0 exited with code 1 before asking for a trial: '
+                           'ImportError: x')
 
 
 def test_workers_that_keep_dying_end_the_search():

@@ -84,7 +84,7 @@ def test_tuner_runs_parallel_trials_on_a_chief_and_workers(compiled):
   config = _custom_config(spec, 'Tuner')
   assert config['ai_platform_enable_vertex'] is True
   assert config['ai_platform_vertex_region'] == REGION
-  assert config['remote_trials_working_dir'] == ROOT + '/tuner_trials'
+  assert config['paths']['shared_trials_dir'] == ROOT + '/tuner_trials'
   assert config['tuner'] == 'random' and config['max_trials'] == 12  # ModuleConfig rides along.
   job = config['ai_platform_tuning_args']
   assert job['project'] == PROJECT
@@ -390,12 +390,13 @@ def test_gs_paths_map_onto_the_vertex_mount(monkeypatch, tmp_path):
 def test_a_parallel_search_keeps_trials_where_every_machine_sees_them(monkeypatch, tmp_path):
   from modules import gcs
   from modules import tuner as tuner_module
+  from modules.module_config import RunPaths
   monkeypatch.setattr(gcs, 'GCS_MOUNT', str(tmp_path))
   monkeypatch.setenv('CLOUD_ML_JOB_ID', '1234')
   local = types.SimpleNamespace(custom_config={}, working_dir='/tmp/work')
   assert tuner_module.search_directory(local) == '/tmp/work'
   shared = types.SimpleNamespace(
-      custom_config={tuner_module.SHARED_TRIALS_DIR_KEY: 'gs://bucket/root/tuner_trials'},
+      custom_config=RunPaths(shared_trials_dir='gs://bucket/root/tuner_trials').to_custom_config(),
       working_dir='/tmp')
   assert tuner_module.search_directory(shared) == str(
       tmp_path / 'bucket' / 'root' / 'tuner_trials' / '1234')

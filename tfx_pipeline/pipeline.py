@@ -8,6 +8,7 @@ which run `tuner_fn` / `run_fn` as Vertex AI custom jobs.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Optional, Sequence
 
@@ -17,7 +18,7 @@ from tfx import v1 as tfx
 
 from modules import feature_cache, features
 from modules.tuning import state as tuning_state
-from modules.module_config import ModuleConfig
+from modules.module_config import ModuleConfig, RunPaths
 from tfx_pipeline import code_version
 from tfx_pipeline.data_folder import layout as data_layout
 from tfx_pipeline.parallel.component import ParallelTuner
@@ -88,9 +89,10 @@ def create_pipeline(
   (`tfx_pipeline/parallel/`).
   """
   layout = layout or data_layout.resolve(data_root)
-  custom_config = {**module_config.to_custom_config(), 'code': code_version.training_code(),
-                   # Backbone features the Tuner computes, the Trainer reuses (and later runs).
-                   feature_cache.CACHE_DIR_KEY: feature_cache.base_dir(pipeline_root)}
+  # Backbone features the Tuner computes, the Trainer reuses (and later runs).
+  paths = RunPaths(feature_cache_dir=feature_cache.base_dir(pipeline_root))
+  custom_config = {**module_config.to_custom_config(), **paths.to_custom_config(),
+                   'code': code_version.training_code()}
 
   example_gen = tfx.components.ImportExampleGen(
       input_base=data_root, input_config=layout.input_config,
@@ -123,12 +125,12 @@ def create_pipeline(
               **custom_config,
               **_vertex_job(vertex, _cloud.experimental.TUNING_ARGS_KEY, vertex.tuner_job()),
               # Trials and checkpoints every tuning machine can read (see tuner_fn).
-              _cloud.experimental.REMOTE_TRIALS_WORKING_DIR_KEY:
-                  os.path.join(pipeline_root, 'tuner_trials')})
+              **dataclasses.replace(paths, shared_trials_dir=os.path.join(
+                  pipeline_root, 'tuner_trials')).to_custom_config()})
     else:
       # keras-tuner's state outlives the run there, so a killed search resumes.
-      tuner_config = {**custom_config,
-                      tuning_state.TUNING_DIR_KEY: tuning_state.base_dir(pipeline_root, pipeline_name)}
+      tuner_config = {**custom_config, **dataclasses.replace(
+          paths, tuning_dir=tuning_state.base_dir(pipeline_root, pipeline_name)).to_custom_config()}
       if parallel_trials > 1:
         # A keras-tuner chief and workers on this machine; the id keeps the
         # node (and what reads its outputs by name) the same as the stock Tuner's.

@@ -1,1 +1,1 @@
-"""keras-tuner extensions the Tuner's search runs with: resumable state, progress and budget hooks."""
+"""keras-tuner extensions for the Tuner's search: resumable state, progress and budget hooks."""
