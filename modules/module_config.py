@@ -14,25 +14,54 @@ TUNERS = ('hyperband', 'bayesian', 'random')
 BUILTIN_BACKBONE = 'cnn'
 
 
+# To add an option, add a field with `option(default, help)` to ModuleConfig
+# (what the user code reads) or to tfx_pipeline.config.PipelineConfig (what
+# create_pipeline reads); that is all. Both runners' flags, the configuration
+# they build, every component's custom_config, the search's resume key and the
+# code fingerprint follow from the field (tfx_pipeline/options.py). Keywords,
+# where the defaults do not fit:
+#   flag='--name'         another flag name; a bool that defaults to True needs '--no-...'
+#   choices=, metavar=    as argparse's
+#   runners=('local',)    only run_local.py takes it (default: both runners)
+#   path=True             a path; run_local.py makes it absolute
+#   in_search_key=False   changing it resumes the search instead of starting anew
+#   transform=True        preprocessing_fn reads it (part of Transform's cache key)
+# {storage} in a help text reads 'local' or 'gs://' by runner; a field without
+# help has no flag.
+def option(default: Any, help: str, **metadata: Any) -> Any:
+  """A dataclass field with its default, command-line help and the keywords above."""
+  return dataclasses.field(default=default, metadata={'help': help, **metadata})
+
+
 @dataclasses.dataclass(frozen=True)
 class ModuleConfig:
   """Model, search and training options (defaults are the documented ones)."""
-  image_size: int = 224
-  backbone: str = BUILTIN_BACKBONE  # 'cnn', a TF-Hub handle, or a SavedModel path.
-  fine_tune: bool = False
-  tuner: str = 'hyperband'
-  max_trials: int = 8  # bayesian / random only; Hyperband derives its own count.
-  max_epochs: int = 4  # epochs per trial (Hyperband: the most any trial gets).
-  factor: int = 3  # Hyperband's reduction factor.
+  image_size: int = option(224, 'square size images are resized to (default: %(default)s)',
+                           transform=True)
+  backbone: str = option(BUILTIN_BACKBONE, "'cnn' (built-in, default), a TF-Hub handle, or a "
+                                           '{storage} SavedModel path')
+  fine_tune: bool = option(False, 'train the SavedModel backbone too (default: frozen)')
+  tuner: str = option('hyperband', 'search algorithm (default: %(default)s)', choices=TUNERS)
+  max_trials: int = option(8, 'trials for bayesian/random search (default: %(default)s)')
+  max_epochs: int = option(4, 'epochs per trial; for hyperband the most a trial gets '
+                              '(default: %(default)s)')
+  factor: int = option(3, 'hyperband reduction factor (default: %(default)s)')
   early_stopping_patience: int = 2
-  epochs: int = 8  # Trainer epochs.
-  batch_size: int = 32
-  seed: int = 42
-  # Tuner: start no new trial after this many minutes of this run (None: no limit).
-  tuning_budget_minutes: Optional[float] = None
+  epochs: int = option(8, 'Trainer epochs with the best hyperparameters (default: %(default)s)',
+                       in_search_key=False)
+  batch_size: int = option(32, '(default: %(default)s)')
+  seed: int = option(42, '(default: %(default)s)')
+  # The Tuner starts no new trial after this many minutes of this run (None: no limit);
+  # a rerun with more time resumes the search.
+  tuning_budget_minutes: Optional[float] = option(
+      None, 'start no new trial after MINUTES of tuning and keep the best so far (default: no '
+            'limit); a rerun resumes the search', flag='--tuning-budget', metavar='MINUTES',
+      runners=('local',), in_search_key=False)
   # A frozen SavedModel backbone: compute its features once per split and
   # train only the head on them (modules/feature_cache.py).
-  feature_cache: bool = True
+  feature_cache: bool = option(
+      True, 'with a frozen SavedModel backbone, run it in every epoch of every trial instead of '
+            'training the head on its features computed once', flag='--no-feature-cache')
 
   def __post_init__(self):
     if self.tuner not in TUNERS:
@@ -52,7 +81,15 @@ class ModuleConfig:
 
   def transform_custom_config(self) -> dict[str, Any]:
     """Only what preprocessing_fn reads, so search options leave Transform's cache alone."""
-    return {'image_size': self.image_size}
+    return self._options_where('transform', False)
+
+  def search_options(self) -> dict[str, Any]:
+    """The options that shape what the search finds: changing one starts a fresh search."""
+    return self._options_where('in_search_key', True)
+
+  def _options_where(self, key: str, default: bool) -> dict[str, Any]:
+    return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+            if f.metadata.get(key, default)}
 
   @classmethod
   def from_custom_config(cls, custom_config: Optional[Mapping[str, Any]]) -> 'ModuleConfig':

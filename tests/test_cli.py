@@ -47,3 +47,39 @@ def test_missing_data_root_fails_before_any_component(tmp_path, capsys):
 def test_predict_without_a_pushed_model(tmp_path, capsys):
   assert local_runner.main(['predict', 'photo.jpg', '--pipeline-root', str(tmp_path)]) == 2
   assert 'no pushed model in' in capsys.readouterr().err
+
+
+def test_without_flags_the_configuration_is_the_default_one():
+  from tfx_pipeline.config import PipelineConfig
+  assert local_runner.config_from_args(local_runner.run_parser().parse_args([])) == PipelineConfig()
+
+
+def test_an_option_field_is_a_flag_and_fills_the_field(tmp_path):
+  import argparse
+  import dataclasses
+  from typing import Optional
+
+  from modules.module_config import option
+  from tfx_pipeline import options
+
+  @dataclasses.dataclass(frozen=True)
+  class Inner:
+    size: int = option(3, 'a size (default: %(default)s)')
+    checks: bool = option(True, 'skip the checks', flag='--no-checks')
+
+  @dataclasses.dataclass(frozen=True)
+  class Outer:
+    inner: Inner = dataclasses.field(default_factory=Inner)
+    folder: Optional[str] = option(None, 'a {storage} folder', path=True, runners=('local',))
+    unflagged: int = 7
+
+  def parse(runner, argv):
+    parser = argparse.ArgumentParser()
+    options.add_flags(parser, Outer, runner)
+    return parser, options.from_args(Outer, parser.parse_args(argv), runner, path=str.upper)
+
+  parser, outer = parse('local', ['--size', '5', '--no-checks', '--folder', 'x'])
+  assert outer == Outer(Inner(5, False), 'X', 7)
+  assert 'a local folder' in parser.format_help() and '(default: 3)' in parser.format_help()
+  parser, outer = parse('vertex', [])
+  assert outer == Outer() and '--folder' not in parser.format_help()

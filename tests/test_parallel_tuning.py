@@ -232,13 +232,12 @@ def test_workers_run_an_importable_module():
 
 
 def test_the_local_pipeline_runs_a_parallel_tuner(tiny_data, tmp_path):
-  from modules.module_config import ModuleConfig
+  from tfx_pipeline.config import PipelineConfig
   from tfx_pipeline.pipeline import create_pipeline
 
   def tuner(**kwargs):
-    pipeline = create_pipeline(
-        pipeline_name='test', pipeline_root=str(tmp_path / 'root'), data_root=tiny_data,
-        serving_model_dir=str(tmp_path / 'serving'), module_config=ModuleConfig(), **kwargs)
+    pipeline = create_pipeline(PipelineConfig(
+        pipeline_name='test', pipeline_root=str(tmp_path / 'root'), data_root=tiny_data, **kwargs))
     return {c.id: c for c in pipeline.components}['Tuner']
 
   parallel = tuner(parallel_trials=2)

@@ -2,13 +2,14 @@
 import pytest
 
 from modules.module_config import ModuleConfig
+from tfx_pipeline.config import PipelineConfig
 from tfx_pipeline.pipeline import create_pipeline
 
 
 def _build(tiny_data, tmp_path, **kwargs):
-  return create_pipeline(pipeline_name='test', pipeline_root=str(tmp_path / 'root'),
-                         data_root=tiny_data, serving_model_dir=str(tmp_path / 'serving'),
-                         module_config=ModuleConfig(tuner='bayesian'), **kwargs)
+  return create_pipeline(PipelineConfig(pipeline_name='test', pipeline_root=str(tmp_path / 'root'),
+                                        data_root=tiny_data, module=ModuleConfig(tuner='bayesian'),
+                                        **kwargs))
 
 
 def _by_id(pipeline):

@@ -1,7 +1,8 @@
 """The one configuration every runner reads: defaults for paths, gates and options.
 
-Runners fill a `PipelineConfig` from their flags; `create_pipeline` reads it.
-The Vertex AI runner also fills a `VertexSettings` (tfx_pipeline/vertex/settings.py).
+Runners fill a `PipelineConfig` from their flags (tfx_pipeline/options.py
+makes the flags from its fields); `create_pipeline` reads it. The Vertex AI
+runner also fills a `VertexSettings` (tfx_pipeline/vertex/settings.py).
 Paths default to folders inside the project checkout and are all overridable.
 """
 from __future__ import annotations
@@ -10,7 +11,7 @@ import dataclasses
 import os
 from typing import Optional, Tuple
 
-from modules.module_config import ModuleConfig
+from modules.module_config import ModuleConfig, option
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DATA_ROOT = os.path.join(PROJECT_ROOT, 'data', 'sample')
@@ -20,25 +21,38 @@ DEFAULT_PIPELINE_ROOT = os.path.join(PROJECT_ROOT, 'pipeline_output')
 BAD_IMAGE_POLICIES = ('fail', 'skip')
 
 
+# Adding an option: see `option` in modules/module_config.py (one field, here or in ModuleConfig).
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
   """Everything that decides what the pipeline does, with its defaults."""
   pipeline_name: str = 'flower-tuner'
-  data_root: str = DEFAULT_DATA_ROOT
-  pipeline_root: str = DEFAULT_PIPELINE_ROOT
+  data_root: str = option(DEFAULT_DATA_ROOT,
+                          'folder of flower TFRecords (default: the sample in data/sample)',
+                          runners=('local',), path=True)
+  pipeline_root: str = option(DEFAULT_PIPELINE_ROOT, 'folder for artifacts, ML Metadata and '
+                              'pushed models (default: %(default)s)', runners=('local',), path=True)
   module: ModuleConfig = dataclasses.field(default_factory=ModuleConfig)
-  tune: bool = True
+  tune: bool = option(True, 'skip the Tuner: train with the search space defaults or '
+                            '--hparams-from', flag='--no-tune')
   # Folder (or its best_hyperparameters.txt) of an earlier Tuner run, used with tune=False.
-  hparams_from: Optional[str] = None
+  hparams_from: Optional[str] = option(None, '{storage} best_hyperparameters folder or file of '
+                                             'an earlier run (with --no-tune)', path=True)
   # Total Trainer steps; None trains `module.epochs` full passes over the data.
-  train_steps: Optional[int] = None
+  train_steps: Optional[int] = option(None, 'total Trainer steps, spread over --epochs '
+                                            '(default: full passes)')
   # The Evaluator blesses (and Pusher pushes) a model only at or above this accuracy.
-  accuracy_threshold: float = 0.5
+  accuracy_threshold: float = option(0.5, 'lowest eval accuracy Evaluator blesses for pushing '
+                                          '(default: %(default)s)')
   beam_pipeline_args: Tuple[str, ...] = ('--direct_num_workers=1',)
-  enable_cache: bool = True
-  bad_images: str = 'fail'  # One of BAD_IMAGE_POLICIES.
+  enable_cache: bool = option(True, 'rerun every component', flag='--no-cache')
+  # Bad input: every record is checked before any component runs (data_folder/check.py).
+  bad_images: str = option('fail', 'records whose image does not decode: fail (default) stops '
+                                   'the run naming them; skip drops them and counts them',
+                           choices=BAD_IMAGE_POLICIES, runners=('local',))
   # Local Tuner: trials run at once, by a keras-tuner chief and this many worker processes.
-  parallel_trials: int = 1
+  parallel_trials: int = option(1, 'run N trials at once, each in its own worker process with '
+                                   'its share of the CPU threads (default: %(default)s)',
+                                metavar='N', runners=('local',))
 
   def __post_init__(self):
     if self.bad_images not in BAD_IMAGE_POLICIES:

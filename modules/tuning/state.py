@@ -9,16 +9,12 @@ a new folder, so old trials never mix with a different search.
 """
 from __future__ import annotations
 
-import dataclasses
 import glob
 import hashlib
 import json
 import os
 from typing import Iterable, Optional
 
-# ModuleConfig fields that do not change what the search finds: the Trainer's
-# epochs, and the time budget (a rerun with more time should resume, not restart).
-NOT_IN_KEY = ('epochs', 'tuning_budget_minutes')
 KEY_FILE = 'search.json'
 LATEST_FILE = 'LATEST'
 PROJECT_NAME = 'search'
@@ -59,8 +55,7 @@ def data_fingerprint(transform_graph_path: str, data_files: Iterable[str]) -> st
 
 def search_description(config, space_config: dict, data: str) -> dict:
   """What identifies a search: the data, the options that shape it, and the search space."""
-  options = {k: v for k, v in dataclasses.asdict(config).items() if k not in NOT_IN_KEY}
-  return {'data': data, 'options': options, 'space': space_config}
+  return {'data': data, 'options': config.search_options(), 'space': space_config}
 
 
 def key_of(description: dict) -> str:

@@ -17,9 +17,7 @@ from typing import List, Optional
 import absl.logging
 
 from tfx_pipeline import options
-from tfx_pipeline.config import BAD_IMAGE_POLICIES, DEFAULT_PIPELINE_ROOT, PipelineConfig
-
-_DEFAULTS = PipelineConfig()
+from tfx_pipeline.config import DEFAULT_PIPELINE_ROOT, PipelineConfig
 
 
 def run_parser() -> argparse.ArgumentParser:
@@ -27,24 +25,8 @@ def run_parser() -> argparse.ArgumentParser:
       prog='run_local.py',
       description='Tune, train, evaluate and push the flower classifier locally. '
                   '`run_local.py predict --help` classifies photos with the pushed model.')
-  p.add_argument('--data-root', default=_DEFAULTS.data_root,
-                 help='folder of flower TFRecords (default: the sample in data/sample)')
-  p.add_argument('--pipeline-root', default=_DEFAULTS.pipeline_root,
-                 help='folder for artifacts, ML Metadata and pushed models (default: %(default)s)')
-  options.add_search_and_training(
-      p, backbone_help="'cnn' (built-in, default), a TF-Hub handle, or a local SavedModel path",
-      hparams_help='best_hyperparameters folder or file of an earlier run (with --no-tune)')
-  p.add_argument('--tuning-budget', type=float, default=None, metavar='MINUTES',
-                 help='start no new trial after MINUTES of tuning and keep the best so far '
-                      '(default: no limit); a rerun resumes the search')
-  p.add_argument('--parallel-trials', type=int, default=_DEFAULTS.parallel_trials, metavar='N',
-                 help='run N trials at once, each in its own worker process with its share of '
-                      'the CPU threads (default: %(default)s)')
+  options.add_flags(p, PipelineConfig, 'local')
   p.add_argument('--verbose', action='store_true', help='show every TFX, Beam and TF log line')
-  # Bad input: every record is checked before any component runs (data_folder/check.py).
-  p.add_argument('--bad-images', choices=BAD_IMAGE_POLICIES, default=_DEFAULTS.bad_images,
-                 help='records whose image does not decode: fail (default) stops the run naming '
-                      'them; skip drops them and counts them')
   return p
 
 
@@ -62,13 +44,8 @@ def predict_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
-  return dataclasses.replace(
-      _DEFAULTS, **options.pipeline_fields(args),
-      module=options.module_config(args, tuning_budget_minutes=args.tuning_budget),
-      data_root=os.path.abspath(args.data_root),
-      pipeline_root=os.path.abspath(args.pipeline_root),
-      hparams_from=args.hparams_from and os.path.abspath(args.hparams_from),
-      bad_images=args.bad_images, parallel_trials=args.parallel_trials)
+  """The configuration the flags describe; raises ValueError for values that cannot work."""
+  return options.from_args(PipelineConfig, args, 'local', path=os.path.abspath)
 
 
 # Known-harmless warnings TFX 1.16 prints on every local run.
@@ -105,14 +82,9 @@ def build(config: PipelineConfig, layout=None):
   from tfx import v1 as tfx
   from tfx_pipeline.pipeline import create_pipeline
   return create_pipeline(
-      pipeline_name=config.pipeline_name, pipeline_root=config.pipeline_root,
-      data_root=config.data_root, serving_model_dir=config.serving_model_dir,
-      module_config=config.module, tune=config.tune, hparams_from=config.hparams_from,
-      train_steps=config.train_steps, accuracy_threshold=config.accuracy_threshold,
+      config, layout=layout,
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-          config.metadata_path),
-      beam_pipeline_args=config.beam_pipeline_args, enable_cache=config.enable_cache,
-      parallel_trials=config.parallel_trials, layout=layout)
+          config.metadata_path))
 
 
 def _echo(line: str) -> None:

@@ -16,6 +16,7 @@ import warnings
 from typing import List, Optional, Tuple
 
 from tfx_pipeline import options
+from tfx_pipeline.options import UsageError
 from tfx_pipeline.config import DEFAULT_PIPELINE_ROOT, PipelineConfig
 from tfx_pipeline.vertex.settings import MachineSpec, VertexSettings
 
@@ -27,10 +28,6 @@ _VERTEX_DEFAULTS = types.SimpleNamespace(
 DEFAULT_OUTPUT = os.path.join(DEFAULT_PIPELINE_ROOT, 'vertex', f'{_DEFAULTS.pipeline_name}.json')
 # Flags that choose what this run does, so they are not read from --config.
 _COMMAND_LINE_ONLY = ('config', 'compile_only', 'submit')
-
-
-class UsageError(ValueError):
-  """Settings that cannot make a Vertex AI run; the message names the flag."""
 
 
 def parser() -> argparse.ArgumentParser:
@@ -96,10 +93,8 @@ def parser() -> argparse.ArgumentParser:
   t.add_argument('--beam-arg', action='append', default=[], metavar='ARG',
                  help='extra Beam pipeline option, e.g. --beam-arg=--disk_size_gb=50 (repeatable)')
 
-  options.add_search_and_training(
-      p.add_argument_group('search and training (as in run_local.py)'),
-      backbone_help="'cnn' (built-in, default), a TF-Hub handle, or a gs:// SavedModel path",
-      hparams_help='gs:// best_hyperparameters folder of an earlier run (with --no-tune)')
+  options.add_flags(p.add_argument_group('search and training (as in run_local.py)'),
+                    PipelineConfig, 'vertex')
   p.add_argument('--verbose', action='store_true', help='show every TFX and TensorFlow log line')
   return p
 
@@ -161,9 +156,9 @@ def settings_from_args(args: argparse.Namespace) -> Tuple[PipelineConfig, Vertex
         tuner_machine=tuner_machine, trainer_machine=trainer_machine,
         dataflow=not args.no_dataflow, dataflow_machine_type=args.dataflow_machine_type,
         dataflow_max_workers=args.dataflow_max_workers, extra_beam_args=tuple(args.beam_arg))
-    config = dataclasses.replace(
-        _DEFAULTS, **options.pipeline_fields(args), module=options.module_config(args),
-        data_root=data_root, pipeline_root=pipeline_root, hparams_from=hparams_from,
+    config = options.from_args(
+        PipelineConfig, args, 'vertex', data_root=data_root, pipeline_root=pipeline_root,
+        hparams_from=hparams_from,
         beam_pipeline_args=vertex.beam_pipeline_args(os.path.join(pipeline_root, 'beam_tmp')))
   except ValueError as e:
     raise UsageError(str(e)) from None
@@ -186,13 +181,8 @@ def data_layout_for(data_root: str, split_by_hash: bool):
 def build(config: PipelineConfig, vertex: VertexSettings, split_by_hash: bool = False):
   """The pipeline for Vertex AI: ML Metadata is Vertex's own, so no connection config."""
   from tfx_pipeline.pipeline import create_pipeline
-  return create_pipeline(
-      pipeline_name=config.pipeline_name, pipeline_root=config.pipeline_root,
-      data_root=config.data_root, serving_model_dir=config.serving_model_dir,
-      module_config=config.module, tune=config.tune, hparams_from=config.hparams_from,
-      train_steps=config.train_steps, accuracy_threshold=config.accuracy_threshold,
-      beam_pipeline_args=config.beam_pipeline_args, enable_cache=config.enable_cache,
-      vertex=vertex, layout=data_layout_for(config.data_root, split_by_hash))
+  return create_pipeline(config, vertex=vertex,
+                         layout=data_layout_for(config.data_root, split_by_hash))
 
 
 def compile_pipeline(config: PipelineConfig, vertex: VertexSettings, output: str,
