@@ -62,13 +62,22 @@ def test_unusable_data_root_fails_before_building(tmp_path):
 
 
 def test_editing_user_code_changes_the_cache_key(tmp_path):
+  import os
   from tfx_pipeline import code_version
-  for name in code_version.TRANSFORM_SOURCES + ('model.py',):
+  # What preprocessing_fn's graph depends on: its file and what it imports from modules.
+  assert {os.path.basename(p) for p in code_version.transform_sources()} == {
+      'features.py', 'module_config.py', 'preprocessing.py'}
+  (tmp_path / 'preprocessing.py').write_text('import modules.features\n'
+                                             'from modules.module_config import ModuleConfig\n')
+  for name in ('features.py', 'module_config.py', 'model.py'):
     (tmp_path / name).write_text('x = 1\n')
   transform, training = code_version.transform_code(str(tmp_path)), code_version.training_code(str(tmp_path))
   (tmp_path / 'model.py').write_text('x = 2\n')
   assert code_version.transform_code(str(tmp_path)) == transform  # not a Transform input
   assert code_version.training_code(str(tmp_path)) != training
+  (tmp_path / 'module_config.py').write_text('x = 2\n')  # imported by preprocessing.py
+  assert code_version.transform_code(str(tmp_path)) != transform
+  transform = code_version.transform_code(str(tmp_path))
   (tmp_path / 'preprocessing.py').write_text('x = 2\n')
   assert code_version.transform_code(str(tmp_path)) != transform
 
