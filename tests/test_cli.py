@@ -44,6 +44,25 @@ def test_missing_data_root_fails_before_any_component(tmp_path, capsys):
   assert not (tmp_path / 'root').exists()
 
 
+def test_run_is_the_default_command(tmp_path):
+  flags = ['--tuner', 'random', '--pipeline-root', str(tmp_path)]
+  assert vars(local_runner.parser().parse_args(['run', *flags])) == {
+      'command': 'run', **vars(local_runner.run_parser().parse_args(flags))}
+
+
+@pytest.mark.parametrize('module', ['tfx_pipeline.local.runner', 'tfx_pipeline.vertex.runner'])
+def test_a_runner_imports_no_tensorflow_before_it_sets_up_logging(module):
+  """TensorFlow reads its log level when imported: the runners set it up after parsing flags."""
+  import subprocess
+  import sys
+  from tests.conftest import REPO
+  code = (f'import importlib, sys; importlib.import_module({module!r}).parser(); '
+          "print('tensorflow' in sys.modules)")
+  out = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True,
+                       check=True).stdout
+  assert out.strip() == 'False'
+
+
 def test_predict_without_a_pushed_model(tmp_path, capsys):
   assert local_runner.main(['predict', 'photo.jpg', '--pipeline-root', str(tmp_path)]) == 2
   assert 'no pushed model in' in capsys.readouterr().err

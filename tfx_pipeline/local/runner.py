@@ -1,7 +1,8 @@
 """Runs the pipeline locally: LocalDagRunner, Beam DirectRunner, SQLite ML Metadata.
 
-`python run_local.py [options]` runs the pipeline; `python run_local.py predict
-PHOTO ...` classifies photos with the latest pushed model.
+`python run_local.py [run] [options]` runs the pipeline; `python run_local.py
+predict PHOTO ...` classifies photos with the latest pushed model, and
+`python run_local.py report PATH` re-renders a search's tuning report.
 """
 from __future__ import annotations
 
@@ -20,27 +21,53 @@ from tfx_pipeline import options
 from tfx_pipeline.config import DEFAULT_PIPELINE_ROOT, PipelineConfig
 
 
+COMMANDS = ('run', 'predict', 'report')
+_RUN_DESCRIPTION = (
+    'Tune, train, evaluate and push the flower classifier locally. This is the default command: '
+    '`run_local.py [flags]` is `run_local.py run [flags]`. The others: `run_local.py predict '
+    '--help` classifies photos with the pushed model; `run_local.py report --help` re-renders '
+    "a search's tuning report.")
+
+
+def parser() -> argparse.ArgumentParser:
+  """The commands and their flags; `main` adds `run` when no command is named."""
+  return _parsers()[0]
+
+
 def run_parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(
-      prog='run_local.py',
-      description='Tune, train, evaluate and push the flower classifier locally. '
-                  '`run_local.py predict --help` classifies photos with the pushed model.')
-  options.add_flags(p, PipelineConfig, 'local')
-  p.add_argument('--verbose', action='store_true', help='show every TFX, Beam and TF log line')
-  return p
+  """The `run` command's parser: the pipeline's flags."""
+  return _parsers()[1]
 
 
-def predict_parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(
-      prog='run_local.py predict',
-      description='Classify photos with the latest pushed model: prints class name and probability.')
-  p.add_argument('photos', nargs='+',
-                 help='image files, or flower TFRecord files (their first --limit photos)')
-  p.add_argument('--pipeline-root', default=DEFAULT_PIPELINE_ROOT,
-                 help='the run whose latest pushed model to use (default: %(default)s)')
-  p.add_argument('--model-dir', default=None, help='a specific exported model folder instead')
-  p.add_argument('--limit', type=int, default=5, help='photos per TFRecord file (default: %(default)s)')
-  return p
+def _parsers():
+  p = argparse.ArgumentParser(prog='run_local.py',
+                              description='Run the flower tuner pipeline locally, and use what '
+                                          'it made.')
+  commands = p.add_subparsers(dest='command', required=True, metavar='{run,predict,report}')
+  run_command = commands.add_parser('run', help='run the pipeline (the default)',
+                                    description=_RUN_DESCRIPTION)
+  options.add_flags(run_command, PipelineConfig, 'local')
+  run_command.add_argument('--verbose', action='store_true',
+                           help='show every TFX, Beam and TF log line')
+
+  predict = commands.add_parser(
+      'predict', help='classify photos with the latest pushed model',
+      description='Classify photos with the latest pushed model: prints class name and '
+                  'probability.')
+  predict.add_argument('photos', nargs='+',
+                       help='image files, or flower TFRecord files (their first --limit photos)')
+  predict.add_argument('--pipeline-root', default=DEFAULT_PIPELINE_ROOT,
+                       help='the run whose latest pushed model to use (default: %(default)s)')
+  predict.add_argument('--model-dir', default=None,
+                       help='a specific exported model folder instead')
+  predict.add_argument('--limit', type=int, default=5,
+                       help='photos per TFRecord file (default: %(default)s)')
+
+  report = commands.add_parser('report', help="re-render a search's tuning report",
+                               description='Re-render the tuning report of a search.')
+  report.add_argument('path', help='a search folder under <pipeline-root>/tuning/<pipeline>/, '
+                                   'or that tuning folder (its latest search)')
+  return p, run_command
 
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
@@ -189,45 +216,48 @@ def _report_tuning(config: PipelineConfig, summary: dict, echo) -> None:
     echo(f'  (copied to {copy})')
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-  argv = sys.argv[1:] if argv is None else argv
-  if argv[:1] == ['predict']:
-    args = predict_parser().parse_args(argv[1:])
-    _set_up_logging(verbose=False)
-    from tfx_pipeline.local import predict
-    try:
-      model_dir = args.model_dir or predict.latest_pushed_model(
-          PipelineConfig(pipeline_root=os.path.abspath(args.pipeline_root)).serving_model_dir)
-      predict.predict(model_dir, args.photos, limit=args.limit)
-    except FileNotFoundError as e:
-      print(f'error: {e}', file=sys.stderr)
-      return 2
-    return 0
-  if argv[:1] == ['report']:  # Re-renders a search's tuning report from its folder.
-    p = argparse.ArgumentParser(prog='run_local.py report',
-                                description='Re-render the tuning report of a search.')
-    p.add_argument('path', help='a search folder under <pipeline-root>/tuning/<pipeline>/, '
-                                'or that tuning folder (its latest search)')
-    args = p.parse_args(argv[1:])
-    _set_up_logging(verbose=False)
-    from tfx_pipeline.local import report as tuning_report
-    try:
-      tuning_report.print_report(tuning_report.write(os.path.abspath(args.path)), _echo)
-    except FileNotFoundError as e:
-      print(f'error: {e}', file=sys.stderr)
-      return 2
-    return 0
-  args = run_parser().parse_args(argv)
-  _set_up_logging(args.verbose)
-  from tfx_pipeline.data_folder.layout import DataLayoutError
+def _run_command(args: argparse.Namespace) -> None:
   try:
     config = config_from_args(args)
   except ValueError as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
+    raise options.UsageError(str(e)) from None
+  from tfx_pipeline.data_folder.layout import DataLayoutError
   try:
     run(config)
   except DataLayoutError as e:  # Raised before any component runs.
+    raise options.UsageError(str(e)) from None
+
+
+def _predict_command(args: argparse.Namespace) -> None:
+  from tfx_pipeline.local import predict
+  try:
+    model_dir = args.model_dir or predict.latest_pushed_model(
+        PipelineConfig(pipeline_root=os.path.abspath(args.pipeline_root)).serving_model_dir)
+    predict.predict(model_dir, args.photos, limit=args.limit)
+  except FileNotFoundError as e:
+    raise options.UsageError(str(e)) from None
+
+
+def _report_command(args: argparse.Namespace) -> None:
+  from tfx_pipeline.local import report as tuning_report
+  try:
+    tuning_report.print_report(tuning_report.write(os.path.abspath(args.path)), _echo)
+  except FileNotFoundError as e:
+    raise options.UsageError(str(e)) from None
+
+
+_COMMANDS = {'run': _run_command, 'predict': _predict_command, 'report': _report_command}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+  argv = sys.argv[1:] if argv is None else list(argv)
+  if argv[:1] not in ([c] for c in COMMANDS):
+    argv = ['run', *argv]  # `run_local.py [flags]` (and --help) is the run command.
+  args = parser().parse_args(argv)
+  _set_up_logging(getattr(args, 'verbose', False))
+  try:
+    _COMMANDS[args.command](args)
+  except options.UsageError as e:  # Bad settings or input: one line, nothing has run.
     print(f'error: {e}', file=sys.stderr)
     return 2
   return 0
