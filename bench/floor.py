@@ -1,4 +1,5 @@
-"""The floor of a frozen-backbone search: one backbone pass over train and eval, plus the head's search.
+"""The floor of a frozen-backbone search: one backbone pass over train and eval, plus the head's
+search.
 
 Nothing can tune the head with less work: every image must go through the
 backbone once, and the head trains for the trials and epochs Hyperband plans.

@@ -115,7 +115,10 @@ def _extractor(handle: str, fingerprint: str):
 
 
 def compute(call, dataset: tf.data.Dataset) -> Tuple[np.ndarray, np.ndarray]:
-  """One pass of the feature function `call` over (image, label) batches: features [N, D], labels [N]."""
+  """One pass of the feature function `call` over (image, label) batches.
+
+  Returns features [N, D] and labels [N].
+  """
   features, labels = [], []
   for images, label in dataset:
     features.append(call(images).numpy().astype(np.float32))
@@ -141,7 +144,7 @@ def _read(path: str) -> Tuple[np.ndarray, np.ndarray]:
 
 def features_for(fn_args, config: ModuleConfig, tf_transform_output, split: str,
                  files: Sequence[str], echo=print) -> Tuple[np.ndarray, np.ndarray]:
-  """The backbone's features and the labels of one split: read from the cache, or computed and stored."""
+  """The backbone's features and the labels of one split: from the cache, or computed and stored."""
   folder = RunPaths.from_custom_config(fn_args.custom_config).feature_cache_dir or os.path.join(
       fn_args.working_dir, 'feature_cache')
   description = describe(config, fn_args.transform_graph_path, files, split)

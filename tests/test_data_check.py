@@ -108,7 +108,8 @@ def test_skip_drops_and_counts_bad_images_and_the_pipeline_reads_a_clean_copy(tm
                   'validation': [f'{CLASSES[i % 3]}/validation_{i}.jpg' for i in range(3)]}
   layout = data_layout.resolve(folder)
   assert sorted(layout.split_files) == ['eval', 'train']
-  # The original is untouched, and a rerun reuses the copy as it is (TFX's cache sees the same files).
+  # The original is untouched, and a rerun reuses the copy as it is (TFX's cache sees the same
+  # files).
   assert len(read_examples(os.path.join(data_root, '*-train.tfrecord-*'))) == 6
   mtimes = {n: os.stat(os.path.join(folder, n)).st_mtime_ns for n in os.listdir(folder)}
   again, _ = run_check(data_root, tmp_path / 'root', policy='skip')

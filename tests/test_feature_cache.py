@@ -1,4 +1,4 @@
-"""The frozen-backbone feature cache: right features, keyed on data and backbone, one exported model."""
+"""The frozen-backbone feature cache: right features, keyed on data and backbone, one model."""
 import glob
 import os
 import shutil

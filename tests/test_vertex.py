@@ -1,4 +1,4 @@
-"""The Vertex AI runner: the compiled pipeline JSON, the jobs it starts, strategy choice, flag errors.
+"""The Vertex AI runner: the compiled JSON, the jobs it starts, strategy choice, flag errors.
 
 Everything runs offline with no credentials: the pipeline is compiled, read
 back, handed to aiplatform's PipelineJob and to TFX's own cloud executors,
@@ -112,7 +112,7 @@ def test_trainer_job_asks_for_a_tpu(compiled):
 
 
 def test_tfx_cloud_executors_start_the_configured_vertex_jobs(compiled, monkeypatch):
-  """Feeds the compiled properties to TFX's own cloud executors and checks the CustomJobs they build."""
+  """Feeds the compiled properties to TFX's cloud executors; checks the CustomJobs they build."""
   from google.cloud import aiplatform_v1
   from tfx.extensions.google_cloud_ai_platform import runner, training_clients
 
