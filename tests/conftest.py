@@ -7,6 +7,9 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_FLOWERS = os.path.join(os.path.dirname(REPO), 'shared', 'flowers')
 IMAGE_SIZE = 32
+# The pipeline's components, in order; those before the Tuner do not depend on search options.
+UPSTREAM = ('ImportExampleGen', 'StatisticsGen', 'SchemaGen', 'ExampleValidator', 'Transform')
+COMPONENTS = UPSTREAM + ('Tuner', 'Trainer', 'Evaluator', 'Pusher')
 
 
 def pytest_configure(config):

@@ -5,6 +5,8 @@ from modules.module_config import ModuleConfig
 from tfx_pipeline.config import PipelineConfig
 from tfx_pipeline.pipeline import create_pipeline
 
+from tests.conftest import COMPONENTS
+
 
 def _build(tiny_data, tmp_path, **kwargs):
   return create_pipeline(PipelineConfig(pipeline_name='test', pipeline_root=str(tmp_path / 'root'),
@@ -19,8 +21,7 @@ def _by_id(pipeline):
 def test_components_and_channels(tiny_data, tmp_path):
   pipeline = _build(tiny_data, tmp_path, accuracy_threshold=0.7)
   c = _by_id(pipeline)
-  assert list(c) == ['ImportExampleGen', 'StatisticsGen', 'SchemaGen', 'ExampleValidator',
-                     'Transform', 'Tuner', 'Trainer', 'Evaluator', 'Pusher']
+  assert list(c) == list(COMPONENTS)
   examples = c['ImportExampleGen'].outputs['examples']
   assert c['StatisticsGen'].inputs['examples'] is examples
   assert c['Transform'].inputs['schema'] is c['SchemaGen'].outputs['schema']
