@@ -49,6 +49,28 @@ def step_parser(description: str) -> argparse.ArgumentParser:
   return p
 
 
+def hyperband(hypermodel, args, project_name: str):
+  """keras-tuner's Hyperband as the benchmark steps run it, in a new folder under --work."""
+  import tempfile
+
+  import keras_tuner
+
+  from modules.search_space import OBJECTIVE
+  return keras_tuner.Hyperband(
+      hypermodel, objective=OBJECTIVE, max_epochs=args.max_epochs, factor=args.factor,
+      seed=args.seed, directory=tempfile.mkdtemp(dir=args.work), project_name=project_name)
+
+
+def early_stopping():
+  """The pipeline's early stopping: on the objective, with its default patience."""
+  import keras
+
+  from modules.module_config import ModuleConfig
+  from modules.search_space import OBJECTIVE
+  return keras.callbacks.EarlyStopping(monitor=OBJECTIVE, mode='max',
+                                       patience=ModuleConfig().early_stopping_patience)
+
+
 def write(path: str, figures: dict) -> None:
   figures['peak_rss_mb'] = round(peak_rss_mb(), 1)
   with open(path, 'w') as f:
