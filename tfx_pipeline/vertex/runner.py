@@ -28,14 +28,25 @@ _VERTEX_DEFAULTS = types.SimpleNamespace(
 DEFAULT_OUTPUT = os.path.join(DEFAULT_PIPELINE_ROOT, 'vertex', f'{_DEFAULTS.pipeline_name}.json')
 # Flags that choose what this run does, so they are not read from --config.
 _COMMAND_LINE_ONLY = ('config', 'compile_only', 'submit')
+_DESCRIPTION = (
+    'Compile the flower tuner pipeline for Vertex AI Pipelines and, with --submit, run it there: '
+    'Tuner trials in parallel on several machines, the Trainer on a TPU, GPUs or CPU, and the '
+    'Beam steps on Dataflow.')
+# Each machine's flags, --ROLE-machine-type, --ROLE-accelerator-type and
+# --ROLE-accelerator-count: their help texts by role.
+_MACHINES = {
+    'tuner': ('machine type of each tuning machine (default: %(default)s)',
+              'GPU type per tuning machine, e.g. NVIDIA_TESLA_T4 (default: none)',
+              'GPUs per tuning machine (default: %(default)s)'),
+    'trainer': ("Trainer machine type; 'cloud-tpu' for TPU_V2/TPU_V3 (default: %(default)s)",
+                'Trainer accelerator: a TPU (TPU_V3, TPU_V5_LITEPOD, ...) or GPUs '
+                '(NVIDIA_TESLA_T4, NVIDIA_L4, ...) (default: none, CPU only)',
+                'TPU cores (8 for a v3-8) or GPUs of the Trainer (default: %(default)s)'),
+}
 
 
 def parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(
-      prog='run_vertex.py',
-      description='Compile the flower tuner pipeline for Vertex AI Pipelines and, with --submit, '
-                  'run it there: Tuner trials in parallel on several machines, the Trainer on a '
-                  'TPU, GPUs or CPU, and the Beam steps on Dataflow.')
+  p = argparse.ArgumentParser(prog='run_vertex.py', description=_DESCRIPTION)
   mode = p.add_mutually_exclusive_group(required=True)
   mode.add_argument('--compile-only', action='store_true',
                     help='write the pipeline JSON and stop (needs no network or credentials)')
@@ -68,19 +79,10 @@ def parser() -> argparse.ArgumentParser:
   t.add_argument('--num-parallel-trials', type=int, default=_VERTEX_DEFAULTS.num_parallel_trials,
                  help='tuning machines, each running trials: a chief (also the keras-tuner '
                       'oracle) and N-1 workers (default: %(default)s)')
-  t.add_argument('--tuner-machine-type', default=m.machine_type,
-                 help='machine type of each tuning machine (default: %(default)s)')
-  t.add_argument('--tuner-accelerator-type',
-                 help='GPU type per tuning machine, e.g. NVIDIA_TESLA_T4 (default: none)')
-  t.add_argument('--tuner-accelerator-count', type=int, default=0,
-                 help='GPUs per tuning machine (default: %(default)s)')
-  t.add_argument('--trainer-machine-type', default=m.machine_type,
-                 help="Trainer machine type; 'cloud-tpu' for TPU_V2/TPU_V3 (default: %(default)s)")
-  t.add_argument('--trainer-accelerator-type',
-                 help='Trainer accelerator: a TPU (TPU_V3, TPU_V5_LITEPOD, ...) or GPUs '
-                      '(NVIDIA_TESLA_T4, NVIDIA_L4, ...) (default: none, CPU only)')
-  t.add_argument('--trainer-accelerator-count', type=int, default=0,
-                 help='TPU cores (8 for a v3-8) or GPUs of the Trainer (default: %(default)s)')
+  for role, (machine_type, accelerator_type, accelerator_count) in _MACHINES.items():
+    t.add_argument(f'--{role}-machine-type', default=m.machine_type, help=machine_type)
+    t.add_argument(f'--{role}-accelerator-type', help=accelerator_type)
+    t.add_argument(f'--{role}-accelerator-count', type=int, default=0, help=accelerator_count)
   t.add_argument('--trainer-tpu-topology',
                  help="TPU slice shape for the TPU types that take one, e.g. '2x2' for v5e")
   t.add_argument('--no-dataflow', action='store_true',
@@ -128,6 +130,15 @@ def _need_gs(flag: str, value: Optional[str], what: str) -> str:
   return value.rstrip('/')
 
 
+def _machine(args: argparse.Namespace, role: str) -> MachineSpec:
+  """The machine the --ROLE-* flags describe (only the Trainer's takes a TPU topology)."""
+  try:
+    return MachineSpec(**{f.name: getattr(args, f'{role}_{f.name}', f.default)
+                          for f in dataclasses.fields(MachineSpec)})
+  except ValueError as e:
+    raise UsageError(f'--{role}-*: {e}') from None
+
+
 def settings_from_args(args: argparse.Namespace) -> Tuple[PipelineConfig, VertexSettings]:
   """Checks the flags and builds the settings; raises UsageError before anything is compiled."""
   if not args.project:
@@ -139,16 +150,7 @@ def settings_from_args(args: argparse.Namespace) -> Tuple[PipelineConfig, Vertex
   data_root = _need_gs('--data-root', args.data_root, 'the flower TFRecords')
   hparams_from = args.hparams_from and _need_gs('--hparams-from', args.hparams_from,
                                                 'earlier best hyperparameters')
-  try:
-    tuner_machine = MachineSpec(args.tuner_machine_type, args.tuner_accelerator_type,
-                                args.tuner_accelerator_count)
-  except ValueError as e:
-    raise UsageError(f'--tuner-*: {e}') from None
-  try:
-    trainer_machine = MachineSpec(args.trainer_machine_type, args.trainer_accelerator_type,
-                                  args.trainer_accelerator_count, args.trainer_tpu_topology)
-  except ValueError as e:
-    raise UsageError(f'--trainer-*: {e}') from None
+  tuner_machine, trainer_machine = (_machine(args, role) for role in _MACHINES)
   try:
     vertex = VertexSettings(
         project=args.project, region=args.region, image=args.image,
