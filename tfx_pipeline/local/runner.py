@@ -44,27 +44,23 @@ def _parsers():
                               description='Run the flower tuner pipeline locally, and use what '
                                           'it made.')
   commands = p.add_subparsers(dest='command', required=True, metavar='{run,predict,report}')
-  run_command = commands.add_parser('run', help='run the pipeline (the default)',
-                                    description=_RUN_DESCRIPTION)
+  # `run_local.py --help` is the run command's: its description names the others.
+  run_command = commands.add_parser('run', description=_RUN_DESCRIPTION)
   options.add_flags(run_command, PipelineConfig, 'local')
   run_command.add_argument('--verbose', action='store_true',
                            help='show every TFX, Beam and TF log line')
 
-  predict = commands.add_parser(
-      'predict', help='classify photos with the latest pushed model',
-      description='Classify photos with the latest pushed model: prints class name and '
-                  'probability.')
+  predict = commands.add_parser('predict', description='Classify photos with the latest pushed '
+                                'model: prints class name and probability.')
   predict.add_argument('photos', nargs='+',
                        help='image files, or flower TFRecord files (their first --limit photos)')
-  predict.add_argument('--pipeline-root', default=DEFAULT_PIPELINE_ROOT,
-                       help='the run whose latest pushed model to use (default: %(default)s)')
-  predict.add_argument('--model-dir', default=None,
-                       help='a specific exported model folder instead')
   predict.add_argument('--limit', type=int, default=5,
                        help='photos per TFRecord file (default: %(default)s)')
+  predict.add_argument('--model-dir', help='a specific exported model folder instead')
+  predict.add_argument('--pipeline-root', default=DEFAULT_PIPELINE_ROOT,
+                       help='the run whose latest pushed model to use (default: %(default)s)')
 
-  report = commands.add_parser('report', help="re-render a search's tuning report",
-                               description='Re-render the tuning report of a search.')
+  report = commands.add_parser('report', description='Re-render the tuning report of a search.')
   report.add_argument('path', help='a search folder under <pipeline-root>/tuning/<pipeline>/, '
                                    'or that tuning folder (its latest search)')
   return p, run_command
