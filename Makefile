@@ -20,7 +20,10 @@ $(STAMP): requirements.lock
 run: $(STAMP)
 	$(PY) run_local.py $(ARGS)
 
+# Lint and format checks first (settings in pyproject.toml), then the tests.
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q tests $(ARGS)
 
 # Re-resolve the lock after editing requirements.in (needs uv: pip install uv).

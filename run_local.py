@@ -1,7 +1,7 @@
 """Entry point: `python run_local.py --help`, or `python run_local.py predict PHOTO ...`."""
 import sys
 
-from tfx_pipeline.local_runner import main
+from tfx_pipeline.local.runner import main
 
 if __name__ == '__main__':
   sys.exit(main())

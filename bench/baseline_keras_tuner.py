@@ -6,7 +6,6 @@ the project's search space: every epoch of every trial runs every image through
 the backbone again. Run by bench/run.py; usable alone with the same flags.
 """
 import os
-import tempfile
 
 from bench import common
 
@@ -14,7 +13,6 @@ from bench import common
 def main(argv=None):
   args = common.step_parser(__doc__).parse_args(argv)
   import keras
-  import keras_tuner
   import tensorflow as tf
 
   from modules import search_space  # The same space as the pipeline's, not a copy of it.
@@ -51,12 +49,10 @@ def main(argv=None):
            .shuffle(1000, seed=args.seed).batch(args.batch_size).prefetch(tf.data.AUTOTUNE))
   evaluation = (common.decoded_dataset(common.raw_files(args.data_root, 'validation'), size)
                 .batch(args.batch_size).prefetch(tf.data.AUTOTUNE))
-  tuner = keras_tuner.Hyperband(
-      build_model, objective='val_accuracy', max_epochs=args.max_epochs, factor=args.factor,
-      seed=args.seed, directory=tempfile.mkdtemp(dir=args.work), project_name='baseline')
+  tuner = common.hyperband(build_model, args, 'baseline')
   with common.Timer() as search:
-    tuner.search(train, validation_data=evaluation, verbose=0, callbacks=[
-        keras.callbacks.EarlyStopping(monitor='val_accuracy', mode='max', patience=2)])
+    tuner.search(train, validation_data=evaluation, verbose=0,
+                 callbacks=[common.early_stopping()])
   trials = tuner.oracle.trials.values()
   best = tuner.oracle.get_best_trials(1)[0]
   common.write(args.json, {
@@ -65,7 +61,7 @@ def main(argv=None):
       'epochs': sum(t.hyperparameters.values.get('tuner/epochs', 0)
                     - t.hyperparameters.values.get('tuner/initial_epoch', 0) for t in trials),
       'best_score': best.score,
-      'best_hyperparameters': search_space.public_values(best.hyperparameters)})
+      'best_hyperparameters': search_space.public_values(best.hyperparameters.values)})
 
 
 if __name__ == '__main__':

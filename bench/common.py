@@ -5,8 +5,7 @@ import os
 import resource
 import time
 
-IMAGE_KEY = 'image/encoded'
-LABEL_KEY = 'image/class/label'
+from modules.features import IMAGE_KEY, LABEL_KEY
 
 
 def peak_rss_mb() -> float:
@@ -48,6 +47,28 @@ def step_parser(description: str) -> argparse.ArgumentParser:
   p.add_argument('--work', required=True, help='scratch folder')
   p.add_argument('--json', required=True, help='where to write the figures')
   return p
+
+
+def hyperband(hypermodel, args, project_name: str):
+  """keras-tuner's Hyperband as the benchmark steps run it, in a new folder under --work."""
+  import tempfile
+
+  import keras_tuner
+
+  from modules.search_space import OBJECTIVE
+  return keras_tuner.Hyperband(
+      hypermodel, objective=OBJECTIVE, max_epochs=args.max_epochs, factor=args.factor,
+      seed=args.seed, directory=tempfile.mkdtemp(dir=args.work), project_name=project_name)
+
+
+def early_stopping():
+  """The pipeline's early stopping: on the objective, with its default patience."""
+  import keras
+
+  from modules.module_config import ModuleConfig
+  from modules.search_space import OBJECTIVE
+  return keras.callbacks.EarlyStopping(monitor=OBJECTIVE, mode='max',
+                                       patience=ModuleConfig().early_stopping_patience)
 
 
 def write(path: str, figures: dict) -> None:

@@ -1,11 +1,11 @@
-"""The floor of a frozen-backbone search: one backbone pass over train and eval, plus the head's search.
+"""The floor of a frozen-backbone search: one backbone pass over train and eval, plus the head's
+search.
 
 Nothing can tune the head with less work: every image must go through the
 backbone once, and the head trains for the trials and epochs Hyperband plans.
 Run by bench/run.py.
 """
 import os
-import tempfile
 
 from bench import common
 
@@ -13,7 +13,6 @@ from bench import common
 def main(argv=None):
   args = common.step_parser(__doc__).parse_args(argv)
   import keras
-  import keras_tuner
   import numpy as np
   import tensorflow as tf
 
@@ -38,14 +37,11 @@ def main(argv=None):
       data = data.shuffle(len(arrays[split][1]), seed=args.seed)
     return data.batch(args.batch_size).prefetch(tf.data.AUTOTUNE)
 
-  tuner = keras_tuner.Hyperband(
-      lambda hp: model.build_head(hp, 5, arrays['train'][0].shape[-1]),
-      objective='val_accuracy', max_epochs=args.max_epochs, factor=args.factor, seed=args.seed,
-      directory=tempfile.mkdtemp(dir=args.work), project_name='floor')
+  tuner = common.hyperband(
+      lambda hp: model.build_head(hp, 5, arrays['train'][0].shape[-1]), args, 'floor')
   with common.Timer() as head:
     tuner.search(batches('train', True), validation_data=batches('validation', False), verbose=0,
-                 callbacks=[keras.callbacks.EarlyStopping(monitor='val_accuracy', mode='max',
-                                                          patience=2)])
+                 callbacks=[common.early_stopping()])
   best = tuner.oracle.get_best_trials(1)[0]
   images = sum(len(a[1]) for a in arrays.values())
   common.write(args.json, {
@@ -53,7 +49,7 @@ def main(argv=None):
       'seconds': backbone_pass.seconds + head.seconds, 'images': images,
       'backbone_images_per_second': images / backbone_pass.seconds,
       'best_score': best.score,
-      'best_hyperparameters': search_space.public_values(best.hyperparameters)})
+      'best_hyperparameters': search_space.public_values(best.hyperparameters.values)})
 
 
 if __name__ == '__main__':

@@ -76,7 +76,10 @@ def main(argv=None):
   float_spec = {'image': tf.io.FixedLenFeature(shape, tf.float32)}
   bytes_spec = {'image': tf.io.FixedLenFeature([], tf.string)}
   repeat = max(1, 512 // len(records))  # Enough images to time.
-  read = lambda path: tf.data.TFRecordDataset(path).repeat(repeat).batch(args.batch_size)
+
+  def read(path):
+    return tf.data.TFRecordDataset(path).repeat(repeat).batch(args.batch_size)
+
   figures['float32_read_images_per_second'] = _images_per_second(read(as_float).map(
       lambda r: tf.io.parse_example(r, float_spec)['image'], tf.data.AUTOTUNE))
   figures['uint8_read_images_per_second'] = _images_per_second(read(as_uint8).map(

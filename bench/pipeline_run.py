@@ -1,6 +1,6 @@
 """One run of this pipeline (local runner) with per-component wall time and peak memory.
 
-Runs `tfx_pipeline.local_runner.run` in this process, with a thread sampling
+Runs `tfx_pipeline.local.runner.run` in this process, with a thread sampling
 the process's resident memory, and reads the Tuner's trial times from its
 tuning report. Run by bench/run.py, once with the feature cache and once without.
 """
@@ -52,7 +52,7 @@ def main(argv=None):
   p.add_argument('--no-feature-cache', action='store_true')
   p.add_argument('--epochs', type=int, default=3, help='Trainer epochs')
   args = p.parse_args(argv)
-  from tfx_pipeline import local_runner
+  from tfx_pipeline.local import runner as local_runner
   local_runner._set_up_logging(verbose=False)
   flags = ['--data-root', args.data_root, '--pipeline-root', os.path.join(args.work, 'pipeline'),
            '--backbone', args.backbone, '--image-size', str(args.image_size),

@@ -1,4 +1,5 @@
-"""The benchmark: the plain keras-tuner script vs this pipeline's Tuner, with and without the feature cache.
+"""The benchmark: the plain keras-tuner script vs this pipeline's Tuner, with and without the
+feature cache.
 
 `python -m bench.run [--images N] [--quick]` generates synthetic flower data,
 saves ResNet50V2 as a local SavedModel, runs each measurement in its own
@@ -115,8 +116,13 @@ def summarize(results, images):
   """The headline figures and ratios."""
   base, slow, fast, floor = (results[k] for k in (
       'baseline', 'pipeline_without_cache', 'pipeline_with_cache', 'floor'))
-  tuner = lambda r: r['components']['Tuner']['seconds']
-  search = lambda r: r['trial_seconds'] + (r['feature_seconds'] or 0)
+
+  def tuner(r):
+    return r['components']['Tuner']['seconds']
+
+  def search(r):
+    return r['trial_seconds'] + (r['feature_seconds'] or 0)
+
   upstream = sum(fast['components'][c]['seconds'] for c in UPSTREAM)
   startup = tuner(fast) - search(fast)
   return {
@@ -151,19 +157,26 @@ def report(figures, argv):
       ('floor: one backbone pass + head search', s['floor_seconds'], r['floor']['peak_rss_mb']),
       ('  of which backbone pass', r['floor']['backbone_pass_seconds'], None),
   ]
-  met = lambda ok: 'yes' if ok else 'no'
-  fmt = lambda v, unit='': '-' if v is None else f'{v:.1f}{unit}'
+
+  def met(ok):
+    return 'yes' if ok else 'no'
+
+  def fmt(v, unit=''):
+    return '-' if v is None else f'{v:.1f}{unit}'
+
   lines = [
       '# Benchmark: frozen-backbone Hyperband(3, 2) search', '',
       f'Command: `.venv/bin/python -m bench.run {" ".join(argv)}`'.replace(' `', ' `'), '',
       f'Machine: {m["cpu"]}, {m["cores"]} cores, {m["memory_gb"]} GB; {m["platform"]}; '
       f'Python {m["python"]}; ' + ', '.join(f'{k} {v}' for k, v in m['versions'].items()) + '.',
-      f'Load average (1, 5, 15 min) before: {", ".join(f"{x:.2f}" for x in figures["load_average_before"])}; '
+      'Load average (1, 5, 15 min) before: '
+      f'{", ".join(f"{x:.2f}" for x in figures["load_average_before"])}; '
       f'after: {", ".join(f"{x:.2f}" for x in figures["load_average_after"])} '
       '(the CPUs are shared, so absolute times vary run to run).', '',
       f'Data: {figures["train_images"]} train + {figures["eval_images"]} eval synthetic flower '
       f'JPEGs (5 classes), {figures["image_size"]} px; backbone ResNet50V2 (random weights, '
-      'include_top=False, pooling=avg) saved as a local SavedModel and passed as `--backbone PATH`; '
+      'include_top=False, pooling=avg) saved as a local SavedModel and passed as '
+      '`--backbone PATH`; '
       f'Hyperband(max_epochs=3, factor=2): {r["baseline"]["trials"]} trials in the baseline, '
       f'{r["pipeline_with_cache"]["trials"]} in the pipeline. Total benchmark time '
       f'{figures["total_seconds"]:.0f}s.', '',
@@ -171,15 +184,20 @@ def report(figures, argv):
   lines += [f'| {name} | {fmt(sec)} | {fmt(mem)} |' for name, sec, mem in rows]
   lines += [
       '', '| ratio | value | target | met |', '|---|---:|---|---|',
-      f'| baseline / pipeline with cache (Tuner step) | {s["baseline_over_with_cache"]:.1f}× | ≥ 10× '
+      '| baseline / pipeline with cache (Tuner step) | '
+      f'{s["baseline_over_with_cache"]:.1f}× | ≥ 10× '
       f'| {met(s["baseline_over_with_cache"] >= 10)} |',
-      f'| pipeline with cache (Tuner step) / floor | {s["with_cache_over_floor"]:.2f}× | ≤ 1.5× '
+      '| pipeline with cache (Tuner step) / floor | '
+      f'{s["with_cache_over_floor"]:.2f}× | ≤ 1.5× '
       f'| {met(s["with_cache_over_floor"] <= 1.5)} |',
-      f'| pipeline without cache (Tuner step) / baseline | {s["without_cache_over_baseline"]:.2f}× | - | - |',
-      f'| TFX overhead / search (with cache) | {100 * s["tfx_overhead_over_search"]:.0f}% | ≤ 20% '
+      '| pipeline without cache (Tuner step) / baseline | '
+      f'{s["without_cache_over_baseline"]:.2f}× | - | - |',
+      '| TFX overhead / search (with cache) | '
+      f'{100 * s["tfx_overhead_over_search"]:.0f}% | ≤ 20% '
       f'| {met(s["tfx_overhead_over_search"] <= 0.2)} |',
       '', f'TFX overhead: {s["tfx_upstream_seconds"]:.1f}s in ImportExampleGen, StatisticsGen, '
-      f'SchemaGen, ExampleValidator and Transform, plus {s["tuner_startup_seconds"]:.1f}s of the Tuner '
+      f'SchemaGen, ExampleValidator and Transform, plus {s["tuner_startup_seconds"]:.1f}s of the '
+      'Tuner '
       'step outside its trials and feature pass, against a search (features + trials) of '
       f'{s["with_cache_search_seconds"]:.1f}s.', '',
       '| component (pipeline with cache) | seconds | peak RSS (MB) |', '|---|---:|---:|']
@@ -187,15 +205,19 @@ def report(figures, argv):
             for c, v in r['pipeline_with_cache']['components'].items()]
   lines += [
       '', '| input | value |', '|---|---:|',
-      f'| Transform component, images/s (incl. Beam start-up and analysis) | {s["transform_images_per_second"]:.1f} |',
+      '| Transform component, images/s (incl. Beam start-up and analysis) | '
+      f'{s["transform_images_per_second"]:.1f} |',
       f'| plain tf.data decode + resize, images/s | {s["tfdata_images_per_second"]:.1f} |',
-      f'| bytes per transformed example on disk (float32, as Transform writes it) | {io["transform_bytes_per_example_on_disk"]:,.0f} |',
+      '| bytes per transformed example on disk (float32, as Transform writes it) | '
+      f'{io["transform_bytes_per_example_on_disk"]:,.0f} |',
       f'| bytes per example, float32 uncompressed | {io["float32_bytes_per_example"]:,.0f} |',
       f'| bytes per example, uint8 | {io["uint8_bytes_per_example"]:,.0f} |',
       f'| read + parse float32, images/s | {io["float32_read_images_per_second"]:.0f} |',
-      f'| read + parse uint8 (+ cast to [0, 1]), images/s | {io["uint8_read_images_per_second"]:.0f} |',
+      '| read + parse uint8 (+ cast to [0, 1]), images/s | '
+      f'{io["uint8_read_images_per_second"]:.0f} |',
       f'| uint8 max abs pixel error | {io["uint8_max_abs_error"]:.4f} |',
-      f'| backbone forward, images/s (floor step) | {r["floor"]["backbone_images_per_second"]:.1f} |',
+      '| backbone forward, images/s (floor step) | '
+      f'{r["floor"]["backbone_images_per_second"]:.1f} |',
       '', '| best val_accuracy | value | best hyperparameters |', '|---|---:|---|']
   for k in ('baseline', 'pipeline_without_cache', 'pipeline_with_cache', 'floor'):
     lines.append(f'| {k} | {r[k]["best_score"]:.3f} | {r[k]["best_hyperparameters"]} |')
@@ -204,7 +226,8 @@ def report(figures, argv):
   return '\n'.join(lines)
 
 
-SCALING = '''How the figures scale. With N images (train + eval) and a backbone pass of c seconds per
+SCALING = '''\
+How the figures scale. With N images (train + eval) and a backbone pass of c seconds per
 image, the baseline and the pipeline without the cache cost about E * N * c, where E is the
 epochs Hyperband(3, 2) trains in all (17, over 8 trials); with the cache the Tuner step costs
 N * c once plus the head's trials, which hardly depend on N (about 1 s per trial here, mostly

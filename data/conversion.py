@@ -17,7 +17,6 @@ import apache_beam as beam
 
 from data import images, photos, records
 
-LABELS_FILE = "labels.txt"
 METADATA_FILE = "metadata.json"
 _SKIPPED = "skipped"
 
@@ -138,7 +137,7 @@ def format_summary(plan, counts, skipped):
 def write_metadata(out, plan, counts, skipped, ratios, shards, data_root):
     import tensorflow as tf
 
-    with tf.io.gfile.GFile(os.path.join(out, LABELS_FILE), "w") as f:
+    with tf.io.gfile.GFile(os.path.join(out, records.LABELS_FILE), "w") as f:
         f.write("".join(f"{name}\n" for name in plan.class_names))
     metadata = {
         "source": data_root,
@@ -218,7 +217,8 @@ def convert(data_root, out, ratios=None, images_per_shard=1000, overwrite=False,
     for line in format_summary(plan, counts, skipped):
         echo(line)
     converted = len(plan.photos) - len(skipped)
-    echo(f"wrote {sum(shards.values())} shards, {LABELS_FILE} and {METADATA_FILE} to {out}: "
-         f"{converted} photos in {seconds:.1f}s ({len(plan.photos) / seconds:.0f} files/s)")
+    echo(f"wrote {sum(shards.values())} shards, {records.LABELS_FILE} and {METADATA_FILE} "
+         f"to {out}: {converted} photos in {seconds:.1f}s "
+         f"({len(plan.photos) / seconds:.0f} files/s)")
     echo(f"next: python run_local.py --data-root {out}")
     return {"counts": counts, "skipped": skipped, "classes": plan.class_names, "shards": shards}

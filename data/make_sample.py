@@ -75,6 +75,23 @@ def _petal(draw, cx, cy, angle, dist, length, width, colour):
     draw.polygon(_ellipse_points(px, py, length, width, angle), fill=colour)
 
 
+def _disc(draw, cx, cy, radius, colour):
+    """Draw a filled circle of ``radius`` centred at (cx, cy)."""
+    draw.ellipse([cx - radius, cy - radius, cx + radius, cy + radius], fill=colour)
+
+
+def _petal_ring(rng, draw, cx, cy, r, rot, rgb, amount, dist, length, width):
+    """Draw 14-20 petals of one colour (``rgb`` jittered by ``amount``) evenly round the centre.
+
+    ``dist``, ``length`` and ``width`` are fractions of the flower radius ``r``.
+    """
+    count = int(rng.integers(14, 21))
+    colour = _jitter_colour(rng, rgb, amount)
+    for k in range(count):
+        angle = rot + 2 * math.pi * k / count
+        _petal(draw, cx, cy, angle, dist * r, length * r, width * r, colour)
+
+
 def draw_background(rng, size):
     """Gradient background (foliage, soil or sky) with blotchy and fine noise."""
     w, h = size
@@ -125,39 +142,26 @@ def draw_rose(rng, draw, cx, cy, r, rot):
         for k in range(count):
             angle = rot + ring * 0.5 + 2 * math.pi * k / count
             _petal(draw, cx, cy, angle, dist * r, size * r, size * r * 0.8, _shade(base, shade))
-    draw.ellipse([cx - 0.12 * r, cy - 0.12 * r, cx + 0.12 * r, cy + 0.12 * r],
-                 fill=_shade(base, 0.45))
+    _disc(draw, cx, cy, 0.12 * r, _shade(base, 0.45))
 
 
 def draw_sunflower(rng, draw, cx, cy, r, rot):
     """Bright yellow pointed petals around a large dark-brown centre."""
-    count = int(rng.integers(14, 21))
-    yellow = _jitter_colour(rng, (245, 200, 20), 15)
-    for k in range(count):
-        angle = rot + 2 * math.pi * k / count
-        _petal(draw, cx, cy, angle, 0.62 * r, 0.38 * r, 0.13 * r, yellow)
-    c = 0.45 * r
-    draw.ellipse([cx - c, cy - c, cx + c, cy + c], fill=_jitter_colour(rng, (80, 45, 15), 12))
-    c2 = 0.28 * r
-    draw.ellipse([cx - c2, cy - c2, cx + c2, cy + c2], fill=_jitter_colour(rng, (55, 30, 10), 8))
+    _petal_ring(rng, draw, cx, cy, r, rot, (245, 200, 20), 15, 0.62, 0.38, 0.13)
+    _disc(draw, cx, cy, 0.45 * r, _jitter_colour(rng, (80, 45, 15), 12))
+    _disc(draw, cx, cy, 0.28 * r, _jitter_colour(rng, (55, 30, 10), 8))
 
 
 def draw_daisy(rng, draw, cx, cy, r, rot):
     """White slender petals around a small yellow centre."""
-    count = int(rng.integers(14, 21))
-    white = _jitter_colour(rng, (245, 245, 240), 8)
-    for k in range(count):
-        angle = rot + 2 * math.pi * k / count
-        _petal(draw, cx, cy, angle, 0.55 * r, 0.45 * r, 0.1 * r, white)
-    c = 0.18 * r
-    draw.ellipse([cx - c, cy - c, cx + c, cy + c], fill=_jitter_colour(rng, (240, 190, 30), 12))
+    _petal_ring(rng, draw, cx, cy, r, rot, (245, 245, 240), 8, 0.55, 0.45, 0.1)
+    _disc(draw, cx, cy, 0.18 * r, _jitter_colour(rng, (240, 190, 30), 12))
 
 
 def draw_dandelion(rng, draw, cx, cy, r, rot):
     """Orange-gold fluffy head: many thin radiating strands in a few layers."""
     gold = _jitter_colour(rng, (245, 120, 10), 12)
-    c = 0.6 * r  # dense core under the strands
-    draw.ellipse([cx - c, cy - c, cx + c, cy + c], fill=_shade(gold, 0.9))
+    _disc(draw, cx, cy, 0.6 * r, _shade(gold, 0.9))  # dense core under the strands
     for layer, (reach, shade) in enumerate(((1.0, 0.85), (0.75, 1.0), (0.45, 1.1))):
         count = int(rng.integers(36, 56))
         colour = _shade(gold, shade)
@@ -166,8 +170,7 @@ def draw_dandelion(rng, draw, cx, cy, r, rot):
             length = reach * r * rng.uniform(0.85, 1.0)
             end = (cx + math.cos(angle) * length, cy + math.sin(angle) * length)
             draw.line([(cx, cy), end], fill=colour, width=3)
-    c = 0.2 * r
-    draw.ellipse([cx - c, cy - c, cx + c, cy + c], fill=gold)
+    _disc(draw, cx, cy, 0.2 * r, gold)
 
 
 def draw_tulip(rng, draw, cx, cy, r, rot):

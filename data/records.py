@@ -5,6 +5,8 @@ sample) and ``data/convert.py`` (photo folders).
 """
 
 FILE_PREFIX = "image_classification_builder"
+# Beside the shards of a converted folder: the class names, line N (from 0) for label id N.
+LABELS_FILE = "labels.txt"
 SPLITS = ("train", "validation", "test")
 
 

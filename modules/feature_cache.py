@@ -7,7 +7,7 @@ head on it.
 
 Where: `<feature_cache_dir>/<key>.npz` (features float32 [N, D], labels [N])
 and `<key>.json` (what the key was made of), where `feature_cache_dir` comes
-from the pipeline (custom_config, `<pipeline-root>/feature_cache`) or, without
+from the pipeline (`RunPaths`, `<pipeline-root>/feature_cache`) or, without
 one, the component's working dir (then it lasts one run).
 
 Key: a hash of the backbone handle and the contents of its SavedModel files,
@@ -33,12 +33,11 @@ from typing import Iterable, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from modules import backbone, tuning_state
+from modules import backbone
+from modules.tuning import state as tuning_state
 from modules.inputs import input_fn
-from modules.module_config import BUILTIN_BACKBONE, ModuleConfig
+from modules.module_config import BUILTIN_BACKBONE, ModuleConfig, RunPaths
 
-# custom_config key: the folder under the pipeline root that holds every entry.
-CACHE_DIR_KEY = 'feature_cache_dir'
 # Bump when the entry layout or the way features are computed changes.
 FORMAT = 1
 _CHUNK = 1 << 20
@@ -115,7 +114,10 @@ def _extractor(handle: str, fingerprint: str):
 
 
 def compute(call, dataset: tf.data.Dataset) -> Tuple[np.ndarray, np.ndarray]:
-  """One pass of the feature function `call` over (image, label) batches: features [N, D], labels [N]."""
+  """One pass of the feature function `call` over (image, label) batches.
+
+  Returns features [N, D] and labels [N].
+  """
   features, labels = [], []
   for images, label in dataset:
     features.append(call(images).numpy().astype(np.float32))
@@ -141,8 +143,8 @@ def _read(path: str) -> Tuple[np.ndarray, np.ndarray]:
 
 def features_for(fn_args, config: ModuleConfig, tf_transform_output, split: str,
                  files: Sequence[str], echo=print) -> Tuple[np.ndarray, np.ndarray]:
-  """The backbone's features and the labels of one split: read from the cache, or computed and stored."""
-  folder = (fn_args.custom_config or {}).get(CACHE_DIR_KEY) or os.path.join(
+  """The backbone's features and the labels of one split: from the cache, or computed and stored."""
+  folder = RunPaths.from_custom_config(fn_args.custom_config).feature_cache_dir or os.path.join(
       fn_args.working_dir, 'feature_cache')
   description = describe(config, fn_args.transform_graph_path, files, split)
   path = os.path.join(folder, key_of(description) + '.npz')

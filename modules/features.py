@@ -8,6 +8,7 @@ model sees.
 IMAGE_KEY = 'image/encoded'
 LABEL_KEY = 'image/class/label'
 LABEL_TEXT_KEY = 'image/class/text'
+FILENAME_KEY = 'image/filename'
 
 # Transformed features.
 IMAGE = 'image'

@@ -1,8 +1,9 @@
-"""Options the pipeline hands to the user code through `custom_config`.
+"""What the pipeline hands to the user code through `custom_config`: options and folders.
 
-`tfx_pipeline.config` builds a `ModuleConfig` and serialises it into each
-component's `custom_config`; `preprocessing_fn`, `tuner_fn` and `run_fn` read it
-back here, so both sides share one definition of every option and its default.
+`tfx_pipeline.pipeline` serialises a `ModuleConfig` (the options) and the run's
+`RunPaths` (folders outside any one component's output) into each component's
+`custom_config`; `preprocessing_fn`, `tuner_fn` and `run_fn` read them back
+here, so both sides share one definition of every option and its default.
 """
 from __future__ import annotations
 
@@ -15,26 +16,55 @@ BUILTIN_BACKBONE = 'cnn'
 PRETRAINED_BACKBONE = 'efficientnet-lite0'
 
 
+# To add an option, add a field with `option(default, help)` to ModuleConfig
+# (what the user code reads) or to tfx_pipeline.config.PipelineConfig (what
+# create_pipeline reads); that is all. Both runners' flags, the configuration
+# they build, every component's custom_config, the search's resume key and the
+# code fingerprint follow from the field (tfx_pipeline/options.py). Keywords,
+# where the defaults do not fit:
+#   flag='--name'         another flag name; a bool that defaults to True needs '--no-...'
+#   choices=, metavar=    as argparse's
+#   runners=('local',)    only run_local.py takes it (default: both runners)
+#   path=True             a path; run_local.py makes it absolute
+#   in_search_key=False   changing it resumes the search instead of starting anew
+#   transform=True        preprocessing_fn reads it (part of Transform's cache key)
+# {storage} in a help text reads 'local' or 'gs://' by runner; a field without
+# help has no flag.
+def option(default: Any, help: str, **metadata: Any) -> Any:
+  """A dataclass field with its default, command-line help and the keywords above."""
+  return dataclasses.field(default=default, metadata={'help': help, **metadata})
+
+
 @dataclasses.dataclass(frozen=True)
 class ModuleConfig:
   """Model, search and training options (defaults are the documented ones)."""
-  image_size: int = 224
-  # 'efficientnet-lite0', 'cnn', a TF-Hub handle, or a SavedModel path.
-  backbone: str = PRETRAINED_BACKBONE
-  fine_tune: bool = False
-  tuner: str = 'hyperband'
-  max_trials: int = 8  # bayesian / random only; Hyperband derives its own count.
-  max_epochs: int = 4  # epochs per trial (Hyperband: the most any trial gets).
-  factor: int = 3  # Hyperband's reduction factor.
+  image_size: int = option(224, 'square size images are resized to (default: %(default)s)',
+                           transform=True)
+  backbone: str = option(
+      PRETRAINED_BACKBONE, "'efficientnet-lite0' (default: ImageNet-pretrained, no download), "
+      "'cnn' (a small CNN trained from scratch), a TF-Hub handle, or a {storage} SavedModel path")
+  fine_tune: bool = option(False, 'train the SavedModel backbone too (default: frozen)')
+  tuner: str = option('hyperband', 'search algorithm (default: %(default)s)', choices=TUNERS)
+  max_trials: int = option(8, 'trials for bayesian/random search (default: %(default)s)')
+  max_epochs: int = option(4, 'epochs per trial; for hyperband the most a trial gets '
+                              '(default: %(default)s)')
+  factor: int = option(3, 'hyperband reduction factor (default: %(default)s)')
   early_stopping_patience: int = 2
-  epochs: int = 8  # Trainer epochs.
-  batch_size: int = 32
-  seed: int = 42
-  # Tuner: start no new trial after this many minutes of this run (None: no limit).
-  tuning_budget_minutes: Optional[float] = None
+  epochs: int = option(8, 'Trainer epochs with the best hyperparameters (default: %(default)s)',
+                       in_search_key=False)
+  batch_size: int = option(32, '(default: %(default)s)')
+  seed: int = option(42, '(default: %(default)s)')
+  # The Tuner starts no new trial after this many minutes of this run (None: no limit);
+  # a rerun with more time resumes the search.
+  tuning_budget_minutes: Optional[float] = option(
+      None, 'start no new trial after MINUTES of tuning and keep the best so far (default: no '
+            'limit); a rerun resumes the search', flag='--tuning-budget', metavar='MINUTES',
+      runners=('local',), in_search_key=False)
   # A frozen SavedModel backbone: compute its features once per split and
   # train only the head on them (modules/feature_cache.py).
-  feature_cache: bool = True
+  feature_cache: bool = option(
+      True, 'with a frozen SavedModel backbone, run it in every epoch of every trial instead of '
+            'training the head on its features computed once', flag='--no-feature-cache')
 
   def __post_init__(self):
     if self.tuner not in TUNERS:
@@ -54,10 +84,43 @@ class ModuleConfig:
 
   def transform_custom_config(self) -> dict[str, Any]:
     """Only what preprocessing_fn reads, so search options leave Transform's cache alone."""
-    return {'image_size': self.image_size}
+    return self._options_where('transform', False)
+
+  def search_options(self) -> dict[str, Any]:
+    """The options that shape what the search finds: changing one starts a fresh search."""
+    return self._options_where('in_search_key', True)
+
+  def _options_where(self, key: str, default: bool) -> dict[str, Any]:
+    return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+            if f.metadata.get(key, default)}
 
   @classmethod
   def from_custom_config(cls, custom_config: Optional[Mapping[str, Any]]) -> 'ModuleConfig':
     """Reads the options back, ignoring keys other components added."""
     names = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in (custom_config or {}).items() if k in names})
+
+
+# custom_config key of the RunPaths.
+PATHS_KEY = 'paths'
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPaths:
+  """Folders a run keeps beyond one component's output; None where the pipeline gives none."""
+  # Backbone features the Tuner computes and the Trainer reuses (modules/feature_cache.py);
+  # None: the component's working dir, for one run.
+  feature_cache_dir: Optional[str] = None
+  # Local Tuner: every search's keras-tuner state, so a killed search resumes
+  # (modules/tuning/state.py); None: the Tuner's working dir.
+  tuning_dir: Optional[str] = None
+  # Vertex AI Tuner: the folder that every tuning machine of a parallel search
+  # shares its trials and checkpoints in (modules/tuner.py).
+  shared_trials_dir: Optional[str] = None
+
+  def to_custom_config(self) -> dict[str, Any]:
+    return {PATHS_KEY: dataclasses.asdict(self)}
+
+  @classmethod
+  def from_custom_config(cls, custom_config: Optional[Mapping[str, Any]]) -> 'RunPaths':
+    return cls(**(custom_config or {}).get(PATHS_KEY, {}))

@@ -4,6 +4,9 @@
 """
 import keras_tuner
 
+# What the search maximises (and the Tuner's early stopping watches).
+OBJECTIVE = 'val_accuracy'
+
 
 def define(hp: keras_tuner.HyperParameters) -> None:
   """Declares every hyperparameter the model builder reads."""
@@ -20,6 +23,6 @@ def defaults() -> keras_tuner.HyperParameters:
   return hp
 
 
-def public_values(hp: keras_tuner.HyperParameters) -> dict:
-  """Hyperparameter values without keras-tuner's bookkeeping (tuner/epochs, ...)."""
-  return {k: v for k, v in hp.values.items() if not k.startswith('tuner/')}
+def public_values(values: dict) -> dict:
+  """Hyperparameter values (`hp.values`) without keras-tuner's bookkeeping (tuner/epochs, ...)."""
+  return {k: v for k, v in values.items() if not k.startswith('tuner/')}

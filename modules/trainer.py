@@ -32,7 +32,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
   class_names = labels.class_names(tf_transform_output)
   hp = hyperparameters_from(fn_args)
-  logging.info('Training with %s', search_space.public_values(hp))
+  logging.info('Training with %s', search_space.public_values(hp.values))
   # A fixed step budget (TrainArgs.num_steps) repeats the data; otherwise each
   # epoch is one pass over it.
   repeat = bool(fn_args.train_steps)

@@ -10,14 +10,11 @@ import keras_tuner
 import tensorflow_transform as tft
 from tfx import v1 as tfx
 
-from modules import (gcs, labels, strategy, training_data, tuning_budget, tuning_progress,
-                     tuning_state)
-from modules.module_config import ModuleConfig
-
-OBJECTIVE = 'val_accuracy'
-# custom_config key (TFX's REMOTE_TRIALS_WORKING_DIR_KEY): a gs:// folder that
-# all machines of a parallel search on Vertex AI share.
-SHARED_TRIALS_DIR_KEY = 'remote_trials_working_dir'
+from modules import gcs, labels, strategy, training_data
+from modules.module_config import ModuleConfig, RunPaths
+from modules.search_space import OBJECTIVE
+from modules.tuning import hooks
+from modules.tuning import state as tuning_state
 
 
 def hyperband_schedule(max_epochs: int, factor: int, iterations: int = 1):
@@ -46,7 +43,9 @@ def make_tuner(config: ModuleConfig, hypermodel, directory: str,
   objective = keras_tuner.Objective(OBJECTIVE, direction='max')
   common = dict(objective=objective, seed=config.seed, directory=directory,
                 project_name=project_name, overwrite=False,
-                distribution_strategy=distribution_strategy)
+                distribution_strategy=distribution_strategy,
+                # The search hooks' settings: the ETA's epochs, and the time budget.
+                total_epochs=epoch_count(config), budget_minutes=config.tuning_budget_minutes)
   if config.tuner == 'hyperband':
     tuner = _watched(keras_tuner.Hyperband)(hypermodel, max_epochs=config.max_epochs,
                                             factor=config.factor, **common)
@@ -58,16 +57,12 @@ def make_tuner(config: ModuleConfig, hypermodel, directory: str,
         hypermodel, max_trials=config.max_trials, **common)
   else:
     tuner = _watched(keras_tuner.RandomSearch)(hypermodel, max_trials=config.max_trials, **common)
-  tuner.total_epochs = epoch_count(config)
-  if config.tuning_budget_minutes is not None:
-    tuner.budget_seconds = config.tuning_budget_minutes * 60
   return tuner
 
 
 def _watched(tuner_cls):
   """`tuner_cls` plus a progress line per trial and the time budget, through its own hooks."""
-  return type(tuner_cls.__name__, (tuning_progress.TrialProgress, tuning_budget.TuningBudget,
-                                   tuner_cls), {})
+  return type(tuner_cls.__name__, (hooks.SearchHooks, tuner_cls), {})
 
 
 def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
@@ -100,7 +95,7 @@ def search_directory(fn_args: tfx.components.FnArgs) -> str:
   checkpoint. CLOUD_ML_JOB_ID (Vertex's id of the tuning job, the same on all
   its machines) keeps each run's search apart.
   """
-  shared = (fn_args.custom_config or {}).get(SHARED_TRIALS_DIR_KEY)
+  shared = RunPaths.from_custom_config(fn_args.custom_config).shared_trials_dir
   if not shared:
     # A folder that outlives the run (see tuning_state), so a killed run resumes.
     return tuning_state.search_dir(fn_args) or fn_args.working_dir

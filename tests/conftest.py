@@ -7,6 +7,9 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_FLOWERS = os.path.join(os.path.dirname(REPO), 'shared', 'flowers')
 IMAGE_SIZE = 32
+# The pipeline's components, in order; those before the Tuner do not depend on search options.
+UPSTREAM = ('ImportExampleGen', 'StatisticsGen', 'SchemaGen', 'ExampleValidator', 'Transform')
+COMPONENTS = UPSTREAM + ('Tuner', 'Trainer', 'Evaluator', 'Pusher')
 
 
 def pytest_configure(config):
@@ -112,15 +115,17 @@ def fn_args_for(transformed, tmp_path):
   from tfx import v1 as tfx
   transform_dir, files, config = transformed
 
-  def make(config_overrides=None, hyperparameters=None, train_steps=None):
+  def make(config_overrides=None, hyperparameters=None, train_steps=None, paths=None):
     import dataclasses
+    from modules.module_config import RunPaths
     cfg = dataclasses.replace(config, **(config_overrides or {}))
     return tfx.components.FnArgs(
         train_files=files['train'], eval_files=files['eval'],
         transform_graph_path=transform_dir, transform_output=transform_dir,
         working_dir=str(tmp_path / 'work'), serving_model_dir=str(tmp_path / 'serving'),
         model_run_dir=str(tmp_path / 'run'), data_accessor=data_accessor(),
-        custom_config=cfg.to_custom_config(), hyperparameters=hyperparameters,
+        custom_config={**cfg.to_custom_config(), **(paths or RunPaths()).to_custom_config()},
+        hyperparameters=hyperparameters,
         train_steps=train_steps, eval_steps=None)
 
   return make

@@ -1,7 +1,7 @@
 """run_local.py's command line: options, and one-line errors before anything runs."""
 import pytest
 
-from tfx_pipeline import local_runner
+from tfx_pipeline.local import runner as local_runner
 
 
 def test_help_documents_every_option(capsys):
@@ -42,6 +42,25 @@ def test_missing_data_root_fails_before_any_component(tmp_path, capsys):
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and 'is not a folder' in err[0]
   assert not (tmp_path / 'root').exists()
+
+
+def test_run_is_the_default_command(tmp_path):
+  flags = ['--tuner', 'random', '--pipeline-root', str(tmp_path)]
+  assert vars(local_runner.parser().parse_args(['run', *flags])) == {
+      'command': 'run', **vars(local_runner.run_parser().parse_args(flags))}
+
+
+@pytest.mark.parametrize('module', ['tfx_pipeline.local.runner', 'tfx_pipeline.vertex.runner'])
+def test_a_runner_imports_no_tensorflow_before_it_sets_up_logging(module):
+  """TensorFlow reads its log level when imported: the runners set it up after parsing flags."""
+  import subprocess
+  import sys
+  from tests.conftest import REPO
+  code = (f'import importlib, sys; importlib.import_module({module!r}).parser(); '
+          "print('tensorflow' in sys.modules)")
+  out = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True,
+                       check=True).stdout
+  assert out.strip() == 'False'
 
 
 def test_predict_without_a_pushed_model(tmp_path, capsys):
@@ -114,3 +133,39 @@ def test_missing_photo_is_one_line_before_the_model_loads(tmp_path, capsys):
   photo = tmp_path / 'none.jpg'
   assert local_runner.main(['predict', str(photo), '--model-dir', str(tmp_path)]) == 2
   assert _one_error_line(capsys) == f'error: {photo}: no such photo or TFRecord file.'
+
+
+def test_without_flags_the_configuration_is_the_default_one():
+  from tfx_pipeline.config import PipelineConfig
+  assert local_runner.config_from_args(local_runner.run_parser().parse_args([])) == PipelineConfig()
+
+
+def test_an_option_field_is_a_flag_and_fills_the_field(tmp_path):
+  import argparse
+  import dataclasses
+  from typing import Optional
+
+  from modules.module_config import option
+  from tfx_pipeline import options
+
+  @dataclasses.dataclass(frozen=True)
+  class Inner:
+    size: int = option(3, 'a size (default: %(default)s)')
+    checks: bool = option(True, 'skip the checks', flag='--no-checks')
+
+  @dataclasses.dataclass(frozen=True)
+  class Outer:
+    inner: Inner = dataclasses.field(default_factory=Inner)
+    folder: Optional[str] = option(None, 'a {storage} folder', path=True, runners=('local',))
+    unflagged: int = 7
+
+  def parse(runner, argv):
+    parser = argparse.ArgumentParser()
+    options.add_flags(parser, Outer, runner)
+    return parser, options.from_args(Outer, parser.parse_args(argv), runner, path=str.upper)
+
+  parser, outer = parse('local', ['--size', '5', '--no-checks', '--folder', 'x'])
+  assert outer == Outer(Inner(5, False), 'X', 7)
+  assert 'a local folder' in parser.format_help() and '(default: 3)' in parser.format_help()
+  parser, outer = parse('vertex', [])
+  assert outer == Outer() and '--folder' not in parser.format_help()

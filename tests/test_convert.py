@@ -11,7 +11,7 @@ from PIL import Image
 
 from data import conversion, convert, images, photos, records
 from modules.preprocessing import decode_and_resize
-from tfx_pipeline import data_layout
+from tfx_pipeline.data_folder import layout as data_layout
 
 from tests.conftest import read_examples
 

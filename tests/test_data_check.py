@@ -9,7 +9,8 @@ import tensorflow as tf
 from PIL import Image
 
 from data import records
-from tfx_pipeline import data_check, data_layout
+from tfx_pipeline.data_folder import check as data_check
+from tfx_pipeline.data_folder import layout as data_layout
 
 from tests.conftest import read_examples
 
@@ -107,7 +108,8 @@ def test_skip_drops_and_counts_bad_images_and_the_pipeline_reads_a_clean_copy(tm
                   'validation': [f'{CLASSES[i % 3]}/validation_{i}.jpg' for i in range(3)]}
   layout = data_layout.resolve(folder)
   assert sorted(layout.split_files) == ['eval', 'train']
-  # The original is untouched, and a rerun reuses the copy as it is (TFX's cache sees the same files).
+  # The original is untouched, and a rerun reuses the copy as it is (TFX's cache sees the same
+  # files).
   assert len(read_examples(os.path.join(data_root, '*-train.tfrecord-*'))) == 6
   mtimes = {n: os.stat(os.path.join(folder, n)).st_mtime_ns for n in os.listdir(folder)}
   again, _ = run_check(data_root, tmp_path / 'root', policy='skip')
@@ -184,7 +186,7 @@ def test_unknown_policy_is_refused(tmp_path):
 
 
 def test_runner_flag_sets_the_policy(tmp_path):
-  from tfx_pipeline import local_runner
+  from tfx_pipeline.local import runner as local_runner
   parse = local_runner.run_parser().parse_args
   assert local_runner.config_from_args(parse([])).bad_images == 'fail'
   assert local_runner.config_from_args(parse(['--bad-images', 'skip'])).bad_images == 'skip'

@@ -1,7 +1,7 @@
 """The data folder is read as published splits or hash-split, and bad folders fail early."""
 import pytest
 
-from tfx_pipeline import data_layout
+from tfx_pipeline.data_folder import layout as data_layout
 
 
 def _touch(folder, *names):

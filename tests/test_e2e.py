@@ -7,12 +7,12 @@ import keras_tuner
 import pytest
 
 from modules.module_config import ModuleConfig
-from tfx_pipeline import local_runner, predict, results
+from tfx_pipeline.local import predict, results
+from tfx_pipeline.local import runner as local_runner
 from tfx_pipeline.config import PipelineConfig
 
-COMPONENTS = {'ImportExampleGen', 'StatisticsGen', 'SchemaGen', 'ExampleValidator', 'Transform',
-              'Tuner', 'Trainer', 'Evaluator', 'Pusher'}
-UPSTREAM = {'ImportExampleGen', 'StatisticsGen', 'SchemaGen', 'ExampleValidator', 'Transform'}
+from tests.conftest import COMPONENTS, UPSTREAM
+
 CLASSES = {'roses', 'sunflowers', 'daisy', 'dandelion', 'tulips'}
 TINY = ModuleConfig(image_size=32, tuner='hyperband', max_trials=2, max_epochs=2, factor=2,
                     epochs=2, batch_size=8)
@@ -83,8 +83,8 @@ def test_other_tuners_reuse_upstream_and_search_again(first_run, tuner, tiny_dat
   summary, _ = _run(dataclasses.replace(config, module=dataclasses.replace(
       config.module, tuner=tuner, max_epochs=1)))
   assert {c: summary['states'][c] for c in UPSTREAM} == {c: 'cached' for c in UPSTREAM}
-  assert {c: summary['states'][c] for c in COMPONENTS - UPSTREAM} == {
-      c: 'executed' for c in COMPONENTS - UPSTREAM}
+  downstream = set(COMPONENTS) - set(UPSTREAM)
+  assert {c: summary['states'][c] for c in downstream} == {c: 'executed' for c in downstream}
   _check_outputs(summary, tmp_path, tiny_data, CLASSES)
 
 

@@ -1,4 +1,4 @@
-"""The frozen-backbone feature cache: right features, keyed on data and backbone, one exported model."""
+"""The frozen-backbone feature cache: right features, keyed on data and backbone, one model."""
 import glob
 import os
 import shutil
@@ -13,7 +13,7 @@ import tensorflow_transform as tft
 from modules import feature_cache, features, model, preprocessing
 from modules import tuner as tuner_module
 from modules.inputs import input_fn
-from modules.module_config import ModuleConfig
+from modules.module_config import ModuleConfig, RunPaths
 from modules.trainer import run_fn
 
 from tests.conftest import IMAGE_SIZE, read_examples
@@ -115,8 +115,8 @@ def _jpegs(tiny_data, n):
 def test_search_and_training_on_cached_features_export_one_jpeg_model(
     fn_args_for, saved_backbone, tiny_data, tmp_path):
   cache_dir = str(tmp_path / 'feature_cache')
-  tune_args = fn_args_for({'backbone': saved_backbone, 'max_epochs': 2, 'factor': 2})
-  tune_args.custom_config[feature_cache.CACHE_DIR_KEY] = cache_dir
+  tune_args = fn_args_for({'backbone': saved_backbone, 'max_epochs': 2, 'factor': 2},
+                          paths=RunPaths(feature_cache_dir=cache_dir))
   result = tuner_module.tuner_fn(tune_args)
   result.tuner.search(**{**result.fit_kwargs, 'verbose': 0})
   # Trials train only the head: [N, 4] backbone features in.
@@ -126,8 +126,8 @@ def test_search_and_training_on_cached_features_export_one_jpeg_model(
   assert len(entries) == 2  # train and eval, once each for every trial
 
   train_args = fn_args_for({'backbone': saved_backbone, 'epochs': 2},
-                           hyperparameters=best.get_config())
-  train_args.custom_config[feature_cache.CACHE_DIR_KEY] = cache_dir
+                           hyperparameters=best.get_config(),
+                           paths=RunPaths(feature_cache_dir=cache_dir))
   run_fn(train_args)
   assert sorted(glob.glob(os.path.join(cache_dir, '*.npz'))) == entries  # reused, not recomputed
 

@@ -8,7 +8,8 @@ import tensorflow as tf
 
 from data import conversion, records
 from modules.module_config import ModuleConfig
-from tfx_pipeline import local_runner, results
+from tfx_pipeline.local import results
+from tfx_pipeline.local import runner as local_runner
 from tfx_pipeline.config import PipelineConfig
 
 from tests.test_convert import add_odd_files, make_photo_folder

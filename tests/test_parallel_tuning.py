@@ -14,8 +14,10 @@ from tfx.proto import tuner_pb2
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
-from modules import tuning_state
-from tfx_pipeline import parallel_tuner, tuner_workers, tuning_report
+from modules.module_config import RunPaths
+from modules.tuning import state as tuning_state
+from tfx_pipeline.parallel import chief, component, pool
+from tfx_pipeline.local import report as tuning_report
 
 TRIALS = 3
 
@@ -37,8 +39,8 @@ def _executor_args(transformed, tmp_path, workers, **extra_config):
     artifact.uri = str(tmp_path / key)
     os.makedirs(artifact.uri)
   custom_config = {**config.to_custom_config(), 'tuner': 'random', 'max_trials': TRIALS,
-                   'max_epochs': 1, tuning_state.TUNING_DIR_KEY: str(tmp_path / 'tuning'),
-                   'fit_log': str(tmp_path / 'fits.log'), **extra_config}
+                   'max_epochs': 1, 'fit_log': str(tmp_path / 'fits.log'), **extra_config,
+                   **RunPaths(tuning_dir=str(tmp_path / 'tuning')).to_custom_config()}
   exec_properties = {
       'tuner_fn': 'tests.parallel_tuner_fn.tuner_fn', 'custom_config': json.dumps(custom_config),
       'train_args': '{}', 'eval_args': '{}',
@@ -48,7 +50,7 @@ def _executor_args(transformed, tmp_path, workers, **extra_config):
 
 
 def _executor(tmp_path):
-  return parallel_tuner.Executor(
+  return component.Executor(
       base_executor.BaseExecutor.Context(tmp_dir=str(tmp_path / 'tmp'), unique_id='1'))
 
 
@@ -111,7 +113,7 @@ def test_two_workers_run_every_trial_once(transformed, tmp_path, capsys):
 @pytest.mark.parametrize('retries,outcome', [(1, 'rerun'), (0, 'failed')])
 def test_a_killed_worker_does_not_hang_the_search(transformed, tmp_path, capsys, monkeypatch,
                                                   retries, outcome):
-  monkeypatch.setattr(parallel_tuner, 'MAX_TRIAL_RETRIES', retries)
+  monkeypatch.setattr(chief, 'MAX_TRIAL_RETRIES', retries)
   inputs, outputs, props = _executor_args(transformed, tmp_path, workers=2, hang_once=True)
   errors = []
 
@@ -147,7 +149,7 @@ def test_a_killed_worker_does_not_hang_the_search(transformed, tmp_path, capsys,
   project = _project(tmp_path)
   trials = _trials(project)
   assert sorted(trials) == [f'trial_{i}' for i in range(TRIALS)]
-  with open(os.path.join(project, tuner_workers.LOST_TRIALS_FILE)) as f:
+  with open(os.path.join(project, pool.LOST_TRIALS_FILE)) as f:
     (lost,) = json.load(f)
   assert lost['exit'] == 'killed by SIGKILL' and lost['outcome'] == outcome
   hung_worker = [t for t, pid in _fits(tmp_path) if int(pid) == hung_pid][0]
@@ -169,7 +171,7 @@ def test_a_killed_worker_does_not_hang_the_search(transformed, tmp_path, capsys,
 
 def test_one_worker_is_the_stock_executor(transformed, tmp_path, monkeypatch):
   calls = []
-  monkeypatch.setattr(parallel_tuner, 'parallel_search', lambda *a, **k: calls.append(a))
+  monkeypatch.setattr(chief, 'parallel_search', lambda *a, **k: calls.append(a))
   inputs, outputs, props = _executor_args(transformed, tmp_path, workers=1,
                                           max_trials=1)
   _executor(tmp_path).Do(inputs, outputs, props)
@@ -178,31 +180,74 @@ def test_one_worker_is_the_stock_executor(transformed, tmp_path, monkeypatch):
   _best_is_best_trial(tmp_path, _trials(_project(tmp_path)))
 
 
+def test_what_becomes_of_a_worker_that_exits():
+  from tfx_pipeline.parallel.chief import GIVE_UP, IGNORE, RESTART, Supervisor, WorkerExit
+  supervisor = Supervisor(workers=2, max_trials=3, max_retries=1)
+  assert supervisor.on_exit(WorkerExit('tuner0', 0)).action == IGNORE  # Told to stop: done.
+  # Killed mid-trial: replaced under the same id, which reruns the trial once, then fails it.
+  first = supervisor.on_exit(WorkerExit('tuner1', -signal.SIGKILL, trial_id='02'))
+  assert (first.action, first.end_trial) == (RESTART, None)
+  assert first.lost == {'trial': '02', 'worker': 'tuner1', 'exit': 'killed by SIGKILL',
+                        'outcome': 'rerun'}
+  second = supervisor.on_exit(WorkerExit('tuner1', -signal.SIGKILL, trial_id='02',
+                                         log_tail='out of memory'))
+  assert second.action == RESTART and second.lost['outcome'] == 'failed'
+  assert second.end_trial == ('worker tuner1 killed by SIGKILL during this trial 2 times\n'
+                               'out of memory')
+  # Idle between trials: replaced while trials remain, forgotten once none is left.
+  assert supervisor.on_exit(WorkerExit('tuner0', 1)).action == RESTART
+  idle = supervisor.on_exit(WorkerExit('tuner0', 1, stopping=True))
+  assert (idle.action, idle.end_trial, idle.lost) == (IGNORE, '', None)
+  # A trial that fails once none is left: ended, and its worker not replaced.
+  last = Supervisor(2, 3, max_retries=0).on_exit(
+      WorkerExit('tuner1', -signal.SIGKILL, trial_id='03', stopping=True))
+  assert last.action == IGNORE and last.lost['outcome'] == 'failed' and last.end_trial
+  # Dead before asking for any trial: the worker cannot run, so the search fails.
+  broken = supervisor.on_exit(WorkerExit('tuner0', 1, asked=False, log_tail='ImportError: x'))
+  assert broken.action == GIVE_UP
+  assert broken.reason == ('tuner worker tuner0 exited with code 1 before asking for a trial: '
+                           'ImportError: x')
+
+
+def test_workers_that_keep_dying_end_the_search():
+  from tfx_pipeline.parallel.chief import GIVE_UP, RESTART, Supervisor, WorkerExit
+  supervisor = Supervisor(workers=1, max_trials=1, max_retries=1)  # 1 + 1 * 2 replacements.
+  for _ in range(3):
+    assert supervisor.on_exit(WorkerExit('tuner0', 1)).action == RESTART
+  gave_up = supervisor.on_exit(WorkerExit('tuner0', 1))
+  assert gave_up.action == GIVE_UP
+  assert gave_up.reason == 'tuner workers keep dying (last: tuner0 exited with code 1): (no output)'
+
+
 def test_threads_are_shared_out():
-  assert tuner_workers.threads_per_worker(2, cpus=16) == 8
-  assert tuner_workers.threads_per_worker(3, cpus=2) == 1
-  assert tuner_workers.describe_exit(-signal.SIGKILL) == 'killed by SIGKILL'
-  assert tuner_workers.describe_exit(3) == 'exited with code 3'
+  assert pool.threads_per_worker(2, cpus=16) == 8
+  assert pool.threads_per_worker(3, cpus=2) == 1
+  assert pool.describe_exit(-signal.SIGKILL) == 'killed by SIGKILL'
+  assert pool.describe_exit(3) == 'exited with code 3'
+
+
+def test_workers_run_an_importable_module():
+  import importlib
+  assert callable(importlib.import_module(pool.WORKER_MODULE).main)
 
 
 def test_the_local_pipeline_runs_a_parallel_tuner(tiny_data, tmp_path):
-  from modules.module_config import ModuleConfig
+  from tfx_pipeline.config import PipelineConfig
   from tfx_pipeline.pipeline import create_pipeline
 
   def tuner(**kwargs):
-    pipeline = create_pipeline(
-        pipeline_name='test', pipeline_root=str(tmp_path / 'root'), data_root=tiny_data,
-        serving_model_dir=str(tmp_path / 'serving'), module_config=ModuleConfig(), **kwargs)
+    pipeline = create_pipeline(PipelineConfig(
+        pipeline_name='test', pipeline_root=str(tmp_path / 'root'), data_root=tiny_data, **kwargs))
     return {c.id: c for c in pipeline.components}['Tuner']
 
   parallel = tuner(parallel_trials=2)
-  assert isinstance(parallel, parallel_tuner.ParallelTuner)
+  assert isinstance(parallel, component.ParallelTuner)
   assert '"num_parallel_trials": 2' in parallel.exec_properties['tune_args']
   assert type(tuner()).EXECUTOR_SPEC.executor_class.__module__ == 'tfx.components.tuner.executor'
 
 
 def test_parallel_trials_below_one_is_one_error_line(capsys):
-  from tfx_pipeline import local_runner
+  from tfx_pipeline.local import runner as local_runner
   assert local_runner.main(['--parallel-trials', '0']) == 2
   err = capsys.readouterr().err.strip()
   assert err == 'error: --parallel-trials 0: must be at least 1.'
@@ -215,8 +260,8 @@ def test_a_worker_ends_when_its_tuner_process_is_killed(tmp_path):
   import sys
   from tests.conftest import REPO
   pid_file = tmp_path / 'worker.pid'
-  # parent (killed below) -> worker: the watch in tfx_pipeline.tuner_worker, then a long sleep.
-  worker = ('import os, time; from tfx_pipeline.tuner_worker import _exit_with_parent; '
+  # parent (killed below) -> worker: the watch in tfx_pipeline.parallel.worker, then a long sleep.
+  worker = ('import os, time; from tfx_pipeline.parallel.worker import _exit_with_parent; '
             f'_exit_with_parent(0.1); open({str(pid_file)!r}, "w").write(str(os.getpid())); '
             'time.sleep(600)')
   parent_code = ('import subprocess, sys, time; '
@@ -249,6 +294,6 @@ def test_a_worker_ends_when_its_tuner_process_is_killed(tmp_path):
 def test_lost_trials_accumulate_across_runs(tmp_path):
   first = {'trial': '1', 'worker': 'tuner0', 'exit': 'killed by SIGKILL', 'outcome': 'rerun'}
   second = {**first, 'trial': '4', 'outcome': 'failed'}
-  tuner_workers.record_lost(str(tmp_path), [first])
-  tuner_workers.record_lost(str(tmp_path), [second])
-  assert tuner_workers.load_lost(str(tmp_path)) == [first, second]
+  pool.record_lost(str(tmp_path), [first])
+  pool.record_lost(str(tmp_path), [second])
+  assert pool.load_lost(str(tmp_path)) == [first, second]

@@ -2,13 +2,16 @@
 import pytest
 
 from modules.module_config import ModuleConfig
+from tfx_pipeline.config import PipelineConfig
 from tfx_pipeline.pipeline import create_pipeline
+
+from tests.conftest import COMPONENTS
 
 
 def _build(tiny_data, tmp_path, **kwargs):
-  return create_pipeline(pipeline_name='test', pipeline_root=str(tmp_path / 'root'),
-                         data_root=tiny_data, serving_model_dir=str(tmp_path / 'serving'),
-                         module_config=ModuleConfig(tuner='bayesian'), **kwargs)
+  return create_pipeline(PipelineConfig(pipeline_name='test', pipeline_root=str(tmp_path / 'root'),
+                                        data_root=tiny_data, module=ModuleConfig(tuner='bayesian'),
+                                        **kwargs))
 
 
 def _by_id(pipeline):
@@ -18,8 +21,7 @@ def _by_id(pipeline):
 def test_components_and_channels(tiny_data, tmp_path):
   pipeline = _build(tiny_data, tmp_path, accuracy_threshold=0.7)
   c = _by_id(pipeline)
-  assert list(c) == ['ImportExampleGen', 'StatisticsGen', 'SchemaGen', 'ExampleValidator',
-                     'Transform', 'Tuner', 'Trainer', 'Evaluator', 'Pusher']
+  assert list(c) == list(COMPONENTS)
   examples = c['ImportExampleGen'].outputs['examples']
   assert c['StatisticsGen'].inputs['examples'] is examples
   assert c['Transform'].inputs['schema'] is c['SchemaGen'].outputs['schema']
@@ -55,19 +57,28 @@ def test_hparams_from_imports_an_earlier_result(tiny_data, tmp_path):
 
 
 def test_unusable_data_root_fails_before_building(tmp_path):
-  from tfx_pipeline.data_layout import DataLayoutError
+  from tfx_pipeline.data_folder.layout import DataLayoutError
   with pytest.raises(DataLayoutError):
     _build(str(tmp_path / 'nothing'), tmp_path)
 
 
 def test_editing_user_code_changes_the_cache_key(tmp_path):
+  import os
   from tfx_pipeline import code_version
-  for name in code_version.TRANSFORM_SOURCES + ('model.py',):
+  # What preprocessing_fn's graph depends on: its file and what it imports from modules.
+  assert {os.path.basename(p) for p in code_version.transform_sources()} == {
+      'features.py', 'module_config.py', 'preprocessing.py'}
+  (tmp_path / 'preprocessing.py').write_text('import modules.features\n'
+                                             'from modules.module_config import ModuleConfig\n')
+  for name in ('features.py', 'module_config.py', 'model.py'):
     (tmp_path / name).write_text('x = 1\n')
   transform, training = code_version.transform_code(str(tmp_path)), code_version.training_code(str(tmp_path))
   (tmp_path / 'model.py').write_text('x = 2\n')
   assert code_version.transform_code(str(tmp_path)) == transform  # not a Transform input
   assert code_version.training_code(str(tmp_path)) != training
+  (tmp_path / 'module_config.py').write_text('x = 2\n')  # imported by preprocessing.py
+  assert code_version.transform_code(str(tmp_path)) != transform
+  transform = code_version.transform_code(str(tmp_path))
   (tmp_path / 'preprocessing.py').write_text('x = 2\n')
   assert code_version.transform_code(str(tmp_path)) != transform
 
@@ -79,3 +90,26 @@ def test_components_carry_the_code_fingerprints(tiny_data, tmp_path):
   assert json.loads(c['Transform'].exec_properties['custom_config'])['code'] == code_version.transform_code()
   for name in ('Tuner', 'Trainer'):
     assert json.loads(c[name].exec_properties['custom_config'])['code'] == code_version.training_code()
+
+
+def test_editing_a_file_in_a_sub_package_reruns_the_tuner_and_trainer(tiny_data, tmp_path,
+                                                                      monkeypatch):
+  import json
+  import shutil
+  from tfx_pipeline import code_version
+  modules = tmp_path / 'modules'
+  shutil.copytree(code_version.MODULES_DIR, modules,
+                  ignore=shutil.ignore_patterns('__pycache__'))
+  monkeypatch.setattr(code_version, 'MODULES_DIR', str(modules))
+
+  def codes():
+    c = _by_id(_build(tiny_data, tmp_path))
+    return {name: json.loads(c[name].exec_properties['custom_config'])['code']
+            for name in ('Transform', 'Tuner', 'Trainer')}
+
+  before = codes()
+  with open(modules / 'tuning' / 'state.py', 'a') as f:
+    f.write('# edited\n')
+  after = codes()
+  assert after['Transform'] == before['Transform']  # Not a Transform input.
+  assert after['Tuner'] != before['Tuner'] and after['Trainer'] != before['Trainer']

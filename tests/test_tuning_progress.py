@@ -7,7 +7,7 @@ import keras
 import numpy as np
 
 from modules import tuner as tuner_module
-from modules import tuning_progress
+from modules.tuning import hooks
 from modules.module_config import ModuleConfig
 
 from tests.conftest import toy_hypermodel
@@ -38,7 +38,7 @@ def test_one_progress_line_and_run_record_per_trial(tmp_path):
     assert 'elapsed ' in line and ' eta ' in line
   assert progress[-1].endswith('eta 0s')
   for trial in trials:
-    with open(os.path.join(tuner.get_trial_dir(trial.trial_id), tuning_progress.RUN_FILE)) as f:
+    with open(os.path.join(tuner.get_trial_dir(trial.trial_id), hooks.RUN_FILE)) as f:
       record = json.load(f)
     assert record['status'] == 'COMPLETED' and record['epochs'] == 2 and record['seconds'] >= 0
 
@@ -68,8 +68,19 @@ def test_spent_budget_starts_no_new_trial_and_keeps_the_best(tmp_path):
       trial.trial_id]
 
 
+def test_a_parallel_search_chief_keeps_the_same_budget(tmp_path):
+  from tfx_pipeline.parallel.chief import OracleServer
+  config = ModuleConfig(tuner='random', max_trials=5, tuning_budget_minutes=0)
+  tuner = tuner_module.make_tuner(config, toy_hypermodel, directory=str(tmp_path))
+  server = OracleServer(tuner.oracle)  # Not started: the check needs no worker.
+  assert server.stop_if_spent(tuner.budget) == (
+      'tuning budget of 0 min spent: no new trials after 1 (of 5); keeping the best so far')
+  assert tuner.oracle.max_trials == 1
+  assert server.stop_if_spent(tuner.budget) is None  # Said once.
+
+
 def test_tuning_budget_flag_reaches_the_tuner_options():
-  from tfx_pipeline.local_runner import config_from_args, run_parser
+  from tfx_pipeline.local.runner import config_from_args, run_parser
   config = config_from_args(run_parser().parse_args(['--tuning-budget', '2.5']))
   assert config.module.tuning_budget_minutes == 2.5
   assert config_from_args(run_parser().parse_args([])).module.tuning_budget_minutes is None

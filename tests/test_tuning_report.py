@@ -10,7 +10,7 @@ import pytest
 
 from modules import tuner as tuner_module
 from modules.module_config import ModuleConfig
-from tfx_pipeline import tuning_report
+from tfx_pipeline.local import report as tuning_report
 
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 
@@ -89,7 +89,7 @@ def test_tensorboard_hparams_logs_one_run_per_trial(finished_search, tmp_path):
 
 
 def test_report_command_rerenders_from_the_folder(finished_search, capsys):
-  from tfx_pipeline.local_runner import main
+  from tfx_pipeline.local.runner import main
   directory, trials = finished_search
   assert main(['report', directory]) == 0
   out = capsys.readouterr().out

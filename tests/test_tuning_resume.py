@@ -6,7 +6,8 @@ import subprocess
 import sys
 import time
 
-from modules import tuning_state
+from modules.module_config import RunPaths
+from modules.tuning import state as tuning_state
 from tests.conftest import REPO
 
 # Runs tuner_fn and the search the way TFX's Tuner executor does. With --hang,
@@ -61,7 +62,7 @@ def test_killed_search_resumes_without_rerunning_finished_trials(transformed, tm
   transform_dir, files, config = transformed
   tuning_dir = str(tmp_path / 'tuning')
   custom_config = {**config.to_custom_config(), 'tuner': 'random', 'max_trials': 3,
-                   'max_epochs': 1, tuning_state.TUNING_DIR_KEY: tuning_dir}
+                   'max_epochs': 1, **RunPaths(tuning_dir=tuning_dir).to_custom_config()}
   script = tmp_path / 'search.py'
   script.write_text(SEARCH_SCRIPT)
   log = str(tmp_path / 'fits.log')
@@ -113,8 +114,8 @@ def test_same_search_same_folder_and_changes_start_fresh(fn_args_for, tmp_path):
   lines = []
 
   def search_dir(overrides):
-    fn_args = fn_args_for({'tuner': 'random', 'max_trials': 2, **overrides})
-    fn_args.custom_config[tuning_state.TUNING_DIR_KEY] = base
+    fn_args = fn_args_for({'tuner': 'random', 'max_trials': 2, **overrides},
+                          paths=RunPaths(tuning_dir=base))
     return tuning_state.search_dir(fn_args, echo=lines.append)
 
   first = search_dir({})

@@ -1,4 +1,4 @@
-"""The Vertex AI runner: the compiled pipeline JSON, the jobs it starts, strategy choice, flag errors.
+"""The Vertex AI runner: the compiled JSON, the jobs it starts, strategy choice, flag errors.
 
 Everything runs offline with no credentials: the pipeline is compiled, read
 back, handed to aiplatform's PipelineJob and to TFX's own cloud executors,
@@ -13,9 +13,10 @@ import types
 
 import pytest
 
-from tfx_pipeline import vertex_runner
+from tfx_pipeline.vertex import runner as vertex_runner
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.conftest import COMPONENTS, REPO
+
 PROJECT, REGION = 'demo-project', 'europe-west4'
 ROOT = 'gs://demo-bucket/flower-tuner'
 IMAGE = 'europe-west4-docker.pkg.dev/demo-project/flower-tuner/flower-tuner:test'
@@ -24,8 +25,6 @@ REQUIRED = ['--project', PROJECT, '--region', REGION, '--pipeline-root', ROOT,
             '--data-root', 'gs://demo-bucket/flowers']
 TPU_TRAINER = ['--trainer-machine-type', 'cloud-tpu', '--trainer-accelerator-type', 'TPU_V3',
                '--trainer-accelerator-count', '8']
-COMPONENTS = {'ImportExampleGen', 'StatisticsGen', 'SchemaGen', 'ExampleValidator', 'Transform',
-              'Tuner', 'Trainer', 'Evaluator', 'Pusher'}
 
 
 @pytest.fixture(scope='module')
@@ -67,7 +66,7 @@ def _custom_config(spec, task):
 
 def test_every_step_runs_in_the_project_image(compiled):
   _, spec = compiled
-  assert set(_tasks(spec)) == COMPONENTS
+  assert set(_tasks(spec)) == set(COMPONENTS)
   for task in COMPONENTS:
     container = _executor(spec, task)
     assert container['image'] == IMAGE
@@ -84,7 +83,7 @@ def test_tuner_runs_parallel_trials_on_a_chief_and_workers(compiled):
   config = _custom_config(spec, 'Tuner')
   assert config['ai_platform_enable_vertex'] is True
   assert config['ai_platform_vertex_region'] == REGION
-  assert config['remote_trials_working_dir'] == ROOT + '/tuner_trials'
+  assert config['paths']['shared_trials_dir'] == ROOT + '/tuner_trials'
   assert config['tuner'] == 'random' and config['max_trials'] == 12  # ModuleConfig rides along.
   job = config['ai_platform_tuning_args']
   assert job['project'] == PROJECT
@@ -112,7 +111,7 @@ def test_trainer_job_asks_for_a_tpu(compiled):
 
 
 def test_tfx_cloud_executors_start_the_configured_vertex_jobs(compiled, monkeypatch):
-  """Feeds the compiled properties to TFX's own cloud executors and checks the CustomJobs they build."""
+  """Feeds the compiled properties to TFX's cloud executors; checks the CustomJobs they build."""
   from google.cloud import aiplatform_v1
   from tfx.extensions.google_cloud_ai_platform import runner, training_clients
 
@@ -200,7 +199,7 @@ def test_the_compiled_json_makes_a_pipeline_job(compiled):
     resource = job._gca_resource  # pylint: disable=protected-access
     assert resource.display_name == 'flower-tuner'
     tasks = resource.pipeline_spec['root']['dag']['tasks']
-    assert set(tasks) == COMPONENTS
+    assert set(tasks) == set(COMPONENTS)
     assert {t['cachingOptions']['enableCache'] for t in tasks.values()} == {cache}
 
 
@@ -271,7 +270,7 @@ def test_help_documents_every_flag():
 
 
 def test_tpu_topology_reaches_the_machine_spec():
-  from tfx_pipeline.config import MachineSpec
+  from tfx_pipeline.vertex.settings import MachineSpec
   v5e = MachineSpec('ct5lp-hightpu-4t', 'TPU_V5_LITEPOD', 4, '2x2')
   assert v5e.to_vertex() == {'machine_type': 'ct5lp-hightpu-4t', 'accelerator_type': 'TPU_V5_LITEPOD',
                              'accelerator_count': 4, 'tpu_topology': '2x2'}
@@ -391,12 +390,13 @@ def test_gs_paths_map_onto_the_vertex_mount(monkeypatch, tmp_path):
 def test_a_parallel_search_keeps_trials_where_every_machine_sees_them(monkeypatch, tmp_path):
   from modules import gcs
   from modules import tuner as tuner_module
+  from modules.module_config import RunPaths
   monkeypatch.setattr(gcs, 'GCS_MOUNT', str(tmp_path))
   monkeypatch.setenv('CLOUD_ML_JOB_ID', '1234')
   local = types.SimpleNamespace(custom_config={}, working_dir='/tmp/work')
   assert tuner_module.search_directory(local) == '/tmp/work'
   shared = types.SimpleNamespace(
-      custom_config={tuner_module.SHARED_TRIALS_DIR_KEY: 'gs://bucket/root/tuner_trials'},
+      custom_config=RunPaths(shared_trials_dir='gs://bucket/root/tuner_trials').to_custom_config(),
       working_dir='/tmp')
   assert tuner_module.search_directory(shared) == str(
       tmp_path / 'bucket' / 'root' / 'tuner_trials' / '1234')

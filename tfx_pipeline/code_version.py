@@ -3,31 +3,75 @@
 UDFs passed by dotted path are not part of a component's cache key (only a
 `module_file` wheel is), so without this a rerun after a code change would
 silently reuse outputs of the old code. The fingerprint travels in each
-component's `custom_config`, which is part of the key.
+component's `custom_config`, which is part of the key: Transform's covers
+preprocessing.py and what it imports from `modules` (found by reading the
+imports, so a new one counts by itself); the Tuner's and Trainer's cover every
+file of `modules/`, sub-packages included.
 """
+import ast
 import glob
 import hashlib
 import os
-from typing import Iterable
+from typing import Iterable, Optional, Set
 
-MODULES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'modules')
-# What preprocessing_fn's graph depends on; the Tuner and Trainer depend on all of modules/.
-TRANSFORM_SOURCES = ('features.py', 'module_config.py', 'preprocessing.py')
+from tfx_pipeline.config import PROJECT_ROOT
+
+MODULES_DIR = os.path.join(PROJECT_ROOT, 'modules')
+PACKAGE = 'modules'
+TRANSFORM_ENTRY = 'preprocessing.py'  # preprocessing_fn's file.
 
 
-def fingerprint(paths: Iterable[str]) -> str:
-  """A short sha256 over the names and contents of `paths`."""
+def fingerprint(paths: Iterable[str], root: str) -> str:
+  """A short sha256 over the paths (relative to `root`) and contents of `paths`."""
   digest = hashlib.sha256()
   for path in sorted(paths):
-    digest.update(os.path.basename(path).encode() + b'\0')
+    digest.update(os.path.relpath(path, root).encode() + b'\0')
     with open(path, 'rb') as f:
       digest.update(f.read())
   return digest.hexdigest()[:16]
 
 
-def transform_code(modules_dir: str = MODULES_DIR) -> str:
-  return fingerprint(os.path.join(modules_dir, name) for name in TRANSFORM_SOURCES)
+def _imported(path: str, modules_dir: str) -> Set[str]:
+  """The files of the `modules` package that the file at `path` imports."""
+  with open(path) as f:
+    tree = ast.parse(f.read(), path)
+  names = []
+  for node in ast.walk(tree):
+    if isinstance(node, ast.Import):
+      names += [alias.name for alias in node.names]
+    elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+      names += [node.module] + [f'{node.module}.{alias.name}' for alias in node.names]
+  found = set()
+  for name in names:
+    parts = name.split('.')
+    if parts[0] != PACKAGE or len(parts) < 2:
+      continue
+    for candidate in (os.path.join(modules_dir, *parts[1:]) + '.py',
+                      os.path.join(modules_dir, *parts[1:], '__init__.py')):
+      if os.path.isfile(candidate):
+        found.add(candidate)
+  return found
 
 
-def training_code(modules_dir: str = MODULES_DIR) -> str:
-  return fingerprint(glob.glob(os.path.join(modules_dir, '*.py')))
+def transform_sources(modules_dir: Optional[str] = None) -> Set[str]:
+  """preprocessing.py and every file of `modules` it imports, directly or not."""
+  modules_dir = modules_dir or MODULES_DIR
+  todo, seen = [os.path.join(modules_dir, TRANSFORM_ENTRY)], set()
+  while todo:
+    path = todo.pop()
+    if path not in seen:
+      seen.add(path)
+      todo += _imported(path, modules_dir)
+  return seen
+
+
+def transform_code(modules_dir: Optional[str] = None) -> str:
+  modules_dir = modules_dir or MODULES_DIR
+  return fingerprint(transform_sources(modules_dir), modules_dir)
+
+
+def training_code(modules_dir: Optional[str] = None) -> str:
+  """Every .py file of the modules package, sub-packages included: what tuner_fn and run_fn run."""
+  modules_dir = modules_dir or MODULES_DIR
+  return fingerprint(glob.glob(os.path.join(modules_dir, '**', '*.py'), recursive=True),
+                     modules_dir)

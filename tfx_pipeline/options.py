@@ -1,58 +1,87 @@
-"""Command-line options for the search, the model and training, shared by every runner."""
+"""Command-line flags made from the configuration's fields, and the runners' one kind of error.
+
+Every field of `PipelineConfig` and `ModuleConfig` declared with `option(...)`
+(modules/module_config.py says how to add one) is a flag: `add_flags` adds
+them to a runner's parser, and `from_args` builds the configuration back from
+the parsed flags. A flag's argparse name (`--no-tune` -> `no_tune`) is also
+its key in run_vertex.py's --config file.
+"""
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import typing
+from typing import Any, Callable, Iterator, Optional, Tuple
 
-from modules.module_config import TUNERS, ModuleConfig
-from tfx_pipeline.config import PipelineConfig
-
-_DEFAULTS = PipelineConfig()
-_MODULE = ModuleConfig()
-
-
-def add_search_and_training(p, *, backbone_help: str, hparams_help: str) -> None:
-  """Adds the flags every runner takes to a parser or argument group."""
-  m = _MODULE
-  p.add_argument('--tuner', choices=TUNERS, default=m.tuner,
-                 help='search algorithm (default: %(default)s)')
-  p.add_argument('--max-trials', type=int, default=m.max_trials,
-                 help='trials for bayesian/random search (default: %(default)s)')
-  p.add_argument('--max-epochs', type=int, default=m.max_epochs,
-                 help='epochs per trial; for hyperband the most a trial gets (default: %(default)s)')
-  p.add_argument('--factor', type=int, default=m.factor,
-                 help='hyperband reduction factor (default: %(default)s)')
-  p.add_argument('--epochs', type=int, default=m.epochs,
-                 help='Trainer epochs with the best hyperparameters (default: %(default)s)')
-  p.add_argument('--train-steps', type=int, default=None,
-                 help='total Trainer steps, spread over --epochs (default: full passes)')
-  p.add_argument('--batch-size', type=int, default=m.batch_size, help='(default: %(default)s)')
-  p.add_argument('--image-size', type=int, default=m.image_size,
-                 help='square size images are resized to (default: %(default)s)')
-  p.add_argument('--backbone', default=m.backbone, help=backbone_help)
-  p.add_argument('--fine-tune', action='store_true',
-                 help='train the SavedModel backbone too (default: frozen)')
-  p.add_argument('--no-feature-cache', action='store_true',
-                 help='with a frozen SavedModel backbone, run it in every epoch of every trial '
-                      'instead of training the head on its features computed once')
-  p.add_argument('--no-tune', action='store_true',
-                 help='skip the Tuner: train with the search space defaults or --hparams-from')
-  p.add_argument('--hparams-from', default=None, help=hparams_help)
-  p.add_argument('--accuracy-threshold', type=float, default=_DEFAULTS.accuracy_threshold,
-                 help='lowest eval accuracy Evaluator blesses for pushing (default: %(default)s)')
-  p.add_argument('--seed', type=int, default=m.seed, help='(default: %(default)s)')
-  p.add_argument('--no-cache', action='store_true', help='rerun every component')
+RUNNERS = ('local', 'vertex')
+# What '{storage}' reads in a help text, by runner: where its paths live.
+_STORAGE = {'local': 'local', 'vertex': 'gs://'}
 
 
-def module_config(args: argparse.Namespace, **extra) -> ModuleConfig:
-  """The ModuleConfig the flags describe; `extra` sets runner-specific fields."""
-  return ModuleConfig(
-      image_size=args.image_size, backbone=args.backbone, fine_tune=args.fine_tune,
-      tuner=args.tuner, max_trials=args.max_trials, max_epochs=args.max_epochs,
-      factor=args.factor, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-      feature_cache=not args.no_feature_cache, **extra)
+class UsageError(ValueError):
+  """Settings or input a command cannot use; the message names them and the fix.
+
+  The runners print it as one `error: ...` line and exit with status 2.
+  """
 
 
-def pipeline_fields(args: argparse.Namespace) -> dict:
-  """PipelineConfig fields the shared flags set (paths are each runner's own)."""
-  return dict(tune=not args.no_tune, train_steps=args.train_steps,
-              accuracy_threshold=args.accuracy_threshold, enable_cache=not args.no_cache)
+def _scalar(kind: Any) -> Any:
+  """int for Optional[int], and so on."""
+  if typing.get_origin(kind) is typing.Union:
+    return next(k for k in typing.get_args(kind) if k is not type(None))
+  return kind
+
+
+def _fields(cls, runner: str) -> Iterator[Tuple[dataclasses.Field, Any, Optional[str]]]:
+  """(field, type, flag) for every field of `cls`; flag is None where `runner` takes none."""
+  kinds = typing.get_type_hints(cls)
+  for field in dataclasses.fields(cls):
+    meta = field.metadata
+    flag = None
+    if 'help' in meta and runner in meta.get('runners', RUNNERS):
+      flag = meta.get('flag') or '--' + field.name.replace('_', '-')
+    yield field, kinds[field.name], flag
+
+
+def add_flags(parser, cls, runner: str) -> None:
+  """Adds to `parser` (or an argument group) a flag per option of `cls` that `runner` takes."""
+  for field, kind, flag in _fields(cls, runner):
+    if dataclasses.is_dataclass(kind):
+      add_flags(parser, kind, runner)
+      continue
+    if not flag:
+      continue
+    meta = field.metadata
+    text = meta['help'].replace('{storage}', _STORAGE[runner])
+    if _scalar(kind) is bool:
+      if field.default != flag.startswith('--no-'):
+        raise TypeError(f'{cls.__name__}.{field.name}: a bool option that defaults to True '
+                        "takes a '--no-...' flag, one that defaults to False any other.")
+      parser.add_argument(flag, action='store_true', help=text)
+    else:
+      parser.add_argument(flag, type=None if _scalar(kind) is str else _scalar(kind),
+                          default=field.default, choices=meta.get('choices'),
+                          metavar=meta.get('metavar'), help=text)
+
+
+def from_args(cls, args: argparse.Namespace, runner: str,
+              path: Optional[Callable[[str], str]] = None, **values: Any):
+  """The `cls` that `runner`'s flags in `args` describe; `values` set fields outright.
+
+  `path` converts the value of each path option (the local runner makes them
+  absolute). Raises ValueError, from the dataclasses' own checks, for values
+  that cannot work.
+  """
+  for field, kind, flag in _fields(cls, runner):
+    if field.name in values:
+      continue
+    if dataclasses.is_dataclass(kind):
+      values[field.name] = from_args(kind, args, runner, path)
+    elif flag:
+      value = getattr(args, flag[2:].replace('-', '_'))
+      if _scalar(kind) is bool and flag.startswith('--no-'):
+        value = not value
+      if path and value and field.metadata.get('path'):
+        value = path(value)
+      values[field.name] = value
+  return cls(**values)

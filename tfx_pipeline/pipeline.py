@@ -8,23 +8,168 @@ which run `tuner_fn` / `run_fn` as Vertex AI custom jobs.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
-from typing import Optional, Sequence
+from typing import Optional
 
 import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
-from modules import feature_cache, features, tuning_state
-from modules.module_config import ModuleConfig
-from tfx_pipeline import code_version, data_layout, parallel_tuner
-from tfx_pipeline.config import VertexSettings
+from modules import feature_cache, features
+from modules.module_config import RunPaths
+from modules.tuning import state as tuning_state
+from tfx_pipeline import code_version
+from tfx_pipeline.config import PipelineConfig
+from tfx_pipeline.data_folder import layout as data_layout
+from tfx_pipeline.parallel.component import ParallelTuner
+from tfx_pipeline.vertex.settings import VertexSettings
 
 PREPROCESSING_FN = 'modules.preprocessing.preprocessing_fn'
 TUNER_FN = 'modules.tuner.tuner_fn'
 RUN_FN = 'modules.trainer.run_fn'
 ACCURACY_METRIC = 'sparse_categorical_accuracy'
 _cloud = tfx.extensions.google_cloud_ai_platform
+
+
+def create_pipeline(
+    config: PipelineConfig, *, vertex: Optional[VertexSettings] = None,
+    layout: Optional[data_layout.DataLayout] = None,
+    metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
+) -> tfx.dsl.Pipeline:
+  """The pipeline `config` describes. Raises data_layout.DataLayoutError for unusable data.
+
+  `vertex` runs the Tuner and Trainer as Vertex AI custom jobs; `layout` gives
+  the splits of a `data_root` already resolved, or that cannot be listed here
+  (gs://); `metadata_connection_config` is the ML Metadata store of local runs.
+  """
+  layout = layout or data_layout.resolve(config.data_root)
+  user_code = _UserCode(config)
+  example_gen = _example_gen(config.data_root, layout)
+  statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
+  schema_gen = _schema_gen(statistics_gen)
+  example_validator = _example_validator(statistics_gen, schema_gen)
+  transform = _transform(example_gen, schema_gen, config)
+  tuner = _tuner(config, transform, user_code, vertex) if config.tune else None
+  importer = _hparams_importer(config.hparams_from) if config.hparams_from else None
+  trainer = _trainer(config, transform, tuner or importer, user_code, vertex)
+  evaluator = _evaluator(example_gen, trainer, config.accuracy_threshold)
+  pusher = _pusher(trainer, evaluator, config.serving_model_dir)
+  components = [example_gen, statistics_gen, schema_gen, example_validator, transform, tuner,
+                importer, trainer, evaluator, pusher]
+  return tfx.dsl.Pipeline(
+      pipeline_name=config.pipeline_name, pipeline_root=config.pipeline_root,
+      components=[c for c in components if c is not None], enable_cache=config.enable_cache,
+      metadata_connection_config=metadata_connection_config,
+      beam_pipeline_args=list(config.beam_pipeline_args))
+
+
+class _UserCode:
+  """What tuner_fn and run_fn get in custom_config: options, folders, the code's fingerprint."""
+
+  def __init__(self, config: PipelineConfig):
+    self._options = {**config.module.to_custom_config(), 'code': code_version.training_code()}
+    # Backbone features the Tuner computes, the Trainer reuses (and later runs).
+    self._paths = RunPaths(feature_cache_dir=feature_cache.base_dir(config.pipeline_root))
+
+  def custom_config(self, extra: Optional[dict] = None, **paths: str) -> dict:
+    """The custom_config, with more `paths` (RunPaths fields) and `extra` entries."""
+    return {**self._options, **dataclasses.replace(self._paths, **paths).to_custom_config(),
+            **(extra or {})}
+
+
+def _example_gen(data_root: str, layout: data_layout.DataLayout):
+  return tfx.components.ImportExampleGen(
+      input_base=data_root, input_config=layout.input_config, output_config=layout.output_config)
+
+
+def _schema_gen(statistics_gen):
+  return tfx.components.SchemaGen(statistics=statistics_gen.outputs['statistics'],
+                                  infer_feature_shape=True)
+
+
+def _example_validator(statistics_gen, schema_gen):
+  return tfx.components.ExampleValidator(statistics=statistics_gen.outputs['statistics'],
+                                         schema=schema_gen.outputs['schema'])
+
+
+def _transform(example_gen, schema_gen, config: PipelineConfig):
+  return tfx.components.Transform(
+      examples=example_gen.outputs['examples'], schema=schema_gen.outputs['schema'],
+      preprocessing_fn=PREPROCESSING_FN,
+      custom_config={**config.module.transform_custom_config(),
+                     'code': code_version.transform_code()},
+      # Statistics over transformed images would profile every pixel of every image
+      # (224*224*3 features) and took ~40% of Transform's time; StatisticsGen
+      # already profiles the raw data.
+      disable_statistics=True)
+
+
+def _tuner(config: PipelineConfig, transform, user_code: _UserCode,
+           vertex: Optional[VertexSettings]):
+  """The Tuner: TFX's Google Cloud one on Vertex AI; locally TFX's, or the parallel one."""
+  inputs = dict(tuner_fn=TUNER_FN, examples=transform.outputs['transformed_examples'],
+                transform_graph=transform.outputs['transform_graph'])
+  if vertex:
+    return _cloud.Tuner(
+        **inputs, tune_args=tfx.proto.TuneArgs(num_parallel_trials=vertex.num_parallel_trials),
+        custom_config=user_code.custom_config(
+            _vertex_job(vertex, _cloud.experimental.TUNING_ARGS_KEY, vertex.tuner_job()),
+            # Trials and checkpoints every tuning machine can read (see tuner_fn).
+            shared_trials_dir=os.path.join(config.pipeline_root, 'tuner_trials')))
+  # keras-tuner's state outlives the run there, so a killed search resumes.
+  custom_config = user_code.custom_config(
+      tuning_dir=tuning_state.base_dir(config.pipeline_root, config.pipeline_name))
+  if config.parallel_trials > 1:
+    # A keras-tuner chief and workers on this machine; the id keeps the
+    # node (and what reads its outputs by name) the same as the stock Tuner's.
+    return ParallelTuner(
+        **inputs, custom_config=custom_config,
+        tune_args=tfx.proto.TuneArgs(num_parallel_trials=config.parallel_trials)).with_id('Tuner')
+  return tfx.components.Tuner(**inputs, custom_config=custom_config)
+
+
+def _hparams_importer(hparams_from: str) -> tfx.dsl.Importer:
+  """Imports an earlier Tuner's best_hyperparameters folder as the Trainer's input.
+
+  TFX's Trainer reads the only file in that folder, so it must hold
+  best_hyperparameters.txt alone; the local runner passes a one-file copy
+  (`hparams_file.stage`).
+  """
+  folder = hparams_from
+  if os.path.basename(hparams_from) == 'best_hyperparameters.txt':
+    folder = os.path.dirname(hparams_from)
+  return tfx.dsl.Importer(source_uri=folder,
+                          artifact_type=tfx.types.standard_artifacts.HyperParameters
+                          ).with_id('hparams_importer')
+
+
+def _trainer(config: PipelineConfig, transform, hyperparameters_from, user_code: _UserCode,
+             vertex: Optional[VertexSettings]):
+  """The Trainer (TFX's Google Cloud one on Vertex AI).
+
+  It trains with the best hyperparameters of `hyperparameters_from` (the
+  Tuner, or the importer), or with the search space defaults if None.
+  """
+  hyperparameters = None
+  if hyperparameters_from is not None:
+    imported = isinstance(hyperparameters_from, tfx.dsl.Importer)
+    hyperparameters = hyperparameters_from.outputs['result' if imported else 'best_hyperparameters']
+  trainer_cls, custom_config = tfx.components.Trainer, user_code.custom_config()
+  if vertex:
+    trainer_cls = _cloud.Trainer
+    custom_config = user_code.custom_config(
+        _vertex_job(vertex, _cloud.TRAINING_ARGS_KEY, vertex.trainer_job()))
+  return trainer_cls(
+      run_fn=RUN_FN, examples=transform.outputs['transformed_examples'],
+      transform_graph=transform.outputs['transform_graph'], hyperparameters=hyperparameters,
+      train_args=tfx.proto.TrainArgs(num_steps=config.train_steps) if config.train_steps else None,
+      custom_config=custom_config)
+
+
+def _vertex_job(vertex: VertexSettings, args_key: str, job: dict) -> dict:
+  """The custom_config entries TFX's cloud Tuner/Trainer start a Vertex AI custom job from."""
+  return {_cloud.ENABLE_VERTEX_KEY: True, _cloud.VERTEX_REGION_KEY: vertex.region, args_key: job}
 
 
 def eval_config(accuracy_threshold: float) -> tfma.EvalConfig:
@@ -44,130 +189,14 @@ def eval_config(accuracy_threshold: float) -> tfma.EvalConfig:
       ])])
 
 
-def _vertex_job(vertex: VertexSettings, args_key: str, job: dict) -> dict:
-  """The custom_config entries TFX's cloud Tuner/Trainer start a Vertex AI custom job from."""
-  return {_cloud.ENABLE_VERTEX_KEY: True, _cloud.VERTEX_REGION_KEY: vertex.region, args_key: job}
+def _evaluator(example_gen, trainer, accuracy_threshold: float):
+  return tfx.components.Evaluator(examples=example_gen.outputs['examples'],
+                                  model=trainer.outputs['model'],
+                                  eval_config=eval_config(accuracy_threshold))
 
 
-def _hparams_importer(hparams_from: str) -> tfx.dsl.Importer:
-  """Imports an earlier Tuner's best_hyperparameters folder as the Trainer's input.
-
-  TFX's Trainer reads the only file in that folder, so it must hold
-  best_hyperparameters.txt alone; the local runner passes a one-file copy
-  (`hparams_file.stage`).
-  """
-  folder = hparams_from
-  if os.path.basename(hparams_from) == 'best_hyperparameters.txt':
-    folder = os.path.dirname(hparams_from)
-  return tfx.dsl.Importer(source_uri=folder,
-                          artifact_type=tfx.types.standard_artifacts.HyperParameters
-                          ).with_id('hparams_importer')
-
-
-def create_pipeline(
-    *,
-    pipeline_name: str,
-    pipeline_root: str,
-    data_root: str,
-    serving_model_dir: str,
-    module_config: ModuleConfig,
-    tune: bool = True,
-    hparams_from: Optional[str] = None,
-    train_steps: Optional[int] = None,
-    accuracy_threshold: float = 0.5,
-    metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
-    beam_pipeline_args: Sequence[str] = (),
-    enable_cache: bool = True,
-    vertex: Optional[VertexSettings] = None,
-    layout: Optional[data_layout.DataLayout] = None,
-    parallel_trials: int = 1,
-) -> tfx.dsl.Pipeline:
-  """Builds the pipeline. Raises data_layout.DataLayoutError for unusable data.
-
-  `vertex` runs the Tuner and Trainer as Vertex AI custom jobs; `layout` gives
-  the splits of a `data_root` that cannot be listed here (gs://).
-  `parallel_trials` > 1 runs the local Tuner's trials that many at once
-  (`tfx_pipeline.parallel_tuner`).
-  """
-  layout = layout or data_layout.resolve(data_root)
-  custom_config = {**module_config.to_custom_config(), 'code': code_version.training_code(),
-                   # Backbone features the Tuner computes, the Trainer reuses (and later runs).
-                   feature_cache.CACHE_DIR_KEY: feature_cache.base_dir(pipeline_root)}
-
-  example_gen = tfx.components.ImportExampleGen(
-      input_base=data_root, input_config=layout.input_config,
-      output_config=layout.output_config)
-  statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
-  schema_gen = tfx.components.SchemaGen(
-      statistics=statistics_gen.outputs['statistics'], infer_feature_shape=True)
-  example_validator = tfx.components.ExampleValidator(
-      statistics=statistics_gen.outputs['statistics'], schema=schema_gen.outputs['schema'])
-  transform = tfx.components.Transform(
-      examples=example_gen.outputs['examples'], schema=schema_gen.outputs['schema'],
-      preprocessing_fn=PREPROCESSING_FN,
-      custom_config={**module_config.transform_custom_config(),
-                     'code': code_version.transform_code()},
-      # Statistics over transformed images would profile every pixel of every image
-      # (224*224*3 features) and took ~40% of Transform's time; StatisticsGen
-      # already profiles the raw data.
-      disable_statistics=True)
-  components = [example_gen, statistics_gen, schema_gen, example_validator, transform]
-
-  hyperparameters = None
-  if tune:
-    tuner_inputs = dict(tuner_fn=TUNER_FN, examples=transform.outputs['transformed_examples'],
-                        transform_graph=transform.outputs['transform_graph'])
-    if vertex:
-      tuner = _cloud.Tuner(
-          **tuner_inputs,
-          tune_args=tfx.proto.TuneArgs(num_parallel_trials=vertex.num_parallel_trials),
-          custom_config={
-              **custom_config,
-              **_vertex_job(vertex, _cloud.experimental.TUNING_ARGS_KEY, vertex.tuner_job()),
-              # Trials and checkpoints every tuning machine can read (see tuner_fn).
-              _cloud.experimental.REMOTE_TRIALS_WORKING_DIR_KEY:
-                  os.path.join(pipeline_root, 'tuner_trials')})
-    else:
-      # keras-tuner's state outlives the run there, so a killed search resumes.
-      tuner_config = {**custom_config,
-                      tuning_state.TUNING_DIR_KEY: tuning_state.base_dir(pipeline_root, pipeline_name)}
-      if parallel_trials > 1:
-        # A keras-tuner chief and workers on this machine; the id keeps the
-        # node (and what reads its outputs by name) the same as the stock Tuner's.
-        tuner = parallel_tuner.ParallelTuner(
-            **tuner_inputs, custom_config=tuner_config,
-            tune_args=tfx.proto.TuneArgs(num_parallel_trials=parallel_trials)).with_id('Tuner')
-      else:
-        tuner = tfx.components.Tuner(**tuner_inputs, custom_config=tuner_config)
-    components.append(tuner)
-    hyperparameters = tuner.outputs['best_hyperparameters']
-  elif hparams_from:
-    importer = _hparams_importer(hparams_from)
-    components.append(importer)
-    hyperparameters = importer.outputs['result']
-
-  trainer_cls, trainer_config = tfx.components.Trainer, custom_config
-  if vertex:
-    trainer_cls = _cloud.Trainer
-    trainer_config = {**custom_config,
-                      **_vertex_job(vertex, _cloud.TRAINING_ARGS_KEY, vertex.trainer_job())}
-  trainer = trainer_cls(
-      run_fn=RUN_FN,
-      examples=transform.outputs['transformed_examples'],
-      transform_graph=transform.outputs['transform_graph'],
-      hyperparameters=hyperparameters,
-      train_args=tfx.proto.TrainArgs(num_steps=train_steps) if train_steps else None,
-      custom_config=trainer_config)
-  evaluator = tfx.components.Evaluator(
-      examples=example_gen.outputs['examples'], model=trainer.outputs['model'],
-      eval_config=eval_config(accuracy_threshold))
-  pusher = tfx.components.Pusher(
+def _pusher(trainer, evaluator, serving_model_dir: str):
+  return tfx.components.Pusher(
       model=trainer.outputs['model'], model_blessing=evaluator.outputs['blessing'],
       push_destination=tfx.proto.PushDestination(
           filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)))
-  components += [trainer, evaluator, pusher]
-
-  return tfx.dsl.Pipeline(
-      pipeline_name=pipeline_name, pipeline_root=pipeline_root, components=components,
-      enable_cache=enable_cache, metadata_connection_config=metadata_connection_config,
-      beam_pipeline_args=list(beam_pipeline_args))

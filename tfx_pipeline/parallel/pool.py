@@ -1,7 +1,7 @@
 """The worker processes of a parallel search on one machine: start, watch, replace, stop.
 
-`tfx_pipeline.parallel_tuner`'s executor owns a `WorkerPool`. Each worker is a
-`python -m tfx_pipeline.tuner_worker` process that keras-tuner's distributed
+`tfx_pipeline.parallel.component`'s executor owns a `WorkerPool`. Each worker is a
+`python -m tfx_pipeline.parallel.worker` process that keras-tuner's distributed
 protocol points at the chief (KERASTUNER_TUNER_ID / _ORACLE_IP / _ORACLE_PORT),
 with its share of the CPU threads. A worker's output is echoed line by line,
 prefixed with its tuner id; its stderr goes to a log file whose tail names
@@ -18,9 +18,11 @@ import sys
 import threading
 from typing import Callable, Dict, List, Optional
 
-# The folder that holds the `tfx_pipeline` and `modules` packages.
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tfx_pipeline.config import PROJECT_ROOT
+
 THREADS_ENV = 'FLOWER_TUNER_WORKER_THREADS'
+# The module each worker process runs (`python -m`).
+WORKER_MODULE = 'tfx_pipeline.parallel.worker'
 # In the search's project folder: every trial lost with its worker, and what became of it.
 LOST_TRIALS_FILE = 'lost_trials.json'
 
@@ -97,10 +99,10 @@ class WorkerPool:
   def _env(self, tuner_id: str) -> dict:
     host, port = self._address
     threads = str(self._threads)
-    path = os.pathsep.join(p for p in (_ROOT, os.environ.get('PYTHONPATH')) if p)
+    path = os.pathsep.join(p for p in (PROJECT_ROOT, os.environ.get('PYTHONPATH')) if p)
     return {**os.environ, 'KERASTUNER_TUNER_ID': tuner_id, 'KERASTUNER_ORACLE_IP': host,
             'KERASTUNER_ORACLE_PORT': str(port), 'PYTHONPATH': path, 'PYTHONUNBUFFERED': '1',
-            # Read by TensorFlow and OpenMP at start-up; tuner_worker also sets
+            # Read by TensorFlow and OpenMP at start-up; the worker also sets
             # TF's thread pools from THREADS_ENV before any op runs.
             'TF_NUM_INTRAOP_THREADS': threads, 'TF_NUM_INTEROP_THREADS': threads,
             'OMP_NUM_THREADS': threads, THREADS_ENV: threads}
@@ -111,8 +113,8 @@ class WorkerPool:
     log_path = os.path.join(self._log_dir, f'{tuner_id}.log')
     with open(log_path, 'a') as log:
       process = subprocess.Popen(
-          [sys.executable, '-m', 'tfx_pipeline.tuner_worker', self._spec_path],
-          cwd=_ROOT, env=self._env(tuner_id), stdin=subprocess.DEVNULL,
+          [sys.executable, '-m', WORKER_MODULE, self._spec_path],
+          cwd=PROJECT_ROOT, env=self._env(tuner_id), stdin=subprocess.DEVNULL,
           stdout=subprocess.PIPE, stderr=log, text=True, errors='replace')
     reader = threading.Thread(target=self._forward, args=(tuner_id, process), daemon=True)
     reader.start()

@@ -40,7 +40,7 @@ def iter_photos(paths: List[str], limit: int) -> Iterator[Tuple[str, bytes, str]
     if '.tfrecord' in os.path.basename(path):
       for record in tf.data.TFRecordDataset(path).take(limit):
         example = tf.train.Example.FromString(record.numpy()).features.feature
-        name = example['image/filename'].bytes_list.value[0].decode()
+        name = example[features.FILENAME_KEY].bytes_list.value[0].decode()
         truth = example[features.LABEL_TEXT_KEY].bytes_list.value
         yield (f'{os.path.basename(path)}:{name}', example[features.IMAGE_KEY].bytes_list.value[0],
                truth[0].decode() if truth else '')

@@ -1,22 +1,36 @@
-"""One progress line per finished trial, and a record of how long each trial ran.
+"""keras-tuner hooks for the search: a line and a run record per trial, and a time budget.
 
-`modules.tuner.make_tuner` mixes `TrialProgress` into the keras-tuner class it
-picks; it uses keras-tuner's own hooks (on_trial_begin, on_epoch_end,
-on_trial_end), so the search loop stays keras-tuner's. Each trial's duration and
-epochs go to `run.json` in its trial folder, which the tuning report reads.
+`modules.tuner.make_tuner` mixes `SearchHooks` into the keras-tuner class it
+picks, with its settings as constructor arguments. It uses keras-tuner's own
+hooks (on_search_begin, pre_create_trial, on_trial_begin, on_epoch_end,
+on_trial_end), so the search loop stays keras-tuner's.
+
+- Progress: as each trial ends, one line (`trial n/N: ... eta ...`); each
+  trial's duration and epochs go to `run.json` in its trial folder, which the
+  tuning report reads.
+- Budget: once `budget_minutes` of this run are spent, no new trial starts and
+  the best so far stands. keras-tuner ends its search loop when the oracle
+  answers a trial request with STOPPED, which it does once `oracle.max_trials`
+  trials exist; lowering `max_trials` to the trials so far ends the search the
+  supported way, and TFX's Tuner executor then writes the best trial. The
+  budget counts from the start of this run, so a rerun resumes the search with
+  a fresh budget. A parallel search's chief keeps the same `TuningBudget`
+  (tfx_pipeline/parallel/chief.py): its workers' oracles are remote.
 """
 from __future__ import annotations
 
 import json
 import os
 import time
+from typing import Callable, Optional
+
+from modules import search_space
 
 RUN_FILE = 'run.json'
 
 
-def public_values(values: dict) -> dict:
-  """Hyperparameter values without keras-tuner's bookkeeping (tuner/epochs, ...)."""
-  return {k: v for k, v in values.items() if not k.startswith('tuner/')}
+def _print(line: str) -> None:
+  print(line, flush=True)
 
 
 def format_seconds(seconds: float) -> str:
@@ -31,23 +45,57 @@ def format_seconds(seconds: float) -> str:
 def format_values(values: dict) -> str:
   """`units=192 optimizer=adam learning_rate=0.001`: the public hyperparameters, briefly."""
   return ' '.join(f'{k}={v:.3g}' if isinstance(v, float) else f'{k}={v}'
-                  for k, v in public_values(values).items())
+                  for k, v in search_space.public_values(values).items())
 
 
 def _score(value) -> str:
   return 'none' if value is None else f'{value:.4f}'
 
 
-class TrialProgress:
-  """Mixin for a keras-tuner Tuner: prints "trial n/N: ..." as each trial ends.
+class TuningBudget:
+  """Minutes a search may start trials in, counted from `start()` (None: no limit)."""
 
-  The ETA scales the time per epoch so far by the epochs the search still has
-  planned (Hyperband's schedule, or max_epochs per trial); early stopping makes
-  it an overestimate that corrects itself as trials finish.
+  def __init__(self, minutes: Optional[float] = None):
+    self.minutes = minutes
+    self._start = time.monotonic()
+
+  def start(self) -> None:
+    self._start = time.monotonic()
+
+  def stop_if_spent(self, oracle) -> Optional[str]:
+    """Once spent, caps `oracle` at the trials started so far; returns the line saying so, once.
+
+    `oracle` must be a local one (it has `trials`); the caller holds its lock
+    where other threads use it.
+    """
+    if self.minutes is None or time.monotonic() - self._start < self.minutes * 60:
+      return None
+    # At least one trial, so there is a best to return.
+    started = max(len(oracle.trials), 1)
+    if oracle.max_trials is not None and started >= oracle.max_trials:
+      return None
+    line = (f'tuning budget of {self.minutes:g} min spent: no new trials after {started} '
+            f'(of {oracle.max_trials or "?"}); keeping the best so far')
+    oracle.max_trials = started
+    return line
+
+
+class SearchHooks:
+  """Mixin for a keras-tuner Tuner: progress lines, run records and the time budget.
+
+  `total_epochs` is the search's planned epochs in all (None: no ETA). The ETA
+  scales the time per epoch so far by the epochs the search still has planned
+  (Hyperband's schedule, or max_epochs per trial); early stopping makes it an
+  overestimate that corrects itself as trials finish.
   """
-  # Set by make_tuner: the search's planned epochs in all (None: no ETA).
-  total_epochs = None
-  echo = staticmethod(lambda line: print(line, flush=True))
+
+  def __init__(self, *args, total_epochs: Optional[int] = None,
+               budget_minutes: Optional[float] = None,
+               echo: Callable[[str], None] = _print, **kwargs):
+    self.total_epochs = total_epochs
+    self.budget = TuningBudget(budget_minutes)
+    self.echo = echo
+    super().__init__(*args, **kwargs)
 
   def search(self, *fit_args, **fit_kwargs):
     self._fit_epochs = fit_kwargs.get('epochs', 1)
@@ -56,9 +104,18 @@ class TrialProgress:
   def on_search_begin(self):
     super().on_search_begin()
     self._search_start = time.monotonic()
+    self.budget.start()
     self._epochs_this_run = 0
     self._trial_start = {}
     self._epochs = {}
+
+  def pre_create_trial(self):
+    super().pre_create_trial()
+    # A worker of a parallel search has a remote oracle: its chief keeps the budget.
+    if hasattr(self.oracle, 'trials'):
+      line = self.budget.stop_if_spent(self.oracle)
+      if line:
+        self.echo(line)
 
   def on_trial_begin(self, trial):
     super().on_trial_begin(trial)

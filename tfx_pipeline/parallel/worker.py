@@ -1,6 +1,6 @@
-"""One worker process of a parallel search: `python -m tfx_pipeline.tuner_worker SPEC`.
+"""One worker process of a parallel search: `python -m tfx_pipeline.parallel.worker SPEC`.
 
-`tfx_pipeline.tuner_workers` starts it with keras-tuner's distributed settings
+`tfx_pipeline.parallel.pool` starts it with keras-tuner's distributed settings
 in its environment. It does what TFX's own cloud Tuner workers do: TFX's
 `tuner_executor.search` (tuner_fn, then `tuner.search(**fit_kwargs)`), whose
 tuner asks the chief's oracle for each trial and reports back to it. SPEC is a
@@ -34,7 +34,7 @@ def main(argv) -> int:
   with open(argv[0]) as f:
     spec = json.load(f)
   import tensorflow as tf
-  from tfx_pipeline.tuner_workers import THREADS_ENV
+  from tfx_pipeline.parallel.pool import THREADS_ENV
   threads = int(os.environ.get(THREADS_ENV, '0'))
   if threads:
     # Before any op runs: TF's pools are fixed once created.

@@ -1,7 +1,7 @@
 """Where a search keeps its keras-tuner state, so a killed Tuner run resumes.
 
 `tuner_fn` calls `search_dir`: the folder is `<tuning_dir>/<key>`, where
-`tuning_dir` comes from the pipeline (custom_config, one per pipeline) and the
+`tuning_dir` comes from the pipeline (`RunPaths`, one per pipeline) and the
 key is a hash of the transformed data and the search configuration. The same
 data and options find the same folder, and keras-tuner (overwrite=False)
 reloads its oracle there and skips finished trials; changed data or options get
@@ -9,18 +9,12 @@ a new folder, so old trials never mix with a different search.
 """
 from __future__ import annotations
 
-import dataclasses
 import glob
 import hashlib
 import json
 import os
 from typing import Iterable, Optional
 
-# custom_config key: the folder under the pipeline root that holds every search's state.
-TUNING_DIR_KEY = 'tuning_dir'
-# ModuleConfig fields that do not change what the search finds: the Trainer's
-# epochs, and the time budget (a rerun with more time should resume, not restart).
-NOT_IN_KEY = ('epochs', 'tuning_budget_minutes')
 KEY_FILE = 'search.json'
 LATEST_FILE = 'LATEST'
 PROJECT_NAME = 'search'
@@ -61,8 +55,7 @@ def data_fingerprint(transform_graph_path: str, data_files: Iterable[str]) -> st
 
 def search_description(config, space_config: dict, data: str) -> dict:
   """What identifies a search: the data, the options that shape it, and the search space."""
-  options = {k: v for k, v in dataclasses.asdict(config).items() if k not in NOT_IN_KEY}
-  return {'data': data, 'options': options, 'space': space_config}
+  return {'data': data, 'options': config.search_options(), 'space': space_config}
 
 
 def key_of(description: dict) -> str:
@@ -134,12 +127,12 @@ def latest_search(base: str) -> Optional[str]:
 
 def search_dir(fn_args, echo=print) -> Optional[str]:
   """The persistent search folder for a Tuner run, or None when the pipeline gave no tuning_dir."""
-  base = (fn_args.custom_config or {}).get(TUNING_DIR_KEY)
-  if not base:
-    return None
   # keras_tuner is heavy: keep pipeline.py's import of this module light.
   from modules import search_space
-  from modules.module_config import ModuleConfig
+  from modules.module_config import ModuleConfig, RunPaths
+  base = RunPaths.from_custom_config(fn_args.custom_config).tuning_dir
+  if not base:
+    return None
   config = ModuleConfig.from_custom_config(fn_args.custom_config)
   data = data_fingerprint(fn_args.transform_graph_path,
                           list(fn_args.train_files) + list(fn_args.eval_files))

@@ -1,9 +1,9 @@
 """The tuning report: every trial of a search as a table, PNG plots and TensorBoard HParams logs.
 
 The local runner writes it after a run from the search's persistent folder
-(`modules.tuning_state`), and `run_local.py report PATH` re-renders it from
+(`modules.tuning.state`), and `run_local.py report PATH` re-renders it from
 that folder alone. It reads keras-tuner's own trial files plus the `run.json`
-(duration, epochs) that `modules.tuning_progress` leaves in each trial folder.
+(duration, epochs) that `modules.tuning.hooks` leaves in each trial folder.
 """
 from __future__ import annotations
 
@@ -14,11 +14,13 @@ import os
 import shutil
 from typing import Dict, List, Optional
 
-from modules import tuning_progress, tuning_state
-from tfx_pipeline import tuner_workers
+from modules import search_space
+from modules.search_space import OBJECTIVE
+from modules.tuning import hooks
+from modules.tuning import state as tuning_state
+from tfx_pipeline.parallel import pool as worker_pool
 
 REPORT_DIR = 'report'
-OBJECTIVE = 'val_accuracy'
 
 
 def find_project(path: str) -> str:
@@ -41,7 +43,7 @@ def load_trials(project: str) -> List[dict]:
       trial = json.load(f)
     values = trial['hyperparameters']['values']
     run = {}
-    run_path = os.path.join(os.path.dirname(path), tuning_progress.RUN_FILE)
+    run_path = os.path.join(os.path.dirname(path), hooks.RUN_FILE)
     if os.path.exists(run_path):
       with open(run_path) as f:
         run = json.load(f)
@@ -50,7 +52,7 @@ def load_trials(project: str) -> List[dict]:
         'trial': trial['trial_id'], 'status': trial['status'], 'score': trial['score'],
         # Epochs trained (early stopping can cut them); Hyperband's plan when no record.
         'epochs': run.get('epochs', planned or None), 'seconds': run.get('seconds'),
-        'hyperparameters': tuning_progress.public_values(values)})
+        'hyperparameters': search_space.public_values(values)})
   return sorted(rows, key=lambda r: int(r['trial']) if r['trial'].isdigit() else r['trial'])
 
 
@@ -80,7 +82,7 @@ def table(rows: List[dict]) -> str:
     lines.append([row['trial'] + (' *' if row is best else '')]
                  + [_cell(row['hyperparameters'].get(n)) for n in names]
                  + [_cell(row['score']), _cell(row['epochs']),
-                    tuning_progress.format_seconds(seconds) if seconds is not None else '-',
+                    hooks.format_seconds(seconds) if seconds is not None else '-',
                     row['status']])
   widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
   return '\n'.join('  '.join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip()
@@ -201,8 +203,8 @@ def write(path: str, out_dir: Optional[str] = None) -> dict:
                       + [row['hyperparameters'].get(n) for n in names])
   files['plots'] = _plot(rows, out_dir)
   _tensorboard(rows, files['tensorboard'])
-  # Trials a parallel search lost with a dead worker (tfx_pipeline/parallel_tuner.py).
-  lost = tuner_workers.load_lost(project)
+  # Trials a parallel search lost with a dead worker (tfx_pipeline/parallel/).
+  lost = worker_pool.load_lost(project)
   return {'rows': rows, 'table': text, 'dir': out_dir, 'files': files, 'lost': lost}
 
 
@@ -212,6 +214,6 @@ def print_report(report: dict, echo=print) -> None:
   for line in report['table'].splitlines():
     echo('  ' + line)
   for record in report.get('lost', []):
-    echo(f'  lost with a worker: {tuner_workers.describe_lost(record)}')
+    echo(f'  lost with a worker: {worker_pool.describe_lost(record)}')
   echo(f'  ({report["dir"]}: trials.txt/.csv/.json, PNG plots; '
        f'tensorboard --logdir {report["files"]["tensorboard"]})')

@@ -16,8 +16,9 @@ import warnings
 from typing import List, Optional, Tuple
 
 from tfx_pipeline import cli_paths, options
-from tfx_pipeline.config import (DEFAULT_PIPELINE_ROOT, MachineSpec, PipelineConfig,
-                                 VertexSettings)
+from tfx_pipeline.options import UsageError
+from tfx_pipeline.config import DEFAULT_PIPELINE_ROOT, PipelineConfig
+from tfx_pipeline.vertex.settings import MachineSpec, VertexSettings
 
 _DEFAULTS = PipelineConfig()
 _MACHINE_DEFAULTS = MachineSpec()
@@ -27,18 +28,25 @@ _VERTEX_DEFAULTS = types.SimpleNamespace(
 DEFAULT_OUTPUT = os.path.join(DEFAULT_PIPELINE_ROOT, 'vertex', f'{_DEFAULTS.pipeline_name}.json')
 # Flags that choose what this run does, so they are not read from --config.
 _COMMAND_LINE_ONLY = ('config', 'compile_only', 'submit')
-
-
-class UsageError(ValueError):
-  """Settings that cannot make a Vertex AI run; the message names the flag."""
+_DESCRIPTION = (
+    'Compile the flower tuner pipeline for Vertex AI Pipelines and, with --submit, run it there: '
+    'Tuner trials in parallel on several machines, the Trainer on a TPU, GPUs or CPU, and the '
+    'Beam steps on Dataflow.')
+# Each machine's flags, --ROLE-machine-type, --ROLE-accelerator-type and
+# --ROLE-accelerator-count: their help texts by role.
+_MACHINES = {
+    'tuner': ('machine type of each tuning machine (default: %(default)s)',
+              'GPU type per tuning machine, e.g. NVIDIA_TESLA_T4 (default: none)',
+              'GPUs per tuning machine (default: %(default)s)'),
+    'trainer': ("Trainer machine type; 'cloud-tpu' for TPU_V2/TPU_V3 (default: %(default)s)",
+                'Trainer accelerator: a TPU (TPU_V3, TPU_V5_LITEPOD, ...) or GPUs '
+                '(NVIDIA_TESLA_T4, NVIDIA_L4, ...) (default: none, CPU only)',
+                'TPU cores (8 for a v3-8) or GPUs of the Trainer (default: %(default)s)'),
+}
 
 
 def parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(
-      prog='run_vertex.py',
-      description='Compile the flower tuner pipeline for Vertex AI Pipelines and, with --submit, '
-                  'run it there: Tuner trials in parallel on several machines, the Trainer on a '
-                  'TPU, GPUs or CPU, and the Beam steps on Dataflow.')
+  p = argparse.ArgumentParser(prog='run_vertex.py', description=_DESCRIPTION)
   mode = p.add_mutually_exclusive_group(required=True)
   mode.add_argument('--compile-only', action='store_true',
                     help='write the pipeline JSON and stop (needs no network or credentials)')
@@ -71,19 +79,10 @@ def parser() -> argparse.ArgumentParser:
   t.add_argument('--num-parallel-trials', type=int, default=_VERTEX_DEFAULTS.num_parallel_trials,
                  help='tuning machines, each running trials: a chief (also the keras-tuner '
                       'oracle) and N-1 workers (default: %(default)s)')
-  t.add_argument('--tuner-machine-type', default=m.machine_type,
-                 help='machine type of each tuning machine (default: %(default)s)')
-  t.add_argument('--tuner-accelerator-type',
-                 help='GPU type per tuning machine, e.g. NVIDIA_TESLA_T4 (default: none)')
-  t.add_argument('--tuner-accelerator-count', type=int, default=0,
-                 help='GPUs per tuning machine (default: %(default)s)')
-  t.add_argument('--trainer-machine-type', default=m.machine_type,
-                 help="Trainer machine type; 'cloud-tpu' for TPU_V2/TPU_V3 (default: %(default)s)")
-  t.add_argument('--trainer-accelerator-type',
-                 help='Trainer accelerator: a TPU (TPU_V3, TPU_V5_LITEPOD, ...) or GPUs '
-                      '(NVIDIA_TESLA_T4, NVIDIA_L4, ...) (default: none, CPU only)')
-  t.add_argument('--trainer-accelerator-count', type=int, default=0,
-                 help='TPU cores (8 for a v3-8) or GPUs of the Trainer (default: %(default)s)')
+  for role, (machine_type, accelerator_type, accelerator_count) in _MACHINES.items():
+    t.add_argument(f'--{role}-machine-type', default=m.machine_type, help=machine_type)
+    t.add_argument(f'--{role}-accelerator-type', help=accelerator_type)
+    t.add_argument(f'--{role}-accelerator-count', type=int, default=0, help=accelerator_count)
   t.add_argument('--trainer-tpu-topology',
                  help="TPU slice shape for the TPU types that take one, e.g. '2x2' for v5e")
   t.add_argument('--no-dataflow', action='store_true',
@@ -96,11 +95,8 @@ def parser() -> argparse.ArgumentParser:
   t.add_argument('--beam-arg', action='append', default=[], metavar='ARG',
                  help='extra Beam pipeline option, e.g. --beam-arg=--disk_size_gb=50 (repeatable)')
 
-  options.add_search_and_training(
-      p.add_argument_group('search and training (as in run_local.py)'),
-      backbone_help="'efficientnet-lite0' (default: ImageNet-pretrained, no download), 'cnn' "
-                    '(a small CNN trained from scratch), a TF-Hub handle, or a gs:// SavedModel path',
-      hparams_help='gs:// best_hyperparameters folder of an earlier run (with --no-tune)')
+  options.add_flags(p.add_argument_group('search and training (as in run_local.py)'),
+                    PipelineConfig, 'vertex')
   p.add_argument('--verbose', action='store_true', help='show every TFX and TensorFlow log line')
   return p
 
@@ -134,6 +130,15 @@ def _need_gs(flag: str, value: Optional[str], what: str) -> str:
   return value.rstrip('/')
 
 
+def _machine(args: argparse.Namespace, role: str) -> MachineSpec:
+  """The machine the --ROLE-* flags describe (only the Trainer's takes a TPU topology)."""
+  try:
+    return MachineSpec(**{f.name: getattr(args, f'{role}_{f.name}', f.default)
+                          for f in dataclasses.fields(MachineSpec)})
+  except ValueError as e:
+    raise UsageError(f'--{role}-*: {e}') from None
+
+
 def settings_from_args(args: argparse.Namespace) -> Tuple[PipelineConfig, VertexSettings]:
   """Checks the flags and builds the settings; raises UsageError before anything is compiled."""
   if not args.project:
@@ -145,16 +150,7 @@ def settings_from_args(args: argparse.Namespace) -> Tuple[PipelineConfig, Vertex
   data_root = _need_gs('--data-root', args.data_root, 'the flower TFRecords')
   hparams_from = args.hparams_from and _need_gs('--hparams-from', args.hparams_from,
                                                 'earlier best hyperparameters')
-  try:
-    tuner_machine = MachineSpec(args.tuner_machine_type, args.tuner_accelerator_type,
-                                args.tuner_accelerator_count)
-  except ValueError as e:
-    raise UsageError(f'--tuner-*: {e}') from None
-  try:
-    trainer_machine = MachineSpec(args.trainer_machine_type, args.trainer_accelerator_type,
-                                  args.trainer_accelerator_count, args.trainer_tpu_topology)
-  except ValueError as e:
-    raise UsageError(f'--trainer-*: {e}') from None
+  tuner_machine, trainer_machine = (_machine(args, role) for role in _MACHINES)
   try:
     vertex = VertexSettings(
         project=args.project, region=args.region, image=args.image,
@@ -162,9 +158,9 @@ def settings_from_args(args: argparse.Namespace) -> Tuple[PipelineConfig, Vertex
         tuner_machine=tuner_machine, trainer_machine=trainer_machine,
         dataflow=not args.no_dataflow, dataflow_machine_type=args.dataflow_machine_type,
         dataflow_max_workers=args.dataflow_max_workers, extra_beam_args=tuple(args.beam_arg))
-    config = dataclasses.replace(
-        _DEFAULTS, **options.pipeline_fields(args), module=options.module_config(args),
-        data_root=data_root, pipeline_root=pipeline_root, hparams_from=hparams_from,
+    config = options.from_args(
+        PipelineConfig, args, 'vertex', data_root=data_root, pipeline_root=pipeline_root,
+        hparams_from=hparams_from,
         beam_pipeline_args=vertex.beam_pipeline_args(os.path.join(pipeline_root, 'beam_tmp')))
   except ValueError as e:
     raise UsageError(str(e)) from None
@@ -176,7 +172,7 @@ def data_layout_for(data_root: str, split_by_hash: bool):
 
   The same two layouts `data_layout.resolve` finds in a local folder.
   """
-  from tfx_pipeline import data_layout
+  from tfx_pipeline.data_folder import layout as data_layout
   if not split_by_hash:
     return data_layout.published_layout(f'published train and validation shards in {data_root}')
   return data_layout.hash_split_layout(
@@ -187,13 +183,8 @@ def data_layout_for(data_root: str, split_by_hash: bool):
 def build(config: PipelineConfig, vertex: VertexSettings, split_by_hash: bool = False):
   """The pipeline for Vertex AI: ML Metadata is Vertex's own, so no connection config."""
   from tfx_pipeline.pipeline import create_pipeline
-  return create_pipeline(
-      pipeline_name=config.pipeline_name, pipeline_root=config.pipeline_root,
-      data_root=config.data_root, serving_model_dir=config.serving_model_dir,
-      module_config=config.module, tune=config.tune, hparams_from=config.hparams_from,
-      train_steps=config.train_steps, accuracy_threshold=config.accuracy_threshold,
-      beam_pipeline_args=config.beam_pipeline_args, enable_cache=config.enable_cache,
-      vertex=vertex, layout=data_layout_for(config.data_root, split_by_hash))
+  return create_pipeline(config, vertex=vertex,
+                         layout=data_layout_for(config.data_root, split_by_hash))
 
 
 def compile_pipeline(config: PipelineConfig, vertex: VertexSettings, output: str,

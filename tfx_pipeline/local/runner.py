@@ -1,7 +1,8 @@
 """Runs the pipeline locally: LocalDagRunner, Beam DirectRunner, SQLite ML Metadata.
 
-`python run_local.py [options]` runs the pipeline; `python run_local.py predict
-PHOTO ...` classifies photos with the latest pushed model.
+`python run_local.py [run] [options]` runs the pipeline; `python run_local.py
+predict PHOTO ...` classifies photos with the latest pushed model, and
+`python run_local.py report PATH` re-renders a search's tuning report.
 """
 from __future__ import annotations
 
@@ -17,60 +18,57 @@ from typing import List, Optional
 import absl.logging
 
 from tfx_pipeline import options
-from tfx_pipeline.config import BAD_IMAGE_POLICIES, DEFAULT_PIPELINE_ROOT, PipelineConfig
+from tfx_pipeline.config import DEFAULT_PIPELINE_ROOT, PipelineConfig
 
-_DEFAULTS = PipelineConfig()
+
+COMMANDS = ('run', 'predict', 'report')
+_RUN_DESCRIPTION = (
+    'Tune, train, evaluate and push the flower classifier locally. This is the default command: '
+    '`run_local.py [flags]` is `run_local.py run [flags]`. The others: `run_local.py predict '
+    '--help` classifies photos with the pushed model; `run_local.py report --help` re-renders '
+    "a search's tuning report.")
+
+
+def parser() -> argparse.ArgumentParser:
+  """The commands and their flags; `main` adds `run` when no command is named."""
+  return _parsers()[0]
 
 
 def run_parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(
-      prog='run_local.py',
-      description='Tune, train, evaluate and push the flower classifier locally. '
-                  '`run_local.py predict --help` classifies photos with the pushed model.')
-  p.add_argument('--data-root', default=_DEFAULTS.data_root,
-                 help='folder of flower TFRecords (default: the sample in data/sample)')
-  p.add_argument('--pipeline-root', default=_DEFAULTS.pipeline_root,
-                 help='folder for artifacts, ML Metadata and pushed models (default: %(default)s)')
-  options.add_search_and_training(
-      p, backbone_help="'efficientnet-lite0' (default: ImageNet-pretrained, no download), 'cnn' "
-                       '(a small CNN trained from scratch), a TF-Hub handle, or a SavedModel path',
-      hparams_help="an earlier Tuner's best_hyperparameters/<id> folder, the "
-                   'best_hyperparameters.txt in it, or a JSON file like it (with --no-tune)')
-  p.add_argument('--tuning-budget', type=float, default=None, metavar='MINUTES',
-                 help='start no new trial after MINUTES of tuning and keep the best so far '
-                      '(default: no limit); a rerun resumes the search')
-  p.add_argument('--parallel-trials', type=int, default=_DEFAULTS.parallel_trials, metavar='N',
-                 help='run N trials at once, each in its own worker process with its share of '
-                      'the CPU threads (default: %(default)s)')
-  p.add_argument('--verbose', action='store_true', help='show every TFX, Beam and TF log line')
-  # Bad input: every record is checked before any component runs (tfx_pipeline/data_check.py).
-  p.add_argument('--bad-images', choices=BAD_IMAGE_POLICIES, default=_DEFAULTS.bad_images,
-                 help='records whose image does not decode: fail (default) stops the run naming '
-                      'them; skip drops them and counts them')
-  return p
+  """The `run` command's parser: the pipeline's flags."""
+  return _parsers()[1]
 
 
-def predict_parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(
-      prog='run_local.py predict',
-      description='Classify photos with the latest pushed model: prints class name and probability.')
-  p.add_argument('photos', nargs='+',
-                 help='image files, or flower TFRecord files (their first --limit photos)')
-  p.add_argument('--pipeline-root', default=DEFAULT_PIPELINE_ROOT,
-                 help='the run whose latest pushed model to use (default: %(default)s)')
-  p.add_argument('--model-dir', default=None, help='a specific exported model folder instead')
-  p.add_argument('--limit', type=int, default=5, help='photos per TFRecord file (default: %(default)s)')
-  return p
+def _parsers():
+  p = argparse.ArgumentParser(prog='run_local.py',
+                              description='Run the flower tuner pipeline locally, and use what '
+                                          'it made.')
+  commands = p.add_subparsers(dest='command', required=True, metavar='{run,predict,report}')
+  # `run_local.py --help` is the run command's: its description names the others.
+  run_command = commands.add_parser('run', description=_RUN_DESCRIPTION)
+  options.add_flags(run_command, PipelineConfig, 'local')
+  run_command.add_argument('--verbose', action='store_true',
+                           help='show every TFX, Beam and TF log line')
+
+  predict = commands.add_parser('predict', description='Classify photos with the latest pushed '
+                                'model: prints class name and probability.')
+  predict.add_argument('photos', nargs='+',
+                       help='image files, or flower TFRecord files (their first --limit photos)')
+  predict.add_argument('--limit', type=int, default=5,
+                       help='photos per TFRecord file (default: %(default)s)')
+  predict.add_argument('--model-dir', help='a specific exported model folder instead')
+  predict.add_argument('--pipeline-root', default=DEFAULT_PIPELINE_ROOT,
+                       help='the run whose latest pushed model to use (default: %(default)s)')
+
+  report = commands.add_parser('report', description='Re-render the tuning report of a search.')
+  report.add_argument('path', help='a search folder under <pipeline-root>/tuning/<pipeline>/, '
+                                   'or that tuning folder (its latest search)')
+  return p, run_command
 
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
-  return dataclasses.replace(
-      _DEFAULTS, **options.pipeline_fields(args),
-      module=options.module_config(args, tuning_budget_minutes=args.tuning_budget),
-      data_root=os.path.abspath(args.data_root),
-      pipeline_root=os.path.abspath(args.pipeline_root),
-      hparams_from=args.hparams_from and os.path.abspath(args.hparams_from),
-      bad_images=args.bad_images, parallel_trials=args.parallel_trials)
+  """The configuration the flags describe; raises ValueError for values that cannot work."""
+  return options.from_args(PipelineConfig, args, 'local', path=os.path.abspath)
 
 
 # Known-harmless warnings TFX 1.16 prints on every local run.
@@ -107,14 +105,9 @@ def build(config: PipelineConfig, layout=None):
   from tfx import v1 as tfx
   from tfx_pipeline.pipeline import create_pipeline
   return create_pipeline(
-      pipeline_name=config.pipeline_name, pipeline_root=config.pipeline_root,
-      data_root=config.data_root, serving_model_dir=config.serving_model_dir,
-      module_config=config.module, tune=config.tune, hparams_from=config.hparams_from,
-      train_steps=config.train_steps, accuracy_threshold=config.accuracy_threshold,
+      config, layout=layout,
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-          config.metadata_path),
-      beam_pipeline_args=config.beam_pipeline_args, enable_cache=config.enable_cache,
-      parallel_trials=config.parallel_trials, layout=layout)
+          config.metadata_path))
 
 
 def _echo(line: str) -> None:
@@ -125,8 +118,10 @@ def run(config: PipelineConfig, echo=_echo) -> dict:
   """Runs the pipeline, prints progress and a summary, and returns the summary."""
   from tfx import v1 as tfx
   from modules import tuner as tuner_module
-  from tfx_pipeline import data_check, data_layout, hparams_file
-  from tfx_pipeline.progress import ComponentProgress
+  from tfx_pipeline import hparams_file
+  from tfx_pipeline.data_folder import check as data_check
+  from tfx_pipeline.data_folder import layout as data_layout
+  from tfx_pipeline.local.progress import ComponentProgress
 
   check_paths(config)  # Each fails in one line, before anything runs.
   layout = data_layout.resolve(config.data_root)
@@ -192,7 +187,7 @@ def check_paths(config: PipelineConfig) -> None:
 def summarize(config: PipelineConfig) -> dict:
   """What the newest run of `config`'s pipeline produced, read from ML Metadata."""
   from modules import search_space
-  from tfx_pipeline import results
+  from tfx_pipeline.local import results
   from tfx_pipeline.pipeline import ACCURACY_METRIC
   import keras_tuner
 
@@ -202,7 +197,7 @@ def summarize(config: PipelineConfig) -> dict:
             or results.output_uri(run, 'hparams_importer', 'result'))
   if hp_uri:
     hp = keras_tuner.HyperParameters.from_config(results.best_hyperparameters(hp_uri))
-    summary['best_hyperparameters'] = search_space.public_values(hp)
+    summary['best_hyperparameters'] = search_space.public_values(hp.values)
     summary['best_hyperparameters_uri'] = hp_uri
   evaluation = results.output_uri(run, 'Evaluator', 'evaluation')
   if evaluation:
@@ -232,8 +227,8 @@ def _report_tuning(config: PipelineConfig, echo) -> None:
   Not into the Tuner's best_hyperparameters artifact: TFX's Trainer reads that
   folder's only file, and fails on a second one.
   """
-  from modules import tuning_state
-  from tfx_pipeline import tuning_report
+  from modules.tuning import state as tuning_state
+  from tfx_pipeline.local import report as tuning_report
   search = tuning_state.latest_search(
       tuning_state.base_dir(config.pipeline_root, config.pipeline_name))
   if not search:
@@ -242,49 +237,52 @@ def _report_tuning(config: PipelineConfig, echo) -> None:
   tuning_report.print_report(report, echo)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-  argv = sys.argv[1:] if argv is None else argv
-  if argv[:1] == ['predict']:
-    args = predict_parser().parse_args(argv[1:])
-    _set_up_logging(verbose=False)
-    from tfx_pipeline import predict
-    from tfx_pipeline.cli_paths import PathError
-    try:
-      model_dir = (predict.check_model_dir(args.model_dir) if args.model_dir else
-                   predict.latest_pushed_model(PipelineConfig(
-                       pipeline_root=os.path.abspath(args.pipeline_root)).serving_model_dir))
-      predict.predict(model_dir, args.photos, limit=args.limit)
-    except (FileNotFoundError, PathError) as e:
-      print(f'error: {e}', file=sys.stderr)
-      return 2
-    return 0
-  if argv[:1] == ['report']:  # Re-renders a search's tuning report from its folder.
-    p = argparse.ArgumentParser(prog='run_local.py report',
-                                description='Re-render the tuning report of a search.')
-    p.add_argument('path', help='a search folder under <pipeline-root>/tuning/<pipeline>/, '
-                                'or that tuning folder (its latest search)')
-    args = p.parse_args(argv[1:])
-    _set_up_logging(verbose=False)
-    from tfx_pipeline import tuning_report
-    try:
-      tuning_report.print_report(tuning_report.write(os.path.abspath(args.path)), _echo)
-    except FileNotFoundError as e:
-      print(f'error: {e}', file=sys.stderr)
-      return 2
-    return 0
-  args = run_parser().parse_args(argv)
-  _set_up_logging(args.verbose)
-  from tfx_pipeline.cli_paths import PathError
-  from tfx_pipeline.data_layout import DataLayoutError
-  from modules.backbone import BackboneError
+def _run_command(args: argparse.Namespace) -> None:
   try:
     config = config_from_args(args)
   except ValueError as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
+    raise options.UsageError(str(e)) from None
+  from modules.backbone import BackboneError
+  from tfx_pipeline.cli_paths import PathError
+  from tfx_pipeline.data_folder.layout import DataLayoutError
   try:
     run(config)
   except (DataLayoutError, PathError, BackboneError) as e:  # Raised before any component runs.
+    raise options.UsageError(str(e)) from None
+
+
+def _predict_command(args: argparse.Namespace) -> None:
+  from tfx_pipeline.cli_paths import PathError
+  from tfx_pipeline.local import predict
+  try:
+    model_dir = (predict.check_model_dir(args.model_dir) if args.model_dir else
+                 predict.latest_pushed_model(PipelineConfig(
+                     pipeline_root=os.path.abspath(args.pipeline_root)).serving_model_dir))
+    predict.predict(model_dir, args.photos, limit=args.limit)
+  except (FileNotFoundError, PathError) as e:
+    raise options.UsageError(str(e)) from None
+
+
+def _report_command(args: argparse.Namespace) -> None:
+  from tfx_pipeline.local import report as tuning_report
+  try:
+    tuning_report.print_report(tuning_report.write(os.path.abspath(args.path)), _echo)
+  except FileNotFoundError as e:
+    raise options.UsageError(str(e)) from None
+
+
+_COMMANDS = {'run': _run_command, 'predict': _predict_command, 'report': _report_command}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+  argv = sys.argv[1:] if argv is None else list(argv)
+  if argv[:1] not in ([c] for c in COMMANDS):
+    argv = ['run', *argv]  # `run_local.py [flags]` (and --help) is the run command.
+  args = parser().parse_args(argv)
+  _set_up_logging(getattr(args, 'verbose', False))
+  try:
+    _COMMANDS[args.command](args)
+  except options.UsageError as e:  # Bad settings or input: one line, nothing has run.
     print(f'error: {e}', file=sys.stderr)
     return 2
   return 0

@@ -1,6 +1,6 @@
 """Reads every record of the data folder before any component runs: images and labels.
 
-The local runner (`tfx_pipeline.local_runner.run`) calls `check` after
+The local runner (`tfx_pipeline.local.runner.run`) calls `check` after
 `data_layout.resolve`. A Beam job decodes each image with the pipeline's own
 decoder (`modules.preprocessing.decode_and_resize`) and reads each label, so bad
 data ends the run with one line naming the split, file and record, instead of
@@ -32,17 +32,18 @@ from typing import Callable, Dict, List, Optional
 import apache_beam as beam
 import tensorflow as tf
 
-from tfx_pipeline import data_layout
+from data.records import LABELS_FILE  # Written beside the shards by data/convert.py.
+from modules import features
+from tfx_pipeline.data_folder import layout as data_layout
 from tfx_pipeline.config import BAD_IMAGE_POLICIES
 
 FOLDER = 'data_check'
-LABELS_FILE = 'labels.txt'  # Written beside the shards by data/convert.py.
 _VERSION = 2  # Bump when the checks change, so earlier results are not reused.
 _EXAMPLES_PER_LABEL = 3
 _LISTED = 20  # Skipped records listed one per line; the rest are counted.
 
-_IMAGE, _LABEL, _TEXT, _NAME = ('image/encoded', 'image/class/label', 'image/class/text',
-                                'image/filename')
+_IMAGE, _LABEL, _TEXT, _NAME = (features.IMAGE_KEY, features.LABEL_KEY, features.LABEL_TEXT_KEY,
+                                features.FILENAME_KEY)
 
 
 class DataCheckError(data_layout.DataLayoutError):

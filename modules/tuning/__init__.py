@@ -1,0 +1,1 @@
+"""keras-tuner extensions for the Tuner's search: resumable state, progress and budget hooks."""

@@ -1,0 +1,1 @@
+"""Runs the pipeline on this machine (run_local.py): progress, results, tuning report, predict."""

@@ -1,0 +1,1 @@
+"""Runs the pipeline on Vertex AI Pipelines (run_vertex.py): its settings, compile and submit."""
