@@ -1,4 +1,5 @@
 """Entry point: `python run_local.py --help`, or `python run_local.py predict PHOTO ...`."""
+
 import sys
 
 from tfx_pipeline.local.runner import main

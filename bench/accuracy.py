@@ -13,6 +13,7 @@ bench/results/accuracy.json and .md, and the table into bench/results.md.
 
   .venv/bin/python -m bench.accuracy [--data-root ../shared/flowers] [--folds 5]
 """
+
 import argparse
 import glob
 import hashlib
@@ -32,9 +33,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, 'bench', 'results')
 SHARD = 'image_classification_builder-{split}.tfrecord-00000-of-00001'
 SETTINGS = {
-    'efficientnet-lite0, tuned': ['--backbone', 'efficientnet-lite0'],
-    'efficientnet-lite0, defaults (--no-tune)': ['--backbone', 'efficientnet-lite0', '--no-tune'],
-    'cnn, tuned': ['--backbone', 'cnn'],
+  'efficientnet-lite0, tuned': ['--backbone', 'efficientnet-lite0'],
+  'efficientnet-lite0, defaults (--no-tune)': ['--backbone', 'efficientnet-lite0', '--no-tune'],
+  'cnn, tuned': ['--backbone', 'cnn'],
 }
 ACCURACY_LINE = re.compile(r'^eval accuracy: ([\d.]+)', re.M)
 SECTION_START = '<!-- accuracy on real photos -->'
@@ -44,6 +45,7 @@ SECTION_END = '<!-- /accuracy on real photos -->'
 def read_records(data_root: str) -> list:
   """(serialized example, label, file name) of every record in the folder's TFRecords."""
   import tensorflow as tf
+
   files = sorted(glob.glob(os.path.join(data_root, '*.tfrecord*')))
   if not files:
     raise SystemExit(f'--data-root {data_root}: no *.tfrecord* files.')
@@ -51,8 +53,13 @@ def read_records(data_root: str) -> list:
   for record in tf.data.TFRecordDataset(files):
     example = tf.train.Example.FromString(record.numpy())
     feature = example.features.feature
-    records.append((record.numpy(), feature['image/class/label'].int64_list.value[0],
-                    feature['image/filename'].bytes_list.value[0].decode()))
+    records.append(
+      (
+        record.numpy(),
+        feature['image/class/label'].int64_list.value[0],
+        feature['image/filename'].bytes_list.value[0].decode(),
+      )
+    )
   return records
 
 
@@ -60,8 +67,10 @@ def stratified_folds(records: list, folds: int) -> list:
   """Fold index of each record: within each class, records ordered by a hash of their name."""
   assignment = [0] * len(records)
   for label in sorted({r[1] for r in records}):
-    members = sorted((i for i, r in enumerate(records) if r[1] == label),
-                     key=lambda i: hashlib.sha256(records[i][2].encode()).hexdigest())
+    members = sorted(
+      (i for i, r in enumerate(records) if r[1] == label),
+      key=lambda i: hashlib.sha256(records[i][2].encode()).hexdigest(),
+    )
     for rank, i in enumerate(members):
       assignment[i] = rank % folds
   return assignment
@@ -69,6 +78,7 @@ def stratified_folds(records: list, folds: int) -> list:
 
 def write_fold(records, assignment, fold: int, folder: str) -> None:
   import tensorflow as tf
+
   os.makedirs(folder, exist_ok=True)
   for split, keep in (('train', lambda f: f != fold), ('validation', lambda f: f == fold)):
     with tf.io.TFRecordWriter(os.path.join(folder, SHARD.format(split=split))) as writer:
@@ -78,11 +88,21 @@ def write_fold(records, assignment, fold: int, folder: str) -> None:
 
 
 def run_pipeline(data: str, root: str, flags: list, log: str) -> dict:
-  command = [sys.executable, 'run_local.py', '--data-root', data, '--pipeline-root', root,
-             '--accuracy-threshold', '0', *flags]
+  command = [
+    sys.executable,
+    'run_local.py',
+    '--data-root',
+    data,
+    '--pipeline-root',
+    root,
+    '--accuracy-threshold',
+    '0',
+    *flags,
+  ]
   start = time.monotonic()
-  done = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                        text=True)
+  done = subprocess.run(
+    command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+  )
   with open(log, 'w') as f:
     f.write(done.stdout)
   if done.returncode:
@@ -113,8 +133,10 @@ def logistic_regression(records, assignment, folds: int, image_size: int) -> lis
   """Accuracy per fold of a logistic regression on EfficientNet-Lite0 features."""
   import tensorflow as tf
   from sklearn.linear_model import LogisticRegression
+
   from modules import efficientnet_lite
   from modules.preprocessing import decode_and_resize
+
   model = efficientnet_lite.pretrained()
   images = decode_and_resize(tf.constant([r[0] for r in _encoded(records)]), image_size)
   features = model.predict(images, batch_size=16, verbose=0)
@@ -130,6 +152,7 @@ def logistic_regression(records, assignment, folds: int, image_size: int) -> lis
 
 def _encoded(records):
   import tensorflow as tf
+
   for record, label, _ in records:
     example = tf.train.Example.FromString(record)
     yield example.features.feature['image/encoded'].bytes_list.value[0], label
@@ -139,8 +162,11 @@ def summarize(per_setting: dict, eval_size: int) -> dict:
   rows = {}
   for name, folds in per_setting.items():
     accuracies = [f['accuracy'] for f in folds]
-    row = {'accuracies': accuracies, 'mean': float(np.mean(accuracies)),
-           'std': float(np.std(accuracies))}
+    row = {
+      'accuracies': accuracies,
+      'mean': float(np.mean(accuracies)),
+      'std': float(np.std(accuracies)),
+    }
     if 'trial_scores' in folds[0]:
       row['distinct_trials'] = [distinct_trials(f['trial_scores'], eval_size) for f in folds]
       row['trials'] = [len(f['trial_scores']) for f in folds]
@@ -153,26 +179,32 @@ def summarize(per_setting: dict, eval_size: int) -> dict:
 def markdown(result: dict) -> str:
   k, n = result['folds'], result['photos']
   lines = [
-      f'## Accuracy on real photos: {k}-fold cross-validation',
-      '',
-      f'Data: {n} real flower photos ({result["data_root"]}), stratified into {k} folds: each '
-      f'fold trains on {n - result["eval_size"]} and evaluates on the other {result["eval_size"]}'
-      ' (eval accuracy from the Evaluator, on raw JPEGs through the exported model). '
-      f'{result["image_size"]} px; default search (Hyperband, max_epochs 4, factor 3, 10 trials) '
-      f'and Trainer (8 epochs). Total time {result["seconds"]:.0f}s.',
-      '',
-      '| setting | mean eval accuracy | std | per fold | trials > 1 photo below the best |',
-      '|---|---:|---:|---|---|',
+    f'## Accuracy on real photos: {k}-fold cross-validation',
+    '',
+    f'Data: {n} real flower photos ({result["data_root"]}), stratified into {k} folds: each '
+    f'fold trains on {n - result["eval_size"]} and evaluates on the other {result["eval_size"]}'
+    ' (eval accuracy from the Evaluator, on raw JPEGs through the exported model). '
+    f'{result["image_size"]} px; default search (Hyperband, max_epochs 4, factor 3, 10 trials) '
+    f'and Trainer (8 epochs). Total time {result["seconds"]:.0f}s.',
+    '',
+    '| setting | mean eval accuracy | std | per fold | trials > 1 photo below the best |',
+    '|---|---:|---:|---|---|',
   ]
   for name, row in result['rows'].items():
     per_fold = ', '.join(f'{a:.2f}' for a in row['accuracies'])
-    distinct = ('-' if 'distinct_trials' not in row else ', '.join(
-        f'{d}/{t}' for d, t in zip(row['distinct_trials'], row['trials'])))
+    distinct = (
+      '-'
+      if 'distinct_trials' not in row
+      else ', '.join(f'{d}/{t}' for d, t in zip(row['distinct_trials'], row['trials']))
+    )
     lines.append(f'| {name} | {row["mean"]:.3f} | {row["std"]:.3f} | {per_fold} | {distinct} |')
   m = result['machine']
-  lines += ['', f'Machine: {m["cpus"]} CPUs ({m["cpu_model"]}), Python {m["python"]}; '
-                f'TensorFlow {m["tensorflow"]}, Keras {m["keras"]}, keras-tuner {m["keras-tuner"]}, '
-                f'TFX {m["tfx"]}. Command: `.venv/bin/python -m bench.accuracy`.']
+  lines += [
+    '',
+    f'Machine: {m["cpus"]} CPUs ({m["cpu_model"]}), Python {m["python"]}; '
+    f'TensorFlow {m["tensorflow"]}, Keras {m["keras"]}, keras-tuner {m["keras-tuner"]}, '
+    f'TFX {m["tfx"]}. Command: `.venv/bin/python -m bench.accuracy`.',
+  ]
   return '\n'.join(lines) + '\n'
 
 
@@ -210,18 +242,31 @@ def main(argv=None) -> None:
       log = os.path.join(work, f'fold-{fold}', f'setting-{i}.log')
       result = run_pipeline(data, os.path.join(work, f'fold-{fold}', 'root'), flags, log)
       per_setting[name].append(result)
-      print(f'fold {fold + 1}/{args.folds}: {name}: eval accuracy {result["accuracy"]:.3f} '
-            f'({result["seconds"]:.0f}s)', flush=True)
+      print(
+        f'fold {fold + 1}/{args.folds}: {name}: eval accuracy {result["accuracy"]:.3f} '
+        f'({result["seconds"]:.0f}s)',
+        flush=True,
+      )
   logistic = logistic_regression(records, assignment, args.folds, args.image_size)
   print(f'logistic regression on efficientnet-lite0 features: {np.mean(logistic):.3f}', flush=True)
   eval_size = len(records) // args.folds
   rows = summarize(per_setting, eval_size)
   rows['logistic regression on efficientnet-lite0 features (no pipeline)'] = {
-      'accuracies': logistic, 'mean': float(np.mean(logistic)), 'std': float(np.std(logistic))}
-  result = {'data_root': os.path.relpath(os.path.abspath(args.data_root), ROOT),
-            'photos': len(records), 'folds': args.folds, 'eval_size': eval_size,
-            'image_size': args.image_size, 'rows': rows, 'per_setting': per_setting,
-            'machine': machine(), 'seconds': time.monotonic() - start}
+    'accuracies': logistic,
+    'mean': float(np.mean(logistic)),
+    'std': float(np.std(logistic)),
+  }
+  result = {
+    'data_root': os.path.relpath(os.path.abspath(args.data_root), ROOT),
+    'photos': len(records),
+    'folds': args.folds,
+    'eval_size': eval_size,
+    'image_size': args.image_size,
+    'rows': rows,
+    'per_setting': per_setting,
+    'machine': machine(),
+    'seconds': time.monotonic() - start,
+  }
   os.makedirs(RESULTS, exist_ok=True)
   with open(os.path.join(RESULTS, 'accuracy.json'), 'w') as f:
     json.dump(result, f, indent=1)

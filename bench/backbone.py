@@ -2,6 +2,7 @@
 
 The pipeline loads it through the same path a TF-Hub handle takes (`--backbone PATH`).
 """
+
 import argparse
 import os
 
@@ -12,9 +13,13 @@ def main(argv=None):
   p.add_argument('--image-size', type=int, default=224)
   args = p.parse_args(argv)
   import keras
+
   network = keras.applications.ResNet50V2(
-      weights=None, include_top=False, pooling='avg',
-      input_shape=(args.image_size, args.image_size, 3))
+    weights=None,
+    include_top=False,
+    pooling='avg',
+    input_shape=(args.image_size, args.image_size, 3),
+  )
   network.export(args.out, verbose=False)
 
 

@@ -5,6 +5,7 @@ backbone sits inside the model, and `Hyperband(max_epochs=3, factor=2)` searches
 the project's search space: every epoch of every trial runs every image through
 the backbone again. Run by bench/run.py; usable alone with the same flags.
 """
+
 import os
 
 from bench import common
@@ -41,27 +42,44 @@ def main(argv=None):
     outputs = keras.layers.Dense(num_classes, activation='softmax')(x)
     model = keras.Model(inputs, outputs)
     optimizer = {'adam': keras.optimizers.Adam, 'sgd': keras.optimizers.SGD}[hp.get('optimizer')]
-    model.compile(optimizer(learning_rate=hp.get('learning_rate')),
-                  loss='sparse_categorical_crossentropy', metrics=['accuracy'])
+    model.compile(
+      optimizer(learning_rate=hp.get('learning_rate')),
+      loss='sparse_categorical_crossentropy',
+      metrics=['accuracy'],
+    )
     return model
 
-  train = (common.decoded_dataset(common.raw_files(args.data_root, 'train'), size)
-           .shuffle(1000, seed=args.seed).batch(args.batch_size).prefetch(tf.data.AUTOTUNE))
-  evaluation = (common.decoded_dataset(common.raw_files(args.data_root, 'validation'), size)
-                .batch(args.batch_size).prefetch(tf.data.AUTOTUNE))
+  train = (
+    common.decoded_dataset(common.raw_files(args.data_root, 'train'), size)
+    .shuffle(1000, seed=args.seed)
+    .batch(args.batch_size)
+    .prefetch(tf.data.AUTOTUNE)
+  )
+  evaluation = (
+    common.decoded_dataset(common.raw_files(args.data_root, 'validation'), size)
+    .batch(args.batch_size)
+    .prefetch(tf.data.AUTOTUNE)
+  )
   tuner = common.hyperband(build_model, args, 'baseline')
   with common.Timer() as search:
-    tuner.search(train, validation_data=evaluation, verbose=0,
-                 callbacks=[common.early_stopping()])
+    tuner.search(train, validation_data=evaluation, verbose=0, callbacks=[common.early_stopping()])
   trials = tuner.oracle.trials.values()
   best = tuner.oracle.get_best_trials(1)[0]
-  common.write(args.json, {
-      'search_seconds': search.seconds, 'setup_seconds': setup.seconds,
+  common.write(
+    args.json,
+    {
+      'search_seconds': search.seconds,
+      'setup_seconds': setup.seconds,
       'trials': len(trials),
-      'epochs': sum(t.hyperparameters.values.get('tuner/epochs', 0)
-                    - t.hyperparameters.values.get('tuner/initial_epoch', 0) for t in trials),
+      'epochs': sum(
+        t.hyperparameters.values.get('tuner/epochs', 0)
+        - t.hyperparameters.values.get('tuner/initial_epoch', 0)
+        for t in trials
+      ),
       'best_score': best.score,
-      'best_hyperparameters': search_space.public_values(best.hyperparameters.values)})
+      'best_hyperparameters': search_space.public_values(best.hyperparameters.values),
+    },
+  )
 
 
 if __name__ == '__main__':

@@ -1,4 +1,5 @@
 """Helpers every benchmark step shares: the raw-record reader, timing, and the JSON it reports."""
+
 import argparse
 import json
 import os
@@ -16,14 +17,18 @@ def peak_rss_mb() -> float:
 def raw_files(data_root: str, split: str) -> list:
   """The flower TFRecords of one split ('train' or 'validation') in the published layout."""
   import glob
+
   return sorted(glob.glob(os.path.join(data_root, f'*-{split}.tfrecord-*')))
 
 
 def decoded_dataset(files, image_size: int):
   """(image in [0, 1], label) pairs, decoded and resized in tf.data: the classic recipe."""
   import tensorflow as tf
-  spec = {IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
-          LABEL_KEY: tf.io.FixedLenFeature([], tf.int64)}
+
+  spec = {
+    IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
+    LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
+  }
 
   def parse(record):
     example = tf.io.parse_single_example(record, spec)
@@ -32,7 +37,8 @@ def decoded_dataset(files, image_size: int):
     return image, example[LABEL_KEY]
 
   return tf.data.TFRecordDataset(files, num_parallel_reads=tf.data.AUTOTUNE).map(
-      parse, num_parallel_calls=tf.data.AUTOTUNE)
+    parse, num_parallel_calls=tf.data.AUTOTUNE
+  )
 
 
 def step_parser(description: str) -> argparse.ArgumentParser:
@@ -56,9 +62,16 @@ def hyperband(hypermodel, args, project_name: str):
   import keras_tuner
 
   from modules.search_space import OBJECTIVE
+
   return keras_tuner.Hyperband(
-      hypermodel, objective=OBJECTIVE, max_epochs=args.max_epochs, factor=args.factor,
-      seed=args.seed, directory=tempfile.mkdtemp(dir=args.work), project_name=project_name)
+    hypermodel,
+    objective=OBJECTIVE,
+    max_epochs=args.max_epochs,
+    factor=args.factor,
+    seed=args.seed,
+    directory=tempfile.mkdtemp(dir=args.work),
+    project_name=project_name,
+  )
 
 
 def early_stopping():
@@ -67,8 +80,10 @@ def early_stopping():
 
   from modules.module_config import ModuleConfig
   from modules.search_space import OBJECTIVE
-  return keras.callbacks.EarlyStopping(monitor=OBJECTIVE, mode='max',
-                                       patience=ModuleConfig().early_stopping_patience)
+
+  return keras.callbacks.EarlyStopping(
+    monitor=OBJECTIVE, mode='max', patience=ModuleConfig().early_stopping_patience
+  )
 
 
 def write(path: str, figures: dict) -> None:

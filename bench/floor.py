@@ -5,6 +5,7 @@ Nothing can tune the head with less work: every image must go through the
 backbone once, and the head trains for the trials and epochs Hyperband plans.
 Run by bench/run.py.
 """
+
 import os
 
 from bench import common
@@ -38,18 +39,29 @@ def main(argv=None):
     return data.batch(args.batch_size).prefetch(tf.data.AUTOTUNE)
 
   tuner = common.hyperband(
-      lambda hp: model.build_head(hp, 5, arrays['train'][0].shape[-1]), args, 'floor')
+    lambda hp: model.build_head(hp, 5, arrays['train'][0].shape[-1]), args, 'floor'
+  )
   with common.Timer() as head:
-    tuner.search(batches('train', True), validation_data=batches('validation', False), verbose=0,
-                 callbacks=[common.early_stopping()])
+    tuner.search(
+      batches('train', True),
+      validation_data=batches('validation', False),
+      verbose=0,
+      callbacks=[common.early_stopping()],
+    )
   best = tuner.oracle.get_best_trials(1)[0]
   images = sum(len(a[1]) for a in arrays.values())
-  common.write(args.json, {
-      'backbone_pass_seconds': backbone_pass.seconds, 'head_search_seconds': head.seconds,
-      'seconds': backbone_pass.seconds + head.seconds, 'images': images,
+  common.write(
+    args.json,
+    {
+      'backbone_pass_seconds': backbone_pass.seconds,
+      'head_search_seconds': head.seconds,
+      'seconds': backbone_pass.seconds + head.seconds,
+      'images': images,
       'backbone_images_per_second': images / backbone_pass.seconds,
       'best_score': best.score,
-      'best_hyperparameters': search_space.public_values(best.hyperparameters.values)})
+      'best_hyperparameters': search_space.public_values(best.hyperparameters.values),
+    },
+  )
 
 
 if __name__ == '__main__':

@@ -8,8 +8,8 @@
   the Trainer and Tuner can be fed without the feature cache.
 Run by bench/run.py after a pipeline run, whose transformed examples it reads.
 """
+
 import argparse
-import json
 import os
 
 from bench import common
@@ -17,6 +17,7 @@ from bench import common
 
 def _records(files):
   import tensorflow as tf
+
   compression = 'GZIP' if files[0].endswith('.gz') else ''
   return [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type=compression)]
 
@@ -51,24 +52,37 @@ def main(argv=None):
   figures = {'tfdata_decode_resize_images_per_second': _images_per_second(decode)}
 
   records = _records(args.transformed)
-  pixels = [np.asarray(tf.train.Example.FromString(r).features.feature['image'].float_list.value,
-                       np.float32) for r in records]
+  pixels = [
+    np.asarray(
+      tf.train.Example.FromString(r).features.feature['image'].float_list.value, np.float32
+    )
+    for r in records
+  ]
   figures['examples'] = len(records)
-  figures['transform_bytes_per_example_on_disk'] = (
-      sum(os.path.getsize(f) for f in args.transformed) / len(records))
+  figures['transform_bytes_per_example_on_disk'] = sum(
+    os.path.getsize(f) for f in args.transformed
+  ) / len(records)
 
   def write(name, feature):
     path = os.path.join(args.work, name)
     with tf.io.TFRecordWriter(path) as writer:
       for image in pixels:
-        writer.write(tf.train.Example(features=tf.train.Features(
-            feature={'image': feature(image)})).SerializeToString())
+        writer.write(
+          tf.train.Example(
+            features=tf.train.Features(feature={'image': feature(image)})
+          ).SerializeToString()
+        )
     return path
 
-  as_float = write('float32.tfrecord', lambda x: tf.train.Feature(
-      float_list=tf.train.FloatList(value=x)))
-  as_uint8 = write('uint8.tfrecord', lambda x: tf.train.Feature(bytes_list=tf.train.BytesList(
-      value=[np.round(x * 255).astype(np.uint8).tobytes()])))
+  as_float = write(
+    'float32.tfrecord', lambda x: tf.train.Feature(float_list=tf.train.FloatList(value=x))
+  )
+  as_uint8 = write(
+    'uint8.tfrecord',
+    lambda x: tf.train.Feature(
+      bytes_list=tf.train.BytesList(value=[np.round(x * 255).astype(np.uint8).tobytes()])
+    ),
+  )
   for name, path in (('float32', as_float), ('uint8', as_uint8)):
     figures[f'{name}_bytes_per_example'] = os.path.getsize(path) / len(records)
 
@@ -80,15 +94,23 @@ def main(argv=None):
   def read(path):
     return tf.data.TFRecordDataset(path).repeat(repeat).batch(args.batch_size)
 
-  figures['float32_read_images_per_second'] = _images_per_second(read(as_float).map(
-      lambda r: tf.io.parse_example(r, float_spec)['image'], tf.data.AUTOTUNE))
-  figures['uint8_read_images_per_second'] = _images_per_second(read(as_uint8).map(
-      lambda r: tf.reshape(tf.cast(tf.io.decode_raw(
-          tf.io.parse_example(r, bytes_spec)['image'], tf.uint8), tf.float32) / 255.0,
-          [-1] + shape), tf.data.AUTOTUNE))
+  figures['float32_read_images_per_second'] = _images_per_second(
+    read(as_float).map(lambda r: tf.io.parse_example(r, float_spec)['image'], tf.data.AUTOTUNE)
+  )
+  figures['uint8_read_images_per_second'] = _images_per_second(
+    read(as_uint8).map(
+      lambda r: tf.reshape(
+        tf.cast(tf.io.decode_raw(tf.io.parse_example(r, bytes_spec)['image'], tf.uint8), tf.float32)
+        / 255.0,
+        [-1] + shape,
+      ),
+      tf.data.AUTOTUNE,
+    )
+  )
   # What uint8 storage costs in accuracy of the pixels: at most half a step of 1/255.
-  figures['uint8_max_abs_error'] = float(max(
-      np.abs(np.round(x * 255) / 255 - x).max() for x in pixels))
+  figures['uint8_max_abs_error'] = float(
+    max(np.abs(np.round(x * 255) / 255 - x).max() for x in pixels)
+  )
   common.write(args.json, figures)
 
 

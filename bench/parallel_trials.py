@@ -7,6 +7,7 @@ bench/results/parallel_trials.json and .md with the machine it ran on.
 
   .venv/bin/python bench/parallel_trials.py [--trials 8 --epochs 3 --image-size 224]
 """
+
 import argparse
 import json
 import os
@@ -25,10 +26,16 @@ TRIAL_LINE = re.compile(r'^(\[tuner\d+\] )?trial \S+: ')
 
 
 def machine() -> dict:
-  versions = {name: metadata.version(name)
-              for name in ('tensorflow', 'keras', 'keras-tuner', 'tfx', 'grpcio')}
-  return {'cpus': len(os.sched_getaffinity(0)), 'cpu_model': _cpu_model(),
-          'platform': platform.platform(), 'python': platform.python_version(), **versions}
+  versions = {
+    name: metadata.version(name) for name in ('tensorflow', 'keras', 'keras-tuner', 'tfx', 'grpcio')
+  }
+  return {
+    'cpus': len(os.sched_getaffinity(0)),
+    'cpu_model': _cpu_model(),
+    'platform': platform.platform(),
+    'python': platform.python_version(),
+    **versions,
+  }
 
 
 def _cpu_model() -> str:
@@ -44,14 +51,30 @@ def _cpu_model() -> str:
 
 def run_once(workers: int, args, work: str) -> dict:
   root = os.path.join(work, f'parallel-{workers}')
-  command = [sys.executable, 'run_local.py', '--tuner', 'random', '--max-trials', str(args.trials),
-             '--max-epochs', str(args.epochs), '--image-size', str(args.image_size),
-             '--epochs', '1', '--pipeline-root', root, '--no-cache',
-             '--parallel-trials', str(workers)]
+  command = [
+    sys.executable,
+    'run_local.py',
+    '--tuner',
+    'random',
+    '--max-trials',
+    str(args.trials),
+    '--max-epochs',
+    str(args.epochs),
+    '--image-size',
+    str(args.image_size),
+    '--epochs',
+    '1',
+    '--pipeline-root',
+    root,
+    '--no-cache',
+    '--parallel-trials',
+    str(workers),
+  ]
   load_before = os.getloadavg()
   start = time.monotonic()
-  done = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                        text=True)
+  done = subprocess.run(
+    command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+  )
   seconds = time.monotonic() - start
   with open(os.path.join(work, f'parallel-{workers}.log'), 'w') as f:
     f.write(done.stdout)
@@ -59,32 +82,44 @@ def run_once(workers: int, args, work: str) -> dict:
     raise SystemExit(f'run_local.py --parallel-trials {workers} failed:\n{done.stdout[-3000:]}')
   tuner = [float(m.group(1)) for m in TUNER_LINE.finditer(done.stdout)]
   trials = [line for line in done.stdout.splitlines() if TRIAL_LINE.match(line)]
-  return {'parallel_trials': workers, 'tuner_seconds': tuner[-1] if tuner else None,
-          'total_seconds': round(seconds, 1), 'trial_lines': len(trials),
-          'load_before': [round(x, 2) for x in load_before],
-          'load_after': [round(x, 2) for x in os.getloadavg()],
-          'command': ' '.join(command[1:]), 'log': os.path.join(work, f'parallel-{workers}.log')}
+  return {
+    'parallel_trials': workers,
+    'tuner_seconds': tuner[-1] if tuner else None,
+    'total_seconds': round(seconds, 1),
+    'trial_lines': len(trials),
+    'load_before': [round(x, 2) for x in load_before],
+    'load_after': [round(x, 2) for x in os.getloadavg()],
+    'command': ' '.join(command[1:]),
+    'log': os.path.join(work, f'parallel-{workers}.log'),
+  }
 
 
 def markdown(result: dict) -> str:
   m = result['machine']
   lines = [
-      '# Parallel trials: `run_local.py --parallel-trials N`',
-      '',
-      f'Search: random, {result["trials"]} trials x {result["epochs"]} epochs at '
-      f'{result["image_size"]} px, sample data, fresh pipeline root per run (whole pipeline; '
-      'Trainer 1 epoch).',
-      '',
-      '| --parallel-trials | Tuner step (s) | whole run (s) | load avg before → after (1 min) |',
-      '|---|---|---|---|',
+    '# Parallel trials: `run_local.py --parallel-trials N`',
+    '',
+    f'Search: random, {result["trials"]} trials x {result["epochs"]} epochs at '
+    f'{result["image_size"]} px, sample data, fresh pipeline root per run (whole pipeline; '
+    'Trainer 1 epoch).',
+    '',
+    '| --parallel-trials | Tuner step (s) | whole run (s) | load avg before → after (1 min) |',
+    '|---|---|---|---|',
   ]
   for run in result['runs']:
-    lines.append(f'| {run["parallel_trials"]} | {run["tuner_seconds"]} | {run["total_seconds"]} '
-                 f'| {run["load_before"][0]} → {run["load_after"][0]} |')
-  lines += ['', f'Tuner speed-up (1 → 2): {result["tuner_speedup"]}x', '',
-            f'Machine: {m["cpus"]} CPUs ({m["cpu_model"]}), {m["platform"]}, Python {m["python"]}; '
-            f'TensorFlow {m["tensorflow"]}, Keras {m["keras"]}, keras-tuner {m["keras-tuner"]}, '
-            f'TFX {m["tfx"]}, grpcio {m["grpcio"]}.', '']
+    lines.append(
+      f'| {run["parallel_trials"]} | {run["tuner_seconds"]} | {run["total_seconds"]} '
+      f'| {run["load_before"][0]} → {run["load_after"][0]} |'
+    )
+  lines += [
+    '',
+    f'Tuner speed-up (1 → 2): {result["tuner_speedup"]}x',
+    '',
+    f'Machine: {m["cpus"]} CPUs ({m["cpu_model"]}), {m["platform"]}, Python {m["python"]}; '
+    f'TensorFlow {m["tensorflow"]}, Keras {m["keras"]}, keras-tuner {m["keras-tuner"]}, '
+    f'TFX {m["tfx"]}, grpcio {m["grpcio"]}.',
+    '',
+  ]
   return '\n'.join(lines)
 
 
@@ -101,9 +136,14 @@ def main(argv=None) -> int:
     runs.append(run_once(workers, args, work))
     print(json.dumps(runs[-1]), flush=True)
   serial, parallel = runs[0]['tuner_seconds'], runs[1]['tuner_seconds']
-  result = {'trials': args.trials, 'epochs': args.epochs, 'image_size': args.image_size,
-            'runs': runs, 'machine': machine(),
-            'tuner_speedup': round(serial / parallel, 2) if serial and parallel else None}
+  result = {
+    'trials': args.trials,
+    'epochs': args.epochs,
+    'image_size': args.image_size,
+    'runs': runs,
+    'machine': machine(),
+    'tuner_speedup': round(serial / parallel, 2) if serial and parallel else None,
+  }
   os.makedirs(RESULTS, exist_ok=True)
   with open(os.path.join(RESULTS, 'parallel_trials.json'), 'w') as f:
     json.dump(result, f, indent=1)

@@ -4,11 +4,12 @@ Runs `tfx_pipeline.local.runner.run` in this process, with a thread sampling
 the process's resident memory, and reads the Tuner's trial times from its
 tuning report. Run by bench/run.py, once with the feature cache and once without.
 """
+
 import glob
+import io
 import json
 import os
 import re
-import io
 import sys
 import threading
 import time
@@ -22,6 +23,7 @@ class _Sampler(threading.Thread):
   def __init__(self):
     super().__init__(daemon=True)
     import psutil
+
     self._process = psutil.Process()
     self.peak = 0
 
@@ -53,13 +55,33 @@ def main(argv=None):
   p.add_argument('--epochs', type=int, default=3, help='Trainer epochs')
   args = p.parse_args(argv)
   from tfx_pipeline.local import runner as local_runner
+
   local_runner._set_up_logging(verbose=False)
-  flags = ['--data-root', args.data_root, '--pipeline-root', os.path.join(args.work, 'pipeline'),
-           '--backbone', args.backbone, '--image-size', str(args.image_size),
-           '--tuner', 'hyperband', '--max-epochs', str(args.max_epochs),
-           '--factor', str(args.factor), '--epochs', str(args.epochs),
-           '--batch-size', str(args.batch_size), '--seed', str(args.seed),
-           '--accuracy-threshold', '0', '--no-cache']
+  flags = [
+    '--data-root',
+    args.data_root,
+    '--pipeline-root',
+    os.path.join(args.work, 'pipeline'),
+    '--backbone',
+    args.backbone,
+    '--image-size',
+    str(args.image_size),
+    '--tuner',
+    'hyperband',
+    '--max-epochs',
+    str(args.max_epochs),
+    '--factor',
+    str(args.factor),
+    '--epochs',
+    str(args.epochs),
+    '--batch-size',
+    str(args.batch_size),
+    '--seed',
+    str(args.seed),
+    '--accuracy-threshold',
+    '0',
+    '--no-cache',
+  ]
   if args.no_feature_cache:
     flags.append('--no-feature-cache')
   config = local_runner.config_from_args(local_runner.run_parser().parse_args(flags))
@@ -75,36 +97,47 @@ def main(argv=None):
     print(line, flush=True)
     done = re.match(r'\[\d+/\d+\] (\S+) done in ([\d.]+)s', line)
     if done:
-      components[done.group(1)] = {'seconds': float(done.group(2)),
-                                   'peak_rss_mb': round(sampler.take(), 1)}
+      components[done.group(1)] = {
+        'seconds': float(done.group(2)),
+        'peak_rss_mb': round(sampler.take(), 1),
+      }
     elif re.match(r'\[\d+/\d+\] \S+ \.\.\.', line):
       sampler.take()  # Start each component's peak afresh.
 
   with common.Timer() as run:
     summary = local_runner.run(config, echo=echo)
   sys.stdout = tee.stream
-  search = sorted(glob.glob(os.path.join(config.pipeline_root, 'tuning', '*', '*',
-                                         'report', 'trials.json')))[-1]
+  search = sorted(
+    glob.glob(os.path.join(config.pipeline_root, 'tuning', '*', '*', 'report', 'trials.json'))
+  )[-1]
   with open(search) as f:
     trials = json.load(f)
   # 'feature cache: train: computed (40, 2048) features in 8.1s into ...'
   feature_seconds = sum(float(s) for s in re.findall(r'computed .* in ([\d.]+)s', tee.text))
-  common.write(args.json, {
-      'wall_seconds': run.seconds, 'components': components,
-      'trial_seconds': sum(t['seconds'] or 0 for t in trials), 'trials': len(trials),
+  common.write(
+    args.json,
+    {
+      'wall_seconds': run.seconds,
+      'components': components,
+      'trial_seconds': sum(t['seconds'] or 0 for t in trials),
+      'trials': len(trials),
       'epochs': sum(t['epochs'] or 0 for t in trials),
       'best_score': max((t['score'] for t in trials if t['score'] is not None), default=None),
       'best_hyperparameters': summary.get('best_hyperparameters'),
-      'accuracy': summary.get('accuracy'), 'feature_seconds': feature_seconds,
-      'transformed_examples': _transformed_sizes(config.pipeline_root)})
+      'accuracy': summary.get('accuracy'),
+      'feature_seconds': feature_seconds,
+      'transformed_examples': _transformed_sizes(config.pipeline_root),
+    },
+  )
 
 
 def _transformed_sizes(pipeline_root):
   """Bytes on disk of the transformed examples, per split."""
   sizes = {}
   for split in ('train', 'eval'):
-    files = glob.glob(os.path.join(pipeline_root, 'Transform', 'transformed_examples', '*',
-                                   f'Split-{split}', '*'))
+    files = glob.glob(
+      os.path.join(pipeline_root, 'Transform', 'transformed_examples', '*', f'Split-{split}', '*')
+    )
     sizes[split] = {'files': files, 'bytes': sum(os.path.getsize(f) for f in files)}
   return sizes
 

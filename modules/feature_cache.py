@@ -19,6 +19,7 @@ never read; entries are never rewritten, and deleting the folder is always safe.
 Writes go to a temporary file renamed into place, so a killed run leaves no
 half-written entry.
 """
+
 from __future__ import annotations
 
 import functools
@@ -34,9 +35,9 @@ import numpy as np
 import tensorflow as tf
 
 from modules import backbone
-from modules.tuning import state as tuning_state
 from modules.inputs import input_fn
 from modules.module_config import BUILTIN_BACKBONE, ModuleConfig, RunPaths
+from modules.tuning import state as tuning_state
 
 # Bump when the entry layout or the way features are computed changes.
 FORMAT = 1
@@ -88,13 +89,18 @@ def data_fingerprint(transform_graph_path: str, files: Sequence[str]) -> str:
   return digest.hexdigest()[:16]
 
 
-def describe(config: ModuleConfig, transform_graph_path: str, files: Sequence[str],
-             split: str) -> dict:
+def describe(
+  config: ModuleConfig, transform_graph_path: str, files: Sequence[str], split: str
+) -> dict:
   """Everything an entry's features depend on."""
-  return {'format': FORMAT, 'backbone': config.backbone,
-          'backbone_files': backbone_fingerprint(config.backbone),
-          'image_size': config.image_size, 'split': split,
-          'data': data_fingerprint(transform_graph_path, files)}
+  return {
+    'format': FORMAT,
+    'backbone': config.backbone,
+    'backbone_files': backbone_fingerprint(config.backbone),
+    'image_size': config.image_size,
+    'split': split,
+    'data': data_fingerprint(transform_graph_path, files),
+  }
 
 
 def key_of(description: dict) -> str:
@@ -141,11 +147,13 @@ def _read(path: str) -> Tuple[np.ndarray, np.ndarray]:
     return arrays['features'], arrays['labels']
 
 
-def features_for(fn_args, config: ModuleConfig, tf_transform_output, split: str,
-                 files: Sequence[str], echo=print) -> Tuple[np.ndarray, np.ndarray]:
+def features_for(
+  fn_args, config: ModuleConfig, tf_transform_output, split: str, files: Sequence[str], echo=print
+) -> Tuple[np.ndarray, np.ndarray]:
   """The backbone's features and the labels of one split: from the cache, or computed and stored."""
   folder = RunPaths.from_custom_config(fn_args.custom_config).feature_cache_dir or os.path.join(
-      fn_args.working_dir, 'feature_cache')
+    fn_args.working_dir, 'feature_cache'
+  )
   description = describe(config, fn_args.transform_graph_path, files, split)
   path = os.path.join(folder, key_of(description) + '.npz')
   if tf.io.gfile.exists(path):
@@ -153,22 +161,30 @@ def features_for(fn_args, config: ModuleConfig, tf_transform_output, split: str,
     echo(f'feature cache: {split}: {len(labels)} examples from {path}')
     return features, labels
   start = time.monotonic()
-  dataset = input_fn(files, fn_args.data_accessor, tf_transform_output, config.batch_size,
-                     shuffle=False)
-  features, labels = compute(
-      _extractor(config.backbone, description['backbone_files']), dataset)
+  dataset = input_fn(
+    files, fn_args.data_accessor, tf_transform_output, config.batch_size, shuffle=False
+  )
+  features, labels = compute(_extractor(config.backbone, description['backbone_files']), dataset)
   tf.io.gfile.makedirs(folder)
   _write(path, features, labels)
-  with tf.io.gfile.GFile(path[:-len('.npz')] + '.json', 'w') as f:
+  with tf.io.gfile.GFile(path[: -len('.npz')] + '.json', 'w') as f:
     json.dump(description, f, indent=1, sort_keys=True)
-  echo(f'feature cache: {split}: computed {features.shape} features in '
-       f'{time.monotonic() - start:.1f}s into {path}')
+  echo(
+    f'feature cache: {split}: computed {features.shape} features in '
+    f'{time.monotonic() - start:.1f}s into {path}'
+  )
   return features, labels
 
 
-def dataset(features: np.ndarray, labels: np.ndarray, batch_size: int, *,
-            shuffle: bool = True, repeat: bool = False,
-            seed: Optional[int] = None) -> tf.data.Dataset:
+def dataset(
+  features: np.ndarray,
+  labels: np.ndarray,
+  batch_size: int,
+  *,
+  shuffle: bool = True,
+  repeat: bool = False,
+  seed: Optional[int] = None,
+) -> tf.data.Dataset:
   """Batches of (features, label) from memory, shuffled each epoch like input_fn's."""
   data = tf.data.Dataset.from_tensor_slices((features, labels))
   if shuffle:

@@ -1,4 +1,5 @@
 """Class names, read from the vocabulary Transform computed over the data."""
+
 from typing import List
 
 import tensorflow_transform as tft
@@ -18,10 +19,14 @@ def class_names(tf_transform_output: tft.TFTransformOutput) -> List[str]:
     names.setdefault(int(label_id), set()).add(name)
   for label_id, found in sorted(names.items()):
     if len(found) > 1:
-      raise ValueError(f'label {label_id} has several class names in the data '
-                       f'({", ".join(sorted(found))}): fix image/class/text.')
+      raise ValueError(
+        f'label {label_id} has several class names in the data '
+        f'({", ".join(sorted(found))}): fix image/class/text.'
+      )
   missing = sorted(set(range(max(names, default=-1) + 1)) - set(names))
   if not names or missing or min(names) < 0:
-    raise ValueError(f'label ids in the data must be 0..K-1; found {sorted(names)}: '
-                     'relabel the data so every class from 0 up has examples.')
+    raise ValueError(
+      f'label ids in the data must be 0..K-1; found {sorted(names)}: '
+      'relabel the data so every class from 0 up has examples.'
+    )
   return [names[i].pop() for i in range(len(names))]

@@ -6,6 +6,7 @@ it on the backbone. A frozen SavedModel backbone trains only the head, on
 features computed once (modules/feature_cache.py); `attach` then joins the
 trained head to the backbone for export.
 """
+
 import keras
 import keras_tuner
 
@@ -13,8 +14,7 @@ from modules import backbone, features, search_space
 from modules.module_config import ModuleConfig
 
 
-def build_head(hp: keras_tuner.HyperParameters, num_classes: int,
-               feature_dim: int) -> keras.Model:
+def build_head(hp: keras_tuner.HyperParameters, num_classes: int, feature_dim: int) -> keras.Model:
   """The compiled head for one set of hyperparameters: [N, feature_dim] -> [N, num_classes]."""
   search_space.define(hp)
   inputs = keras.Input(shape=(feature_dim,), name='features')
@@ -25,8 +25,9 @@ def build_head(hp: keras_tuner.HyperParameters, num_classes: int,
   return head
 
 
-def attach(feature_extractor: keras.layers.Layer, head: keras.Model,
-           image_size: int) -> keras.Model:
+def attach(
+  feature_extractor: keras.layers.Layer, head: keras.Model, image_size: int
+) -> keras.Model:
   """Images -> `feature_extractor` -> the head's own layers (shared, not copied)."""
   inputs = keras.Input(shape=(image_size, image_size, 3), name=features.IMAGE)
   x = feature_extractor(inputs)
@@ -37,8 +38,9 @@ def attach(feature_extractor: keras.layers.Layer, head: keras.Model,
   return keras.Model(inputs, x, name='flower_classifier')
 
 
-def build_model(hp: keras_tuner.HyperParameters, config: ModuleConfig,
-                num_classes: int) -> keras.Model:
+def build_model(
+  hp: keras_tuner.HyperParameters, config: ModuleConfig, num_classes: int
+) -> keras.Model:
   """Builds and compiles backbone + head for one set of hyperparameters."""
   feature_extractor = backbone.build_backbone(config.backbone, config.fine_tune)
   size = config.image_size
@@ -51,7 +53,8 @@ def build_model(hp: keras_tuner.HyperParameters, config: ModuleConfig,
 def _compile(model: keras.Model, hp: keras_tuner.HyperParameters) -> None:
   optimizers = {'adam': keras.optimizers.Adam, 'sgd': keras.optimizers.SGD}
   model.compile(
-      optimizer=optimizers[hp.get('optimizer')](learning_rate=hp.get('learning_rate')),
-      # The head ends in softmax, so the loss gets probabilities, not logits.
-      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=False),
-      metrics=['accuracy'])
+    optimizer=optimizers[hp.get('optimizer')](learning_rate=hp.get('learning_rate')),
+    # The head ends in softmax, so the loss gets probabilities, not logits.
+    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=False),
+    metrics=['accuracy'],
+  )

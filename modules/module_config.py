@@ -5,6 +5,7 @@
 `custom_config`; `preprocessing_fn`, `tuner_fn` and `run_fn` read them back
 here, so both sides share one definition of every option and its default.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,33 +39,47 @@ def option(default: Any, help: str, **metadata: Any) -> Any:
 @dataclasses.dataclass(frozen=True)
 class ModuleConfig:
   """Model, search and training options (defaults are the documented ones)."""
-  image_size: int = option(224, 'square size images are resized to (default: %(default)s)',
-                           transform=True)
+
+  image_size: int = option(
+    224, 'square size images are resized to (default: %(default)s)', transform=True
+  )
   backbone: str = option(
-      PRETRAINED_BACKBONE, "'efficientnet-lite0' (default: ImageNet-pretrained, no download), "
-      "'cnn' (a small CNN trained from scratch), a TF-Hub handle, or a {storage} SavedModel path")
+    PRETRAINED_BACKBONE,
+    "'efficientnet-lite0' (default: ImageNet-pretrained, no download), "
+    "'cnn' (a small CNN trained from scratch), a TF-Hub handle, or a {storage} SavedModel path",
+  )
   fine_tune: bool = option(False, 'train the SavedModel backbone too (default: frozen)')
   tuner: str = option('hyperband', 'search algorithm (default: %(default)s)', choices=TUNERS)
   max_trials: int = option(8, 'trials for bayesian/random search (default: %(default)s)')
-  max_epochs: int = option(4, 'epochs per trial; for hyperband the most a trial gets '
-                              '(default: %(default)s)')
+  max_epochs: int = option(
+    4, 'epochs per trial; for hyperband the most a trial gets (default: %(default)s)'
+  )
   factor: int = option(3, 'hyperband reduction factor (default: %(default)s)')
   early_stopping_patience: int = 2
-  epochs: int = option(8, 'Trainer epochs with the best hyperparameters (default: %(default)s)',
-                       in_search_key=False)
+  epochs: int = option(
+    8, 'Trainer epochs with the best hyperparameters (default: %(default)s)', in_search_key=False
+  )
   batch_size: int = option(32, '(default: %(default)s)')
   seed: int = option(42, '(default: %(default)s)')
   # The Tuner starts no new trial after this many minutes of this run (None: no limit);
   # a rerun with more time resumes the search.
   tuning_budget_minutes: Optional[float] = option(
-      None, 'start no new trial after MINUTES of tuning and keep the best so far (default: no '
-            'limit); a rerun resumes the search', flag='--tuning-budget', metavar='MINUTES',
-      runners=('local',), in_search_key=False)
+    None,
+    'start no new trial after MINUTES of tuning and keep the best so far (default: no '
+    'limit); a rerun resumes the search',
+    flag='--tuning-budget',
+    metavar='MINUTES',
+    runners=('local',),
+    in_search_key=False,
+  )
   # A frozen SavedModel backbone: compute its features once per split and
   # train only the head on them (modules/feature_cache.py).
   feature_cache: bool = option(
-      True, 'with a frozen SavedModel backbone, run it in every epoch of every trial instead of '
-            'training the head on its features computed once', flag='--no-feature-cache')
+    True,
+    'with a frozen SavedModel backbone, run it in every epoch of every trial instead of '
+    'training the head on its features computed once',
+    flag='--no-feature-cache',
+  )
 
   def __post_init__(self):
     if self.tuner not in TUNERS:
@@ -91,8 +106,11 @@ class ModuleConfig:
     return self._options_where('in_search_key', True)
 
   def _options_where(self, key: str, default: bool) -> dict[str, Any]:
-    return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-            if f.metadata.get(key, default)}
+    return {
+      f.name: getattr(self, f.name)
+      for f in dataclasses.fields(self)
+      if f.metadata.get(key, default)
+    }
 
   @classmethod
   def from_custom_config(cls, custom_config: Optional[Mapping[str, Any]]) -> 'ModuleConfig':
@@ -108,6 +126,7 @@ PATHS_KEY = 'paths'
 @dataclasses.dataclass(frozen=True)
 class RunPaths:
   """Folders a run keeps beyond one component's output; None where the pipeline gives none."""
+
   # Backbone features the Tuner computes and the Trainer reuses (modules/feature_cache.py);
   # None: the component's working dir, for one run.
   feature_cache_dir: Optional[str] = None

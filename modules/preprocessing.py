@@ -3,6 +3,7 @@
 The same graph is embedded in the exported model, so serving decodes and resizes
 exactly as training did.
 """
+
 import tensorflow as tf
 import tensorflow_transform as tft
 

@@ -2,6 +2,7 @@
 
 `tuner_fn` searches it; `run_fn` falls back to its defaults when tuning is off.
 """
+
 import keras_tuner
 
 # What the search maximises (and the Tuner's early stopping watches).

@@ -4,6 +4,7 @@ The Transform graph is embedded, so both signatures take raw data:
 - `serving_default`: serialized tf.Example (what TFMA's Evaluator feeds);
 - `serving_jpeg`: encoded image bytes, one photo per element.
 """
+
 from typing import Dict, Sequence
 
 import keras
@@ -20,8 +21,9 @@ class ClassifierModule(tf.Module):
   a plain tf.Module can hold both and call them from its tf.functions.
   """
 
-  def __init__(self, model: keras.Model, tf_transform_output: tft.TFTransformOutput,
-               class_names: Sequence[str]):
+  def __init__(
+    self, model: keras.Model, tf_transform_output: tft.TFTransformOutput, class_names: Sequence[str]
+  ):
     super().__init__()
     self.model = model
     self.tft_layer = tf_transform_output.transform_features_layer()
@@ -36,8 +38,11 @@ class ClassifierModule(tf.Module):
     transformed = self.tft_layer({features.IMAGE_KEY: tf.reshape(encoded, [-1, 1])})
     probabilities = self.model(transformed[features.IMAGE], training=False)
     class_id = tf.argmax(probabilities, axis=-1)
-    return {'probabilities': probabilities, 'class_id': class_id,
-            'class_name': tf.gather(self.class_names, class_id)}
+    return {
+      'probabilities': probabilities,
+      'class_id': class_id,
+      'class_name': tf.gather(self.class_names, class_id),
+    }
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
   def serve_examples(self, examples):
@@ -49,11 +54,19 @@ class ClassifierModule(tf.Module):
     return self.classify(images)
 
 
-def export(model: keras.Model, tf_transform_output: tft.TFTransformOutput,
-           class_names: Sequence[str], export_dir: str) -> None:
+def export(
+  model: keras.Model,
+  tf_transform_output: tft.TFTransformOutput,
+  class_names: Sequence[str],
+  export_dir: str,
+) -> None:
   """Writes the SavedModel with both serving signatures."""
   module = ClassifierModule(model, tf_transform_output, class_names)
-  tf.saved_model.save(module, export_dir, signatures={
+  tf.saved_model.save(
+    module,
+    export_dir,
+    signatures={
       'serving_default': module.serve_examples,
       'serving_jpeg': module.serve_jpeg,
-  })
+    },
+  )

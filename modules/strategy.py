@@ -4,6 +4,7 @@
 this is TensorFlow's default strategy; on a Vertex AI job whose machine spec
 asks for a TPU it is a `TPUStrategy`, and with GPUs a `MirroredStrategy`.
 """
+
 import glob
 import os
 from typing import Optional

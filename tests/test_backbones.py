@@ -1,4 +1,5 @@
-"""Backbones as a user names them: the pretrained default, fine-tuning it, and bad --backbone values."""
+"""Backbones as a user names them: the pretrained default, fine-tuning it, bad --backbone values."""
+
 import os
 import subprocess
 import sys
@@ -31,13 +32,16 @@ def test_converted_backbone_is_cached_by_weights_hash(monkeypatch, tmp_path):
 def _shared_split(shared_flowers, size):
   """Real photos at `size` px: 6 per class to train on, 4 per class to evaluate."""
   from modules.preprocessing import decode_and_resize
+
   examples = read_examples(os.path.join(shared_flowers, '*.tfrecord*'))
   images = decode_and_resize(
-      tf.constant([e['image/encoded'].bytes_list.value[0] for e in examples]), size).numpy()
+    tf.constant([e['image/encoded'].bytes_list.value[0] for e in examples]), size
+  ).numpy()
   labels = np.array([e['image/class/label'].int64_list.value[0] for e in examples])
   seen = {}
-  train = np.array([seen.setdefault(l, []).append(i) or len(seen[l]) <= 6
-                    for i, l in enumerate(labels)])
+  train = np.array(
+    [seen.setdefault(c, []).append(i) or len(seen[c]) <= 6 for i, c in enumerate(labels)]
+  )
   return (images[train], labels[train]), (images[~train], labels[~train])
 
 
@@ -50,15 +54,20 @@ def test_fine_tuning_keeps_batchnorm_statistics_and_accuracy(shared_flowers):
   size = 160
   (x, y), (x_eval, y_eval) = _shared_split(shared_flowers, size)
   keras.utils.set_random_seed(0)
-  model = build_model(search_space.defaults(),
-                      ModuleConfig(image_size=size, fine_tune=True), num_classes=5)
+  model = build_model(
+    search_space.defaults(), ModuleConfig(image_size=size, fine_tune=True), num_classes=5
+  )
   backbone_layer = model.get_layer('backbone')
-  backbone_weights = [v for v in model.trainable_variables
-                      if any(v is a for a in backbone_layer._adopted)]
+  backbone_weights = [
+    v for v in model.trainable_variables if any(v is a for a in backbone_layer._adopted)
+  ]
   # Frozen first: train only the head, as the feature cache does.
   backbone_layer.trainable = False
-  model.compile(optimizer=keras.optimizers.Adam(1e-3), loss='sparse_categorical_crossentropy',
-                metrics=['accuracy'])
+  model.compile(
+    optimizer=keras.optimizers.Adam(1e-3),
+    loss='sparse_categorical_crossentropy',
+    metrics=['accuracy'],
+  )
   model.fit(x, y, epochs=15, batch_size=10, verbose=0)
   frozen = model.evaluate(x_eval, y_eval, verbose=0)[1]
   statistics = _batchnorm_statistics(model)
@@ -68,8 +77,11 @@ def test_fine_tuning_keeps_batchnorm_statistics_and_accuracy(shared_flowers):
   backbone_layer.trainable = True
   space = {hp.name: hp for hp in search_space.defaults().space}
   smallest = min(space['learning_rate'].values)
-  model.compile(optimizer=keras.optimizers.Adam(smallest), loss='sparse_categorical_crossentropy',
-                metrics=['accuracy'])
+  model.compile(
+    optimizer=keras.optimizers.Adam(smallest),
+    loss='sparse_categorical_crossentropy',
+    metrics=['accuracy'],
+  )
   model.fit(x, y, epochs=1, batch_size=4, verbose=0)
   fine_tuned = model.evaluate(x_eval, y_eval, verbose=0)[1]
   print(f'eval accuracy frozen {frozen:.3f}, after one fine-tuning epoch {fine_tuned:.3f}')
@@ -84,8 +96,14 @@ def test_fine_tuning_keeps_batchnorm_statistics_and_accuracy(shared_flowers):
 def _run_local(*args, env=None):
   # As a user runs it: the runner sets TensorFlow's log level itself.
   base = {k: v for k, v in os.environ.items() if k != 'TF_CPP_MIN_LOG_LEVEL'}
-  return subprocess.run([sys.executable, 'run_local.py', *args], cwd=REPO, text=True,
-                        capture_output=True, env={**base, **(env or {})}, timeout=900)
+  return subprocess.run(
+    [sys.executable, 'run_local.py', *args],
+    cwd=REPO,
+    text=True,
+    capture_output=True,
+    env={**base, **(env or {})},
+    timeout=900,
+  )
 
 
 @pytest.fixture(scope='module')
@@ -108,19 +126,28 @@ def feature_map_backbone(tmp_path_factory):
   return path
 
 
-@pytest.mark.parametrize('which, message', [
+@pytest.mark.parametrize(
+  'which, message',
+  [
     ('fixed', 'takes 224x224 images, but --image-size is 64: pass --image-size 224.'),
     ('feature_map', 'maps images to shape [1, 62, 62, 4], not a [N, D] feature vector'),
     ('not_saved_model', 'no SavedModel at'),
     ('missing', 'no such folder'),
-])
+  ],
+)
 def test_bad_backbone_is_one_line_before_any_component(
-    which, message, fixed_size_backbone, feature_map_backbone, tiny_data, tmp_path):
-  path = {'fixed': fixed_size_backbone, 'feature_map': feature_map_backbone,
-          'not_saved_model': str(tmp_path), 'missing': str(tmp_path / 'nope')}[which]
+  which, message, fixed_size_backbone, feature_map_backbone, tiny_data, tmp_path
+):
+  path = {
+    'fixed': fixed_size_backbone,
+    'feature_map': feature_map_backbone,
+    'not_saved_model': str(tmp_path),
+    'missing': str(tmp_path / 'nope'),
+  }[which]
   root = tmp_path / 'root'
-  done = _run_local('--data-root', tiny_data, '--pipeline-root', str(root), '--backbone', path,
-                    '--image-size', '64')
+  done = _run_local(
+    '--data-root', tiny_data, '--pipeline-root', str(root), '--backbone', path, '--image-size', '64'
+  )
   assert done.returncode == 2, done.stdout + done.stderr
   errors = done.stderr.strip().splitlines()
   assert errors == [errors[0]] and errors[0].startswith(f'error: --backbone {path}')
@@ -128,9 +155,14 @@ def test_bad_backbone_is_one_line_before_any_component(
   assert not (root / 'metadata.sqlite').exists()  # Nothing ran.
 
 
-OFFLINE = {'HTTP_PROXY': 'http://127.0.0.1:9', 'HTTPS_PROXY': 'http://127.0.0.1:9',
-           'http_proxy': 'http://127.0.0.1:9', 'https_proxy': 'http://127.0.0.1:9',
-           'NO_PROXY': '', 'no_proxy': ''}
+OFFLINE = {
+  'HTTP_PROXY': 'http://127.0.0.1:9',
+  'HTTPS_PROXY': 'http://127.0.0.1:9',
+  'http_proxy': 'http://127.0.0.1:9',
+  'https_proxy': 'http://127.0.0.1:9',
+  'NO_PROXY': '',
+  'no_proxy': '',
+}
 
 
 def _held_out_layout(shared_flowers, folder):
@@ -138,8 +170,9 @@ def _held_out_layout(shared_flowers, folder):
   examples = read_examples(os.path.join(shared_flowers, '*.tfrecord*'))
   os.makedirs(folder)
   held, jpegs, seen = [], [], {}
-  with tf.io.TFRecordWriter(os.path.join(folder, 'image_classification_builder-train'
-                                                 '.tfrecord-00000-of-00001')) as train:
+  with tf.io.TFRecordWriter(
+    os.path.join(folder, 'image_classification_builder-train.tfrecord-00000-of-00001')
+  ) as train:
     for e in examples:
       name = e['image/class/text'].bytes_list.value[0].decode()
       record = tf.train.Example(features=tf.train.Features(feature=e)).SerializeToString()
@@ -152,8 +185,9 @@ def _held_out_layout(shared_flowers, folder):
         jpegs.append((path, name))
       else:
         train.write(record)
-  with tf.io.TFRecordWriter(os.path.join(folder, 'image_classification_builder-validation'
-                                                 '.tfrecord-00000-of-00001')) as validation:
+  with tf.io.TFRecordWriter(
+    os.path.join(folder, 'image_classification_builder-validation.tfrecord-00000-of-00001')
+  ) as validation:
     for record in held:
       validation.write(record)
   return jpegs
@@ -164,9 +198,15 @@ def test_default_run_learns_real_photos_offline_and_predicts(shared_flowers, tmp
   jpegs = _held_out_layout(shared_flowers, str(tmp_path / 'flowers'))
   env = {**OFFLINE, backbone.CACHE_ENV: str(tmp_path / 'cache')}
   # The network really is closed to these processes: a TF-Hub handle cannot be fetched.
-  probe = _run_local('--data-root', str(tmp_path / 'flowers'), '--pipeline-root',
-                     str(tmp_path / 'hub'), '--backbone',
-                     'https://tfhub.dev/google/imagenet/resnet_v2_50/feature_vector/4', env=env)
+  probe = _run_local(
+    '--data-root',
+    str(tmp_path / 'flowers'),
+    '--pipeline-root',
+    str(tmp_path / 'hub'),
+    '--backbone',
+    'https://tfhub.dev/google/imagenet/resnet_v2_50/feature_vector/4',
+    env=env,
+  )
   assert probe.returncode == 2 and 'cannot fetch it' in probe.stderr
 
   root = str(tmp_path / 'root')
@@ -179,8 +219,11 @@ def test_default_run_learns_real_photos_offline_and_predicts(shared_flowers, tmp
 
   predicted = _run_local('predict', *[p for p, _ in jpegs], '--pipeline-root', root, env=env)
   assert predicted.returncode == 0, predicted.stderr
-  lines = {line.split(': ')[0]: line.split(': ')[1] for line in predicted.stdout.splitlines()
-           if line.endswith('%')}
+  lines = {
+    line.split(': ')[0]: line.split(': ')[1]
+    for line in predicted.stdout.splitlines()
+    if line.endswith('%')
+  }
   right = 0
   for path, truth in jpegs:
     name, probability = lines[path].split()

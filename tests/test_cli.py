@@ -1,4 +1,5 @@
 """run_local.py's command line: options, and one-line errors before anything runs."""
+
 import pytest
 
 from tfx_pipeline.local import runner as local_runner
@@ -9,16 +10,43 @@ def test_help_documents_every_option(capsys):
     local_runner.main(['--help'])
   assert exit_info.value.code == 0
   text = capsys.readouterr().out
-  for flag in ('--tuner', '--data-root', '--pipeline-root', '--max-trials', '--max-epochs',
-               '--factor', '--train-steps', '--epochs', '--image-size', '--backbone',
-               '--fine-tune', '--no-tune', '--hparams-from', '--accuracy-threshold'):
+  for flag in (
+    '--tuner',
+    '--data-root',
+    '--pipeline-root',
+    '--max-trials',
+    '--max-epochs',
+    '--factor',
+    '--train-steps',
+    '--epochs',
+    '--image-size',
+    '--backbone',
+    '--fine-tune',
+    '--no-tune',
+    '--hparams-from',
+    '--accuracy-threshold',
+  ):
     assert flag in text
 
 
 def test_flags_become_the_configuration(tmp_path):
-  args = local_runner.run_parser().parse_args([
-      '--tuner', 'random', '--max-trials', '3', '--image-size', '64', '--no-tune',
-      '--hparams-from', str(tmp_path), '--train-steps', '20', '--pipeline-root', str(tmp_path)])
+  args = local_runner.run_parser().parse_args(
+    [
+      '--tuner',
+      'random',
+      '--max-trials',
+      '3',
+      '--image-size',
+      '64',
+      '--no-tune',
+      '--hparams-from',
+      str(tmp_path),
+      '--train-steps',
+      '20',
+      '--pipeline-root',
+      str(tmp_path),
+    ]
+  )
   config = local_runner.config_from_args(args)
   assert config.module.tuner == 'random' and config.module.max_trials == 3
   assert config.module.image_size == 64 and config.tune is False
@@ -26,19 +54,29 @@ def test_flags_become_the_configuration(tmp_path):
   assert config.metadata_path == str(tmp_path / 'metadata.sqlite')
 
 
-@pytest.mark.parametrize('argv,message', [
+@pytest.mark.parametrize(
+  'argv,message',
+  [
     (['--factor', '1'], 'error: factor=1: Hyperband needs a factor of 2 or more.'),
-    (['--hparams-from', 'x'], 'error: --hparams-from trains with saved hyperparameters: add --no-tune.'),
+    (
+      ['--hparams-from', 'x'],
+      'error: --hparams-from trains with saved hyperparameters: add --no-tune.',
+    ),
     (['--image-size', '8'], 'error: image_size=8: use 32 or more pixels.'),
-])
+  ],
+)
 def test_bad_options_give_one_line(argv, message, capsys):
   assert local_runner.main(argv) == 2
   assert capsys.readouterr().err.strip() == message
 
 
 def test_missing_data_root_fails_before_any_component(tmp_path, capsys):
-  assert local_runner.main(['--data-root', str(tmp_path / 'none'),
-                            '--pipeline-root', str(tmp_path / 'root')]) == 2
+  assert (
+    local_runner.main(
+      ['--data-root', str(tmp_path / 'none'), '--pipeline-root', str(tmp_path / 'root')]
+    )
+    == 2
+  )
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and 'is not a folder' in err[0]
   assert not (tmp_path / 'root').exists()
@@ -47,7 +85,9 @@ def test_missing_data_root_fails_before_any_component(tmp_path, capsys):
 def test_run_is_the_default_command(tmp_path):
   flags = ['--tuner', 'random', '--pipeline-root', str(tmp_path)]
   assert vars(local_runner.parser().parse_args(['run', *flags])) == {
-      'command': 'run', **vars(local_runner.run_parser().parse_args(flags))}
+    'command': 'run',
+    **vars(local_runner.run_parser().parse_args(flags)),
+  }
 
 
 @pytest.mark.parametrize('module', ['tfx_pipeline.local.runner', 'tfx_pipeline.vertex.runner'])
@@ -55,11 +95,16 @@ def test_a_runner_imports_no_tensorflow_before_it_sets_up_logging(module):
   """TensorFlow reads its log level when imported: the runners set it up after parsing flags."""
   import subprocess
   import sys
+
   from tests.conftest import REPO
-  code = (f'import importlib, sys; importlib.import_module({module!r}).parser(); '
-          "print('tensorflow' in sys.modules)")
-  out = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True,
-                       check=True).stdout
+
+  code = (
+    f'import importlib, sys; importlib.import_module({module!r}).parser(); '
+    "print('tensorflow' in sys.modules)"
+  )
+  out = subprocess.run(
+    [sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True, check=True
+  ).stdout
   assert out.strip() == 'False'
 
 
@@ -74,11 +119,14 @@ def _one_error_line(capsys):
   return err[0]
 
 
-@pytest.mark.parametrize('where,why', [
+@pytest.mark.parametrize(
+  'where,why',
+  [
     ('/proc/nope', 'cannot create or write this folder'),
     ('file', 'is a file, not a folder'),
     ('file/sub', 'file is a file, not a folder'),
-])
+  ],
+)
 def test_unusable_pipeline_root_is_one_line_before_any_work(where, why, tmp_path, capsys):
   (tmp_path / 'file').write_text('x')
   root = where if where.startswith('/') else str(tmp_path / where)
@@ -89,36 +137,47 @@ def test_unusable_pipeline_root_is_one_line_before_any_work(where, why, tmp_path
 
 def test_pipeline_root_check_leaves_nothing_behind(tmp_path, capsys):
   root = tmp_path / 'new' / 'root'
-  assert local_runner.main(['--pipeline-root', str(root),
-                            '--data-root', str(tmp_path / 'none')]) == 2
+  assert (
+    local_runner.main(['--pipeline-root', str(root), '--data-root', str(tmp_path / 'none')]) == 2
+  )
   assert 'is not a folder' in _one_error_line(capsys)
   assert not (tmp_path / 'new').exists()
 
 
-@pytest.mark.parametrize('name,text,why', [
+@pytest.mark.parametrize(
+  'name,text,why',
+  [
     ('none', None, 'no such file or folder'),
     ('', None, 'no best_hyperparameters.txt in this folder'),
     ('hp.json', 'units: 64', 'cannot read it as JSON'),
     ('hp.json', '{"units": 64}', 'not keras-tuner hyperparameters'),
-])
+  ],
+)
 def test_unusable_hparams_from_is_one_line_before_any_work(name, text, why, tmp_path, capsys):
   source = tmp_path / 'source'
   source.mkdir()
   path = source / name if name else source
   if text is not None:
     path.write_text(text)
-  assert local_runner.main(['--no-tune', '--hparams-from', str(path),
-                            '--pipeline-root', str(tmp_path / 'root')]) == 2
+  assert (
+    local_runner.main(
+      ['--no-tune', '--hparams-from', str(path), '--pipeline-root', str(tmp_path / 'root')]
+    )
+    == 2
+  )
   line = _one_error_line(capsys)
   assert line.startswith(f'error: --hparams-from {path}: ') and why in line
   assert "pass a Tuner's best_hyperparameters/<id> folder" in line
   assert not (tmp_path / 'root').exists()
 
 
-@pytest.mark.parametrize('make,why', [
+@pytest.mark.parametrize(
+  'make,why',
+  [
     (lambda p: p / 'none', 'no such folder'),
     (lambda p: p, 'no saved_model.pb in it'),
-])
+  ],
+)
 def test_unusable_model_dir_is_one_line(make, why, tmp_path, capsys):
   model_dir = make(tmp_path)
   photo = tmp_path / 'photo.jpg'
@@ -137,6 +196,7 @@ def test_missing_photo_is_one_line_before_the_model_loads(tmp_path, capsys):
 
 def test_without_flags_the_configuration_is_the_default_one():
   from tfx_pipeline.config import PipelineConfig
+
   assert local_runner.config_from_args(local_runner.run_parser().parse_args([])) == PipelineConfig()
 
 

@@ -1,4 +1,5 @@
 """data.convert: photo folders -> flower TFRecords, broken files skipped and named."""
+
 import io
 import json
 import os
@@ -11,13 +12,21 @@ from PIL import Image
 
 from data import conversion, convert, images, photos, records
 from modules.preprocessing import decode_and_resize
+from tests.conftest import read_examples
 from tfx_pipeline.data_folder import layout as data_layout
 
-from tests.conftest import read_examples
-
 COLOURS = {'daisy': (240, 240, 240), 'roses': (200, 20, 40), 'tulips': (220, 60, 170)}
-SCHEMA = {'image/encoded', 'image/class/label', 'image/class/text', 'image/filename',
-          'image/format', 'image/colorspace', 'image/channels', 'image/height', 'image/width'}
+SCHEMA = {
+  'image/encoded',
+  'image/class/label',
+  'image/class/text',
+  'image/filename',
+  'image/format',
+  'image/colorspace',
+  'image/channels',
+  'image/height',
+  'image/width',
+}
 
 
 def _encode(image, fmt, **kwargs):
@@ -39,16 +48,16 @@ def make_photo_folder(root, per_class=6, seed=0):
 
 # Odd files and what the converter does with each: None = converted, else the skip reason.
 ODD_FILES = {
-    'roses/png_named.jpg': None,
-    'roses/gif_named.jpg': None,
-    'tulips/bmp_named.jpg': None,
-    'tulips/grayscale.jpg': None,
-    'daisy/cmyk.jpg': None,
-    'daisy/nested/deeper.jpg': None,
-    'roses/truncated.jpg': 'truncated or corrupt JPEG',
-    'tulips/zero.jpg': 'empty file (0 bytes)',
-    'daisy/random.jpg': 'not an image: TensorFlow reads JPEG, PNG, GIF and BMP',
-    'daisy/.DS_Store': 'not an image: TensorFlow reads JPEG, PNG, GIF and BMP',
+  'roses/png_named.jpg': None,
+  'roses/gif_named.jpg': None,
+  'tulips/bmp_named.jpg': None,
+  'tulips/grayscale.jpg': None,
+  'daisy/cmyk.jpg': None,
+  'daisy/nested/deeper.jpg': None,
+  'roses/truncated.jpg': 'truncated or corrupt JPEG',
+  'tulips/zero.jpg': 'empty file (0 bytes)',
+  'daisy/random.jpg': 'not an image: TensorFlow reads JPEG, PNG, GIF and BMP',
+  'daisy/.DS_Store': 'not an image: TensorFlow reads JPEG, PNG, GIF and BMP',
 }
 
 
@@ -56,16 +65,16 @@ def add_odd_files(root):
   red = Image.new('RGB', (20, 30), (255, 0, 0))
   whole = (root / 'roses' / 'roses_0.jpg').read_bytes()
   content = {
-      'roses/png_named.jpg': _encode(red, 'PNG'),
-      'roses/gif_named.jpg': _encode(red.convert('P'), 'GIF'),
-      'tulips/bmp_named.jpg': _encode(red, 'BMP'),
-      'tulips/grayscale.jpg': _encode(Image.new('L', (24, 16), 128), 'JPEG'),
-      'daisy/cmyk.jpg': _encode(red.convert('CMYK'), 'JPEG', quality=95),
-      'daisy/nested/deeper.jpg': whole,
-      'roses/truncated.jpg': whole[:len(whole) // 2],
-      'tulips/zero.jpg': b'',
-      'daisy/random.jpg': np.random.default_rng(1).bytes(400),
-      'daisy/.DS_Store': b'\x00\x00\x00\x01Bud1',
+    'roses/png_named.jpg': _encode(red, 'PNG'),
+    'roses/gif_named.jpg': _encode(red.convert('P'), 'GIF'),
+    'tulips/bmp_named.jpg': _encode(red, 'BMP'),
+    'tulips/grayscale.jpg': _encode(Image.new('L', (24, 16), 128), 'JPEG'),
+    'daisy/cmyk.jpg': _encode(red.convert('CMYK'), 'JPEG', quality=95),
+    'daisy/nested/deeper.jpg': whole,
+    'roses/truncated.jpg': whole[: len(whole) // 2],
+    'tulips/zero.jpg': b'',
+    'daisy/random.jpg': np.random.default_rng(1).bytes(400),
+    'daisy/.DS_Store': b'\x00\x00\x00\x01Bud1',
   }
   for relpath, data in content.items():
     (root / relpath).parent.mkdir(exist_ok=True)
@@ -82,9 +91,13 @@ def converted(tmp_path_factory):
   stale = out / records.shard_name('train', 3, 9)  # From an earlier conversion.
   stale.write_bytes(b'old')
   lines = []
-  result = conversion.convert(str(root), str(out), ratios={'train': 0.5, 'validation': 0.25,
-                                                            'test': 0.25},
-                              overwrite=True, echo=lines.append)
+  result = conversion.convert(
+    str(root),
+    str(out),
+    ratios={'train': 0.5, 'validation': 0.25, 'test': 0.25},
+    overwrite=True,
+    echo=lines.append,
+  )
   return root, out, result, lines
 
 
@@ -131,7 +144,10 @@ def test_every_record_is_an_rgb_jpeg_in_the_published_schema(converted):
     jpeg = f['image/encoded'].bytes_list.value[0]
     assert images.sniff_format(jpeg) == 'JPEG'
     assert list(tf.io.extract_jpeg_shape(jpeg).numpy()) == [
-        f['image/height'].int64_list.value[0], f['image/width'].int64_list.value[0], 3]
+      f['image/height'].int64_list.value[0],
+      f['image/width'].int64_list.value[0],
+      3,
+    ]
     assert f['image/format'].bytes_list.value[0] == b'JPEG'
     assert f['image/colorspace'].bytes_list.value[0] == b'RGB'
     assert f['image/channels'].int64_list.value[0] == 3
@@ -142,11 +158,17 @@ def test_every_record_is_an_rgb_jpeg_in_the_published_schema(converted):
 
 def test_rgb_jpegs_are_kept_and_other_images_reencoded_with_their_colours(converted):
   root, out, _, _ = converted
-  by_name = {f['image/filename'].bytes_list.value[0].decode(): f['image/encoded'].bytes_list.value[0]
-             for f in _records(out)}
+  by_name = {
+    f['image/filename'].bytes_list.value[0].decode(): f['image/encoded'].bytes_list.value[0]
+    for f in _records(out)
+  }
   assert by_name['roses/roses_1.jpg'] == (root / 'roses' / 'roses_1.jpg').read_bytes()
-  for relpath in ('roses/png_named.jpg', 'roses/gif_named.jpg', 'tulips/bmp_named.jpg',
-                  'daisy/cmyk.jpg'):
+  for relpath in (
+    'roses/png_named.jpg',
+    'roses/gif_named.jpg',
+    'tulips/bmp_named.jpg',
+    'daisy/cmyk.jpg',
+  ):
     mean = tf.io.decode_jpeg(by_name[relpath]).numpy().reshape(-1, 3).mean(axis=0)
     np.testing.assert_allclose(mean, [255, 0, 0], atol=12, err_msg=relpath)
   gray = tf.io.decode_jpeg(by_name['tulips/grayscale.jpg']).numpy()
@@ -173,8 +195,9 @@ def test_split_is_stable_and_near_the_ratios():
   shares = {s: splits.count(s) / len(paths) for s in records.SPLITS}
   assert abs(shares['train'] - 0.8) < 0.03 and abs(shares['test'] - 0.1) < 0.03
   # A zero share gets nothing.
-  assert 'test' not in {photos.split_of(p, {'train': 0.7, 'validation': 0.3, 'test': 0.0})
-                        for p in paths}
+  assert 'test' not in {
+    photos.split_of(p, {'train': 0.7, 'validation': 0.3, 'test': 0.0}) for p in paths
+  }
 
 
 def test_plan_depends_on_relative_paths_only(tmp_path):
@@ -188,15 +211,24 @@ def test_plan_depends_on_relative_paths_only(tmp_path):
   assert all(plan_b[k] == v for k, v in plan_a.items())
 
 
-@pytest.mark.parametrize('setup,kwargs,message', [
+@pytest.mark.parametrize(
+  'setup,kwargs,message',
+  [
     (lambda root: None, {}, 'is not a folder: point it at a folder with one sub-folder'),
     (lambda root: root.mkdir(), {}, 'has no class sub-folders'),
     (lambda root: (root / 'roses').mkdir(parents=True), {}, 'class folder .*roses has no files'),
-    (lambda root: make_photo_folder(root), {'ratios': {'train': 0.8, 'validation': 0.3, 'test': 0}},
-     'use fractions >= 0 that sum to 1'),
-    (lambda root: make_photo_folder(root), {'ratios': {'train': 1.0, 'validation': 0, 'test': 0}},
-     '--train and --validation must be above 0'),
-])
+    (
+      lambda root: make_photo_folder(root),
+      {'ratios': {'train': 0.8, 'validation': 0.3, 'test': 0}},
+      'use fractions >= 0 that sum to 1',
+    ),
+    (
+      lambda root: make_photo_folder(root),
+      {'ratios': {'train': 1.0, 'validation': 0, 'test': 0}},
+      '--train and --validation must be above 0',
+    ),
+  ],
+)
 def test_unusable_input_is_one_clear_error(tmp_path, setup, kwargs, message):
   root = tmp_path / 'photos'
   setup(root)
@@ -210,8 +242,9 @@ def test_existing_shards_need_overwrite_and_out_must_be_outside_the_photos(tmp_p
   out = tmp_path / 'out'
   out.mkdir()
   (out / records.shard_name('train', 0, 1)).write_bytes(b'')
-  with pytest.raises(conversion.ConvertError, match='already holds 1 converted shards: pass '
-                                                    '--overwrite'):
+  with pytest.raises(
+    conversion.ConvertError, match='already holds 1 converted shards: pass --overwrite'
+  ):
     conversion.convert(str(root), str(out))
   with pytest.raises(conversion.ConvertError, match='is inside --data-root'):
     conversion.convert(str(root), str(root / 'tfrecords'))
@@ -219,16 +252,25 @@ def test_existing_shards_need_overwrite_and_out_must_be_outside_the_photos(tmp_p
 
 def test_dataflow_needs_cloud_paths_and_the_package(tmp_path):
   with pytest.raises(conversion.ConvertError, match='use gs:// paths'):
-    conversion.convert(str(tmp_path / 'photos'), 'gs://bucket/out',
-                       beam_args=['--runner=DataflowRunner'])
+    conversion.convert(
+      str(tmp_path / 'photos'), 'gs://bucket/out', beam_args=['--runner=DataflowRunner']
+    )
   with pytest.raises(conversion.ConvertError, match='pass --sdk_container_image'):
-    conversion.convert('gs://bucket/photos', 'gs://bucket/out',
-                       beam_args=['--runner=DataflowRunner', '--project=p'])
+    conversion.convert(
+      'gs://bucket/photos', 'gs://bucket/out', beam_args=['--runner=DataflowRunner', '--project=p']
+    )
 
 
 def test_download_offline_is_one_line_pointing_to_data_root(tmp_path, capsys):
-  rc = convert.main(['--download', '--download-url', 'http://127.0.0.1:9/flower_photos.tgz',
-                     '--out', str(tmp_path / 'out')])
+  rc = convert.main(
+    [
+      '--download',
+      '--download-url',
+      'http://127.0.0.1:9/flower_photos.tgz',
+      '--out',
+      str(tmp_path / 'out'),
+    ]
+  )
   err = capsys.readouterr().err
   assert rc == 2
   assert err.count('\n') == 1 and err.startswith('error: cannot download http://127.0.0.1:9/')
@@ -244,25 +286,53 @@ def test_download_unpacks_the_archive_and_converts_it(tmp_path, capsys):
   with tarfile.open(archive, 'w:gz') as tar:
     tar.add(photos_dir, arcname='flower_photos')
   downloads = tmp_path / 'downloads'
-  argv = ['--download', '--download-url', archive.as_uri(), '--download-dir', str(downloads),
-          '--out', str(tmp_path / 'out'), '--train', '0.5', '--validation', '0.5', '--test', '0']
+  argv = [
+    '--download',
+    '--download-url',
+    archive.as_uri(),
+    '--download-dir',
+    str(downloads),
+    '--out',
+    str(tmp_path / 'out'),
+    '--train',
+    '0.5',
+    '--validation',
+    '0.5',
+    '--test',
+    '0',
+  ]
   assert convert.main(argv) == 0
-  assert sorted(os.listdir(downloads / 'flower_photos')) == ['LICENSE.txt', 'daisy', 'roses',
-                                                             'tulips']
+  assert sorted(os.listdir(downloads / 'flower_photos')) == [
+    'LICENSE.txt',
+    'daisy',
+    'roses',
+    'tulips',
+  ]
   assert len(_records(tmp_path / 'out')) == 6
   out = capsys.readouterr().out
   assert 'LICENSE.txt: not in a class folder' in out
   assert 'next: python run_local.py --data-root' in out
 
 
-@pytest.mark.parametrize('where,why', [('/proc/nope', 'cannot create or write this folder'),
-                                       ('file', 'is a file, not a folder')])
+@pytest.mark.parametrize(
+  'where,why',
+  [('/proc/nope', 'cannot create or write this folder'), ('file', 'is a file, not a folder')],
+)
 def test_unusable_out_is_one_line_before_any_work(where, why, tmp_path, capsys):
   (tmp_path / 'file').write_text('x')
   out = where if where.startswith('/') else str(tmp_path / where)
   # With --download the check comes before anything is fetched.
-  rc = convert.main(['--download', '--download-url', 'http://127.0.0.1:9/flower_photos.tgz',
-                     '--download-dir', str(tmp_path / 'downloads'), '--out', out])
+  rc = convert.main(
+    [
+      '--download',
+      '--download-url',
+      'http://127.0.0.1:9/flower_photos.tgz',
+      '--download-dir',
+      str(tmp_path / 'downloads'),
+      '--out',
+      out,
+    ]
+  )
   err = capsys.readouterr().err
   assert rc == 2 and err.count('\n') == 1
   assert err.startswith(f'error: --out {out}: ') and why in err

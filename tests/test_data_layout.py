@@ -1,4 +1,5 @@
 """The data folder is read as published splits or hash-split, and bad folders fail early."""
+
 import pytest
 
 from tfx_pipeline.data_folder import layout as data_layout
@@ -10,14 +11,19 @@ def _touch(folder, *names):
 
 
 def test_published_layout_gives_train_and_validation_as_train_and_eval(tmp_path):
-  _touch(tmp_path, 'image_classification_builder-train.tfrecord-00000-of-00002',
-         'image_classification_builder-train.tfrecord-00001-of-00002',
-         'image_classification_builder-validation.tfrecord-00000-of-00001',
-         'image_classification_builder-test.tfrecord-00000-of-00001')
+  _touch(
+    tmp_path,
+    'image_classification_builder-train.tfrecord-00000-of-00002',
+    'image_classification_builder-train.tfrecord-00001-of-00002',
+    'image_classification_builder-validation.tfrecord-00000-of-00001',
+    'image_classification_builder-test.tfrecord-00000-of-00001',
+  )
   layout = data_layout.resolve(str(tmp_path))
   splits = {s.name: s.pattern for s in layout.input_config.splits}
-  assert splits == {'train': 'image_classification_builder-train.tfrecord-*',
-                    'eval': 'image_classification_builder-validation.tfrecord-*'}
+  assert splits == {
+    'train': 'image_classification_builder-train.tfrecord-*',
+    'eval': 'image_classification_builder-validation.tfrecord-*',
+  }
   assert layout.output_config is None
 
 
@@ -43,32 +49,40 @@ def test_folder_without_tfrecords_is_one_clear_error(tmp_path):
 
 def _tfrecord(path, *payloads):
   import tensorflow as tf
+
   with tf.io.TFRecordWriter(str(path)) as writer:
     for payload in payloads:
       writer.write(payload)
 
 
 def test_empty_folder_is_one_clear_error(tmp_path):
-  with pytest.raises(data_layout.DataLayoutError, match='is empty: put flower TFRecords there, '
-                                                        'or convert photos'):
+  with pytest.raises(
+    data_layout.DataLayoutError, match='is empty: put flower TFRecords there, or convert photos'
+  ):
     data_layout.resolve(str(tmp_path))
 
 
 def test_folder_of_photo_folders_points_to_the_converter(tmp_path):
   (tmp_path / 'roses').mkdir()
   _touch(tmp_path / 'roses', 'a.jpg')
-  with pytest.raises(data_layout.DataLayoutError,
-                     match='has sub-folders: .*python -m data.convert --data-root'):
+  with pytest.raises(
+    data_layout.DataLayoutError, match='has sub-folders: .*python -m data.convert --data-root'
+  ):
     data_layout.resolve(str(tmp_path))
 
 
 @pytest.mark.parametrize('present,missing', [('train', 'validation'), ('validation', 'train')])
 def test_published_split_without_its_partner_is_one_clear_error(tmp_path, present, missing):
-  _touch(tmp_path, f'image_classification_builder-{present}.tfrecord-00000-of-00001',
-         'image_classification_builder-test.tfrecord-00000-of-00001')
-  with pytest.raises(data_layout.DataLayoutError,
-                     match=f'has {present} shards but no {missing} shards '
-                           f'\\(image_classification_builder-{missing}.tfrecord-\\*\\)'):
+  _touch(
+    tmp_path,
+    f'image_classification_builder-{present}.tfrecord-00000-of-00001',
+    'image_classification_builder-test.tfrecord-00000-of-00001',
+  )
+  with pytest.raises(
+    data_layout.DataLayoutError,
+    match=f'has {present} shards but no {missing} shards '
+    f'\\(image_classification_builder-{missing}.tfrecord-\\*\\)',
+  ):
     data_layout.resolve(str(tmp_path))
 
 
@@ -88,8 +102,9 @@ def test_layout_lists_the_files_of_each_split(tmp_path):
   (tmp_path / 'labels.txt').write_text('roses\n')  # Not a shard: not read.
   layout = data_layout.resolve(str(tmp_path))
   assert layout.split_files == {
-      'train': (str(tmp_path / 'image_classification_builder-train.tfrecord-00000-of-00001'),),
-      'eval': (str(tmp_path / 'image_classification_builder-validation.tfrecord-00000-of-00001'),)}
+    'train': (str(tmp_path / 'image_classification_builder-train.tfrecord-00000-of-00001'),),
+    'eval': (str(tmp_path / 'image_classification_builder-validation.tfrecord-00000-of-00001'),),
+  }
   other = tmp_path / 'other'
   other.mkdir()
   _tfrecord(other / 'photos.tfrecord', b'z')

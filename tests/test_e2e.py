@@ -1,4 +1,5 @@
 """End to end: LocalDagRunner over tiny data with each tuner, the cache, and the real shard."""
+
 import dataclasses
 import glob
 import os
@@ -7,21 +8,24 @@ import keras_tuner
 import pytest
 
 from modules.module_config import ModuleConfig
+from tests.conftest import COMPONENTS, UPSTREAM
+from tfx_pipeline.config import PipelineConfig
 from tfx_pipeline.local import predict, results
 from tfx_pipeline.local import runner as local_runner
-from tfx_pipeline.config import PipelineConfig
-
-from tests.conftest import COMPONENTS, UPSTREAM
 
 CLASSES = {'roses', 'sunflowers', 'daisy', 'dandelion', 'tulips'}
-TINY = ModuleConfig(image_size=32, tuner='hyperband', max_trials=2, max_epochs=2, factor=2,
-                    epochs=2, batch_size=8)
+TINY = ModuleConfig(
+  image_size=32, tuner='hyperband', max_trials=2, max_epochs=2, factor=2, epochs=2, batch_size=8
+)
 
 
 def _config(data_root, pipeline_root, **module_overrides):
-  return PipelineConfig(data_root=data_root, pipeline_root=str(pipeline_root),
-                        module=dataclasses.replace(TINY, **module_overrides),
-                        accuracy_threshold=0.0)
+  return PipelineConfig(
+    data_root=data_root,
+    pipeline_root=str(pipeline_root),
+    module=dataclasses.replace(TINY, **module_overrides),
+    accuracy_threshold=0.0,
+  )
 
 
 def _run(config):
@@ -32,7 +36,9 @@ def _run(config):
 
 def _photo(tmp_path, data_root):
   """One encoded photo from the data, written as a .jpg file."""
-  (name, encoded, truth), = predict.iter_photos(glob.glob(os.path.join(data_root, '*.tfrecord-*'))[:1], 1)
+  ((name, encoded, truth),) = predict.iter_photos(
+    glob.glob(os.path.join(data_root, '*.tfrecord-*'))[:1], 1
+  )
   path = tmp_path / 'photo.jpg'
   path.write_bytes(encoded)
   return str(path), truth
@@ -40,10 +46,13 @@ def _photo(tmp_path, data_root):
 
 def _check_outputs(summary, tmp_path, data_root, classes):
   hp_file = os.path.join(summary['best_hyperparameters_uri'], 'best_hyperparameters.txt')
-  hp = keras_tuner.HyperParameters.from_config(results.best_hyperparameters(os.path.dirname(hp_file)))
+  hp = keras_tuner.HyperParameters.from_config(
+    results.best_hyperparameters(os.path.dirname(hp_file))
+  )
   assert {'units', 'dense_activation', 'learning_rate', 'optimizer'} <= set(hp.values)
-  assert summary['best_hyperparameters'] == {k: v for k, v in hp.values.items()
-                                             if not k.startswith('tuner/')}
+  assert summary['best_hyperparameters'] == {
+    k: v for k, v in hp.values.items() if not k.startswith('tuner/')
+  }
   assert 0.0 <= summary['accuracy'] <= 1.0
   assert summary['pushed_model'] and os.path.isdir(summary['pushed_model'])
   photo, _ = _photo(tmp_path, data_root)
@@ -80,8 +89,11 @@ def test_rerun_is_served_from_the_cache(first_run):
 @pytest.mark.parametrize('tuner', ['bayesian', 'random'])
 def test_other_tuners_reuse_upstream_and_search_again(first_run, tuner, tiny_data, tmp_path):
   config, _, _ = first_run
-  summary, _ = _run(dataclasses.replace(config, module=dataclasses.replace(
-      config.module, tuner=tuner, max_epochs=1)))
+  summary, _ = _run(
+    dataclasses.replace(
+      config, module=dataclasses.replace(config.module, tuner=tuner, max_epochs=1)
+    )
+  )
   assert {c: summary['states'][c] for c in UPSTREAM} == {c: 'cached' for c in UPSTREAM}
   downstream = set(COMPONENTS) - set(UPSTREAM)
   assert {c: summary['states'][c] for c in downstream} == {c: 'executed' for c in downstream}
@@ -96,7 +108,11 @@ def test_real_flower_shard(shared_flowers, tmp_path):
   assert summary['states'] == {c: 'executed' for c in COMPONENTS}
   _check_outputs(summary, tmp_path, shared_flowers, CLASSES)
   printed = []
-  rows = predict.predict(summary['pushed_model'], glob.glob(os.path.join(shared_flowers, '*.tfrecord-*')),
-                         limit=3, echo=printed.append)
+  rows = predict.predict(
+    summary['pushed_model'],
+    glob.glob(os.path.join(shared_flowers, '*.tfrecord-*')),
+    limit=3,
+    echo=printed.append,
+  )
   assert len(rows) == 3 and all(r['truth'] in CLASSES for r in rows)
   assert all(r['class_name'] in printed[i + 1] for i, r in enumerate(rows))

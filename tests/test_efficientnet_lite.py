@@ -4,6 +4,7 @@ Evidence on real photos (ImageNet's own "daisy" class on the shared daisies),
 a numpy re-computation of the first layers from the raw file, and one clear
 line for every bad weights file.
 """
+
 import collections
 import os
 import shutil
@@ -27,8 +28,9 @@ def state():
 
 @pytest.fixture(scope='module')
 def shared_photos(shared_flowers):
-  """(images [50, 224, 224, 3] in [0, 1], class names) of the real shard, decoded as Transform does."""
+  """(images [50, 224, 224, 3] in [0, 1], class names) of the real shard, decoded like Transform."""
   from modules.preprocessing import decode_and_resize
+
   examples = read_examples(os.path.join(shared_flowers, '*.tfrecord*'))
   encoded = tf.constant([e['image/encoded'].bytes_list.value[0] for e in examples])
   names = [e['image/class/text'].bytes_list.value[0].decode() for e in examples]
@@ -75,7 +77,7 @@ def _conv(x, weight, stride, depthwise=False):
   out = np.zeros((out_h, out_w, weight.shape[0]), np.float64)
   for i in range(k):
     for j in range(k):
-      patch = padded[i:i + stride * out_h:stride, j:j + stride * out_w:stride]
+      patch = padded[i : i + stride * out_h : stride, j : j + stride * out_w : stride]
       if depthwise:
         out += patch * weight[:, 0, i, j]
       else:
@@ -84,8 +86,9 @@ def _conv(x, weight, stride, depthwise=False):
 
 
 def _bn(x, state, prefix):
-  return ((x - state[prefix + '.running_mean']) / np.sqrt(state[prefix + '.running_var'] + 1e-3)
-          * state[prefix + '.weight'] + state[prefix + '.bias'])
+  return (x - state[prefix + '.running_mean']) / np.sqrt(
+    state[prefix + '.running_var'] + 1e-3
+  ) * state[prefix + '.weight'] + state[prefix + '.bias']
 
 
 def test_stem_and_first_block_match_a_numpy_recomputation(state):
@@ -130,22 +133,28 @@ def test_a_file_that_is_no_checkpoint_is_one_line(tmp_path):
 def test_weights_of_another_architecture_are_named(tmp_path, state):
   resnet = str(tmp_path / 'resnet.pth')
   write_legacy(resnet, {'conv1.weight': np.zeros((64, 3, 7, 7), np.float32)})
-  with pytest.raises(torch_checkpoint.CheckpointError,
-                     match='no _conv_stem.weight in the file: expected EfficientNet-Lite0'):
+  with pytest.raises(
+    torch_checkpoint.CheckpointError,
+    match='no _conv_stem.weight in the file: expected EfficientNet-Lite0',
+  ):
     efficientnet_lite.pretrained(path=resnet)
 
   wider = dict(state)
   wider['_conv_stem.weight'] = np.zeros((48, 3, 3, 3), np.float32)
   path = str(tmp_path / 'wider.pth')
   write_legacy(path, wider)
-  with pytest.raises(torch_checkpoint.CheckpointError,
-                     match=r'_conv_stem.weight has shape \(48, 3, 3, 3\).*another architecture'):
+  with pytest.raises(
+    torch_checkpoint.CheckpointError,
+    match=r'_conv_stem.weight has shape \(48, 3, 3, 3\).*another architecture',
+  ):
     efficientnet_lite.pretrained(path=path)
 
 
 def test_reader_round_trips_what_torch_writes(tmp_path):
-  arrays = {'a': np.arange(24, dtype=np.float32).reshape(2, 3, 4),
-            'b': np.arange(6, dtype=np.int64)}
+  arrays = {
+    'a': np.arange(24, dtype=np.float32).reshape(2, 3, 4),
+    'b': np.arange(6, dtype=np.int64),
+  }
   path = str(tmp_path / 'small.pth')
   write_legacy(path, arrays)
   loaded = torch_checkpoint.load(path)

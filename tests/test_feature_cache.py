@@ -1,4 +1,5 @@
 """The frozen-backbone feature cache: right features, keyed on data and backbone, one model."""
+
 import glob
 import os
 import shutil
@@ -15,7 +16,6 @@ from modules import tuner as tuner_module
 from modules.inputs import input_fn
 from modules.module_config import ModuleConfig, RunPaths
 from modules.trainer import run_fn
-
 from tests.conftest import IMAGE_SIZE, read_examples
 from tests.test_model import _TinyFeatureExtractor
 
@@ -40,9 +40,13 @@ def _features(fn_args, split='train', files=None, echo=None):
   config = ModuleConfig.from_custom_config(fn_args.custom_config)
   lines = []
   out = feature_cache.features_for(
-      fn_args, config, tft.TFTransformOutput(fn_args.transform_output), split,
-      files or (fn_args.train_files if split == 'train' else fn_args.eval_files),
-      echo=lines.append)
+    fn_args,
+    config,
+    tft.TFTransformOutput(fn_args.transform_output),
+    split,
+    files or (fn_args.train_files if split == 'train' else fn_args.eval_files),
+    echo=lines.append,
+  )
   return out, lines
 
 
@@ -58,8 +62,13 @@ def test_cached_features_are_the_backbones_output(fn_args_for, saved_backbone):
   (cached, labels), lines = _features(fn_args)
   assert 'computed' in lines[0]
   images, expected_labels = [], []
-  for x, y in input_fn(fn_args.train_files, fn_args.data_accessor,
-                       tft.TFTransformOutput(fn_args.transform_output), 8, shuffle=False):
+  for x, y in input_fn(
+    fn_args.train_files,
+    fn_args.data_accessor,
+    tft.TFTransformOutput(fn_args.transform_output),
+    8,
+    shuffle=False,
+  ):
     images.append(x.numpy())
     expected_labels.append(np.reshape(y.numpy(), [-1]))
   images = np.concatenate(images)
@@ -94,11 +103,14 @@ def test_other_data_or_backbone_get_another_key(fn_args_for, saved_backbone, tmp
 
   other = _save(_OtherFeatureExtractor(), str(tmp_path / 'other_backbone'))
   other_config = ModuleConfig.from_custom_config({**fn_args.custom_config, 'backbone': other})
-  assert feature_cache.key_of(
-      feature_cache.describe(other_config, graph, fn_args.train_files, 'train')) != key
+  assert (
+    feature_cache.key_of(feature_cache.describe(other_config, graph, fn_args.train_files, 'train'))
+    != key
+  )
   # Other files under the same split name: other data.
-  assert feature_cache.key_of(
-      feature_cache.describe(config, graph, fn_args.eval_files, 'train')) != key
+  assert (
+    feature_cache.key_of(feature_cache.describe(config, graph, fn_args.eval_files, 'train')) != key
+  )
 
   # Another backbone computes its own features rather than reading the first one's.
   (first, _), _ = _features(fn_args)
@@ -113,10 +125,13 @@ def _jpegs(tiny_data, n):
 
 
 def test_search_and_training_on_cached_features_export_one_jpeg_model(
-    fn_args_for, saved_backbone, tiny_data, tmp_path):
+  fn_args_for, saved_backbone, tiny_data, tmp_path
+):
   cache_dir = str(tmp_path / 'feature_cache')
-  tune_args = fn_args_for({'backbone': saved_backbone, 'max_epochs': 2, 'factor': 2},
-                          paths=RunPaths(feature_cache_dir=cache_dir))
+  tune_args = fn_args_for(
+    {'backbone': saved_backbone, 'max_epochs': 2, 'factor': 2},
+    paths=RunPaths(feature_cache_dir=cache_dir),
+  )
   result = tuner_module.tuner_fn(tune_args)
   result.tuner.search(**{**result.fit_kwargs, 'verbose': 0})
   # Trials train only the head: [N, 4] backbone features in.
@@ -125,9 +140,11 @@ def test_search_and_training_on_cached_features_export_one_jpeg_model(
   entries = sorted(glob.glob(os.path.join(cache_dir, '*.npz')))
   assert len(entries) == 2  # train and eval, once each for every trial
 
-  train_args = fn_args_for({'backbone': saved_backbone, 'epochs': 2},
-                           hyperparameters=best.get_config(),
-                           paths=RunPaths(feature_cache_dir=cache_dir))
+  train_args = fn_args_for(
+    {'backbone': saved_backbone, 'epochs': 2},
+    hyperparameters=best.get_config(),
+    paths=RunPaths(feature_cache_dir=cache_dir),
+  )
   run_fn(train_args)
   assert sorted(glob.glob(os.path.join(cache_dir, '*.npz'))) == entries  # reused, not recomputed
 

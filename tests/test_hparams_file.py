@@ -1,4 +1,5 @@
 """--hparams-from: whatever it names, the Trainer gets a folder with the hyperparameters alone."""
+
 import json
 import os
 
@@ -8,9 +9,23 @@ from tfx.utils import io_utils
 from tfx_pipeline import hparams_file
 from tfx_pipeline.cli_paths import PathError
 
-CONFIG = {'space': [{'class_name': 'Int', 'config': {
-    'name': 'units', 'default': 128, 'conditions': [], 'min_value': 64, 'max_value': 256,
-    'step': 64, 'sampling': 'linear'}}], 'values': {'units': 192, 'tuner/epochs': 1}}
+CONFIG = {
+  'space': [
+    {
+      'class_name': 'Int',
+      'config': {
+        'name': 'units',
+        'default': 128,
+        'conditions': [],
+        'min_value': 64,
+        'max_value': 256,
+        'step': 64,
+        'sampling': 'linear',
+      },
+    }
+  ],
+  'values': {'units': 192, 'tuner/epochs': 1},
+}
 
 
 @pytest.fixture
@@ -35,8 +50,11 @@ def test_folder_file_and_json_anywhere_are_found(tuner_folder, tmp_path):
 
 @pytest.mark.parametrize('form', ['folder', 'txt', 'json'])
 def test_staged_folder_is_what_the_trainer_reads(form, tuner_folder, tmp_path):
-  path = {'folder': tuner_folder, 'txt': tuner_folder / hparams_file.FILE_NAME,
-          'json': tmp_path / 'hp.json'}[form]
+  path = {
+    'folder': tuner_folder,
+    'txt': tuner_folder / hparams_file.FILE_NAME,
+    'json': tmp_path / 'hp.json',
+  }[form]
   if form == 'json':
     path.write_text(json.dumps(CONFIG))
   root = tmp_path / 'root'

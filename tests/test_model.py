@@ -1,4 +1,5 @@
 """build_model for each backbone kind: the built-in CNN and a SavedModel backbone."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -39,8 +40,9 @@ def _backbone_kernel(model):
 
 
 def test_builtin_cnn_outputs_class_probabilities():
-  model = build_model(search_space.defaults(), ModuleConfig(image_size=32, backbone='cnn'),
-                      num_classes=5)
+  model = build_model(
+    search_space.defaults(), ModuleConfig(image_size=32, backbone='cnn'), num_classes=5
+  )
   probs = model.predict(np.zeros((2, 32, 32, 3), 'float32'), verbose=0)
   assert probs.shape == (2, 5)
   np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
@@ -87,4 +89,8 @@ def test_savedmodel_backbone_model_exports(saved_backbone, tmp_path):
 
 def test_search_space_defaults():
   assert search_space.defaults().values == {
-      'units': 128, 'dense_activation': 'relu', 'learning_rate': 1e-3, 'optimizer': 'adam'}
+    'units': 128,
+    'dense_activation': 'relu',
+    'learning_rate': 1e-3,
+    'optimizer': 'adam',
+  }

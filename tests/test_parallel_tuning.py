@@ -1,4 +1,5 @@
 """Parallel trials on one machine: a keras-tuner chief on loopback plus worker processes."""
+
 import json
 import os
 import shutil
@@ -16,8 +17,8 @@ from tfx.utils import proto_utils
 
 from modules.module_config import RunPaths
 from modules.tuning import state as tuning_state
-from tfx_pipeline.parallel import chief, component, pool
 from tfx_pipeline.local import report as tuning_report
+from tfx_pipeline.parallel import chief, component, pool
 
 TRIALS = 3
 
@@ -33,30 +34,46 @@ def _executor_args(transformed, tmp_path, workers, **extra_config):
     shutil.copy(files[split][0], os.path.join(examples.uri, f'Split-{split}', 'data.tfrecord'))
   graph = standard_artifacts.TransformGraph()
   graph.uri = transform_dir
-  outputs = {'best_hyperparameters': standard_artifacts.HyperParameters(),
-             'tuner_results': standard_artifacts.TunerResults()}
+  outputs = {
+    'best_hyperparameters': standard_artifacts.HyperParameters(),
+    'tuner_results': standard_artifacts.TunerResults(),
+  }
   for key, artifact in outputs.items():
     artifact.uri = str(tmp_path / key)
     os.makedirs(artifact.uri)
-  custom_config = {**config.to_custom_config(), 'tuner': 'random', 'max_trials': TRIALS,
-                   'max_epochs': 1, 'fit_log': str(tmp_path / 'fits.log'), **extra_config,
-                   **RunPaths(tuning_dir=str(tmp_path / 'tuning')).to_custom_config()}
+  custom_config = {
+    **config.to_custom_config(),
+    'tuner': 'random',
+    'max_trials': TRIALS,
+    'max_epochs': 1,
+    'fit_log': str(tmp_path / 'fits.log'),
+    **extra_config,
+    **RunPaths(tuning_dir=str(tmp_path / 'tuning')).to_custom_config(),
+  }
   exec_properties = {
-      'tuner_fn': 'tests.parallel_tuner_fn.tuner_fn', 'custom_config': json.dumps(custom_config),
-      'train_args': '{}', 'eval_args': '{}',
-      'tune_args': proto_utils.proto_to_json(tuner_pb2.TuneArgs(num_parallel_trials=workers))}
-  return ({'examples': [examples], 'transform_graph': [graph]},
-          {k: [v] for k, v in outputs.items()}, exec_properties)
+    'tuner_fn': 'tests.parallel_tuner_fn.tuner_fn',
+    'custom_config': json.dumps(custom_config),
+    'train_args': '{}',
+    'eval_args': '{}',
+    'tune_args': proto_utils.proto_to_json(tuner_pb2.TuneArgs(num_parallel_trials=workers)),
+  }
+  return (
+    {'examples': [examples], 'transform_graph': [graph]},
+    {k: [v] for k, v in outputs.items()},
+    exec_properties,
+  )
 
 
 def _executor(tmp_path):
   return component.Executor(
-      base_executor.BaseExecutor.Context(tmp_dir=str(tmp_path / 'tmp'), unique_id='1'))
+    base_executor.BaseExecutor.Context(tmp_dir=str(tmp_path / 'tmp'), unique_id='1')
+  )
 
 
 def _project(tmp_path):
-  return os.path.join(tuning_state.latest_search(str(tmp_path / 'tuning')),
-                      tuning_state.PROJECT_NAME)
+  return os.path.join(
+    tuning_state.latest_search(str(tmp_path / 'tuning')), tuning_state.PROJECT_NAME
+  )
 
 
 def _trials(project):
@@ -75,8 +92,11 @@ def _fits(tmp_path):
 
 
 def _assert_nothing_left(output, fits):
-  (port,) = [line.split(':')[-1].split(',')[0] for line in output.splitlines()
-             if line.startswith('parallel search: chief on')]
+  (port,) = [
+    line.split(':')[-1].split(',')[0]
+    for line in output.splitlines()
+    if line.startswith('parallel search: chief on')
+  ]
   with pytest.raises(ConnectionRefusedError):
     socket.create_connection(('127.0.0.1', int(port)), timeout=5)
   for _, pid in fits:
@@ -111,8 +131,9 @@ def test_two_workers_run_every_trial_once(transformed, tmp_path, capsys):
 
 
 @pytest.mark.parametrize('retries,outcome', [(1, 'rerun'), (0, 'failed')])
-def test_a_killed_worker_does_not_hang_the_search(transformed, tmp_path, capsys, monkeypatch,
-                                                  retries, outcome):
+def test_a_killed_worker_does_not_hang_the_search(
+  transformed, tmp_path, capsys, monkeypatch, retries, outcome
+):
   monkeypatch.setattr(chief, 'MAX_TRIAL_RETRIES', retries)
   inputs, outputs, props = _executor_args(transformed, tmp_path, workers=2, hang_once=True)
   errors = []
@@ -172,8 +193,7 @@ def test_a_killed_worker_does_not_hang_the_search(transformed, tmp_path, capsys,
 def test_one_worker_is_the_stock_executor(transformed, tmp_path, monkeypatch):
   calls = []
   monkeypatch.setattr(chief, 'parallel_search', lambda *a, **k: calls.append(a))
-  inputs, outputs, props = _executor_args(transformed, tmp_path, workers=1,
-                                          max_trials=1)
+  inputs, outputs, props = _executor_args(transformed, tmp_path, workers=1, max_trials=1)
   _executor(tmp_path).Do(inputs, outputs, props)
   assert not calls
   assert {t for t, _ in _fits(tmp_path)} == {'-'}  # Ran here, not in a worker.
@@ -182,35 +202,45 @@ def test_one_worker_is_the_stock_executor(transformed, tmp_path, monkeypatch):
 
 def test_what_becomes_of_a_worker_that_exits():
   from tfx_pipeline.parallel.chief import GIVE_UP, IGNORE, RESTART, Supervisor, WorkerExit
+
   supervisor = Supervisor(workers=2, max_trials=3, max_retries=1)
   assert supervisor.on_exit(WorkerExit('tuner0', 0)).action == IGNORE  # Told to stop: done.
   # Killed mid-trial: replaced under the same id, which reruns the trial once, then fails it.
   first = supervisor.on_exit(WorkerExit('tuner1', -signal.SIGKILL, trial_id='02'))
   assert (first.action, first.end_trial) == (RESTART, None)
-  assert first.lost == {'trial': '02', 'worker': 'tuner1', 'exit': 'killed by SIGKILL',
-                        'outcome': 'rerun'}
-  second = supervisor.on_exit(WorkerExit('tuner1', -signal.SIGKILL, trial_id='02',
-                                         log_tail='out of memory'))
+  assert first.lost == {
+    'trial': '02',
+    'worker': 'tuner1',
+    'exit': 'killed by SIGKILL',
+    'outcome': 'rerun',
+  }
+  second = supervisor.on_exit(
+    WorkerExit('tuner1', -signal.SIGKILL, trial_id='02', log_tail='out of memory')
+  )
   assert second.action == RESTART and second.lost['outcome'] == 'failed'
-  assert second.end_trial == ('worker tuner1 killed by SIGKILL during this trial 2 times\n'
-                               'out of memory')
+  assert second.end_trial == (
+    'worker tuner1 killed by SIGKILL during this trial 2 times\nout of memory'
+  )
   # Idle between trials: replaced while trials remain, forgotten once none is left.
   assert supervisor.on_exit(WorkerExit('tuner0', 1)).action == RESTART
   idle = supervisor.on_exit(WorkerExit('tuner0', 1, stopping=True))
   assert (idle.action, idle.end_trial, idle.lost) == (IGNORE, '', None)
   # A trial that fails once none is left: ended, and its worker not replaced.
   last = Supervisor(2, 3, max_retries=0).on_exit(
-      WorkerExit('tuner1', -signal.SIGKILL, trial_id='03', stopping=True))
+    WorkerExit('tuner1', -signal.SIGKILL, trial_id='03', stopping=True)
+  )
   assert last.action == IGNORE and last.lost['outcome'] == 'failed' and last.end_trial
   # Dead before asking for any trial: the worker cannot run, so the search fails.
   broken = supervisor.on_exit(WorkerExit('tuner0', 1, asked=False, log_tail='ImportError: x'))
   assert broken.action == GIVE_UP
-  assert broken.reason == ('tuner worker tuner0 exited with code 1 before asking for a trial: '
-                           'ImportError: x')
+  assert broken.reason == (
+    'tuner worker tuner0 exited with code 1 before asking for a trial: ImportError: x'
+  )
 
 
 def test_workers_that_keep_dying_end_the_search():
   from tfx_pipeline.parallel.chief import GIVE_UP, RESTART, Supervisor, WorkerExit
+
   supervisor = Supervisor(workers=1, max_trials=1, max_retries=1)  # 1 + 1 * 2 replacements.
   for _ in range(3):
     assert supervisor.on_exit(WorkerExit('tuner0', 1)).action == RESTART
@@ -228,6 +258,7 @@ def test_threads_are_shared_out():
 
 def test_workers_run_an_importable_module():
   import importlib
+
   assert callable(importlib.import_module(pool.WORKER_MODULE).main)
 
 
@@ -236,8 +267,11 @@ def test_the_local_pipeline_runs_a_parallel_tuner(tiny_data, tmp_path):
   from tfx_pipeline.pipeline import create_pipeline
 
   def tuner(**kwargs):
-    pipeline = create_pipeline(PipelineConfig(
-        pipeline_name='test', pipeline_root=str(tmp_path / 'root'), data_root=tiny_data, **kwargs))
+    pipeline = create_pipeline(
+      PipelineConfig(
+        pipeline_name='test', pipeline_root=str(tmp_path / 'root'), data_root=tiny_data, **kwargs
+      )
+    )
     return {c.id: c for c in pipeline.components}['Tuner']
 
   parallel = tuner(parallel_trials=2)
@@ -248,6 +282,7 @@ def test_the_local_pipeline_runs_a_parallel_tuner(tiny_data, tmp_path):
 
 def test_parallel_trials_below_one_is_one_error_line(capsys):
   from tfx_pipeline.local import runner as local_runner
+
   assert local_runner.main(['--parallel-trials', '0']) == 2
   err = capsys.readouterr().err.strip()
   assert err == 'error: --parallel-trials 0: must be at least 1.'
@@ -258,16 +293,23 @@ def test_parallel_trials_below_one_is_one_error_line(capsys):
 def test_a_worker_ends_when_its_tuner_process_is_killed(tmp_path):
   import subprocess
   import sys
+
   from tests.conftest import REPO
+
   pid_file = tmp_path / 'worker.pid'
   # parent (killed below) -> worker: the watch in tfx_pipeline.parallel.worker, then a long sleep.
-  worker = ('import os, time; from tfx_pipeline.parallel.worker import _exit_with_parent; '
-            f'_exit_with_parent(0.1); open({str(pid_file)!r}, "w").write(str(os.getpid())); '
-            'time.sleep(600)')
-  parent_code = ('import subprocess, sys, time; '
-                 f'subprocess.Popen([sys.executable, "-c", {worker!r}]); time.sleep(600)')
-  parent = subprocess.Popen([sys.executable, '-c', parent_code], cwd=REPO,
-                            env={**os.environ, 'PYTHONPATH': REPO})
+  worker = (
+    'import os, time; from tfx_pipeline.parallel.worker import _exit_with_parent; '
+    f'_exit_with_parent(0.1); open({str(pid_file)!r}, "w").write(str(os.getpid())); '
+    'time.sleep(600)'
+  )
+  parent_code = (
+    'import subprocess, sys, time; '
+    f'subprocess.Popen([sys.executable, "-c", {worker!r}]); time.sleep(600)'
+  )
+  parent = subprocess.Popen(
+    [sys.executable, '-c', parent_code], cwd=REPO, env={**os.environ, 'PYTHONPATH': REPO}
+  )
   try:
     deadline = time.monotonic() + 60  # Guards against a hung test, not timing checks.
     while not (pid_file.exists() and pid_file.read_text()):

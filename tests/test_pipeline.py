@@ -1,17 +1,23 @@
 """create_pipeline wires the standard TFX components and their channels."""
+
 import pytest
 
 from modules.module_config import ModuleConfig
+from tests.conftest import COMPONENTS
 from tfx_pipeline.config import PipelineConfig
 from tfx_pipeline.pipeline import create_pipeline
 
-from tests.conftest import COMPONENTS
-
 
 def _build(tiny_data, tmp_path, **kwargs):
-  return create_pipeline(PipelineConfig(pipeline_name='test', pipeline_root=str(tmp_path / 'root'),
-                                        data_root=tiny_data, module=ModuleConfig(tuner='bayesian'),
-                                        **kwargs))
+  return create_pipeline(
+    PipelineConfig(
+      pipeline_name='test',
+      pipeline_root=str(tmp_path / 'root'),
+      data_root=tiny_data,
+      module=ModuleConfig(tuner='bayesian'),
+      **kwargs,
+    )
+  )
 
 
 def _by_id(pipeline):
@@ -32,7 +38,9 @@ def test_components_and_channels(tiny_data, tmp_path):
   assert c['Evaluator'].inputs['examples'] is examples
   assert c['Pusher'].inputs['model_blessing'] is c['Evaluator'].outputs['blessing']
 
-  assert c['Transform'].exec_properties['preprocessing_fn'] == 'modules.preprocessing.preprocessing_fn'
+  assert (
+    c['Transform'].exec_properties['preprocessing_fn'] == 'modules.preprocessing.preprocessing_fn'
+  )
   assert c['Tuner'].exec_properties['tuner_fn'] == 'modules.tuner.tuner_fn'
   assert c['Trainer'].exec_properties['run_fn'] == 'modules.trainer.run_fn'
   assert '"tuner": "bayesian"' in c['Tuner'].exec_properties['custom_config']
@@ -49,8 +57,9 @@ def test_without_tuning_the_trainer_has_no_hyperparameters(tiny_data, tmp_path):
 def test_hparams_from_imports_an_earlier_result(tiny_data, tmp_path):
   earlier = tmp_path / 'best'
   earlier.mkdir()
-  c = _by_id(_build(tiny_data, tmp_path, tune=False,
-                    hparams_from=str(earlier / 'best_hyperparameters.txt')))
+  c = _by_id(
+    _build(tiny_data, tmp_path, tune=False, hparams_from=str(earlier / 'best_hyperparameters.txt'))
+  )
   importer = c['hparams_importer']
   assert importer.exec_properties['artifact_uri'] == str(earlier)
   assert c['Trainer'].inputs['hyperparameters'] is importer.outputs['result']
@@ -58,21 +67,31 @@ def test_hparams_from_imports_an_earlier_result(tiny_data, tmp_path):
 
 def test_unusable_data_root_fails_before_building(tmp_path):
   from tfx_pipeline.data_folder.layout import DataLayoutError
+
   with pytest.raises(DataLayoutError):
     _build(str(tmp_path / 'nothing'), tmp_path)
 
 
 def test_editing_user_code_changes_the_cache_key(tmp_path):
   import os
+
   from tfx_pipeline import code_version
+
   # What preprocessing_fn's graph depends on: its file and what it imports from modules.
   assert {os.path.basename(p) for p in code_version.transform_sources()} == {
-      'features.py', 'module_config.py', 'preprocessing.py'}
-  (tmp_path / 'preprocessing.py').write_text('import modules.features\n'
-                                             'from modules.module_config import ModuleConfig\n')
+    'features.py',
+    'module_config.py',
+    'preprocessing.py',
+  }
+  (tmp_path / 'preprocessing.py').write_text(
+    'import modules.features\nfrom modules.module_config import ModuleConfig\n'
+  )
   for name in ('features.py', 'module_config.py', 'model.py'):
     (tmp_path / name).write_text('x = 1\n')
-  transform, training = code_version.transform_code(str(tmp_path)), code_version.training_code(str(tmp_path))
+  transform, training = (
+    code_version.transform_code(str(tmp_path)),
+    code_version.training_code(str(tmp_path)),
+  )
   (tmp_path / 'model.py').write_text('x = 2\n')
   assert code_version.transform_code(str(tmp_path)) == transform  # not a Transform input
   assert code_version.training_code(str(tmp_path)) != training
@@ -85,27 +104,38 @@ def test_editing_user_code_changes_the_cache_key(tmp_path):
 
 def test_components_carry_the_code_fingerprints(tiny_data, tmp_path):
   import json
+
   from tfx_pipeline import code_version
+
   c = _by_id(_build(tiny_data, tmp_path))
-  assert json.loads(c['Transform'].exec_properties['custom_config'])['code'] == code_version.transform_code()
+  assert (
+    json.loads(c['Transform'].exec_properties['custom_config'])['code']
+    == code_version.transform_code()
+  )
   for name in ('Tuner', 'Trainer'):
-    assert json.loads(c[name].exec_properties['custom_config'])['code'] == code_version.training_code()
+    assert (
+      json.loads(c[name].exec_properties['custom_config'])['code'] == code_version.training_code()
+    )
 
 
-def test_editing_a_file_in_a_sub_package_reruns_the_tuner_and_trainer(tiny_data, tmp_path,
-                                                                      monkeypatch):
+def test_editing_a_file_in_a_sub_package_reruns_the_tuner_and_trainer(
+  tiny_data, tmp_path, monkeypatch
+):
   import json
   import shutil
+
   from tfx_pipeline import code_version
+
   modules = tmp_path / 'modules'
-  shutil.copytree(code_version.MODULES_DIR, modules,
-                  ignore=shutil.ignore_patterns('__pycache__'))
+  shutil.copytree(code_version.MODULES_DIR, modules, ignore=shutil.ignore_patterns('__pycache__'))
   monkeypatch.setattr(code_version, 'MODULES_DIR', str(modules))
 
   def codes():
     c = _by_id(_build(tiny_data, tmp_path))
-    return {name: json.loads(c[name].exec_properties['custom_config'])['code']
-            for name in ('Transform', 'Tuner', 'Trainer')}
+    return {
+      name: json.loads(c[name].exec_properties['custom_config'])['code']
+      for name in ('Transform', 'Tuner', 'Trainer')
+    }
 
   before = codes()
   with open(modules / 'tuning' / 'state.py', 'a') as f:

@@ -1,4 +1,5 @@
 """preprocessing_fn: decoding, resizing, normalising, and class names from the data."""
+
 import io
 
 import numpy as np
@@ -8,7 +9,6 @@ from PIL import Image
 
 from modules import features, labels
 from modules.preprocessing import decode_and_resize
-
 from tests.conftest import IMAGE_SIZE, read_examples
 
 
@@ -31,13 +31,16 @@ def test_transformed_images_have_shape_dtype_and_range(transformed):
 
 def test_class_names_come_from_the_data_in_label_order(transformed):
   import tensorflow_transform as tft
+
   transform_dir, _, _ = transformed
   names = labels.class_names(tft.TFTransformOutput(transform_dir))
   assert names == ['roses', 'sunflowers', 'daisy', 'dandelion', 'tulips']
 
 
-@pytest.mark.parametrize('mode,fmt', [('RGB', 'JPEG'), ('L', 'JPEG'), ('CMYK', 'JPEG'),
-                                      ('RGB', 'PNG'), ('P', 'GIF'), ('RGB', 'BMP')])
+@pytest.mark.parametrize(
+  'mode,fmt',
+  [('RGB', 'JPEG'), ('L', 'JPEG'), ('CMYK', 'JPEG'), ('RGB', 'PNG'), ('P', 'GIF'), ('RGB', 'BMP')],
+)
 def test_decode_gives_three_channels_in_unit_range(mode, fmt):
   gradient = np.linspace(0, 255, 40 * 60 * 3).reshape(40, 60, 3).astype(np.uint8)
   image = Image.fromarray(gradient).convert(mode)

@@ -11,6 +11,7 @@ for photos, a generated photo folder, and a missing `*.jpg` is a generated
 photo. A command the test cannot classify fails; the few that cannot run here
 are skipped with the reason.
 """
+
 import concurrent.futures
 import dataclasses
 import os
@@ -35,10 +36,10 @@ TINY_RUN = ['--image-size', '32', '--max-epochs', '1', '--epochs', '1', '--max-t
 RUN_DEFAULTS = {'--accuracy-threshold': '0'}  # Push even a 1-epoch model, for predict.
 # Documented, not run by the suite, and why. Checked on the command's first words.
 NOT_RUN = {
-    ('make',): 'make installs into .venv; `make run` is run_local.py and `make test` this suite',
-    ('gcloud',): 'needs a Google Cloud project and credentials',
-    ('docker',): 'builds and pushes the Vertex AI image: needs Docker and a registry',
-    ('-m', 'bench.run'): 'the benchmark: minutes of timed runs on purpose',
+  ('make',): 'make installs into .venv; `make run` is run_local.py and `make test` this suite',
+  ('gcloud',): 'needs a Google Cloud project and credentials',
+  ('docker',): 'builds and pushes the Vertex AI image: needs Docker and a registry',
+  ('-m', 'bench.run'): 'the benchmark: minutes of timed runs on purpose',
 }
 OUTPUT_FLAGS = ('--out', '--output')
 
@@ -94,7 +95,7 @@ def classify(command: Command):
   words = command.words
   after_python = words[1:] if words[0] in PYTHONS else words
   for prefix, why in NOT_RUN.items():
-    if tuple(after_python[:len(prefix)]) == prefix:
+    if tuple(after_python[: len(prefix)]) == prefix:
       return 'skip', why
   if words[0] not in PYTHONS or len(words) < 2:
     return None
@@ -122,6 +123,7 @@ def _photo(path: Path) -> Path:
   """A small JPEG: any decodable image will do for predict."""
   import numpy as np
   from PIL import Image
+
   path.parent.mkdir(parents=True, exist_ok=True)
   rng = np.random.default_rng(sum(path.name.encode()))
   pixels = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
@@ -157,10 +159,15 @@ class Workspace:
     Each is a process of its own (mostly one busy core), so on two cores they
     overlap with the tuned run's chain; a test that reaches one waits for it.
     """
+
     def independent(c):
       kind = classify(c)
-      return (kind == ('run', 'compile') or kind == ('run', 'convert')
-              or (kind == ('run', 'pipeline') and c.has('--data-root')))
+      return (
+        kind == ('run', 'compile')
+        or kind == ('run', 'convert')
+        or (kind == ('run', 'pipeline') and c.has('--data-root'))
+      )
+
     commands = [c for c in selected if independent(c)]
 
     def run_all():
@@ -171,6 +178,7 @@ class Workspace:
           self.run(command)
         except BaseException:  # Kept in the command's result; its test reports it.
           pass
+
     threading.Thread(target=run_all, daemon=True).start()
 
   def close(self) -> None:
@@ -184,8 +192,13 @@ class Workspace:
 
   def _tuned(self) -> Path:
     if not (self.tuned_root / 'Tuner').is_dir():
-      tuned = [c for c in COMMANDS if classify(c) == ('run', 'pipeline')
-               and not c.has('--no-tune') and not c.has('--data-root')]
+      tuned = [
+        c
+        for c in COMMANDS
+        if classify(c) == ('run', 'pipeline')
+        and not c.has('--no-tune')
+        and not c.has('--data-root')
+      ]
       if not tuned:
         pytest.fail('README.md shows no tuned run on the sample to fill pipeline_output/ from')
       self.expect_success(tuned[0])
@@ -197,6 +210,7 @@ class Workspace:
       self.expect_success(makers[0])
     elif 'photos' in placeholder:
       from tests.test_convert import make_photo_folder
+
       make_photo_folder(path, per_class=12)
     else:
       pytest.fail(f'{placeholder}: no README command writes it (--out), so it cannot be filled')
@@ -211,7 +225,7 @@ class Workspace:
         path = path / (_newest(path) if re.fullmatch(r'<\w+>', part) else part)
       return str(path)
     if word.startswith('/path/to/'):
-      path = self.tmp / 'path_to' / word[len('/path/to/'):]
+      path = self.tmp / 'path_to' / word[len('/path/to/') :]
       if not output and not path.exists():
         self._made_by_earlier_step(word, path)
       return str(path)
@@ -259,8 +273,14 @@ class Workspace:
           raise RuntimeError('the README tests are over')
         argv = self.argv(command)
         self.argvs[command.line] = argv
-        process = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   text=True, env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3'})
+        process = subprocess.Popen(
+          argv,
+          cwd=REPO,
+          stdout=subprocess.PIPE,
+          stderr=subprocess.PIPE,
+          text=True,
+          env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3'},
+        )
         self._processes.append(process)
         try:
           out, err = process.communicate(timeout=600)
@@ -276,10 +296,13 @@ class Workspace:
   def expect_success(self, command: Command) -> subprocess.CompletedProcess:
     result = self.run(command)
     if result.returncode != 0:
-      pytest.fail(f'README.md line {command.line}: `{command.text}` exited {result.returncode}\n'
-                  f'ran: {shlex.join(self.argvs[command.line])}\n'
-                  f'--- stdout (end) ---\n{result.stdout[-3000:]}\n'
-                  f'--- stderr (end) ---\n{result.stderr[-3000:]}', pytrace=False)
+      pytest.fail(
+        f'README.md line {command.line}: `{command.text}` exited {result.returncode}\n'
+        f'ran: {shlex.join(self.argvs[command.line])}\n'
+        f'--- stdout (end) ---\n{result.stdout[-3000:]}\n'
+        f'--- stderr (end) ---\n{result.stderr[-3000:]}',
+        pytrace=False,
+      )
     return result
 
 
@@ -287,8 +310,9 @@ class Workspace:
 def workspace(tmp_path_factory, request):
   workspace = Workspace(tmp_path_factory.mktemp('readme'))
   params = [getattr(item, 'callspec', None) for item in request.session.items]
-  workspace.start_independent([p.params['command'] for p in params
-                               if p and isinstance(p.params.get('command'), Command)])
+  workspace.start_independent(
+    [p.params['command'] for p in params if p and isinstance(p.params.get('command'), Command)]
+  )
   yield workspace
   workspace.close()
 
@@ -302,18 +326,24 @@ def test_readme_shows_the_commands_this_test_is_for():
 
 def test_parser_joins_continuations_and_drops_comments(tmp_path):
   readme = tmp_path / 'README.md'
-  readme.write_text('text\n```bash\na --x 1   # note\n# only a comment\nb \\\n    --y 2\n```\n'
-                    '```\nnot a command\n```\n```python\nprint(1)\n```\n')
+  readme.write_text(
+    'text\n```bash\na --x 1   # note\n# only a comment\nb \\\n    --y 2\n```\n'
+    '```\nnot a command\n```\n```python\nprint(1)\n```\n'
+  )
   assert [(c.line, c.words) for c in readme_commands(readme)] == [
-      (3, ['a', '--x', '1']), (5, ['b', '--y', '2'])]
+    (3, ['a', '--x', '1']),
+    (5, ['b', '--y', '2']),
+  ]
 
 
 @pytest.mark.parametrize('command', COMMANDS, ids=[c.id for c in COMMANDS])
 def test_readme_command_runs_as_shown(command, workspace):
   kind = classify(command)
   if kind is None:
-    pytest.fail(f'README.md line {command.line}: `{command.text}`: tests/test_readme.py does not '
-                'know this command; teach it how to run it (or why it cannot run here)')
+    pytest.fail(
+      f'README.md line {command.line}: `{command.text}`: tests/test_readme.py does not '
+      'know this command; teach it how to run it (or why it cannot run here)'
+    )
   if kind[0] == 'skip':
     pytest.skip(kind[1])
   result = workspace.expect_success(command)

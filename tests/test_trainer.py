@@ -1,4 +1,5 @@
 """run_fn trains on transformed data and exports a model that classifies raw JPEGs."""
+
 import glob
 import os
 
@@ -7,14 +8,15 @@ import tensorflow as tf
 
 from modules import features
 from modules.trainer import run_fn
-
 from tests.conftest import read_examples
 
 
 def _jpegs(tiny_data, n):
   rows = read_examples(os.path.join(tiny_data, '*-validation.tfrecord-*'))[:n]
-  return ([r[features.IMAGE_KEY].bytes_list.value[0] for r in rows],
-          [r[features.LABEL_TEXT_KEY].bytes_list.value[0].decode() for r in rows])
+  return (
+    [r[features.IMAGE_KEY].bytes_list.value[0] for r in rows],
+    [r[features.LABEL_TEXT_KEY].bytes_list.value[0].decode() for r in rows],
+  )
 
 
 def test_run_fn_exports_a_jpeg_classifier(fn_args_for, tiny_data):
@@ -33,9 +35,14 @@ def test_run_fn_exports_a_jpeg_classifier(fn_args_for, tiny_data):
   assert names == [expected[i] for i in probs.argmax(axis=1)]
 
   # The tf.Example signature (what TFMA feeds) agrees with the JPEG one.
-  serialized = [tf.train.Example(features=tf.train.Features(feature={
-      features.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[img]))
-  })).SerializeToString() for img in images]
+  serialized = [
+    tf.train.Example(
+      features=tf.train.Features(
+        feature={features.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[img]))}
+      )
+    ).SerializeToString()
+    for img in images
+  ]
   by_example = model.signatures['serving_default'](examples=tf.constant(serialized))
   np.testing.assert_allclose(by_example['probabilities'].numpy(), probs, atol=1e-5)
 
@@ -45,11 +52,16 @@ def test_run_fn_exports_a_jpeg_classifier(fn_args_for, tiny_data):
 
 def test_run_fn_uses_the_given_hyperparameters(fn_args_for):
   from modules import search_space
+
   hp = search_space.defaults()
   hp.values.update(units=64, dense_activation='sigmoid')
   fn_args = fn_args_for({'epochs': 1}, hyperparameters=hp.get_config(), train_steps=2)
   run_fn(fn_args)
-  shapes = [shape for _, shape in tf.train.list_variables(
-      os.path.join(fn_args.serving_model_dir, 'variables', 'variables'))]
+  shapes = [
+    shape
+    for _, shape in tf.train.list_variables(
+      os.path.join(fn_args.serving_model_dir, 'variables', 'variables')
+    )
+  ]
   # CNN features (128) -> hidden Dense(64) -> 5 classes.
   assert [128, 64] in shapes and [64, 5] in shapes and [128, 128] not in shapes

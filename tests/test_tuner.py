@@ -1,4 +1,5 @@
 """tuner_fn picks keras-tuner's own tuner per option; the Hyperband cost preview is exact."""
+
 import keras
 import keras_tuner
 import numpy as np
@@ -6,14 +7,12 @@ import pytest
 
 from modules import tuner as tuner_module
 from modules.module_config import ModuleConfig
-
 from tests.conftest import toy_hypermodel
 
 EXPECTED = {
-    'hyperband': (keras_tuner.Hyperband, keras_tuner.oracles.HyperbandOracle),
-    'bayesian': (keras_tuner.BayesianOptimization,
-                 keras_tuner.oracles.BayesianOptimizationOracle),
-    'random': (keras_tuner.RandomSearch, keras_tuner.oracles.RandomSearchOracle),
+  'hyperband': (keras_tuner.Hyperband, keras_tuner.oracles.HyperbandOracle),
+  'bayesian': (keras_tuner.BayesianOptimization, keras_tuner.oracles.BayesianOptimizationOracle),
+  'random': (keras_tuner.RandomSearch, keras_tuner.oracles.RandomSearchOracle),
 }
 
 
@@ -58,8 +57,14 @@ def test_hyperband_schedule_matches_what_keras_tuner_runs(max_epochs, factor, tm
 
   x = np.random.default_rng(0).normal(size=(16, 2)).astype('float32')
   y = (x[:, 0] > 0).astype('float32')
-  search = keras_tuner.Hyperband(toy_hypermodel, objective='val_accuracy', max_epochs=max_epochs,
-                                 factor=factor, seed=1, directory=str(tmp_path))
+  search = keras_tuner.Hyperband(
+    toy_hypermodel,
+    objective='val_accuracy',
+    max_epochs=max_epochs,
+    factor=factor,
+    seed=1,
+    directory=str(tmp_path),
+  )
   search.search(x, y, validation_data=(x, y), verbose=0, callbacks=[CountEpochs()])
   trials, epochs = tuner_module.hyperband_schedule(max_epochs, factor)
   assert len(search.oracle.trials) == trials

@@ -1,15 +1,14 @@
 """A progress line and a run record per trial; a spent time budget keeps the best so far."""
+
 import json
 import os
 import re
 
-import keras
 import numpy as np
 
 from modules import tuner as tuner_module
-from modules.tuning import hooks
 from modules.module_config import ModuleConfig
-
+from modules.tuning import hooks
 from tests.conftest import toy_hypermodel
 
 
@@ -33,7 +32,7 @@ def test_one_progress_line_and_run_record_per_trial(tmp_path):
   assert f'best={best:.4f}' in progress[-1]
   for line, trial in zip(progress, sorted(trials, key=lambda t: t.trial_id)):
     number = progress.index(line) + 1
-    assert f"trial {number}/3: units={trial.hyperparameters.get('units')} score" in line
+    assert f'trial {number}/3: units={trial.hyperparameters.get("units")} score' in line
     assert f'score={trial.score:.4f}' in line
     assert 'elapsed ' in line and ' eta ' in line
   assert progress[-1].endswith('eta 0s')
@@ -56,31 +55,38 @@ def test_hyperband_progress_counts_its_own_schedule(tmp_path):
 
 
 def test_spent_budget_starts_no_new_trial_and_keeps_the_best(tmp_path):
-  tuner, lines = _search(tmp_path, tuner='random', max_trials=5, max_epochs=1,
-                         tuning_budget_minutes=0)
+  tuner, lines = _search(
+    tmp_path, tuner='random', max_trials=5, max_epochs=1, tuning_budget_minutes=0
+  )
   assert len(tuner.oracle.trials) == 1
-  assert any(re.match(r'tuning budget of 0 min spent: no new trials after 1 \(of 5\)', line)
-             for line in lines), lines
+  assert any(
+    re.match(r'tuning budget of 0 min spent: no new trials after 1 \(of 5\)', line)
+    for line in lines
+  ), lines
   (trial,) = tuner.oracle.trials.values()
   assert tuner.get_best_hyperparameters()[0].values == trial.hyperparameters.values
   # What TFX's Tuner executor asks for after the search.
   assert [t.trial_id for t in tuner.oracle.get_best_trials(tuner.oracle.max_trials)] == [
-      trial.trial_id]
+    trial.trial_id
+  ]
 
 
 def test_a_parallel_search_chief_keeps_the_same_budget(tmp_path):
   from tfx_pipeline.parallel.chief import OracleServer
+
   config = ModuleConfig(tuner='random', max_trials=5, tuning_budget_minutes=0)
   tuner = tuner_module.make_tuner(config, toy_hypermodel, directory=str(tmp_path))
   server = OracleServer(tuner.oracle)  # Not started: the check needs no worker.
   assert server.stop_if_spent(tuner.budget) == (
-      'tuning budget of 0 min spent: no new trials after 1 (of 5); keeping the best so far')
+    'tuning budget of 0 min spent: no new trials after 1 (of 5); keeping the best so far'
+  )
   assert tuner.oracle.max_trials == 1
   assert server.stop_if_spent(tuner.budget) is None  # Said once.
 
 
 def test_tuning_budget_flag_reaches_the_tuner_options():
   from tfx_pipeline.local.runner import config_from_args, run_parser
+
   config = config_from_args(run_parser().parse_args(['--tuning-budget', '2.5']))
   assert config.module.tuning_budget_minutes == 2.5
   assert config_from_args(run_parser().parse_args([])).module.tuning_budget_minutes is None

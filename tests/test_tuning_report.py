@@ -1,4 +1,5 @@
 """The tuning report holds every trial: table, CSV/JSON, PNG plots, TensorBoard HParams logs."""
+
 import csv
 import glob
 import json
@@ -18,17 +19,24 @@ PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 @pytest.fixture(scope='module')
 def finished_search(tmp_path_factory):
   """A finished Hyperband search on toy data, in a keras-tuner project folder."""
+
   def build(hp):
-    model = keras.Sequential([keras.Input((2,)),
-                              keras.layers.Dense(hp.Int('units', 1, 64), activation='relu'),
-                              keras.layers.Dense(1, activation='sigmoid')])
-    model.compile(hp.Choice('optimizer', ['sgd', 'adam']), 'binary_crossentropy',
-                  metrics=['accuracy'])
+    model = keras.Sequential(
+      [
+        keras.Input((2,)),
+        keras.layers.Dense(hp.Int('units', 1, 64), activation='relu'),
+        keras.layers.Dense(1, activation='sigmoid'),
+      ]
+    )
+    model.compile(
+      hp.Choice('optimizer', ['sgd', 'adam']), 'binary_crossentropy', metrics=['accuracy']
+    )
     return model
 
   directory = str(tmp_path_factory.mktemp('search'))
-  tuner = tuner_module.make_tuner(ModuleConfig(tuner='hyperband', max_epochs=3, factor=2, seed=1),
-                                  build, directory=directory)
+  tuner = tuner_module.make_tuner(
+    ModuleConfig(tuner='hyperband', max_epochs=3, factor=2, seed=1), build, directory=directory
+  )
   tuner.echo = lambda line: None
   x = np.random.default_rng(0).normal(size=(16, 2)).astype('float32')
   y = (x[:, 0] > 0).astype('float32')
@@ -44,8 +52,10 @@ def test_report_holds_every_trial(finished_search, tmp_path):
   for row in report['rows']:
     trial = trials[row['trial']]
     assert row['score'] == trial.score and row['status'] == 'COMPLETED'
-    assert row['hyperparameters'] == {'units': trial.hyperparameters.get('units'),
-                                      'optimizer': trial.hyperparameters.get('optimizer')}
+    assert row['hyperparameters'] == {
+      'units': trial.hyperparameters.get('units'),
+      'optimizer': trial.hyperparameters.get('optimizer'),
+    }
     assert row['epochs'] >= 1 and row['seconds'] >= 0
 
   with open(files['csv']) as f:
@@ -62,10 +72,13 @@ def test_report_holds_every_trial(finished_search, tmp_path):
 
 def test_plots_are_valid_pngs(finished_search, tmp_path):
   import matplotlib.image
+
   report = tuning_report.write(finished_search[0], out_dir=str(tmp_path))
   plots = report['files']['plots']
-  assert [os.path.basename(p) for p in plots] == ['score_by_trial.png',
-                                                  'score_by_hyperparameter.png']
+  assert [os.path.basename(p) for p in plots] == [
+    'score_by_trial.png',
+    'score_by_hyperparameter.png',
+  ]
   for path in plots:
     with open(path, 'rb') as f:
       assert f.read(8) == PNG_MAGIC
@@ -75,11 +88,14 @@ def test_plots_are_valid_pngs(finished_search, tmp_path):
 
 def test_tensorboard_hparams_logs_one_run_per_trial(finished_search, tmp_path):
   import tensorflow as tf
+
   directory, trials = finished_search
   log_dir = tuning_report.write(directory, out_dir=str(tmp_path))['files']['tensorboard']
   tuning_report.write(directory, out_dir=str(tmp_path))  # Re-rendering replaces, not adds.
-  runs = sorted(os.path.basename(os.path.dirname(p))
-                for p in glob.glob(os.path.join(log_dir, 'trial_*', 'events.out.tfevents.*')))
+  runs = sorted(
+    os.path.basename(os.path.dirname(p))
+    for p in glob.glob(os.path.join(log_dir, 'trial_*', 'events.out.tfevents.*'))
+  )
   assert runs == sorted(f'trial_{t}' for t in trials)
   plugins = set()
   for path in glob.glob(os.path.join(log_dir, '**', 'events.out.tfevents.*'), recursive=True):
@@ -90,6 +106,7 @@ def test_tensorboard_hparams_logs_one_run_per_trial(finished_search, tmp_path):
 
 def test_report_command_rerenders_from_the_folder(finished_search, capsys):
   from tfx_pipeline.local.runner import main
+
   directory, trials = finished_search
   assert main(['report', directory]) == 0
   out = capsys.readouterr().out

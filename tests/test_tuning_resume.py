@@ -1,4 +1,5 @@
 """A killed search resumes without rerunning finished trials; new data or options start anew."""
+
 import json
 import os
 import signal
@@ -12,7 +13,7 @@ from tests.conftest import REPO
 
 # Runs tuner_fn and the search the way TFX's Tuner executor does. With --hang,
 # the second fit blocks forever so the test can kill the process mid-search.
-SEARCH_SCRIPT = r'''
+SEARCH_SCRIPT = r"""
 import json, os, sys, time
 import keras
 from tfx import v1 as tfx
@@ -45,7 +46,7 @@ result.fit_kwargs['callbacks'].append(LogFits(args['log'], args['hang']))
 result.fit_kwargs['verbose'] = 0
 result.tuner.search(**result.fit_kwargs)
 print('BEST', json.dumps(result.tuner.get_best_hyperparameters()[0].values))
-'''
+"""
 
 
 def _trials(project):
@@ -61,19 +62,43 @@ def _trials(project):
 def test_killed_search_resumes_without_rerunning_finished_trials(transformed, tmp_path):
   transform_dir, files, config = transformed
   tuning_dir = str(tmp_path / 'tuning')
-  custom_config = {**config.to_custom_config(), 'tuner': 'random', 'max_trials': 3,
-                   'max_epochs': 1, **RunPaths(tuning_dir=tuning_dir).to_custom_config()}
+  custom_config = {
+    **config.to_custom_config(),
+    'tuner': 'random',
+    'max_trials': 3,
+    'max_epochs': 1,
+    **RunPaths(tuning_dir=tuning_dir).to_custom_config(),
+  }
   script = tmp_path / 'search.py'
   script.write_text(SEARCH_SCRIPT)
   log = str(tmp_path / 'fits.log')
-  env = {**os.environ, 'PYTHONPATH': REPO, 'TF_CPP_MIN_LOG_LEVEL': '3',
-         'OMP_NUM_THREADS': '1', 'TF_NUM_INTEROP_THREADS': '1', 'TF_NUM_INTRAOP_THREADS': '1'}
+  env = {
+    **os.environ,
+    'PYTHONPATH': REPO,
+    'TF_CPP_MIN_LOG_LEVEL': '3',
+    'OMP_NUM_THREADS': '1',
+    'TF_NUM_INTEROP_THREADS': '1',
+    'TF_NUM_INTRAOP_THREADS': '1',
+  }
 
   def start(hang, work):
-    args = dict(train=files['train'], eval=files['eval'], transform=transform_dir,
-                work=str(tmp_path / work), custom_config=custom_config, log=log, hang=hang)
-    return subprocess.Popen([sys.executable, str(script), json.dumps(args)], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    args = dict(
+      train=files['train'],
+      eval=files['eval'],
+      transform=transform_dir,
+      work=str(tmp_path / work),
+      custom_config=custom_config,
+      log=log,
+      hang=hang,
+    )
+    return subprocess.Popen(
+      [sys.executable, str(script), json.dumps(args)],
+      cwd=REPO,
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+    )
 
   first = start(hang=True, work='work1')
   deadline = time.monotonic() + 600  # A guard against a hung test, not a timing check.
@@ -114,8 +139,9 @@ def test_same_search_same_folder_and_changes_start_fresh(fn_args_for, tmp_path):
   lines = []
 
   def search_dir(overrides):
-    fn_args = fn_args_for({'tuner': 'random', 'max_trials': 2, **overrides},
-                          paths=RunPaths(tuning_dir=base))
+    fn_args = fn_args_for(
+      {'tuner': 'random', 'max_trials': 2, **overrides}, paths=RunPaths(tuning_dir=base)
+    )
     return tuning_state.search_dir(fn_args, echo=lines.append)
 
   first = search_dir({})
@@ -134,6 +160,5 @@ def test_changed_data_or_space_is_named(tmp_path):
   tuning_state.prepare(base, description, echo=lines.append)
   tuning_state.prepare(base, {**description, 'data': 'b'}, echo=lines.append)
   assert lines[-1].startswith('tuning: data changed')
-  tuning_state.prepare(base, {**description, 'data': 'b', 'space': {'units': 2}},
-                       echo=lines.append)
+  tuning_state.prepare(base, {**description, 'data': 'b', 'space': {'units': 2}}, echo=lines.append)
   assert lines[-1].startswith('tuning: search space changed')

@@ -4,6 +4,7 @@ Everything runs offline with no credentials: the pipeline is compiled, read
 back, handed to aiplatform's PipelineJob and to TFX's own cloud executors,
 stopping short of any call to Google Cloud.
 """
+
 import importlib
 import json
 import os
@@ -13,18 +14,31 @@ import types
 
 import pytest
 
-from tfx_pipeline.vertex import runner as vertex_runner
-
 from tests.conftest import COMPONENTS, REPO
+from tfx_pipeline.vertex import runner as vertex_runner
 
 PROJECT, REGION = 'demo-project', 'europe-west4'
 ROOT = 'gs://demo-bucket/flower-tuner'
 IMAGE = 'europe-west4-docker.pkg.dev/demo-project/flower-tuner/flower-tuner:test'
 SERVICE_ACCOUNT = 'pipelines@demo-project.iam.gserviceaccount.com'
-REQUIRED = ['--project', PROJECT, '--region', REGION, '--pipeline-root', ROOT,
-            '--data-root', 'gs://demo-bucket/flowers']
-TPU_TRAINER = ['--trainer-machine-type', 'cloud-tpu', '--trainer-accelerator-type', 'TPU_V3',
-               '--trainer-accelerator-count', '8']
+REQUIRED = [
+  '--project',
+  PROJECT,
+  '--region',
+  REGION,
+  '--pipeline-root',
+  ROOT,
+  '--data-root',
+  'gs://demo-bucket/flowers',
+]
+TPU_TRAINER = [
+  '--trainer-machine-type',
+  'cloud-tpu',
+  '--trainer-accelerator-type',
+  'TPU_V3',
+  '--trainer-accelerator-count',
+  '8',
+]
 
 
 @pytest.fixture(scope='module')
@@ -34,11 +48,33 @@ def compiled(tmp_path_factory):
   with pytest.MonkeyPatch.context() as mp:
     mp.setattr(vertex_runner, '_quiet', lambda verbose: None)  # Leaves other tests' logging be.
     rc = vertex_runner.main(
-        ['--compile-only', *REQUIRED, *TPU_TRAINER, '--output', output, '--image', IMAGE,
-         '--service-account', SERVICE_ACCOUNT, '--num-parallel-trials', '4',
-         '--tuner-machine-type', 'n1-standard-16', '--tuner-accelerator-type', 'NVIDIA_TESLA_T4',
-         '--tuner-accelerator-count', '1', '--dataflow-max-workers', '6',
-         '--beam-arg=--disk_size_gb=50', '--tuner', 'random', '--max-trials', '12'])
+      [
+        '--compile-only',
+        *REQUIRED,
+        *TPU_TRAINER,
+        '--output',
+        output,
+        '--image',
+        IMAGE,
+        '--service-account',
+        SERVICE_ACCOUNT,
+        '--num-parallel-trials',
+        '4',
+        '--tuner-machine-type',
+        'n1-standard-16',
+        '--tuner-accelerator-type',
+        'NVIDIA_TESLA_T4',
+        '--tuner-accelerator-count',
+        '1',
+        '--dataflow-max-workers',
+        '6',
+        '--beam-arg=--disk_size_gb=50',
+        '--tuner',
+        'random',
+        '--max-trials',
+        '12',
+      ]
+    )
   assert rc == 0
   with open(output) as f:
     return output, json.load(f)
@@ -56,8 +92,10 @@ def _executor(spec, task):
 
 def _parameters(spec, task):
   """A task's execution properties, as TFX compiled them (JSON-encoded protos and dicts)."""
-  return {name: next(iter(p['runtimeValue']['constantValue'].values()))
-          for name, p in _tasks(spec)[task]['inputs']['parameters'].items()}
+  return {
+    name: next(iter(p['runtimeValue']['constantValue'].values()))
+    for name, p in _tasks(spec)[task]['inputs']['parameters'].items()
+  }
 
 
 def _custom_config(spec, task):
@@ -70,7 +108,9 @@ def test_every_step_runs_in_the_project_image(compiled):
   for task in COMPONENTS:
     container = _executor(spec, task)
     assert container['image'] == IMAGE
-    assert container['command'][-1] == 'tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor'
+    assert (
+      container['command'][-1] == 'tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor'
+    )
   assert spec['runtimeConfig']['gcsOutputDirectory'] == ROOT
   # The cloud flavours start custom jobs; the rest are the standard executors.
   assert 'google_cloud_ai_platform.tuner.executor' in ' '.join(_executor(spec, 'Tuner')['args'])
@@ -91,8 +131,11 @@ def test_tuner_runs_parallel_trials_on_a_chief_and_workers(compiled):
   chief, workers = job['job_spec']['worker_pool_specs']
   assert (chief['replica_count'], workers['replica_count']) == (1, 3)
   for pool in (chief, workers):
-    assert pool['machine_spec'] == {'machine_type': 'n1-standard-16',
-                                    'accelerator_type': 'NVIDIA_TESLA_T4', 'accelerator_count': 1}
+    assert pool['machine_spec'] == {
+      'machine_type': 'n1-standard-16',
+      'accelerator_type': 'NVIDIA_TESLA_T4',
+      'accelerator_count': 1,
+    }
     assert pool['container_spec']['image_uri'] == IMAGE
     assert {'name': 'TF_USE_LEGACY_KERAS', 'value': '0'} in pool['container_spec']['env']
 
@@ -103,8 +146,11 @@ def test_trainer_job_asks_for_a_tpu(compiled):
   assert config['ai_platform_enable_vertex'] is True
   assert config['ai_platform_vertex_region'] == REGION
   (pool,) = config['ai_platform_training_args']['job_spec']['worker_pool_specs']
-  assert pool['machine_spec'] == {'machine_type': 'cloud-tpu', 'accelerator_type': 'TPU_V3',
-                                  'accelerator_count': 8}
+  assert pool['machine_spec'] == {
+    'machine_type': 'cloud-tpu',
+    'accelerator_type': 'TPU_V3',
+    'accelerator_count': 8,
+  }
   assert pool['replica_count'] == 1
   assert pool['container_spec']['image_uri'] == IMAGE
   assert {'name': 'TF_USE_LEGACY_KERAS', 'value': '0'} in pool['container_spec']['env']
@@ -118,11 +164,24 @@ def test_tfx_cloud_executors_start_the_configured_vertex_jobs(compiled, monkeypa
   _, spec = compiled
   started = {}
 
-  def start_cloud_training(input_dict, output_dict, exec_properties, executor_class_path,
-                           job_args, job_id, job_labels=None, enable_vertex=False,
-                           vertex_region=None):
-    started.update(exec_properties=exec_properties, executor_class_path=executor_class_path,
-                   job_args=dict(job_args), enable_vertex=enable_vertex, region=vertex_region)
+  def start_cloud_training(
+    input_dict,
+    output_dict,
+    exec_properties,
+    executor_class_path,
+    job_args,
+    job_id,
+    job_labels=None,
+    enable_vertex=False,
+    vertex_region=None,
+  ):
+    started.update(
+      exec_properties=exec_properties,
+      executor_class_path=executor_class_path,
+      job_args=dict(job_args),
+      enable_vertex=enable_vertex,
+      region=vertex_region,
+    )
 
   monkeypatch.setattr(runner, 'start_cloud_training', start_cloud_training)
   # The job client would open a connection to Vertex AI; building the job needs none.
@@ -135,7 +194,8 @@ def test_tfx_cloud_executors_start_the_configured_vertex_jobs(compiled, monkeypa
     job_args = started['job_args']
     assert job_args.pop('project') == PROJECT  # What runner.start_cloud_training does.
     job = training_clients.VertexJobClient(REGION).create_training_job(
-        {}, {}, started['exec_properties'], started['executor_class_path'], job_args, None, None)
+      {}, {}, started['exec_properties'], started['executor_class_path'], job_args, None, None
+    )
     return aiplatform_v1.CustomJob(job)  # Raises on any field Vertex would not accept.
 
   from tfx.extensions.google_cloud_ai_platform.trainer import executor as trainer_executor
@@ -162,10 +222,16 @@ def test_beam_steps_run_on_dataflow(compiled):
   _, spec = compiled
   for task in ('ImportExampleGen', 'StatisticsGen', 'Transform', 'Evaluator'):
     args = _executor(spec, task)['args']
-    for expected in ('--runner=DataflowRunner', f'--project={PROJECT}', f'--region={REGION}',
-                     f'--temp_location={ROOT}/beam_tmp', '--max_num_workers=6',
-                     f'--sdk_container_image={IMAGE}',
-                     f'--service_account_email={SERVICE_ACCOUNT}', '--disk_size_gb=50'):
+    for expected in (
+      '--runner=DataflowRunner',
+      f'--project={PROJECT}',
+      f'--region={REGION}',
+      f'--temp_location={ROOT}/beam_tmp',
+      '--max_num_workers=6',
+      f'--sdk_container_image={IMAGE}',
+      f'--service_account_email={SERVICE_ACCOUNT}',
+      '--disk_size_gb=50',
+    ):
       assert expected in args, (task, expected)
 
 
@@ -184,6 +250,7 @@ def test_user_code_is_named_by_importable_dotted_paths(compiled):
 def test_the_compiled_json_makes_a_pipeline_job(compiled):
   """aiplatform.PipelineJob reads the template as for .submit(); creating it sends nothing."""
   import dataclasses
+
   from google.auth.credentials import AnonymousCredentials
 
   output, _ = compiled
@@ -191,8 +258,12 @@ def test_the_compiled_json_makes_a_pipeline_job(compiled):
   config, vertex = vertex_runner.settings_from_args(args)
   assert not config.enable_cache
   for cache in (True, False):
-    job = vertex_runner.pipeline_job(output, dataclasses.replace(config, enable_cache=cache),
-                                     vertex, credentials=AnonymousCredentials())
+    job = vertex_runner.pipeline_job(
+      output,
+      dataclasses.replace(config, enable_cache=cache),
+      vertex,
+      credentials=AnonymousCredentials(),
+    )
     assert (job.project, job.location) == (PROJECT, REGION)
     assert job.runtime_config.gcs_output_directory == ROOT
     assert dict(job.runtime_config.parameter_values) == {}  # The pipeline takes no parameters.
@@ -206,6 +277,7 @@ def test_the_compiled_json_makes_a_pipeline_job(compiled):
 def _run_failing(argv, monkeypatch, capsys):
   def must_not_compile(*args, **kwargs):
     raise AssertionError('compiled despite bad settings')
+
   monkeypatch.setattr(vertex_runner, 'compile_pipeline', must_not_compile)
   rc = vertex_runner.main(argv)
   err = capsys.readouterr().err.strip()
@@ -214,19 +286,24 @@ def _run_failing(argv, monkeypatch, capsys):
 
 def _without(flag):
   i = REQUIRED.index(flag)
-  return REQUIRED[:i] + REQUIRED[i + 2:]
+  return REQUIRED[:i] + REQUIRED[i + 2 :]
 
 
-@pytest.mark.parametrize('argv,flag', [
+@pytest.mark.parametrize(
+  'argv,flag',
+  [
     (_without('--project'), '--project'),
     (_without('--region'), '--region'),
     (_without('--pipeline-root'), '--pipeline-root'),
     (_without('--pipeline-root') + ['--pipeline-root', 'pipeline_output'], '--pipeline-root'),
     (_without('--data-root') + ['--data-root', '/data/flowers'], '--data-root'),
-    (REQUIRED + ['--trainer-accelerator-type', 'TPU_V3', '--trainer-accelerator-count', '8'],
-     '--trainer-'),  # TPU_V3 needs machine type cloud-tpu.
+    (
+      REQUIRED + ['--trainer-accelerator-type', 'TPU_V3', '--trainer-accelerator-count', '8'],
+      '--trainer-',
+    ),  # TPU_V3 needs machine type cloud-tpu.
     (REQUIRED + ['--output', '/proc/nope/flower-tuner.json'], '--output /proc/nope: '),
-])
+  ],
+)
 def test_missing_or_wrong_settings_fail_before_compiling(argv, flag, monkeypatch, capsys):
   rc, err = _run_failing(['--compile-only', *argv], monkeypatch, capsys)
   assert rc == 2
@@ -236,44 +313,76 @@ def test_missing_or_wrong_settings_fail_before_compiling(argv, flag, monkeypatch
 
 def test_config_file_supplies_settings_and_flags_win(tmp_path, monkeypatch):
   (tmp_path / 'vertex.yaml').write_text(
-      'project: file-project\nregion: us-central1\npipeline-root: gs://b/root\n'
-      'data_root: gs://b/flowers\nnum_parallel_trials: 5\ntrainer_machine_type: cloud-tpu\n'
-      'trainer_accelerator_type: TPU_V3\ntrainer_accelerator_count: 8\n')
+    'project: file-project\nregion: us-central1\npipeline-root: gs://b/root\n'
+    'data_root: gs://b/flowers\nnum_parallel_trials: 5\ntrainer_machine_type: cloud-tpu\n'
+    'trainer_accelerator_type: TPU_V3\ntrainer_accelerator_count: 8\n'
+  )
   seen = {}
   monkeypatch.setattr(vertex_runner, '_quiet', lambda verbose: None)
-  monkeypatch.setattr(vertex_runner, 'compile_pipeline',
-                      lambda config, vertex, output, split: seen.update(config=config, vertex=vertex))
-  rc = vertex_runner.main(['--compile-only', '--config', str(tmp_path / 'vertex.yaml'),
-                           '--region', 'europe-west4'])
+  monkeypatch.setattr(
+    vertex_runner,
+    'compile_pipeline',
+    lambda config, vertex, output, split: seen.update(config=config, vertex=vertex),
+  )
+  rc = vertex_runner.main(
+    ['--compile-only', '--config', str(tmp_path / 'vertex.yaml'), '--region', 'europe-west4']
+  )
   assert rc == 0
   vertex, config = seen['vertex'], seen['config']
   assert (vertex.project, vertex.region, vertex.num_parallel_trials) == (
-      'file-project', 'europe-west4', 5)
+    'file-project',
+    'europe-west4',
+    5,
+  )
   assert vertex.trainer_machine.is_tpu and config.pipeline_root == 'gs://b/root'
 
 
 def test_config_file_with_an_unknown_setting_is_refused(tmp_path, monkeypatch, capsys):
   (tmp_path / 'vertex.json').write_text(json.dumps({'project': 'p', 'zone': 'us-central1-a'}))
-  rc, err = _run_failing(['--compile-only', '--config', str(tmp_path / 'vertex.json')],
-                         monkeypatch, capsys)
+  rc, err = _run_failing(
+    ['--compile-only', '--config', str(tmp_path / 'vertex.json')], monkeypatch, capsys
+  )
   assert rc == 2 and len(err.splitlines()) == 1 and "'zone'" in err
 
 
 def test_help_documents_every_flag():
-  out = subprocess.run([sys.executable, os.path.join(REPO, 'run_vertex.py'), '--help'],
-                       capture_output=True, text=True, check=True, cwd=REPO).stdout
-  for flag in ('--compile-only', '--submit', '--config', '--project', '--region',
-               '--pipeline-root', '--data-root', '--image', '--service-account',
-               '--num-parallel-trials', '--tuner-machine-type', '--trainer-accelerator-type',
-               '--trainer-tpu-topology', '--no-dataflow', '--beam-arg'):
+  out = subprocess.run(
+    [sys.executable, os.path.join(REPO, 'run_vertex.py'), '--help'],
+    capture_output=True,
+    text=True,
+    check=True,
+    cwd=REPO,
+  ).stdout
+  for flag in (
+    '--compile-only',
+    '--submit',
+    '--config',
+    '--project',
+    '--region',
+    '--pipeline-root',
+    '--data-root',
+    '--image',
+    '--service-account',
+    '--num-parallel-trials',
+    '--tuner-machine-type',
+    '--trainer-accelerator-type',
+    '--trainer-tpu-topology',
+    '--no-dataflow',
+    '--beam-arg',
+  ):
     assert flag in out
 
 
 def test_tpu_topology_reaches_the_machine_spec():
   from tfx_pipeline.vertex.settings import MachineSpec
+
   v5e = MachineSpec('ct5lp-hightpu-4t', 'TPU_V5_LITEPOD', 4, '2x2')
-  assert v5e.to_vertex() == {'machine_type': 'ct5lp-hightpu-4t', 'accelerator_type': 'TPU_V5_LITEPOD',
-                             'accelerator_count': 4, 'tpu_topology': '2x2'}
+  assert v5e.to_vertex() == {
+    'machine_type': 'ct5lp-hightpu-4t',
+    'accelerator_type': 'TPU_V5_LITEPOD',
+    'accelerator_count': 4,
+    'tpu_topology': '2x2',
+  }
   with pytest.raises(ValueError):
     MachineSpec('n1-standard-8', 'NVIDIA_TESLA_T4', 1, '2x2')  # A topology is for TPUs only.
   with pytest.raises(ValueError):
@@ -286,6 +395,7 @@ def test_tpu_topology_reaches_the_machine_spec():
 @pytest.fixture
 def no_accelerators(monkeypatch):
   from modules import strategy
+
   monkeypatch.delenv('KERASTUNER_TUNER_ID', raising=False)
   monkeypatch.setattr(strategy, 'tpu_resolver', lambda: None)
   monkeypatch.setattr(strategy, 'gpu_count', lambda: 0)
@@ -294,13 +404,16 @@ def no_accelerators(monkeypatch):
 
 def test_a_tpu_gives_tpu_strategy(no_accelerators, monkeypatch):
   import tensorflow as tf
+
   strategy = no_accelerators
   resolver, calls = object(), []
   monkeypatch.setattr(strategy, 'tpu_resolver', lambda: resolver)
-  monkeypatch.setattr(tf.config, 'experimental_connect_to_cluster',
-                      lambda r: calls.append(('connect', r)))
-  monkeypatch.setattr(tf.tpu.experimental, 'initialize_tpu_system',
-                      lambda r: calls.append(('initialize', r)))
+  monkeypatch.setattr(
+    tf.config, 'experimental_connect_to_cluster', lambda r: calls.append(('connect', r))
+  )
+  monkeypatch.setattr(
+    tf.tpu.experimental, 'initialize_tpu_system', lambda r: calls.append(('initialize', r))
+  )
 
   class FakeTPUStrategy:
     def __init__(self, r):
@@ -314,17 +427,21 @@ def test_a_tpu_gives_tpu_strategy(no_accelerators, monkeypatch):
 
 def test_tpu_is_found_from_its_device_files(monkeypatch):
   import tensorflow as tf
+
   from modules import strategy
+
   monkeypatch.delenv('TPU_NAME', raising=False)
   monkeypatch.setattr(strategy.glob, 'glob', lambda pattern: [])
   assert strategy.tpu_resolver() is None
-  monkeypatch.setattr(strategy.glob, 'glob',
-                      lambda pattern: ['/dev/accel0'] if pattern == '/dev/accel*' else [])
+  monkeypatch.setattr(
+    strategy.glob, 'glob', lambda pattern: ['/dev/accel0'] if pattern == '/dev/accel*' else []
+  )
   assert isinstance(strategy.tpu_resolver(), tf.distribute.cluster_resolver.TPUClusterResolver)
 
 
 def test_gpus_give_mirrored_strategy(no_accelerators, monkeypatch):
   import tensorflow as tf
+
   strategy = no_accelerators
   monkeypatch.setattr(strategy, 'gpu_count', lambda: 2)
   assert isinstance(strategy.choose(), tf.distribute.MirroredStrategy)
@@ -332,6 +449,7 @@ def test_gpus_give_mirrored_strategy(no_accelerators, monkeypatch):
 
 def test_cpu_only_gives_the_default_strategy(no_accelerators):
   import tensorflow as tf
+
   chosen = no_accelerators.choose()
   assert chosen is tf.distribute.get_strategy()
   assert not isinstance(chosen, (tf.distribute.MirroredStrategy, tf.distribute.TPUStrategy))
@@ -339,6 +457,7 @@ def test_cpu_only_gives_the_default_strategy(no_accelerators):
 
 def test_the_oracle_chief_leaves_accelerators_to_its_worker(no_accelerators, monkeypatch):
   import tensorflow as tf
+
   strategy = no_accelerators
   monkeypatch.setenv('KERASTUNER_TUNER_ID', 'chief')
   monkeypatch.setattr(strategy, 'tpu_resolver', lambda: pytest.fail('chief looked for a TPU'))
@@ -351,7 +470,9 @@ def test_the_oracle_chief_leaves_accelerators_to_its_worker(no_accelerators, mon
 
 def test_tuner_fn_searches_under_the_chosen_strategy(no_accelerators, monkeypatch, fn_args_for):
   import tensorflow as tf
+
   from modules import tuner as tuner_module
+
   monkeypatch.setattr(no_accelerators, 'gpu_count', lambda: 1)
   result = tuner_module.tuner_fn(fn_args_for({'tuner': 'random', 'max_trials': 1}))
   assert isinstance(result.tuner.distribution_strategy, tf.distribute.MirroredStrategy)
@@ -359,7 +480,9 @@ def test_tuner_fn_searches_under_the_chosen_strategy(no_accelerators, monkeypatc
 
 def test_run_fn_builds_the_model_in_the_strategy_scope(monkeypatch, fn_args_for):
   import tensorflow as tf
+
   from modules import model, strategy, trainer
+
   mirrored = tf.distribute.MirroredStrategy()
   monkeypatch.setattr(strategy, 'choose', lambda: mirrored)
   built_under = []
@@ -381,6 +504,7 @@ def test_run_fn_builds_the_model_in_the_strategy_scope(monkeypatch, fn_args_for)
 
 def test_gs_paths_map_onto_the_vertex_mount(monkeypatch, tmp_path):
   from modules import gcs
+
   assert gcs.local_path('gs://bucket/run') == 'gs://bucket/run'  # No mount here.
   monkeypatch.setattr(gcs, 'GCS_MOUNT', str(tmp_path))
   assert gcs.local_path('gs://bucket/run/x') == str(tmp_path / 'bucket' / 'run' / 'x')
@@ -391,12 +515,15 @@ def test_a_parallel_search_keeps_trials_where_every_machine_sees_them(monkeypatc
   from modules import gcs
   from modules import tuner as tuner_module
   from modules.module_config import RunPaths
+
   monkeypatch.setattr(gcs, 'GCS_MOUNT', str(tmp_path))
   monkeypatch.setenv('CLOUD_ML_JOB_ID', '1234')
   local = types.SimpleNamespace(custom_config={}, working_dir='/tmp/work')
   assert tuner_module.search_directory(local) == '/tmp/work'
   shared = types.SimpleNamespace(
-      custom_config=RunPaths(shared_trials_dir='gs://bucket/root/tuner_trials').to_custom_config(),
-      working_dir='/tmp')
+    custom_config=RunPaths(shared_trials_dir='gs://bucket/root/tuner_trials').to_custom_config(),
+    working_dir='/tmp',
+  )
   assert tuner_module.search_directory(shared) == str(
-      tmp_path / 'bucket' / 'root' / 'tuner_trials' / '1234')
+    tmp_path / 'bucket' / 'root' / 'tuner_trials' / '1234'
+  )

@@ -1,4 +1,5 @@
 """Writes PyTorch's legacy `.pth` format without torch, for the reader's and bad-file tests."""
+
 import collections
 import pickle
 import sys
@@ -36,8 +37,14 @@ def write_legacy(path: str, state: dict) -> None:
 
     def __reduce__(self):
       a = self.storage.array
-      return rebuild, (self.storage, 0, a.shape, tuple(s // a.itemsize for s in a.strides),
-                       False, collections.OrderedDict())
+      return rebuild, (
+        self.storage,
+        0,
+        a.shape,
+        tuple(s // a.itemsize for s in a.strides),
+        False,
+        collections.OrderedDict(),
+      )
 
   class Pickler(pickle.Pickler):
     def persistent_id(self, obj):
@@ -51,11 +58,19 @@ def write_legacy(path: str, state: dict) -> None:
   sys.modules.update({'torch': torch, 'torch._utils': utils})
   try:
     with open(path, 'wb') as f:
-      for header in (_MAGIC, 1001, {'protocol_version': 1001, 'little_endian': True,
-                                    'type_sizes': {'short': 2, 'int': 4, 'long': 4}}):
+      for header in (
+        _MAGIC,
+        1001,
+        {
+          'protocol_version': 1001,
+          'little_endian': True,
+          'type_sizes': {'short': 2, 'int': 4, 'long': 4},
+        },
+      ):
         pickle.dump(header, f, protocol=2)
-      Pickler(f, protocol=2).dump(collections.OrderedDict(
-          (name, Tensor(s)) for name, s in zip(state, storages)))
+      Pickler(f, protocol=2).dump(
+        collections.OrderedDict((name, Tensor(s)) for name, s in zip(state, storages))
+      )
       pickle.dump([s.key for s in storages], f, protocol=2)
       for s in storages:
         f.write(int(s.array.size).to_bytes(8, 'little') + s.array.tobytes())

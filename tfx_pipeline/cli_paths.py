@@ -3,6 +3,7 @@
 A path that cannot be used ends the command with one line naming the flag, the
 path and why (`PathError`), instead of a traceback from deep inside a run.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,8 +33,9 @@ def writable_folder(flag: str, path: str) -> str:
     with tempfile.TemporaryFile(dir=path):
       pass
   except OSError as e:
-    raise PathError(f'{flag} {path}: cannot create or write this folder '
-                    f'({e.strerror or e}).') from None
+    raise PathError(
+      f'{flag} {path}: cannot create or write this folder ({e.strerror or e}).'
+    ) from None
   finally:
     for folder in made:  # Deepest first.
       try:

@@ -8,6 +8,7 @@ preprocessing.py and what it imports from `modules` (found by reading the
 imports, so a new one counts by itself); the Tuner's and Trainer's cover every
 file of `modules/`, sub-packages included.
 """
+
 import ast
 import glob
 import hashlib
@@ -46,8 +47,10 @@ def _imported(path: str, modules_dir: str) -> Set[str]:
     parts = name.split('.')
     if parts[0] != PACKAGE or len(parts) < 2:
       continue
-    for candidate in (os.path.join(modules_dir, *parts[1:]) + '.py',
-                      os.path.join(modules_dir, *parts[1:], '__init__.py')):
+    for candidate in (
+      os.path.join(modules_dir, *parts[1:]) + '.py',
+      os.path.join(modules_dir, *parts[1:], '__init__.py'),
+    ):
       if os.path.isfile(candidate):
         found.add(candidate)
   return found
@@ -73,5 +76,6 @@ def transform_code(modules_dir: Optional[str] = None) -> str:
 def training_code(modules_dir: Optional[str] = None) -> str:
   """Every .py file of the modules package, sub-packages included: what tuner_fn and run_fn run."""
   modules_dir = modules_dir or MODULES_DIR
-  return fingerprint(glob.glob(os.path.join(modules_dir, '**', '*.py'), recursive=True),
-                     modules_dir)
+  return fingerprint(
+    glob.glob(os.path.join(modules_dir, '**', '*.py'), recursive=True), modules_dir
+  )

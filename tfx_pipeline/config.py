@@ -5,6 +5,7 @@ makes the flags from its fields); `create_pipeline` reads it. The Vertex AI
 runner also fills a `VertexSettings` (tfx_pipeline/vertex/settings.py).
 Paths default to folders inside the project checkout and are all overridable.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,41 +26,64 @@ BAD_IMAGE_POLICIES = ('fail', 'skip')
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
   """Everything that decides what the pipeline does, with its defaults."""
+
   pipeline_name: str = 'flower-tuner'
-  data_root: str = option(DEFAULT_DATA_ROOT,
-                          'folder of flower TFRecords (default: the sample in data/sample)',
-                          runners=('local',), path=True)
-  pipeline_root: str = option(DEFAULT_PIPELINE_ROOT, 'folder for artifacts, ML Metadata and '
-                              'pushed models (default: %(default)s)', runners=('local',), path=True)
+  data_root: str = option(
+    DEFAULT_DATA_ROOT,
+    'folder of flower TFRecords (default: the sample in data/sample)',
+    runners=('local',),
+    path=True,
+  )
+  pipeline_root: str = option(
+    DEFAULT_PIPELINE_ROOT,
+    'folder for artifacts, ML Metadata and pushed models (default: %(default)s)',
+    runners=('local',),
+    path=True,
+  )
   module: ModuleConfig = dataclasses.field(default_factory=ModuleConfig)
-  tune: bool = option(True, 'skip the Tuner: train with the search space defaults or '
-                            '--hparams-from', flag='--no-tune')
+  tune: bool = option(
+    True, 'skip the Tuner: train with the search space defaults or --hparams-from', flag='--no-tune'
+  )
   # An earlier Tuner's best_hyperparameters folder, or a best_hyperparameters.txt / JSON file
   # (tfx_pipeline/hparams_file.py), used with tune=False.
   hparams_from: Optional[str] = option(
-      None, "an earlier Tuner's {storage} best_hyperparameters/<id> folder, the "
-            'best_hyperparameters.txt in it, or a JSON file like it (with --no-tune)', path=True)
+    None,
+    "an earlier Tuner's {storage} best_hyperparameters/<id> folder, the "
+    'best_hyperparameters.txt in it, or a JSON file like it (with --no-tune)',
+    path=True,
+  )
   # Total Trainer steps; None trains `module.epochs` full passes over the data.
-  train_steps: Optional[int] = option(None, 'total Trainer steps, spread over --epochs '
-                                            '(default: full passes)')
+  train_steps: Optional[int] = option(
+    None, 'total Trainer steps, spread over --epochs (default: full passes)'
+  )
   # The Evaluator blesses (and Pusher pushes) a model only at or above this accuracy.
-  accuracy_threshold: float = option(0.5, 'lowest eval accuracy Evaluator blesses for pushing '
-                                          '(default: %(default)s)')
+  accuracy_threshold: float = option(
+    0.5, 'lowest eval accuracy Evaluator blesses for pushing (default: %(default)s)'
+  )
   beam_pipeline_args: Tuple[str, ...] = ('--direct_num_workers=1',)
   enable_cache: bool = option(True, 'rerun every component', flag='--no-cache')
   # Bad input: every record is checked before any component runs (data_folder/check.py).
-  bad_images: str = option('fail', 'records whose image does not decode: fail (default) stops '
-                                   'the run naming them; skip drops them and counts them',
-                           choices=BAD_IMAGE_POLICIES, runners=('local',))
+  bad_images: str = option(
+    'fail',
+    'records whose image does not decode: fail (default) stops '
+    'the run naming them; skip drops them and counts them',
+    choices=BAD_IMAGE_POLICIES,
+    runners=('local',),
+  )
   # Local Tuner: trials run at once, by a keras-tuner chief and this many worker processes.
-  parallel_trials: int = option(1, 'run N trials at once, each in its own worker process with '
-                                   'its share of the CPU threads (default: %(default)s)',
-                                metavar='N', runners=('local',))
+  parallel_trials: int = option(
+    1,
+    'run N trials at once, each in its own worker process with '
+    'its share of the CPU threads (default: %(default)s)',
+    metavar='N',
+    runners=('local',),
+  )
 
   def __post_init__(self):
     if self.bad_images not in BAD_IMAGE_POLICIES:
-      raise ValueError(f'--bad-images {self.bad_images}: choose one of '
-                       f'{", ".join(BAD_IMAGE_POLICIES)}.')
+      raise ValueError(
+        f'--bad-images {self.bad_images}: choose one of {", ".join(BAD_IMAGE_POLICIES)}.'
+      )
     if self.hparams_from and self.tune:
       raise ValueError('--hparams-from trains with saved hyperparameters: add --no-tune.')
     if not 0.0 <= self.accuracy_threshold <= 1.0:

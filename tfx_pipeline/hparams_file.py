@@ -7,6 +7,7 @@ hyperparameters file there and imports a one-file copy of it, kept under
 `<pipeline-root>/hparams_from/<hash of its contents>/` so that the same
 hyperparameters are the same artifact on a rerun (and TFX's cache holds).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -17,8 +18,10 @@ from tfx_pipeline.cli_paths import PathError
 
 FILE_NAME = 'best_hyperparameters.txt'  # What TFX's Tuner writes in its artifact.
 STAGING_DIR = 'hparams_from'
-_WHAT = (f"a Tuner's best_hyperparameters/<id> folder, the {FILE_NAME} in it, or a JSON file "
-         'of keras-tuner hyperparameters like it')
+_WHAT = (
+  f"a Tuner's best_hyperparameters/<id> folder, the {FILE_NAME} in it, or a JSON file "
+  'of keras-tuner hyperparameters like it'
+)
 
 
 def find(path: str) -> str:
@@ -42,10 +45,15 @@ def read(path: str) -> dict:
       config = json.load(f)
   except (OSError, UnicodeDecodeError, ValueError) as e:
     raise PathError(f'--hparams-from {path}: cannot read it as JSON ({e}); pass {_WHAT}.') from None
-  if not (isinstance(config, dict) and isinstance(config.get('space'), list)
-          and isinstance(config.get('values'), dict)):
-    raise PathError(f'--hparams-from {path}: not keras-tuner hyperparameters (a JSON object '
-                    f'with "space" and "values", as in {FILE_NAME}); pass {_WHAT}.')
+  if not (
+    isinstance(config, dict)
+    and isinstance(config.get('space'), list)
+    and isinstance(config.get('values'), dict)
+  ):
+    raise PathError(
+      f'--hparams-from {path}: not keras-tuner hyperparameters (a JSON object '
+      f'with "space" and "values", as in {FILE_NAME}); pass {_WHAT}.'
+    )
   return config
 
 

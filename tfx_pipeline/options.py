@@ -6,6 +6,7 @@ them to a runner's parser, and `from_args` builds the configuration back from
 the parsed flags. A flag's argparse name (`--no-tune` -> `no_tune`) is also
 its key in run_vertex.py's --config file.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,17 +56,29 @@ def add_flags(parser, cls, runner: str) -> None:
     text = meta['help'].replace('{storage}', _STORAGE[runner])
     if _scalar(kind) is bool:
       if field.default != flag.startswith('--no-'):
-        raise TypeError(f'{cls.__name__}.{field.name}: a bool option that defaults to True '
-                        "takes a '--no-...' flag, one that defaults to False any other.")
+        raise TypeError(
+          f'{cls.__name__}.{field.name}: a bool option that defaults to True '
+          "takes a '--no-...' flag, one that defaults to False any other."
+        )
       parser.add_argument(flag, action='store_true', help=text)
     else:
-      parser.add_argument(flag, type=None if _scalar(kind) is str else _scalar(kind),
-                          default=field.default, choices=meta.get('choices'),
-                          metavar=meta.get('metavar'), help=text)
+      parser.add_argument(
+        flag,
+        type=None if _scalar(kind) is str else _scalar(kind),
+        default=field.default,
+        choices=meta.get('choices'),
+        metavar=meta.get('metavar'),
+        help=text,
+      )
 
 
-def from_args(cls, args: argparse.Namespace, runner: str,
-              path: Optional[Callable[[str], str]] = None, **values: Any):
+def from_args(
+  cls,
+  args: argparse.Namespace,
+  runner: str,
+  path: Optional[Callable[[str], str]] = None,
+  **values: Any,
+):
   """The `cls` that `runner`'s flags in `args` describe; `values` set fields outright.
 
   `path` converts the value of each path option (the local runner makes them

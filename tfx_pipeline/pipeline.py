@@ -6,6 +6,7 @@ path, so no module wheel is built and the component cache keys on inputs only.
 With `vertex` settings, the Tuner and Trainer are TFX's Google Cloud flavours,
 which run `tuner_fn` / `run_fn` as Vertex AI custom jobs.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -33,9 +34,11 @@ _cloud = tfx.extensions.google_cloud_ai_platform
 
 
 def create_pipeline(
-    config: PipelineConfig, *, vertex: Optional[VertexSettings] = None,
-    layout: Optional[data_layout.DataLayout] = None,
-    metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
+  config: PipelineConfig,
+  *,
+  vertex: Optional[VertexSettings] = None,
+  layout: Optional[data_layout.DataLayout] = None,
+  metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
 ) -> tfx.dsl.Pipeline:
   """The pipeline `config` describes. Raises data_layout.DataLayoutError for unusable data.
 
@@ -55,13 +58,26 @@ def create_pipeline(
   trainer = _trainer(config, transform, tuner or importer, user_code, vertex)
   evaluator = _evaluator(example_gen, trainer, config.accuracy_threshold)
   pusher = _pusher(trainer, evaluator, config.serving_model_dir)
-  components = [example_gen, statistics_gen, schema_gen, example_validator, transform, tuner,
-                importer, trainer, evaluator, pusher]
+  components = [
+    example_gen,
+    statistics_gen,
+    schema_gen,
+    example_validator,
+    transform,
+    tuner,
+    importer,
+    trainer,
+    evaluator,
+    pusher,
+  ]
   return tfx.dsl.Pipeline(
-      pipeline_name=config.pipeline_name, pipeline_root=config.pipeline_root,
-      components=[c for c in components if c is not None], enable_cache=config.enable_cache,
-      metadata_connection_config=metadata_connection_config,
-      beam_pipeline_args=list(config.beam_pipeline_args))
+    pipeline_name=config.pipeline_name,
+    pipeline_root=config.pipeline_root,
+    components=[c for c in components if c is not None],
+    enable_cache=config.enable_cache,
+    metadata_connection_config=metadata_connection_config,
+    beam_pipeline_args=list(config.beam_pipeline_args),
+  )
 
 
 class _UserCode:
@@ -74,58 +90,78 @@ class _UserCode:
 
   def custom_config(self, extra: Optional[dict] = None, **paths: str) -> dict:
     """The custom_config, with more `paths` (RunPaths fields) and `extra` entries."""
-    return {**self._options, **dataclasses.replace(self._paths, **paths).to_custom_config(),
-            **(extra or {})}
+    return {
+      **self._options,
+      **dataclasses.replace(self._paths, **paths).to_custom_config(),
+      **(extra or {}),
+    }
 
 
 def _example_gen(data_root: str, layout: data_layout.DataLayout):
   return tfx.components.ImportExampleGen(
-      input_base=data_root, input_config=layout.input_config, output_config=layout.output_config)
+    input_base=data_root, input_config=layout.input_config, output_config=layout.output_config
+  )
 
 
 def _schema_gen(statistics_gen):
-  return tfx.components.SchemaGen(statistics=statistics_gen.outputs['statistics'],
-                                  infer_feature_shape=True)
+  return tfx.components.SchemaGen(
+    statistics=statistics_gen.outputs['statistics'], infer_feature_shape=True
+  )
 
 
 def _example_validator(statistics_gen, schema_gen):
-  return tfx.components.ExampleValidator(statistics=statistics_gen.outputs['statistics'],
-                                         schema=schema_gen.outputs['schema'])
+  return tfx.components.ExampleValidator(
+    statistics=statistics_gen.outputs['statistics'], schema=schema_gen.outputs['schema']
+  )
 
 
 def _transform(example_gen, schema_gen, config: PipelineConfig):
   return tfx.components.Transform(
-      examples=example_gen.outputs['examples'], schema=schema_gen.outputs['schema'],
-      preprocessing_fn=PREPROCESSING_FN,
-      custom_config={**config.module.transform_custom_config(),
-                     'code': code_version.transform_code()},
-      # Statistics over transformed images would profile every pixel of every image
-      # (224*224*3 features) and took ~40% of Transform's time; StatisticsGen
-      # already profiles the raw data.
-      disable_statistics=True)
+    examples=example_gen.outputs['examples'],
+    schema=schema_gen.outputs['schema'],
+    preprocessing_fn=PREPROCESSING_FN,
+    custom_config={
+      **config.module.transform_custom_config(),
+      'code': code_version.transform_code(),
+    },
+    # Statistics over transformed images would profile every pixel of every image
+    # (224*224*3 features) and took ~40% of Transform's time; StatisticsGen
+    # already profiles the raw data.
+    disable_statistics=True,
+  )
 
 
-def _tuner(config: PipelineConfig, transform, user_code: _UserCode,
-           vertex: Optional[VertexSettings]):
+def _tuner(
+  config: PipelineConfig, transform, user_code: _UserCode, vertex: Optional[VertexSettings]
+):
   """The Tuner: TFX's Google Cloud one on Vertex AI; locally TFX's, or the parallel one."""
-  inputs = dict(tuner_fn=TUNER_FN, examples=transform.outputs['transformed_examples'],
-                transform_graph=transform.outputs['transform_graph'])
+  inputs = dict(
+    tuner_fn=TUNER_FN,
+    examples=transform.outputs['transformed_examples'],
+    transform_graph=transform.outputs['transform_graph'],
+  )
   if vertex:
     return _cloud.Tuner(
-        **inputs, tune_args=tfx.proto.TuneArgs(num_parallel_trials=vertex.num_parallel_trials),
-        custom_config=user_code.custom_config(
-            _vertex_job(vertex, _cloud.experimental.TUNING_ARGS_KEY, vertex.tuner_job()),
-            # Trials and checkpoints every tuning machine can read (see tuner_fn).
-            shared_trials_dir=os.path.join(config.pipeline_root, 'tuner_trials')))
+      **inputs,
+      tune_args=tfx.proto.TuneArgs(num_parallel_trials=vertex.num_parallel_trials),
+      custom_config=user_code.custom_config(
+        _vertex_job(vertex, _cloud.experimental.TUNING_ARGS_KEY, vertex.tuner_job()),
+        # Trials and checkpoints every tuning machine can read (see tuner_fn).
+        shared_trials_dir=os.path.join(config.pipeline_root, 'tuner_trials'),
+      ),
+    )
   # keras-tuner's state outlives the run there, so a killed search resumes.
   custom_config = user_code.custom_config(
-      tuning_dir=tuning_state.base_dir(config.pipeline_root, config.pipeline_name))
+    tuning_dir=tuning_state.base_dir(config.pipeline_root, config.pipeline_name)
+  )
   if config.parallel_trials > 1:
     # A keras-tuner chief and workers on this machine; the id keeps the
     # node (and what reads its outputs by name) the same as the stock Tuner's.
     return ParallelTuner(
-        **inputs, custom_config=custom_config,
-        tune_args=tfx.proto.TuneArgs(num_parallel_trials=config.parallel_trials)).with_id('Tuner')
+      **inputs,
+      custom_config=custom_config,
+      tune_args=tfx.proto.TuneArgs(num_parallel_trials=config.parallel_trials),
+    ).with_id('Tuner')
   return tfx.components.Tuner(**inputs, custom_config=custom_config)
 
 
@@ -139,13 +175,18 @@ def _hparams_importer(hparams_from: str) -> tfx.dsl.Importer:
   folder = hparams_from
   if os.path.basename(hparams_from) == 'best_hyperparameters.txt':
     folder = os.path.dirname(hparams_from)
-  return tfx.dsl.Importer(source_uri=folder,
-                          artifact_type=tfx.types.standard_artifacts.HyperParameters
-                          ).with_id('hparams_importer')
+  return tfx.dsl.Importer(
+    source_uri=folder, artifact_type=tfx.types.standard_artifacts.HyperParameters
+  ).with_id('hparams_importer')
 
 
-def _trainer(config: PipelineConfig, transform, hyperparameters_from, user_code: _UserCode,
-             vertex: Optional[VertexSettings]):
+def _trainer(
+  config: PipelineConfig,
+  transform,
+  hyperparameters_from,
+  user_code: _UserCode,
+  vertex: Optional[VertexSettings],
+):
   """The Trainer (TFX's Google Cloud one on Vertex AI).
 
   It trains with the best hyperparameters of `hyperparameters_from` (the
@@ -159,12 +200,16 @@ def _trainer(config: PipelineConfig, transform, hyperparameters_from, user_code:
   if vertex:
     trainer_cls = _cloud.Trainer
     custom_config = user_code.custom_config(
-        _vertex_job(vertex, _cloud.TRAINING_ARGS_KEY, vertex.trainer_job()))
+      _vertex_job(vertex, _cloud.TRAINING_ARGS_KEY, vertex.trainer_job())
+    )
   return trainer_cls(
-      run_fn=RUN_FN, examples=transform.outputs['transformed_examples'],
-      transform_graph=transform.outputs['transform_graph'], hyperparameters=hyperparameters,
-      train_args=tfx.proto.TrainArgs(num_steps=config.train_steps) if config.train_steps else None,
-      custom_config=custom_config)
+    run_fn=RUN_FN,
+    examples=transform.outputs['transformed_examples'],
+    transform_graph=transform.outputs['transform_graph'],
+    hyperparameters=hyperparameters,
+    train_args=tfx.proto.TrainArgs(num_steps=config.train_steps) if config.train_steps else None,
+    custom_config=custom_config,
+  )
 
 
 def _vertex_job(vertex: VertexSettings, args_key: str, job: dict) -> dict:
@@ -175,28 +220,43 @@ def _vertex_job(vertex: VertexSettings, args_key: str, job: dict) -> dict:
 def eval_config(accuracy_threshold: float) -> tfma.EvalConfig:
   """TFMA accuracy overall and per class; the overall value gates the push."""
   return tfma.EvalConfig(
-      model_specs=[tfma.ModelSpec(signature_name='serving_default',
-                                  label_key=features.LABEL_KEY,
-                                  prediction_key='probabilities')],
-      slicing_specs=[tfma.SlicingSpec(),
-                     tfma.SlicingSpec(feature_keys=[features.LABEL_TEXT_KEY])],
-      metrics_specs=[tfma.MetricsSpec(metrics=[
+    model_specs=[
+      tfma.ModelSpec(
+        signature_name='serving_default',
+        label_key=features.LABEL_KEY,
+        prediction_key='probabilities',
+      )
+    ],
+    slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[features.LABEL_TEXT_KEY])],
+    metrics_specs=[
+      tfma.MetricsSpec(
+        metrics=[
           tfma.MetricConfig(class_name='ExampleCount'),
           tfma.MetricConfig(
-              class_name='SparseCategoricalAccuracy',
-              threshold=tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(
-                  lower_bound={'value': accuracy_threshold}))),
-      ])])
+            class_name='SparseCategoricalAccuracy',
+            threshold=tfma.MetricThreshold(
+              value_threshold=tfma.GenericValueThreshold(lower_bound={'value': accuracy_threshold})
+            ),
+          ),
+        ]
+      )
+    ],
+  )
 
 
 def _evaluator(example_gen, trainer, accuracy_threshold: float):
-  return tfx.components.Evaluator(examples=example_gen.outputs['examples'],
-                                  model=trainer.outputs['model'],
-                                  eval_config=eval_config(accuracy_threshold))
+  return tfx.components.Evaluator(
+    examples=example_gen.outputs['examples'],
+    model=trainer.outputs['model'],
+    eval_config=eval_config(accuracy_threshold),
+  )
 
 
 def _pusher(trainer, evaluator, serving_model_dir: str):
   return tfx.components.Pusher(
-      model=trainer.outputs['model'], model_blessing=evaluator.outputs['blessing'],
-      push_destination=tfx.proto.PushDestination(
-          filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)))
+    model=trainer.outputs['model'],
+    model_blessing=evaluator.outputs['blessing'],
+    push_destination=tfx.proto.PushDestination(
+      filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)
+    ),
+  )

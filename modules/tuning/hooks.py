@@ -17,6 +17,7 @@ on_trial_end), so the search loop stays keras-tuner's.
   a fresh budget. A parallel search's chief keeps the same `TuningBudget`
   (tfx_pipeline/parallel/chief.py): its workers' oracles are remote.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,8 +45,10 @@ def format_seconds(seconds: float) -> str:
 
 def format_values(values: dict) -> str:
   """`units=192 optimizer=adam learning_rate=0.001`: the public hyperparameters, briefly."""
-  return ' '.join(f'{k}={v:.3g}' if isinstance(v, float) else f'{k}={v}'
-                  for k, v in search_space.public_values(values).items())
+  return ' '.join(
+    f'{k}={v:.3g}' if isinstance(v, float) else f'{k}={v}'
+    for k, v in search_space.public_values(values).items()
+  )
 
 
 def _score(value) -> str:
@@ -74,8 +77,10 @@ class TuningBudget:
     started = max(len(oracle.trials), 1)
     if oracle.max_trials is not None and started >= oracle.max_trials:
       return None
-    line = (f'tuning budget of {self.minutes:g} min spent: no new trials after {started} '
-            f'(of {oracle.max_trials or "?"}); keeping the best so far')
+    line = (
+      f'tuning budget of {self.minutes:g} min spent: no new trials after {started} '
+      f'(of {oracle.max_trials or "?"}); keeping the best so far'
+    )
     oracle.max_trials = started
     return line
 
@@ -89,9 +94,14 @@ class SearchHooks:
   overestimate that corrects itself as trials finish.
   """
 
-  def __init__(self, *args, total_epochs: Optional[int] = None,
-               budget_minutes: Optional[float] = None,
-               echo: Callable[[str], None] = _print, **kwargs):
+  def __init__(
+    self,
+    *args,
+    total_epochs: Optional[int] = None,
+    budget_minutes: Optional[float] = None,
+    echo: Callable[[str], None] = _print,
+    **kwargs,
+  ):
     self.total_epochs = total_epochs
     self.budget = TuningBudget(budget_minutes)
     self.echo = echo
@@ -132,8 +142,12 @@ class SearchHooks:
     started, wall_start = self._trial_start.pop(trial.trial_id, (time.monotonic(), time.time()))
     seconds = time.monotonic() - started
     self._epochs_this_run += self._planned_epochs(ended)
-    record = {'seconds': seconds, 'epochs': self._epochs.pop(trial.trial_id, 0),
-              'started': wall_start, 'status': ended.status}
+    record = {
+      'seconds': seconds,
+      'epochs': self._epochs.pop(trial.trial_id, 0),
+      'started': wall_start,
+      'status': ended.status,
+    }
     with open(os.path.join(self.get_trial_dir(trial.trial_id), RUN_FILE), 'w') as f:
       json.dump(record, f)
     self.echo(self.progress_line(ended, seconds))
@@ -148,20 +162,26 @@ class SearchHooks:
     # A worker of a parallel search sees only its own trials (its oracle is
     # remote): it numbers the line by trial id and leaves out the ETA.
     trials = list(self.oracle.trials.values()) if hasattr(self.oracle, 'trials') else []
-    done = (sum(t.status in ('COMPLETED', 'FAILED', 'INVALID') for t in trials)
-            if trials else int(trial.trial_id) + 1)
+    done = (
+      sum(t.status in ('COMPLETED', 'FAILED', 'INVALID') for t in trials)
+      if trials
+      else int(trial.trial_id) + 1
+    )
     total = self.oracle.max_trials or '?'
     best = self.oracle.get_best_trials(1)
     elapsed = time.monotonic() - self._search_start
-    line = (f'trial {done}/{total}: {format_values(trial.hyperparameters.values)} '
-            f'score={_score(trial.score)} '
-            f'best={_score(best[0].score if best else None)} ({format_seconds(seconds)}) '
-            f'elapsed {format_seconds(elapsed)}')
+    line = (
+      f'trial {done}/{total}: {format_values(trial.hyperparameters.values)} '
+      f'score={_score(trial.score)} '
+      f'best={_score(best[0].score if best else None)} ({format_seconds(seconds)}) '
+      f'elapsed {format_seconds(elapsed)}'
+    )
     if trial.status != 'COMPLETED':
       line += f' [{trial.status}]'
     if self.total_epochs and self._epochs_this_run and trials:
-      planned_done = sum(self._planned_epochs(t) for t in trials
-                         if t.status in ('COMPLETED', 'FAILED', 'INVALID'))
+      planned_done = sum(
+        self._planned_epochs(t) for t in trials if t.status in ('COMPLETED', 'FAILED', 'INVALID')
+      )
       remaining = max(self.total_epochs - planned_done, 0)
       line += f' eta {format_seconds(elapsed / self._epochs_this_run * remaining)}'
     return line

@@ -7,6 +7,7 @@ data and options find the same folder, and keras-tuner (overwrite=False)
 reloads its oracle there and skips finished trials; changed data or options get
 a new folder, so old trials never mix with a different search.
 """
+
 from __future__ import annotations
 
 import glob
@@ -39,6 +40,7 @@ def data_fingerprint(transform_graph_path: str, data_files: Iterable[str]) -> st
   folders but the same bytes, and should resume the same search.
   """
   import tensorflow as tf  # Only the Tuner needs it; pipeline.py imports this module too.
+
   parts = []
   for root, _, names in sorted(tf.io.gfile.walk(transform_graph_path)):
     for name in sorted(names):
@@ -48,8 +50,10 @@ def data_fingerprint(transform_graph_path: str, data_files: Iterable[str]) -> st
   for pattern in data_files:
     for path in sorted(tf.io.gfile.glob(pattern)):
       # The split folder and file name: artifact ids in the path above them vary.
-      parts.append(f'{os.path.basename(os.path.dirname(path))}/{os.path.basename(path)}'
-                   f':{tf.io.gfile.stat(path).length}'.encode())
+      parts.append(
+        f'{os.path.basename(os.path.dirname(path))}/{os.path.basename(path)}'
+        f':{tf.io.gfile.stat(path).length}'.encode()
+      )
   return _digest(parts)
 
 
@@ -91,8 +95,10 @@ def prepare(base: str, description: dict, echo=print) -> str:
     echo(f'tuning: resuming the search in {directory} ({done} trials already done)')
   elif previous and previous != key:
     old = _read_description(os.path.join(base, previous))
-    echo(f'tuning: {_what_changed(old, description)} changed since the last search '
-         f'({previous}): starting a fresh search in {directory}')
+    echo(
+      f'tuning: {_what_changed(old, description)} changed since the last search '
+      f'({previous}): starting a fresh search in {directory}'
+    )
   else:
     echo(f'tuning: new search in {directory}')
   os.makedirs(directory, exist_ok=True)
@@ -130,11 +136,13 @@ def search_dir(fn_args, echo=print) -> Optional[str]:
   # keras_tuner is heavy: keep pipeline.py's import of this module light.
   from modules import search_space
   from modules.module_config import ModuleConfig, RunPaths
+
   base = RunPaths.from_custom_config(fn_args.custom_config).tuning_dir
   if not base:
     return None
   config = ModuleConfig.from_custom_config(fn_args.custom_config)
-  data = data_fingerprint(fn_args.transform_graph_path,
-                          list(fn_args.train_files) + list(fn_args.eval_files))
+  data = data_fingerprint(
+    fn_args.transform_graph_path, list(fn_args.train_files) + list(fn_args.eval_files)
+  )
   space = search_space.defaults().get_config()
   return prepare(base, search_description(config, space, data), echo=echo)

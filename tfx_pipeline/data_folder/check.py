@@ -22,6 +22,7 @@ the files' names, sizes and modification times (as ImportExampleGen's own
 fingerprint is), so a rerun on unchanged data reads them back instead of
 decoding again, and the cleaned copy keeps its timestamps and TFX's cache.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -34,16 +35,20 @@ import tensorflow as tf
 
 from data.records import LABELS_FILE  # Written beside the shards by data/convert.py.
 from modules import features
-from tfx_pipeline.data_folder import layout as data_layout
 from tfx_pipeline.config import BAD_IMAGE_POLICIES
+from tfx_pipeline.data_folder import layout as data_layout
 
 FOLDER = 'data_check'
 _VERSION = 2  # Bump when the checks change, so earlier results are not reused.
 _EXAMPLES_PER_LABEL = 3
 _LISTED = 20  # Skipped records listed one per line; the rest are counted.
 
-_IMAGE, _LABEL, _TEXT, _NAME = (features.IMAGE_KEY, features.LABEL_KEY, features.LABEL_TEXT_KEY,
-                                features.FILENAME_KEY)
+_IMAGE, _LABEL, _TEXT, _NAME = (
+  features.IMAGE_KEY,
+  features.LABEL_KEY,
+  features.LABEL_TEXT_KEY,
+  features.FILENAME_KEY,
+)
 
 
 class DataCheckError(data_layout.DataLayoutError):
@@ -58,14 +63,24 @@ class ScanFile(beam.DoFn):
 
   def setup(self):
     from modules.preprocessing import decode_and_resize
+
     # The pipeline's decoder, so what passes here decodes in Transform and serving.
-    self._decode = tf.function(lambda encoded: decode_and_resize(encoded, 8),
-                               input_signature=[tf.TensorSpec([None], tf.string)])
+    self._decode = tf.function(
+      lambda encoded: decode_and_resize(encoded, 8),
+      input_signature=[tf.TensorSpec([None], tf.string)],
+    )
 
   def process(self, element):
     split, path = element
-    summary = {'split': split, 'file': path, 'records': 0, 'bad': [], 'unlabelled': [],
-               'labels': {}, 'corrupt_at': None}
+    summary = {
+      'split': split,
+      'file': path,
+      'records': 0,
+      'bad': [],
+      'unlabelled': [],
+      'labels': {},
+      'corrupt_at': None,
+    }
     index = -1
     try:
       for index, raw in enumerate(tf.data.TFRecordDataset(path).as_numpy_iterator()):
@@ -81,8 +96,11 @@ class ScanFile(beam.DoFn):
     except Exception:  # protobuf's DecodeError; any failure means the same here.
       summary['bad'].append({'index': index, 'name': '', 'problem': 'not a tf.train.Example'})
       return
-    name = feature[_NAME].bytes_list.value[0].decode('utf-8', 'replace') if (
-        _NAME in feature and feature[_NAME].bytes_list.value) else ''
+    name = (
+      feature[_NAME].bytes_list.value[0].decode('utf-8', 'replace')
+      if (_NAME in feature and feature[_NAME].bytes_list.value)
+      else ''
+    )
     image = feature[_IMAGE].bytes_list.value if _IMAGE in feature else []
     problem = None
     if len(image) != 1:
@@ -152,23 +170,27 @@ def _read_labels(data_root: str) -> Optional[List[str]]:
 def scan(layout: data_layout.DataLayout, out_file: str, beam_args=()) -> List[dict]:
   """Runs ScanFile over every file of `layout`; returns (and keeps in out_file) the summaries."""
   if not os.path.isfile(out_file):
-    elements = [(split, path) for split, paths in sorted(layout.split_files.items())
-                for path in paths]
+    elements = [
+      (split, path) for split, paths in sorted(layout.split_files.items()) for path in paths
+    ]
     options = beam.options.pipeline_options.PipelineOptions(list(beam_args))
     with beam.Pipeline(options=options) as p:
-      _ = (p
-           | 'Files' >> beam.Create(elements)
-           | 'Scan' >> beam.ParDo(ScanFile())
-           | 'Json' >> beam.Map(json.dumps, sort_keys=True)
-           | 'Write' >> beam.io.WriteToText(out_file, shard_name_template=''))
+      _ = (
+        p
+        | 'Files' >> beam.Create(elements)
+        | 'Scan' >> beam.ParDo(ScanFile())
+        | 'Json' >> beam.Map(json.dumps, sort_keys=True)
+        | 'Write' >> beam.io.WriteToText(out_file, shard_name_template='')
+      )
   with open(out_file) as f:
     return sorted((json.loads(line) for line in f), key=lambda s: (s['split'], s['file']))
 
 
 def _where(summary: dict, record: dict) -> str:
   name = f' ({record["name"]})' if record.get('name') else ''
-  return (f'split {summary["split"]}, {os.path.basename(summary["file"])} '
-          f'record {record["index"]}{name}')
+  return (
+    f'split {summary["split"]}, {os.path.basename(summary["file"])} record {record["index"]}{name}'
+  )
 
 
 def label_errors(summaries: List[dict], labels_file: Optional[List[str]]) -> List[str]:
@@ -176,43 +198,62 @@ def label_errors(summaries: List[dict], labels_file: Optional[List[str]]) -> Lis
   errors = []
   for s in summaries:
     if s['corrupt_at'] is not None:
-      errors.append(f'{s["file"]} is corrupt from record {s["corrupt_at"]} on (split '
-                    f'{s["split"]}): replace the file, or convert the photos again.')
+      errors.append(
+        f'{s["file"]} is corrupt from record {s["corrupt_at"]} on (split '
+        f'{s["split"]}): replace the file, or convert the photos again.'
+      )
   for s in summaries:
     for r in s['unlabelled']:
-      errors.append(f'{_where(s, r)} has no {r["missing"]}: every record needs a label id '
-                    'and its class name; fix the record or remove it.')
+      errors.append(
+        f'{_where(s, r)} has no {r["missing"]}: every record needs a label id '
+        'and its class name; fix the record or remove it.'
+      )
   names: Dict[int, Dict[str, tuple]] = {}  # label -> class name -> (summary, example record)
   for s in summaries:
     for label, texts in s['labels'].items():
       for text, entry in texts.items():
         names.setdefault(int(label), {}).setdefault(text, (s, entry['examples'][0]))
   source = f'the {len(labels_file)} lines of {LABELS_FILE}' if labels_file else None
-  num_classes = len(labels_file) if labels_file else len(
-      {text for texts in names.values() for text in texts})
+  num_classes = (
+    len(labels_file) if labels_file else len({text for texts in names.values() for text in texts})
+  )
   source = source or f'the {num_classes} class names in the data'
   for label, texts in sorted(names.items()):
     s, r = next(iter(texts.values()))
     if not 0 <= label < num_classes:
-      errors.append(f'{_where(s, r)} has label {label}, outside 0..{num_classes - 1} '
-                    f'({source}): fix the label, or convert the photos again.')
+      errors.append(
+        f'{_where(s, r)} has label {label}, outside 0..{num_classes - 1} '
+        f'({source}): fix the label, or convert the photos again.'
+      )
     elif len(texts) > 1:
-      errors.append(f'label {label} has several class names ({", ".join(sorted(texts))}), '
-                    f'e.g. {_where(s, r)}: fix image/class/text.')
+      errors.append(
+        f'label {label} has several class names ({", ".join(sorted(texts))}), '
+        f'e.g. {_where(s, r)}: fix image/class/text.'
+      )
     elif labels_file and next(iter(texts)) != labels_file[label]:
-      errors.append(f'{_where(s, r)} names label {label} {next(iter(texts))!r}, but '
-                    f'{LABELS_FILE} says {labels_file[label]!r}: convert the photos again.')
+      errors.append(
+        f'{_where(s, r)} names label {label} {next(iter(texts))!r}, but '
+        f'{LABELS_FILE} says {labels_file[label]!r}: convert the photos again.'
+      )
   trained = {int(label) for s in summaries if s['split'] == 'train' for label in s['labels']}
   if any(s['split'] == 'train' for s in summaries):
     for label in sorted(set(range(num_classes)) - trained):
       name = f' ({labels_file[label]})' if labels_file else ''
-      errors.append(f'split train has no records of label {label}{name}, one of 0..'
-                    f'{num_classes - 1} ({source}): the model could not learn it; add its photos.')
+      errors.append(
+        f'split train has no records of label {label}{name}, one of 0..'
+        f'{num_classes - 1} ({source}): the model could not learn it; add its photos.'
+      )
   return errors
 
 
-def check(data_root: str, layout: data_layout.DataLayout, pipeline_root: str,
-          bad_images: str = 'fail', beam_args=(), echo: Callable[[str], None] = print) -> str:
+def check(
+  data_root: str,
+  layout: data_layout.DataLayout,
+  pipeline_root: str,
+  bad_images: str = 'fail',
+  beam_args=(),
+  echo: Callable[[str], None] = print,
+) -> str:
   """Checks every record; returns the folder the pipeline should read, or raises DataCheckError.
 
   That folder is `data_root` itself, or under `skip` with bad images, a copy
@@ -231,26 +272,33 @@ def check(data_root: str, layout: data_layout.DataLayout, pipeline_root: str,
     raise DataCheckError(errors[0] + more)
   bad = [(s, r) for s in summaries for r in s['bad']]
   records = sum(s['records'] for s in summaries)
-  echo(f'data check: {records} records in {len(summaries)} files'
-       + (' (read back from an earlier check of these files)' if cached else '')
-       + (f', {len(bad)} with bad images' if bad else ', every image decodes'))
+  echo(
+    f'data check: {records} records in {len(summaries)} files'
+    + (' (read back from an earlier check of these files)' if cached else '')
+    + (f', {len(bad)} with bad images' if bad else ', every image decodes')
+  )
   if bad and bad_images == 'fail':
     s, r = bad[0]
-    raise DataCheckError(f'{_where(s, r)}: {r["problem"]}; {len(bad)} bad records in all '
-                         f'(listed in {scanned}): fix or remove them, or rerun with '
-                         '--bad-images skip to drop and count them.')
+    raise DataCheckError(
+      f'{_where(s, r)}: {r["problem"]}; {len(bad)} bad records in all '
+      f'(listed in {scanned}): fix or remove them, or rerun with '
+      '--bad-images skip to drop and count them.'
+    )
   for split in sorted({s['split'] for s in summaries}):
     kept = sum(s['records'] - len(s['bad']) for s in summaries if s['split'] == split)
     if not kept:
-      raise DataCheckError(f'split {split} of --data-root {data_root} has no usable records: '
-                           'add photos to it.')
+      raise DataCheckError(
+        f'split {split} of --data-root {data_root} has no usable records: add photos to it.'
+      )
   if not bad:
     return data_root
   by_split = {}
   for s, r in bad:
     by_split[s['split']] = by_split.get(s['split'], 0) + 1
-  echo(f'data check: skipping {len(bad)} records with bad images (--bad-images skip): '
-       + ', '.join(f'{split} {n}' for split, n in sorted(by_split.items())))
+  echo(
+    f'data check: skipping {len(bad)} records with bad images (--bad-images skip): '
+    + ', '.join(f'{split} {n}' for split, n in sorted(by_split.items()))
+  )
   for s, r in bad[:_LISTED]:
     echo(f'  skipped {_where(s, r)}: {r["problem"]}')
   if len(bad) > _LISTED:

@@ -10,6 +10,7 @@ unusable folder is one error line, not a failed Beam job: a missing or empty
 folder, a published layout with train but no validation shards (or the other
 way round), or a matched file that is not a TFRecord file.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -31,6 +32,7 @@ class DataLayoutError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class DataLayout:
   """ImportExampleGen's input/output configuration for one data folder."""
+
   input_config: tfx.proto.Input
   output_config: Optional[tfx.proto.Output]
   description: str
@@ -45,62 +47,86 @@ def _published(split: str) -> str:
 def resolve(data_root: str) -> DataLayout:
   """Returns the split configuration for `data_root`, or raises DataLayoutError."""
   if not os.path.isdir(data_root):
-    raise DataLayoutError(f'--data-root {data_root} is not a folder: point it at a folder '
-                          'of flower TFRecords (see data/README.md).')
+    raise DataLayoutError(
+      f'--data-root {data_root} is not a folder: point it at a folder '
+      'of flower TFRecords (see data/README.md).'
+    )
   names = sorted(os.listdir(data_root))
   if not names:
-    raise DataLayoutError(f'--data-root {data_root} is empty: put flower TFRecords there, or '
-                          'convert photos with python -m data.convert (see data/README.md).')
+    raise DataLayoutError(
+      f'--data-root {data_root} is empty: put flower TFRecords there, or '
+      'convert photos with python -m data.convert (see data/README.md).'
+    )
   train = fnmatch.filter(names, _published('train'))
   validation = fnmatch.filter(names, _published('validation'))
   if bool(train) != bool(validation):
     # Hash-splitting would mix these shards (and any test shards) into training.
     have, missing = ('train', 'validation') if train else ('validation', 'train')
-    raise DataLayoutError(f'--data-root {data_root} has {have} shards but no {missing} shards '
-                          f'({_published(missing)}): add them, or convert the photos again '
-                          'with python -m data.convert.')
+    raise DataLayoutError(
+      f'--data-root {data_root} has {have} shards but no {missing} shards '
+      f'({_published(missing)}): add them, or convert the photos again '
+      'with python -m data.convert.'
+    )
   if train and validation:
     _check_tfrecords(data_root, train + validation)
     return published_layout(
-        description=(f'{len(train)} train and {len(validation)} validation shards '
-                     f'in {data_root}'),
-        split_files={'train': _paths(data_root, train), 'eval': _paths(data_root, validation)})
+      description=(f'{len(train)} train and {len(validation)} validation shards in {data_root}'),
+      split_files={'train': _paths(data_root, train), 'eval': _paths(data_root, validation)},
+    )
 
   pattern, files = _tfrecord_files(names)
   if not files:
     if any(os.path.isdir(os.path.join(data_root, n)) for n in names):
-      raise DataLayoutError(f'--data-root {data_root} holds no TFRecord files (*.tfrecord*) '
-                            'but has sub-folders: if they hold photos, convert them first with '
-                            f'python -m data.convert --data-root {data_root} --out FOLDER.')
-    raise DataLayoutError(f'--data-root {data_root} holds no TFRecord files (*.tfrecord*): '
-                          'point it at flower TFRecords, e.g. data/sample.')
+      raise DataLayoutError(
+        f'--data-root {data_root} holds no TFRecord files (*.tfrecord*) '
+        'but has sub-folders: if they hold photos, convert them first with '
+        f'python -m data.convert --data-root {data_root} --out FOLDER.'
+      )
+    raise DataLayoutError(
+      f'--data-root {data_root} holds no TFRecord files (*.tfrecord*): '
+      'point it at flower TFRecords, e.g. data/sample.'
+    )
   _check_tfrecords(data_root, files)
   return hash_split_layout(
-      pattern,
-      description=(f'{len(files)} TFRecord files in {data_root} with no train/validation '
-                   'shards: splitting them 80/20 into train/eval by hash'),
-      split_files={'all': _paths(data_root, files)})
+    pattern,
+    description=(
+      f'{len(files)} TFRecord files in {data_root} with no train/validation '
+      'shards: splitting them 80/20 into train/eval by hash'
+    ),
+    split_files={'all': _paths(data_root, files)},
+  )
 
 
 def published_layout(description: str, split_files=None) -> DataLayout:
   """Train and validation shards of the published naming as the train and eval splits."""
   return DataLayout(
-      input_config=tfx.proto.Input(splits=[
-          tfx.proto.Input.Split(name='train', pattern=_published('train')),
-          tfx.proto.Input.Split(name='eval', pattern=_published('validation')),
-      ]),
-      output_config=None, description=description, split_files=split_files or {})
+    input_config=tfx.proto.Input(
+      splits=[
+        tfx.proto.Input.Split(name='train', pattern=_published('train')),
+        tfx.proto.Input.Split(name='eval', pattern=_published('validation')),
+      ]
+    ),
+    output_config=None,
+    description=description,
+    split_files=split_files or {},
+  )
 
 
 def hash_split_layout(pattern: str, description: str, split_files=None) -> DataLayout:
   """Every file matching `pattern`, split 80/20 into train/eval by a hash of each example."""
   return DataLayout(
-      input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name='single', pattern=pattern)]),
-      output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
+    input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name='single', pattern=pattern)]),
+    output_config=tfx.proto.Output(
+      split_config=tfx.proto.SplitConfig(
+        splits=[
           tfx.proto.SplitConfig.Split(name='train', hash_buckets=4),
           tfx.proto.SplitConfig.Split(name='eval', hash_buckets=1),
-      ])),
-      description=description, split_files=split_files or {})
+        ]
+      )
+    ),
+    description=description,
+    split_files=split_files or {},
+  )
 
 
 def _paths(data_root: str, names: List[str]) -> Tuple[str, ...]:
@@ -121,8 +147,10 @@ def _check_tfrecords(data_root: str, names: List[str]) -> None:
       empty = None
     # A file shorter than one record header also reads as empty.
     if empty is None or (empty and os.path.getsize(path) > 0):
-      raise DataLayoutError(f'{path} is not a TFRecord file: remove it from --data-root, or '
-                            'rename it so it does not match the shard names.')
+      raise DataLayoutError(
+        f'{path} is not a TFRecord file: remove it from --data-root, or '
+        'rename it so it does not match the shard names.'
+      )
 
 
 def _tfrecord_files(names: List[str]):

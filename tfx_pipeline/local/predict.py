@@ -1,4 +1,5 @@
 """`run_local.py predict`: classifies photos with the latest pushed model."""
+
 from __future__ import annotations
 
 import os
@@ -11,17 +12,23 @@ from modules import features
 
 def latest_pushed_model(serving_model_dir: str) -> str:
   """The newest timestamped model folder Pusher wrote under `serving_model_dir`."""
-  versions = [d for d in (os.listdir(serving_model_dir) if os.path.isdir(serving_model_dir) else [])
-              if d.isdigit()]
+  versions = [
+    d
+    for d in (os.listdir(serving_model_dir) if os.path.isdir(serving_model_dir) else [])
+    if d.isdigit()
+  ]
   if not versions:
-    raise FileNotFoundError(f'no pushed model in {serving_model_dir}: run `python run_local.py` '
-                            'first, or pass --model-dir.')
+    raise FileNotFoundError(
+      f'no pushed model in {serving_model_dir}: run `python run_local.py` '
+      'first, or pass --model-dir.'
+    )
   return os.path.join(serving_model_dir, max(versions, key=int))
 
 
 def check_model_dir(model_dir: str) -> str:
   """`model_dir` if it is an exported model's folder; raises cli_paths.PathError if not."""
   from tfx_pipeline import cli_paths
+
   what = 'a model folder Pusher wrote, <pipeline-root>/serving_model/<pipeline>/<version>'
   cli_paths.existing_folder('--model-dir', model_dir, what)
   if not os.path.isfile(os.path.join(model_dir, 'saved_model.pb')):
@@ -42,8 +49,11 @@ def iter_photos(paths: List[str], limit: int) -> Iterator[Tuple[str, bytes, str]
         example = tf.train.Example.FromString(record.numpy()).features.feature
         name = example[features.FILENAME_KEY].bytes_list.value[0].decode()
         truth = example[features.LABEL_TEXT_KEY].bytes_list.value
-        yield (f'{os.path.basename(path)}:{name}', example[features.IMAGE_KEY].bytes_list.value[0],
-               truth[0].decode() if truth else '')
+        yield (
+          f'{os.path.basename(path)}:{name}',
+          example[features.IMAGE_KEY].bytes_list.value[0],
+          truth[0].decode() if truth else '',
+        )
     else:
       with open(path, 'rb') as f:
         yield path, f.read(), ''
@@ -63,8 +73,12 @@ def predict(model_dir: str, paths: List[str], limit: int = 5, echo=print) -> Lis
     except tf.errors.InvalidArgumentError:
       echo(f'{name}: not a decodable image (JPEG, PNG, GIF or BMP), skipped')
       continue
-    row = {'photo': name, 'class_name': out['class_name'][0].numpy().decode(),
-           'probability': float(tf.reduce_max(out['probabilities'][0])), 'truth': truth}
+    row = {
+      'photo': name,
+      'class_name': out['class_name'][0].numpy().decode(),
+      'probability': float(tf.reduce_max(out['probabilities'][0])),
+      'truth': truth,
+    }
     rows.append(row)
     note = f'  (true: {truth})' if truth else ''
     echo(f'{name}: {row["class_name"]} {row["probability"]:.1%}{note}')

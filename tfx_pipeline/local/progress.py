@@ -1,4 +1,5 @@
 """One line per component as a local run goes: started, finished or cached, and its time."""
+
 from __future__ import annotations
 
 import logging

@@ -5,6 +5,7 @@ The local runner writes it after a run from the search's persistent folder
 that folder alone. It reads keras-tuner's own trial files plus the `run.json`
 (duration, epochs) that `modules.tuning.hooks` leaves in each trial folder.
 """
+
 from __future__ import annotations
 
 import csv
@@ -48,11 +49,17 @@ def load_trials(project: str) -> List[dict]:
       with open(run_path) as f:
         run = json.load(f)
     planned = values.get('tuner/epochs', 0) - values.get('tuner/initial_epoch', 0)
-    rows.append({
-        'trial': trial['trial_id'], 'status': trial['status'], 'score': trial['score'],
+    rows.append(
+      {
+        'trial': trial['trial_id'],
+        'status': trial['status'],
+        'score': trial['score'],
         # Epochs trained (early stopping can cut them); Hyperband's plan when no record.
-        'epochs': run.get('epochs', planned or None), 'seconds': run.get('seconds'),
-        'hyperparameters': search_space.public_values(values)})
+        'epochs': run.get('epochs', planned or None),
+        'seconds': run.get('seconds'),
+        'hyperparameters': search_space.public_values(values),
+      }
+    )
   return sorted(rows, key=lambda r: int(r['trial']) if r['trial'].isdigit() else r['trial'])
 
 
@@ -79,14 +86,20 @@ def table(rows: List[dict]) -> str:
   lines = [header]
   for row in rows:
     seconds = row['seconds']
-    lines.append([row['trial'] + (' *' if row is best else '')]
-                 + [_cell(row['hyperparameters'].get(n)) for n in names]
-                 + [_cell(row['score']), _cell(row['epochs']),
-                    hooks.format_seconds(seconds) if seconds is not None else '-',
-                    row['status']])
+    lines.append(
+      [row['trial'] + (' *' if row is best else '')]
+      + [_cell(row['hyperparameters'].get(n)) for n in names]
+      + [
+        _cell(row['score']),
+        _cell(row['epochs']),
+        hooks.format_seconds(seconds) if seconds is not None else '-',
+        row['status'],
+      ]
+    )
   widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
-  return '\n'.join('  '.join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip()
-                   for line in lines)
+  return '\n'.join(
+    '  '.join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines
+  )
 
 
 def _best(rows: List[dict]) -> Optional[dict]:
@@ -96,6 +109,7 @@ def _best(rows: List[dict]) -> Optional[dict]:
 
 def _plot(rows: List[dict], out_dir: str) -> List[str]:
   import matplotlib
+
   matplotlib.use('Agg')  # Files only: no display on servers.
   import matplotlib.pyplot as plt
 
@@ -128,8 +142,9 @@ def _plot(rows: List[dict], out_dir: str) -> List[str]:
   if names:
     fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.2), squeeze=False)
     for ax, name in zip(axes[0], names):
-      pairs = [(r['hyperparameters'][name], r['score']) for r in scored
-               if name in r['hyperparameters']]
+      pairs = [
+        (r['hyperparameters'][name], r['score']) for r in scored if name in r['hyperparameters']
+      ]
       # Categories and log-spaced choices read best as evenly spaced labels.
       labels = sorted({str(v) for v, _ in pairs}, key=lambda s: _sort_key(s))
       ax.scatter([labels.index(str(v)) for v, _ in pairs], [s for _, s in pairs])
@@ -165,17 +180,21 @@ def _tensorboard(rows: List[dict], log_dir: str) -> None:
   for row in rows:
     for name, value in row['hyperparameters'].items():
       values.setdefault(name, set()).add(value)
-  hparams = {name: hp_api.HParam(name, hp_api.Discrete(sorted(seen, key=_sort_key_of_value)))
-             for name, seen in values.items()}
+  hparams = {
+    name: hp_api.HParam(name, hp_api.Discrete(sorted(seen, key=_sort_key_of_value)))
+    for name, seen in values.items()
+  }
   with tf.summary.create_file_writer(log_dir).as_default():
-    hp_api.hparams_config(hparams=list(hparams.values()),
-                          metrics=[hp_api.Metric(OBJECTIVE, display_name=OBJECTIVE)])
+    hp_api.hparams_config(
+      hparams=list(hparams.values()), metrics=[hp_api.Metric(OBJECTIVE, display_name=OBJECTIVE)]
+    )
   for row in rows:
     if row['score'] is None:
       continue
     with tf.summary.create_file_writer(os.path.join(log_dir, f'trial_{row["trial"]}')).as_default():
-      hp_api.hparams({hparams[n]: v for n, v in row['hyperparameters'].items()},
-                     trial_id=row['trial'])
+      hp_api.hparams(
+        {hparams[n]: v for n, v in row['hyperparameters'].items()}, trial_id=row['trial']
+      )
       tf.summary.scalar(OBJECTIVE, row['score'], step=row['epochs'] or 0)
 
 
@@ -186,10 +205,12 @@ def write(path: str, out_dir: Optional[str] = None) -> dict:
   out_dir = out_dir or os.path.join(os.path.dirname(project), REPORT_DIR)
   os.makedirs(out_dir, exist_ok=True)
   text = table(rows)
-  files = {'table': os.path.join(out_dir, 'trials.txt'),
-           'csv': os.path.join(out_dir, 'trials.csv'),
-           'json': os.path.join(out_dir, 'trials.json'),
-           'tensorboard': os.path.join(out_dir, 'tensorboard')}
+  files = {
+    'table': os.path.join(out_dir, 'trials.txt'),
+    'csv': os.path.join(out_dir, 'trials.csv'),
+    'json': os.path.join(out_dir, 'trials.json'),
+    'tensorboard': os.path.join(out_dir, 'tensorboard'),
+  }
   with open(files['table'], 'w') as f:
     f.write(text + '\n')
   with open(files['json'], 'w') as f:
@@ -199,8 +220,10 @@ def write(path: str, out_dir: Optional[str] = None) -> dict:
     writer = csv.writer(f)
     writer.writerow(['trial', 'status', 'score', 'epochs', 'seconds'] + names)
     for row in rows:
-      writer.writerow([row['trial'], row['status'], row['score'], row['epochs'], row['seconds']]
-                      + [row['hyperparameters'].get(n) for n in names])
+      writer.writerow(
+        [row['trial'], row['status'], row['score'], row['epochs'], row['seconds']]
+        + [row['hyperparameters'].get(n) for n in names]
+      )
   files['plots'] = _plot(rows, out_dir)
   _tensorboard(rows, files['tensorboard'])
   # Trials a parallel search lost with a dead worker (tfx_pipeline/parallel/).
@@ -215,5 +238,7 @@ def print_report(report: dict, echo=print) -> None:
     echo('  ' + line)
   for record in report.get('lost', []):
     echo(f'  lost with a worker: {worker_pool.describe_lost(record)}')
-  echo(f'  ({report["dir"]}: trials.txt/.csv/.json, PNG plots; '
-       f'tensorboard --logdir {report["files"]["tensorboard"]})')
+  echo(
+    f'  ({report["dir"]}: trials.txt/.csv/.json, PNG plots; '
+    f'tensorboard --logdir {report["files"]["tensorboard"]})'
+  )

@@ -1,4 +1,5 @@
 """Reads a finished run back from ML Metadata: what ran, what was cached, what came out."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -10,16 +11,17 @@ import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
 
 _STATE_NAMES = {
-    metadata_store_pb2.Execution.COMPLETE: 'executed',
-    metadata_store_pb2.Execution.CACHED: 'cached',
-    metadata_store_pb2.Execution.FAILED: 'failed',
-    metadata_store_pb2.Execution.RUNNING: 'running',
+  metadata_store_pb2.Execution.COMPLETE: 'executed',
+  metadata_store_pb2.Execution.CACHED: 'cached',
+  metadata_store_pb2.Execution.FAILED: 'failed',
+  metadata_store_pb2.Execution.RUNNING: 'running',
 }
 
 
 @dataclasses.dataclass
 class NodeResult:
   """One component's execution in a run and its output artifacts by key."""
+
   state: str
   outputs: Dict[str, List[metadata_store_pb2.Artifact]]
 
@@ -38,16 +40,22 @@ def latest_run(metadata_path: str, pipeline_name: str) -> Dict[str, NodeResult]:
   if pipeline is None:
     return {}
   in_pipeline = {e.id for e in store.get_executions_by_context(pipeline.id)}
-  runs = [c for c in store.get_contexts_by_type('pipeline_run')
-          if any(e.id in in_pipeline for e in store.get_executions_by_context(c.id))]
+  runs = [
+    c
+    for c in store.get_contexts_by_type('pipeline_run')
+    if any(e.id in in_pipeline for e in store.get_executions_by_context(c.id))
+  ]
   if not runs:
     return {}
   run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
   results = {}
   for execution in store.get_executions_by_context(run.id):
     node = _node_id(store, execution.id, pipeline_name)
-    events = [e for e in store.get_events_by_execution_ids([execution.id])
-              if e.type == metadata_store_pb2.Event.OUTPUT]
+    events = [
+      e
+      for e in store.get_events_by_execution_ids([execution.id])
+      if e.type == metadata_store_pb2.Event.OUTPUT
+    ]
     artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
     outputs: Dict[str, List[metadata_store_pb2.Artifact]] = {}
     for event in events:
@@ -60,7 +68,7 @@ def _node_id(store, execution_id: int, pipeline_name: str) -> str:
   prefix = pipeline_name + '.'
   for context in store.get_contexts_by_execution(execution_id):
     if context.name.startswith(prefix):
-      return context.name[len(prefix):]
+      return context.name[len(prefix) :]
   return str(execution_id)
 
 
@@ -80,6 +88,7 @@ def best_hyperparameters(uri: str) -> dict:
 def accuracy(evaluation_uri: str, metric: str) -> Optional[float]:
   """The overall (unsliced) value of `metric` in an Evaluator output."""
   import tensorflow_model_analysis as tfma  # Heavy; only needed for the summary.
+
   result = tfma.load_eval_result(evaluation_uri)
   for slice_key, metrics in result.slicing_metrics:
     if not slice_key:

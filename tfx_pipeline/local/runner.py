@@ -4,6 +4,7 @@
 predict PHOTO ...` classifies photos with the latest pushed model, and
 `python run_local.py report PATH` re-renders a search's tuning report.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,13 +21,13 @@ import absl.logging
 from tfx_pipeline import options
 from tfx_pipeline.config import DEFAULT_PIPELINE_ROOT, PipelineConfig
 
-
 COMMANDS = ('run', 'predict', 'report')
 _RUN_DESCRIPTION = (
-    'Tune, train, evaluate and push the flower classifier locally. This is the default command: '
-    '`run_local.py [flags]` is `run_local.py run [flags]`. The others: `run_local.py predict '
-    '--help` classifies photos with the pushed model; `run_local.py report --help` re-renders '
-    "a search's tuning report.")
+  'Tune, train, evaluate and push the flower classifier locally. This is the default command: '
+  '`run_local.py [flags]` is `run_local.py run [flags]`. The others: `run_local.py predict '
+  '--help` classifies photos with the pushed model; `run_local.py report --help` re-renders '
+  "a search's tuning report."
+)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -40,29 +41,40 @@ def run_parser() -> argparse.ArgumentParser:
 
 
 def _parsers():
-  p = argparse.ArgumentParser(prog='run_local.py',
-                              description='Run the flower tuner pipeline locally, and use what '
-                                          'it made.')
+  p = argparse.ArgumentParser(
+    prog='run_local.py', description='Run the flower tuner pipeline locally, and use what it made.'
+  )
   commands = p.add_subparsers(dest='command', required=True, metavar='{run,predict,report}')
   # `run_local.py --help` is the run command's: its description names the others.
   run_command = commands.add_parser('run', description=_RUN_DESCRIPTION)
   options.add_flags(run_command, PipelineConfig, 'local')
-  run_command.add_argument('--verbose', action='store_true',
-                           help='show every TFX, Beam and TF log line')
+  run_command.add_argument(
+    '--verbose', action='store_true', help='show every TFX, Beam and TF log line'
+  )
 
-  predict = commands.add_parser('predict', description='Classify photos with the latest pushed '
-                                'model: prints class name and probability.')
-  predict.add_argument('photos', nargs='+',
-                       help='image files, or flower TFRecord files (their first --limit photos)')
-  predict.add_argument('--limit', type=int, default=5,
-                       help='photos per TFRecord file (default: %(default)s)')
+  predict = commands.add_parser(
+    'predict',
+    description='Classify photos with the latest pushed model: prints class name and probability.',
+  )
+  predict.add_argument(
+    'photos', nargs='+', help='image files, or flower TFRecord files (their first --limit photos)'
+  )
+  predict.add_argument(
+    '--limit', type=int, default=5, help='photos per TFRecord file (default: %(default)s)'
+  )
   predict.add_argument('--model-dir', help='a specific exported model folder instead')
-  predict.add_argument('--pipeline-root', default=DEFAULT_PIPELINE_ROOT,
-                       help='the run whose latest pushed model to use (default: %(default)s)')
+  predict.add_argument(
+    '--pipeline-root',
+    default=DEFAULT_PIPELINE_ROOT,
+    help='the run whose latest pushed model to use (default: %(default)s)',
+  )
 
   report = commands.add_parser('report', description='Re-render the tuning report of a search.')
-  report.add_argument('path', help='a search folder under <pipeline-root>/tuning/<pipeline>/, '
-                                   'or that tuning folder (its latest search)')
+  report.add_argument(
+    'path',
+    help='a search folder under <pipeline-root>/tuning/<pipeline>/, '
+    'or that tuning folder (its latest search)',
+  )
   return p, run_command
 
 
@@ -72,8 +84,11 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
 
 
 # Known-harmless warnings TFX 1.16 prints on every local run.
-_NOISE = ('ArtifactQuery.property_predicate', 'payload_format custom property',
-          'exclude_splits is not set')
+_NOISE = (
+  'ArtifactQuery.property_predicate',
+  'payload_format custom property',
+  'exclude_splits is not set',
+)
 
 
 def _set_up_logging(verbose: bool) -> None:
@@ -103,11 +118,16 @@ def build(config: PipelineConfig, layout=None):
   `layout` is the data folder's already resolved split layout, if any.
   """
   from tfx import v1 as tfx
+
   from tfx_pipeline.pipeline import create_pipeline
+
   return create_pipeline(
-      config, layout=layout,
-      metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-          config.metadata_path))
+    config,
+    layout=layout,
+    metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+      config.metadata_path
+    ),
+  )
 
 
 def _echo(line: str) -> None:
@@ -117,6 +137,7 @@ def _echo(line: str) -> None:
 def run(config: PipelineConfig, echo=_echo) -> dict:
   """Runs the pipeline, prints progress and a summary, and returns the summary."""
   from tfx import v1 as tfx
+
   from modules import tuner as tuner_module
   from tfx_pipeline import hparams_file
   from tfx_pipeline.data_folder import check as data_check
@@ -129,8 +150,14 @@ def run(config: PipelineConfig, echo=_echo) -> dict:
   _check_backbone(config.module, echo)
   # Reads every record first, so bad data fails here in one line; under
   # --bad-images skip the pipeline reads a copy without the bad records.
-  checked_root = data_check.check(config.data_root, layout, config.pipeline_root,
-                                  config.bad_images, config.beam_pipeline_args, echo)
+  checked_root = data_check.check(
+    config.data_root,
+    layout,
+    config.pipeline_root,
+    config.bad_images,
+    config.beam_pipeline_args,
+    echo,
+  )
   if checked_root != config.data_root:
     # A cleaned copy: its layout is resolved afresh when the pipeline is built.
     layout = None
@@ -138,12 +165,15 @@ def run(config: PipelineConfig, echo=_echo) -> dict:
   if config.hparams_from:
     # The Trainer reads the only file in the artifact's folder: import a copy that is alone.
     config = dataclasses.replace(
-        config, hparams_from=hparams_file.stage(config.hparams_from, config.pipeline_root))
+      config, hparams_from=hparams_file.stage(config.hparams_from, config.pipeline_root)
+    )
   if config.tune:
     m = config.module
-    echo(f'search: {m.tuner}, {tuner_module.trial_count(m)} trials, '
-         f'at most {tuner_module.epoch_count(m)} epochs in all'
-         + (f', {config.parallel_trials} at a time' if config.parallel_trials > 1 else ''))
+    echo(
+      f'search: {m.tuner}, {tuner_module.trial_count(m)} trials, '
+      f'at most {tuner_module.epoch_count(m)} epochs in all'
+      + (f', {config.parallel_trials} at a time' if config.parallel_trials > 1 else '')
+    )
   pipeline = build(config, layout)
   os.makedirs(config.pipeline_root, exist_ok=True)
   progress = ComponentProgress(total=len(pipeline.components), echo=echo)
@@ -168,17 +198,21 @@ def run(config: PipelineConfig, echo=_echo) -> dict:
 def _check_backbone(module, echo) -> None:
   """Loads the backbone once before any component (converting the built-in one the first time)."""
   from modules import backbone
+
   if module.backbone == backbone.BUILTIN_BACKBONE:
     echo(f'backbone: {module.backbone} (small CNN trained from scratch)')
     return
   dim = backbone.check(module.backbone, module.image_size)
-  echo(f'backbone: {module.backbone} ({dim} features per image, '
-       f'{"fine-tuned" if module.fine_tune else "frozen"})')
+  echo(
+    f'backbone: {module.backbone} ({dim} features per image, '
+    f'{"fine-tuned" if module.fine_tune else "frozen"})'
+  )
 
 
 def check_paths(config: PipelineConfig) -> None:
   """Raises cli_paths.PathError for a pipeline root or --hparams-from that cannot be used."""
   from tfx_pipeline import cli_paths, hparams_file
+
   if config.hparams_from:
     hparams_file.find(config.hparams_from)
   cli_paths.writable_folder('--pipeline-root', config.pipeline_root)
@@ -186,15 +220,17 @@ def check_paths(config: PipelineConfig) -> None:
 
 def summarize(config: PipelineConfig) -> dict:
   """What the newest run of `config`'s pipeline produced, read from ML Metadata."""
+  import keras_tuner
+
   from modules import search_space
   from tfx_pipeline.local import results
   from tfx_pipeline.pipeline import ACCURACY_METRIC
-  import keras_tuner
 
   run = results.latest_run(config.metadata_path, config.pipeline_name)
   summary = {'states': {node: r.state for node, r in run.items()}}
-  hp_uri = (results.output_uri(run, 'Tuner', 'best_hyperparameters')
-            or results.output_uri(run, 'hparams_importer', 'result'))
+  hp_uri = results.output_uri(run, 'Tuner', 'best_hyperparameters') or results.output_uri(
+    run, 'hparams_importer', 'result'
+  )
   if hp_uri:
     hp = keras_tuner.HyperParameters.from_config(results.best_hyperparameters(hp_uri))
     summary['best_hyperparameters'] = search_space.public_values(hp.values)
@@ -208,8 +244,10 @@ def summarize(config: PipelineConfig) -> dict:
 
 def _print_summary(summary: dict, echo) -> None:
   cached = sorted(n for n, s in summary['states'].items() if s == 'cached')
-  echo(f'finished in {summary["seconds"]:.0f}s'
-       + (f' ({len(cached)} of {len(summary["states"])} components from cache)' if cached else ''))
+  echo(
+    f'finished in {summary["seconds"]:.0f}s'
+    + (f' ({len(cached)} of {len(summary["states"])} components from cache)' if cached else '')
+  )
   if 'best_hyperparameters' in summary:
     echo(f'best hyperparameters: {summary["best_hyperparameters"]}')
     echo(f'  ({summary["best_hyperparameters_uri"]}/best_hyperparameters.txt)')
@@ -217,8 +255,11 @@ def _print_summary(summary: dict, echo) -> None:
     echo('hyperparameters: search space defaults (no tuning)')
   if summary.get('accuracy') is not None:
     echo(f'eval accuracy: {summary["accuracy"]:.3f}')
-  echo(f'pushed model: {summary["pushed_model"]}' if summary['pushed_model'] else
-       'model not pushed: eval accuracy below --accuracy-threshold')
+  echo(
+    f'pushed model: {summary["pushed_model"]}'
+    if summary['pushed_model']
+    else 'model not pushed: eval accuracy below --accuracy-threshold'
+  )
 
 
 def _report_tuning(config: PipelineConfig, echo) -> None:
@@ -229,8 +270,10 @@ def _report_tuning(config: PipelineConfig, echo) -> None:
   """
   from modules.tuning import state as tuning_state
   from tfx_pipeline.local import report as tuning_report
+
   search = tuning_state.latest_search(
-      tuning_state.base_dir(config.pipeline_root, config.pipeline_name))
+    tuning_state.base_dir(config.pipeline_root, config.pipeline_name)
+  )
   if not search:
     return
   report = tuning_report.write(search)
@@ -245,6 +288,7 @@ def _run_command(args: argparse.Namespace) -> None:
   from modules.backbone import BackboneError
   from tfx_pipeline.cli_paths import PathError
   from tfx_pipeline.data_folder.layout import DataLayoutError
+
   try:
     run(config)
   except (DataLayoutError, PathError, BackboneError) as e:  # Raised before any component runs.
@@ -254,10 +298,15 @@ def _run_command(args: argparse.Namespace) -> None:
 def _predict_command(args: argparse.Namespace) -> None:
   from tfx_pipeline.cli_paths import PathError
   from tfx_pipeline.local import predict
+
   try:
-    model_dir = (predict.check_model_dir(args.model_dir) if args.model_dir else
-                 predict.latest_pushed_model(PipelineConfig(
-                     pipeline_root=os.path.abspath(args.pipeline_root)).serving_model_dir))
+    model_dir = (
+      predict.check_model_dir(args.model_dir)
+      if args.model_dir
+      else predict.latest_pushed_model(
+        PipelineConfig(pipeline_root=os.path.abspath(args.pipeline_root)).serving_model_dir
+      )
+    )
     predict.predict(model_dir, args.photos, limit=args.limit)
   except (FileNotFoundError, PathError) as e:
     raise options.UsageError(str(e)) from None
@@ -265,6 +314,7 @@ def _predict_command(args: argparse.Namespace) -> None:
 
 def _report_command(args: argparse.Namespace) -> None:
   from tfx_pipeline.local import report as tuning_report
+
   try:
     tuning_report.print_report(tuning_report.write(os.path.abspath(args.path)), _echo)
   except FileNotFoundError as e:

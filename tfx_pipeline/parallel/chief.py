@@ -14,6 +14,7 @@ that dies mid-trial is replaced under the same tuner id, and its trial rerun
 up to `MAX_TRIAL_RETRIES` times, then ended as FAILED, so the search always
 ends.
 """
+
 from __future__ import annotations
 
 import collections
@@ -112,6 +113,7 @@ class OracleServer:
 @dataclasses.dataclass(frozen=True)
 class WorkerExit:
   """What the chief knows when a worker process has ended."""
+
   tuner_id: str
   returncode: int
   trial_id: Optional[str] = None  # The trial the oracle had handed it and not seen end.
@@ -123,6 +125,7 @@ class WorkerExit:
 @dataclasses.dataclass(frozen=True)
 class Decision:
   """IGNORE, RESTART (the same tuner id) or GIVE_UP (the search fails with `reason`)."""
+
   action: str
   # Not None: end the worker's trial, if any, as FAILED with this message, and forget its id.
   end_trial: Optional[str] = None
@@ -146,26 +149,38 @@ class Supervisor:
     end_trial = lost = None
     if worker.trial_id is None:
       if not worker.asked and not worker.stopping:
-        return Decision(GIVE_UP, reason=f'tuner worker {worker.tuner_id} {how} before asking for '
-                                        f'a trial: {worker.log_tail or "(no output)"}')
+        return Decision(
+          GIVE_UP,
+          reason=f'tuner worker {worker.tuner_id} {how} before asking for '
+          f'a trial: {worker.log_tail or "(no output)"}',
+        )
       if worker.stopping:  # Between trials, after the last was handed out.
         return Decision(IGNORE, end_trial='')
     else:
       self._deaths[worker.trial_id] += 1
       deaths = self._deaths[worker.trial_id]
       rerun = deaths <= self.max_retries
-      lost = {'trial': worker.trial_id, 'worker': worker.tuner_id, 'exit': how,
-              'outcome': 'rerun' if rerun else 'failed'}
+      lost = {
+        'trial': worker.trial_id,
+        'worker': worker.tuner_id,
+        'exit': how,
+        'outcome': 'rerun' if rerun else 'failed',
+      }
       if not rerun:
-        end_trial = (f'worker {worker.tuner_id} {how} during this trial {deaths} times\n'
-                     f'{worker.log_tail}')
+        end_trial = (
+          f'worker {worker.tuner_id} {how} during this trial {deaths} times\n{worker.log_tail}'
+        )
         if worker.stopping:
           return Decision(IGNORE, end_trial=end_trial, lost=lost)
     self._replacements_left -= 1
     if self._replacements_left < 0:
-      return Decision(GIVE_UP, end_trial=end_trial, lost=lost,
-                      reason=f'tuner workers keep dying (last: {worker.tuner_id} {how}): '
-                             f'{worker.log_tail or "(no output)"}')
+      return Decision(
+        GIVE_UP,
+        end_trial=end_trial,
+        lost=lost,
+        reason=f'tuner workers keep dying (last: {worker.tuner_id} {how}): '
+        f'{worker.log_tail or "(no output)"}',
+      )
     # The same tuner id: keras-tuner hands a worker whose id holds a trial
     # that same trial, so a rerun needs no change to the oracle.
     return Decision(RESTART, end_trial=end_trial, lost=lost)
@@ -175,8 +190,9 @@ def _echo(line: str) -> None:
   print(line, flush=True)
 
 
-def parallel_search(tuner, spec_path: str, working_dir: str, workers: int,
-                    echo: Callable[[str], None] = _echo) -> dict:
+def parallel_search(
+  tuner, spec_path: str, working_dir: str, workers: int, echo: Callable[[str], None] = _echo
+) -> dict:
   """Serves `tuner`'s oracle to `workers` worker processes until every trial has ended.
 
   Each worker runs the search `spec_path` describes (pool.WorkerPool).
@@ -184,11 +200,14 @@ def parallel_search(tuner, spec_path: str, working_dir: str, workers: int,
   oracle = tuner.oracle
   threads = pool.threads_per_worker(workers)
   server = OracleServer(oracle)
-  worker_pool = pool.WorkerPool(spec_path, server.address, threads,
-                                log_dir=os.path.join(working_dir, 'worker_logs'), echo=echo)
+  worker_pool = pool.WorkerPool(
+    spec_path, server.address, threads, log_dir=os.path.join(working_dir, 'worker_logs'), echo=echo
+  )
   supervisor = Supervisor(workers, oracle.max_trials, MAX_TRIAL_RETRIES)
-  echo(f'parallel search: chief on {server.address[0]}:{server.port}, {workers} workers '
-       f'with {threads} CPU thread{"s" if threads > 1 else ""} each')
+  echo(
+    f'parallel search: chief on {server.address[0]}:{server.port}, {workers} workers '
+    f'with {threads} CPU thread{"s" if threads > 1 else ""} each'
+  )
   lost: List[dict] = []
   # The hooks cannot keep the budget in workers (their oracle is remote): the chief keeps it.
   tuner.budget.start()
@@ -201,16 +220,24 @@ def parallel_search(tuner, spec_path: str, working_dir: str, workers: int,
       if spent:
         echo(spent)
       for worker in worker_pool.exited():
-        decision = supervisor.on_exit(WorkerExit(
-            worker.tuner_id, worker.process.returncode, server.ongoing_trial(worker.tuner_id),
-            asked=worker.tuner_id in oracle.tuner_ids, stopping=server.stopping,
-            log_tail=worker.log_tail()))
+        decision = supervisor.on_exit(
+          WorkerExit(
+            worker.tuner_id,
+            worker.process.returncode,
+            server.ongoing_trial(worker.tuner_id),
+            asked=worker.tuner_id in oracle.tuner_ids,
+            stopping=server.stopping,
+            log_tail=worker.log_tail(),
+          )
+        )
         if decision.end_trial is not None:
           server.end_lost_trial(worker.tuner_id, decision.end_trial)
         if decision.lost:
           lost.append({**decision.lost, 'time': time.time()})
-          echo(f'tuning: lost {pool.describe_lost(decision.lost)}'
-               + (' in a new worker' if decision.lost['outcome'] == 'rerun' else ''))
+          echo(
+            f'tuning: lost {pool.describe_lost(decision.lost)}'
+            + (' in a new worker' if decision.lost['outcome'] == 'rerun' else '')
+          )
         if decision.action == GIVE_UP:
           raise RuntimeError(decision.reason)
         if decision.action == RESTART:
@@ -227,6 +254,8 @@ def parallel_search(tuner, spec_path: str, working_dir: str, workers: int,
   ended = collections.Counter(t.status for t in oracle.trials.values())
   counts = ', '.join(f'{n} {status}' for status, n in sorted(ended.items()))
   lost_text = '; '.join(pool.describe_lost(r) for r in lost)
-  echo(f'parallel search: {sum(ended.values())} trials ({counts}) by {workers} workers; '
-       + (f'lost with a worker: {lost_text}' if lost else 'no trial lost'))
+  echo(
+    f'parallel search: {sum(ended.values())} trials ({counts}) by {workers} workers; '
+    + (f'lost with a worker: {lost_text}' if lost else 'no trial lost')
+  )
   return {'workers': workers, 'threads': threads, 'lost': lost, 'statuses': dict(ended)}

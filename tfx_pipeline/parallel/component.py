@@ -12,6 +12,7 @@ is replaced; its trial is rerun up to `chief.MAX_TRIAL_RETRIES` times, then
 ended as FAILED, so the search always ends. Then `best_hyperparameters` is written the
 way TFX's executor writes it.
 """
+
 from __future__ import annotations
 
 import json
@@ -45,17 +46,26 @@ def _chief_tuner(input_dict, exec_properties, working_dir: str):
 
 def _write_spec(path: str, input_dict, exec_properties, working_dir: str) -> str:
   with open(path, 'w') as f:
-    json.dump({'input_dict': artifact_utils.jsonify_artifact_dict(input_dict),
-               'exec_properties': exec_properties, 'working_dir': working_dir}, f)
+    json.dump(
+      {
+        'input_dict': artifact_utils.jsonify_artifact_dict(input_dict),
+        'exec_properties': exec_properties,
+        'working_dir': working_dir,
+      },
+      f,
+    )
   return path
 
 
 class Executor(base_executor.BaseExecutor):
   """TFX's Tuner executor, with TuneArgs.num_parallel_trials workers on this machine."""
 
-  def Do(self, input_dict: Dict[str, List[types.Artifact]],
-         output_dict: Dict[str, List[types.Artifact]],
-         exec_properties: Dict[str, Any]) -> None:
+  def Do(
+    self,
+    input_dict: Dict[str, List[types.Artifact]],
+    output_dict: Dict[str, List[types.Artifact]],
+    exec_properties: Dict[str, Any],
+  ) -> None:
     tune_args = tuner_executor.get_tune_args(exec_properties)
     workers = tune_args.num_parallel_trials if tune_args else 1
     working_dir = self._get_tmp_dir()
@@ -63,12 +73,14 @@ class Executor(base_executor.BaseExecutor):
       tuner = tuner_executor.search(input_dict, exec_properties, working_dir)
     else:
       tuner = _chief_tuner(input_dict, exec_properties, working_dir)
-      spec = _write_spec(os.path.join(working_dir, 'worker_spec.json'), input_dict,
-                         exec_properties, working_dir)
+      spec = _write_spec(
+        os.path.join(working_dir, 'worker_spec.json'), input_dict, exec_properties, working_dir
+      )
       chief.parallel_search(tuner, spec, working_dir, workers)
     tuner_executor.write_best_hyperparameters(tuner, output_dict)
 
 
 class ParallelTuner(tfx.components.Tuner):
   """TFX's Tuner component, run by `Executor` (parallel trials through `tune_args`)."""
+
   EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)

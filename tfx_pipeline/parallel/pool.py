@@ -7,6 +7,7 @@ with its share of the CPU threads. A worker's output is echoed line by line,
 prefixed with its tuner id; its stderr goes to a log file whose tail names
 what went wrong when it dies.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -66,7 +67,9 @@ def load_lost(project_dir: str) -> List[dict]:
 
 def describe_lost(record: dict) -> str:
   """`trial 02 (worker tuner1 killed by SIGKILL): rerun`."""
-  return f'trial {record["trial"]} (worker {record["worker"]} {record["exit"]}): {record["outcome"]}'
+  return (
+    f'trial {record["trial"]} (worker {record["worker"]} {record["exit"]}): {record["outcome"]}'
+  )
 
 
 @dataclasses.dataclass
@@ -87,8 +90,9 @@ class Worker:
 class WorkerPool:
   """Worker processes that run `spec_path`'s search against the chief at `address`."""
 
-  def __init__(self, spec_path: str, address, threads: int, log_dir: str,
-               echo: Callable[[str], None] = print):
+  def __init__(
+    self, spec_path: str, address, threads: int, log_dir: str, echo: Callable[[str], None] = print
+  ):
     self._spec_path = spec_path
     self._address = address
     self._threads = threads
@@ -100,12 +104,20 @@ class WorkerPool:
     host, port = self._address
     threads = str(self._threads)
     path = os.pathsep.join(p for p in (PROJECT_ROOT, os.environ.get('PYTHONPATH')) if p)
-    return {**os.environ, 'KERASTUNER_TUNER_ID': tuner_id, 'KERASTUNER_ORACLE_IP': host,
-            'KERASTUNER_ORACLE_PORT': str(port), 'PYTHONPATH': path, 'PYTHONUNBUFFERED': '1',
-            # Read by TensorFlow and OpenMP at start-up; the worker also sets
-            # TF's thread pools from THREADS_ENV before any op runs.
-            'TF_NUM_INTRAOP_THREADS': threads, 'TF_NUM_INTEROP_THREADS': threads,
-            'OMP_NUM_THREADS': threads, THREADS_ENV: threads}
+    return {
+      **os.environ,
+      'KERASTUNER_TUNER_ID': tuner_id,
+      'KERASTUNER_ORACLE_IP': host,
+      'KERASTUNER_ORACLE_PORT': str(port),
+      'PYTHONPATH': path,
+      'PYTHONUNBUFFERED': '1',
+      # Read by TensorFlow and OpenMP at start-up; the worker also sets
+      # TF's thread pools from THREADS_ENV before any op runs.
+      'TF_NUM_INTRAOP_THREADS': threads,
+      'TF_NUM_INTEROP_THREADS': threads,
+      'OMP_NUM_THREADS': threads,
+      THREADS_ENV: threads,
+    }
 
   def start(self, tuner_id: str) -> Worker:
     """Starts (or restarts, under the same id) worker `tuner_id`."""
@@ -113,9 +125,15 @@ class WorkerPool:
     log_path = os.path.join(self._log_dir, f'{tuner_id}.log')
     with open(log_path, 'a') as log:
       process = subprocess.Popen(
-          [sys.executable, '-m', WORKER_MODULE, self._spec_path],
-          cwd=PROJECT_ROOT, env=self._env(tuner_id), stdin=subprocess.DEVNULL,
-          stdout=subprocess.PIPE, stderr=log, text=True, errors='replace')
+        [sys.executable, '-m', WORKER_MODULE, self._spec_path],
+        cwd=PROJECT_ROOT,
+        env=self._env(tuner_id),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+        errors='replace',
+      )
     reader = threading.Thread(target=self._forward, args=(tuner_id, process), daemon=True)
     reader.start()
     worker = Worker(tuner_id, process, log_path, reader)

@@ -6,6 +6,7 @@ in its environment. It does what TFX's own cloud Tuner workers do: TFX's
 tuner asks the chief's oracle for each trial and reports back to it. SPEC is a
 JSON file with the Tuner's input artifacts, execution properties and working dir.
 """
+
 import json
 import os
 import sys
@@ -34,7 +35,9 @@ def main(argv) -> int:
   with open(argv[0]) as f:
     spec = json.load(f)
   import tensorflow as tf
+
   from tfx_pipeline.parallel.pool import THREADS_ENV
+
   threads = int(os.environ.get(THREADS_ENV, '0'))
   if threads:
     # Before any op runs: TF's pools are fixed once created.
@@ -42,10 +45,12 @@ def main(argv) -> int:
     tf.config.threading.set_inter_op_parallelism_threads(threads)
   from tfx.components.tuner import executor as tuner_executor
   from tfx.types import artifact_utils
+
   input_dict = artifact_utils.parse_artifact_dict(spec['input_dict'])
   # No summary: it would query the chief, which may be gone by then.
-  tuner_executor.search(input_dict, spec['exec_properties'], spec['working_dir'],
-                        print_tuning_summary=False)
+  tuner_executor.search(
+    input_dict, spec['exec_properties'], spec['working_dir'], print_tuning_summary=False
+  )
   return 0
 
 

@@ -4,6 +4,7 @@
 reads it to run the Tuner and Trainer as Vertex AI custom jobs, and the Beam
 steps on Dataflow.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -21,6 +22,7 @@ CLOUD_TPU_TYPES = ('TPU_V2', 'TPU_V3')
 @dataclasses.dataclass(frozen=True)
 class MachineSpec:
   """One Vertex AI machine: its type, and GPUs or a TPU (a Vertex `machine_spec`)."""
+
   machine_type: str = 'n1-standard-8'
   # A Vertex AcceleratorType: GPUs (NVIDIA_TESLA_T4, NVIDIA_L4, ...) or a TPU
   # (TPU_V2, TPU_V3, TPU_V5_LITEPOD, ...); None for CPU only.
@@ -32,8 +34,9 @@ class MachineSpec:
   def __post_init__(self):
     kind = self.accelerator_type
     if kind and self.accelerator_count < 1:
-      raise ValueError(f'accelerator type {kind} needs an accelerator count of 1 or more '
-                       '(8 for a v3-8 TPU).')
+      raise ValueError(
+        f'accelerator type {kind} needs an accelerator count of 1 or more (8 for a v3-8 TPU).'
+      )
     if self.accelerator_count and not kind:
       raise ValueError(f'accelerator count {self.accelerator_count} without an accelerator type.')
     if self.tpu_topology and not self.is_tpu:
@@ -49,8 +52,7 @@ class MachineSpec:
     """The `machine_spec` of a Vertex worker pool."""
     spec = {'machine_type': self.machine_type}
     if self.accelerator_type:
-      spec.update(accelerator_type=self.accelerator_type,
-                   accelerator_count=self.accelerator_count)
+      spec.update(accelerator_type=self.accelerator_type, accelerator_count=self.accelerator_count)
     if self.tpu_topology:
       spec['tpu_topology'] = self.tpu_topology
     return spec
@@ -65,6 +67,7 @@ class MachineSpec:
 @dataclasses.dataclass(frozen=True)
 class VertexSettings:
   """Where the pipeline runs on Vertex AI and on which machines; `create_pipeline` reads it."""
+
   project: str
   region: str
   # The image every step runs in (built from ./Dockerfile); None: image_for(project, region).
@@ -100,9 +103,14 @@ class VertexSettings:
     return self.image or self.image_for(self.project, self.region)
 
   def _pool(self, machine: MachineSpec, replicas: int) -> dict:
-    return {'machine_spec': machine.to_vertex(), 'replica_count': replicas,
-            'container_spec': {'image_uri': self.container_image,
-                               'env': [{'name': k, 'value': v} for k, v in KERAS_ENV]}}
+    return {
+      'machine_spec': machine.to_vertex(),
+      'replica_count': replicas,
+      'container_spec': {
+        'image_uri': self.container_image,
+        'env': [{'name': k, 'value': v} for k, v in KERAS_ENV],
+      },
+    }
 
   def _job(self, pools: list) -> dict:
     job_spec = {'worker_pool_specs': pools}
@@ -126,12 +134,18 @@ class VertexSettings:
     """Beam options for every Beam step; `temp_location` is a gs:// folder."""
     if not self.dataflow:
       return self.extra_beam_args
-    args = ['--runner=DataflowRunner', f'--project={self.project}', f'--region={self.region}',
-            f'--temp_location={temp_location}', f'--machine_type={self.dataflow_machine_type}',
-            f'--max_num_workers={self.dataflow_max_workers}',
-            # Workers run the steps' own image (TFX's images carry Beam's worker
-            # boot), so their TFX, Beam and TensorFlow versions match the launcher's.
-            f'--sdk_container_image={self.container_image}', '--experiments=use_runner_v2']
+    args = [
+      '--runner=DataflowRunner',
+      f'--project={self.project}',
+      f'--region={self.region}',
+      f'--temp_location={temp_location}',
+      f'--machine_type={self.dataflow_machine_type}',
+      f'--max_num_workers={self.dataflow_max_workers}',
+      # Workers run the steps' own image (TFX's images carry Beam's worker
+      # boot), so their TFX, Beam and TensorFlow versions match the launcher's.
+      f'--sdk_container_image={self.container_image}',
+      '--experiments=use_runner_v2',
+    ]
     if self.service_account:
       args.append(f'--service_account_email={self.service_account}')
     return tuple(args) + self.extra_beam_args
