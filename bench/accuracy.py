@@ -185,7 +185,9 @@ def markdown(result: dict) -> str:
     f'fold trains on {n - result["eval_size"]} and evaluates on the other {result["eval_size"]}'
     ' (eval accuracy from the Evaluator, on raw JPEGs through the exported model). '
     f'{result["image_size"]} px; default search (Hyperband, max_epochs 4, factor 3, 10 trials) '
-    f'and Trainer (8 epochs). Total time {result["seconds"]:.0f}s.',
+    f'and Trainer (8 epochs). Total time {result["seconds"]:.0f}s (1-minute load average '
+    f'{result["load_average"][0]:.1f} before, {result["load_average"][1]:.1f} after: the times '
+    'depend on what else ran, the accuracies do not).',
     '',
     '| setting | mean eval accuracy | std | per fold | trials > 1 photo below the best |',
     '|---|---:|---:|---|---|',
@@ -229,7 +231,7 @@ def main(argv=None) -> None:
   p.add_argument('--work', default=None, help='scratch folder (default: a temporary one)')
   p.add_argument('--settings', nargs='*', default=list(SETTINGS), choices=list(SETTINGS))
   args = p.parse_args(argv)
-  start = time.monotonic()
+  start, load_before = time.monotonic(), os.getloadavg()[0]
   work = args.work or tempfile.mkdtemp(prefix='flower-accuracy-')
   records = read_records(args.data_root)
   assignment = stratified_folds(records, args.folds)
@@ -266,6 +268,7 @@ def main(argv=None) -> None:
     'per_setting': per_setting,
     'machine': machine(),
     'seconds': time.monotonic() - start,
+    'load_average': [load_before, os.getloadavg()[0]],
   }
   os.makedirs(RESULTS, exist_ok=True)
   with open(os.path.join(RESULTS, 'accuracy.json'), 'w') as f:
