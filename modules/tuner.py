@@ -60,6 +60,7 @@ def make_tuner(
     distribution_strategy=distribution_strategy,
     # The search hooks' settings: the ETA's epochs, and the time budget.
     total_epochs=epoch_count(config),
+    fit_epochs=config.max_epochs,
     budget_minutes=config.tuning_budget_minutes,
   )
   if config.tuner == 'hyperband':
