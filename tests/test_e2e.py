@@ -90,6 +90,7 @@ def test_rerun_is_served_from_the_cache(first_run):
     'Evaluator': 'executed',
     'Pusher': 'executed',
   }
+  assert summary['evaluation'].baseline_accuracy == summary['accuracy']
   assert summary['pushed_model']
   assert any('7 of 10 components from cache' in line for line in lines)
 
