@@ -395,7 +395,7 @@ def _run_command(args: argparse.Namespace) -> int:
   try:
     run_lock.refuse_if_held(config.pipeline_root)  # At once, not after TensorFlow's import.
   except run_lock.RunLockError as e:
-    raise options.UsageError(str(e)) from None
+    raise options.UsageError(console.shown(str(e))) from None
   session = console.Session(args.verbose).start()  # Before TensorFlow is imported.
   errors, interrupt = (), interrupt_module.Interrupt(on_force_exit=session.write_now)
   try:
