@@ -41,7 +41,8 @@ RUN_FILE = 'run.json'
 EPOCHS_FILE = 'epochs.json'
 # How often, at most, a batch redraws the status (its elapsed time).
 _STATUS_SECONDS = 1.0
-_DONE = ('COMPLETED', 'FAILED', 'INVALID')
+# A trial in one of these has ended.
+ENDED = ('COMPLETED', 'FAILED', 'INVALID')
 
 
 def format_seconds(seconds: float) -> str:
@@ -130,11 +131,11 @@ class SearchProgress:
 
   def eta(self, trials: List) -> Optional[float]:
     """Seconds the search still needs, from every trial the oracle knows (None: unknown)."""
-    running = sum(self._epochs.get(t.trial_id, 0) for t in trials if t.status not in _DONE)
+    running = sum(self._epochs.get(t.trial_id, 0) for t in trials if t.status not in ENDED)
     spent = self._run_epochs + running
     if not (self.total_epochs and spent and trials):
       return None
-    planned_done = sum(planned_epochs(t, self.fit_epochs) for t in trials if t.status in _DONE)
+    planned_done = sum(planned_epochs(t, self.fit_epochs) for t in trials if t.status in ENDED)
     remaining = max(self.total_epochs - planned_done - running, 0)
     return self.elapsed / spent * remaining
 
@@ -145,7 +146,7 @@ class SearchProgress:
     remote): it numbers the line by trial id and leaves out the ETA.
     """
     trials = list(oracle.trials.values()) if hasattr(oracle, 'trials') else []
-    done = sum(t.status in _DONE for t in trials) if trials else int(trial.trial_id) + 1
+    done = sum(t.status in ENDED for t in trials) if trials else int(trial.trial_id) + 1
     best = oracle.get_best_trials(1)
     text = (
       f'trial {done}/{oracle.max_trials or "?"}: {format_values(trial.hyperparameters.values)} '
@@ -166,7 +167,7 @@ class SearchProgress:
     `ahead`: running trials that started before this one (a parallel search).
     """
     trials = list(oracle.trials.values())
-    number = sum(t.status in _DONE for t in trials) + 1 + ahead
+    number = sum(t.status in ENDED for t in trials) + 1 + ahead
     last = _last_epoch(trial, self.fit_epochs)
     first = last - planned_epochs(trial, self.fit_epochs)
     epoch = min(first + self._epochs.get(trial.trial_id, 0) + 1, last)
@@ -258,7 +259,10 @@ class SearchHooks:
     super().on_trial_begin(trial)
     self.progress.trial_began(trial.trial_id)
     self._value = None
-    self._show_status(trial)
+    if hasattr(self.oracle, 'trials'):
+      self._show_status(trial)
+    else:  # A retried trial's folder may hold an earlier attempt's epochs.
+      self._write_epochs(trial)
 
   def on_batch_end(self, trial, model, batch, logs=None):
     super().on_batch_end(trial, model, batch, logs)
@@ -273,10 +277,14 @@ class SearchHooks:
     if hasattr(self.oracle, 'trials'):
       self._show_status(trial)
     else:
-      write_json(
-        os.path.join(self.get_trial_dir(trial.trial_id), EPOCHS_FILE),
-        {'epochs': self.progress.epochs(trial.trial_id), 'value': self._value},
-      )
+      self._write_epochs(trial)
+
+  def _write_epochs(self, trial) -> None:
+    """For a parallel search's chief: this trial's epochs so far, and its latest objective."""
+    write_json(
+      os.path.join(self.get_trial_dir(trial.trial_id), EPOCHS_FILE),
+      {'epochs': self.progress.epochs(trial.trial_id), 'value': self._value},
+    )
 
   def _show_status(self, trial) -> None:
     self._status_shown = time.monotonic()

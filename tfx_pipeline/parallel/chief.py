@@ -70,10 +70,13 @@ def _stop_if_spent(oracle, budget) -> Optional[str]:
 
 
 @keras_tuner.synchronized
-def _trial_states(oracle) -> Dict[str, Optional[str]]:
-  """Every trial id -> the tuner id running it, or None once it has ended."""
+def _trial_states(oracle) -> Dict[str, tuple]:
+  """Every trial id -> (the tuner id running it or None, whether it has ended)."""
   running = {trial.trial_id: tuner_id for tuner_id, trial in oracle.ongoing_trials.items()}
-  return {trial_id: running.get(trial_id) for trial_id in oracle.trials}
+  return {
+    trial_id: (running.get(trial_id), trial.status in hooks.ENDED)
+    for trial_id, trial in oracle.trials.items()
+  }
 
 
 @keras_tuner.synchronized
@@ -101,18 +104,19 @@ class TrialWatch:
   def start(self) -> None:
     """From now on: trials that ended before (a resumed search) are not this run's."""
     self._progress.start()
-    self._ended = {t for t, tuner_id in _trial_states(self._oracle).items() if tuner_id is None}
+    self._ended = {t for t, (_, ended) in _trial_states(self._oracle).items() if ended}
 
   def poll(self) -> None:
     """Says which trials ended since the last call, and shows the running ones' status."""
     _under_lock(self._oracle, self._poll)  # The servicer's threads change the oracle.
 
   def _poll(self) -> None:
-    for trial_id, tuner_id in _trial_states(self._oracle).items():
+    for trial_id, (tuner_id, ended) in _trial_states(self._oracle).items():
       if trial_id in self._ended:
         continue
-      if tuner_id is not None:
-        if trial_id not in self._watched:
+      if not ended:
+        # Running; or waiting for a worker, when a resumed search retries it.
+        if tuner_id is not None and trial_id not in self._watched:
           self._watched[trial_id] = tuner_id
           self._progress.trial_began(trial_id)
         continue
