@@ -139,14 +139,16 @@ class SearchProgress:
     remaining = max(self.total_epochs - planned_done - running, 0)
     return self.elapsed / spent * remaining
 
-  def line(self, trial, seconds: float, oracle) -> str:
+  def line(self, trial, seconds: float, oracle, number: Optional[int] = None) -> str:
     """`trial 3/10: units=... score=... best=... (41s) elapsed 2m05s eta 4m10s`.
 
-    A worker of a parallel search sees only its own trials (its oracle is
-    remote): it numbers the line by trial id and leaves out the ETA.
+    `number`: the trial's place among the ended ones (default: how many have
+    ended). A worker of a parallel search sees only its own trials (its oracle
+    is remote): it numbers the line by trial id and leaves out the ETA.
     """
     trials = list(oracle.trials.values()) if hasattr(oracle, 'trials') else []
     done = sum(t.status in ENDED for t in trials) if trials else int(trial.trial_id) + 1
+    done = number or done
     best = oracle.get_best_trials(1)
     text = (
       f'trial {done}/{oracle.max_trials or "?"}: {format_values(trial.hyperparameters.values)} '

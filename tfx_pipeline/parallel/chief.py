@@ -127,7 +127,9 @@ class TrialWatch:
         console.status(None, key=worker)
       trial = self._oracle.get_trial(trial_id)
       record = self._progress.trial_ended(trial)
-      console.line(self._progress.line(trial, record['seconds'], self._oracle))
+      # Numbered in the order seen: two trials that ended since the last poll are two lines.
+      number = len(self._ended)
+      console.line(self._progress.line(trial, record['seconds'], self._oracle, number))
     for ahead, (trial_id, tuner_id) in enumerate(sorted(self._watched.items())):
       epochs, value = self._epochs(trial_id)
       self._progress.epochs_done(trial_id, epochs)
