@@ -16,10 +16,12 @@ SHAPES = {
   'data': r'data: .+',
   'backbone': r'backbone: .+',
   'data check': r'data check: .+',
+  'skipped record': r'  (skipped .+|\.\.\. and \d+ more, all in \S+)',  # --bad-images skip
   'search': r'search: \w+, \d+ trials, at most \d+ epochs in all(, \d+ at a time)?',
   'component starts': r'\[\d+/\d+\] \w+ \.\.\.',
   'component done': r'\[\d+/\d+\] \w+ (done in \d+\.\ds|cached)',
   'tuning': r'tuning: .+',
+  'tuning budget': r'tuning budget of \S+ min spent: .+',
   'trial': (
     r'trial \d+/\d+: (\S+=\S+ )+score=\S+ best=\S+ \(\w+\) elapsed \w+( \[[A-Z]+\])?( eta \w+)?'
   ),

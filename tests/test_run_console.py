@@ -302,3 +302,16 @@ def test_readme_sample_output_has_the_shape_of_a_real_run(default_run):
   assert _shapes_match(sample, [shape(line) for line in default_run.lines]), (
     'README.md sample vs a real run:\n' + '\n'.join(sample) + '\n---\n' + default_run.out
   )
+
+
+def test_a_failing_component_is_one_line_and_the_log(parallel_run, tiny_data, root, tmp_path):
+  """Hyperparameters the model cannot be built with: the Trainer fails."""
+  hparams = tmp_path / 'hparams.json'
+  hparams.write_text('{"space": [], "values": {"units": "many"}}')
+  done = run_local(tiny_data, root, *TINY, '--no-tune', '--hparams-from', str(hparams))
+  assert done.rc == 1
+  error, log = done.err.splitlines()
+  assert error.startswith('error: Trainer failed: ValueError: ') and 'many' in error
+  assert log == done.line('log: ')  # The log the run named at its start.
+  assert strays(done.lines) == [] and done.lines[-1] == '[8/10] Trainer ...'
+  assert 'Traceback (most recent call last)' in done.log()

@@ -65,6 +65,7 @@ class PipelineConfig:
     0.0,
     "how far eval accuracy may fall below the latest pushed model's and still be pushed "
     '(default: %(default)s: never push a worse model)',
+    metavar='DROP',
   )
   beam_pipeline_args: Tuple[str, ...] = ('--direct_num_workers=1',)
   enable_cache: bool = option(True, 'rerun every component', flag='--no-cache')
