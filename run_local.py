@@ -1,8 +1,17 @@
 """Entry point: `python run_local.py --help`, or `python run_local.py predict PHOTO ...`."""
 
+import os
 import sys
 
+from tfx_pipeline.local.interrupt import EXIT_CODE
 from tfx_pipeline.local.runner import main
 
 if __name__ == '__main__':
-  sys.exit(main())
+  code = main()
+  if code == EXIT_CODE:
+    # Stopped by Ctrl-C, with everything on disk: skip the seconds that TensorFlow's
+    # and Beam's teardown takes at exit, so the prompt is back at once.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+  sys.exit(code)

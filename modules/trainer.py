@@ -13,7 +13,17 @@ import tensorflow_transform as tft
 from absl import logging
 from tfx import v1 as tfx
 
-from modules import backbone, gcs, labels, model, search_space, serving, strategy, training_data
+from modules import (
+  backbone,
+  gcs,
+  labels,
+  model,
+  search_space,
+  serving,
+  stop,
+  strategy,
+  training_data,
+)
 from modules.module_config import ModuleConfig
 
 
@@ -58,6 +68,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     callbacks=[
       keras.callbacks.ModelCheckpoint(checkpoints, save_weights_only=True),
       keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir),
+      # A Ctrl-C of the local run stops training at the next batch.
+      stop.keras_callback(),
     ],
   )
   if data.cached_features:

@@ -9,6 +9,7 @@ import os
 import keras
 import keras_tuner
 import tensorflow_transform as tft
+from keras_tuner.src import utils as keras_tuner_utils
 from tfx import v1 as tfx
 
 from modules import gcs, labels, strategy, training_data
@@ -16,6 +17,21 @@ from modules.module_config import ModuleConfig, RunPaths
 from modules.search_space import OBJECTIVE
 from modules.tuning import hooks
 from modules.tuning import state as tuning_state
+
+
+def _outside_a_notebook() -> bool:
+  try:
+    import IPython
+  except ImportError:
+    return True
+  return IPython.get_ipython() is None
+
+
+# keras-tuner takes any process that can import IPython for a notebook (it tests the class
+# name of get_ipython(), which is None outside one), and before each "Trial N Complete"
+# then writes IPython's clear_output: terminal control codes, into a log or a pipe.
+if keras_tuner_utils.IS_NOTEBOOK and _outside_a_notebook():
+  keras_tuner_utils.IS_NOTEBOOK = False
 
 
 def hyperband_schedule(max_epochs: int, factor: int, iterations: int = 1):
@@ -60,6 +76,7 @@ def make_tuner(
     distribution_strategy=distribution_strategy,
     # The search hooks' settings: the ETA's epochs, and the time budget.
     total_epochs=epoch_count(config),
+    fit_epochs=config.max_epochs,
     budget_minutes=config.tuning_budget_minutes,
   )
   if config.tuner == 'hyperband':

@@ -11,6 +11,8 @@ IMAGE_SIZE = 32
 # The pipeline's components, in order; those before the Tuner do not depend on search options.
 UPSTREAM = ('ImportExampleGen', 'StatisticsGen', 'SchemaGen', 'ExampleValidator', 'Transform')
 COMPONENTS = UPSTREAM + ('Tuner', 'Trainer', 'Evaluator', 'Pusher')
+# The Evaluator's baseline, TFX's resolver node: it runs in every run (it has no cache).
+RESOLVER = 'latest_blessed_model_resolver'
 
 
 def pytest_configure(config):

@@ -1,6 +1,7 @@
 """Backbones as a user names them: the pretrained default, fine-tuning it, bad --backbone values."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -149,9 +150,10 @@ def test_bad_backbone_is_one_line_before_any_component(
     '--data-root', tiny_data, '--pipeline-root', str(root), '--backbone', path, '--image-size', '64'
   )
   assert done.returncode == 2, done.stdout + done.stderr
-  errors = done.stderr.strip().splitlines()
-  assert errors == [errors[0]] and errors[0].startswith(f'error: --backbone {path}')
-  assert message in errors[0] and 'Traceback' not in done.stderr
+  # One line, and where the run's log is.
+  error, log = done.stderr.strip().splitlines()
+  assert error.startswith(f'error: --backbone {path}') and message in error
+  assert re.fullmatch(rf'log: {root}/logs/\S+\.log', log) and 'Traceback' not in done.stderr
   assert not (root / 'metadata.sqlite').exists()  # Nothing ran.
 
 

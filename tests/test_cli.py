@@ -25,6 +25,8 @@ def test_help_documents_every_option(capsys):
     '--no-tune',
     '--hparams-from',
     '--accuracy-threshold',
+    '--max-accuracy-drop',
+    '--verbose',
   ):
     assert flag in text
 

@@ -8,7 +8,7 @@ import keras_tuner
 import pytest
 
 from modules.module_config import ModuleConfig
-from tests.conftest import COMPONENTS, UPSTREAM
+from tests.conftest import COMPONENTS, RESOLVER, UPSTREAM
 from tfx_pipeline.config import PipelineConfig
 from tfx_pipeline.local import predict, results
 from tfx_pipeline.local import runner as local_runner
@@ -69,7 +69,7 @@ def first_run(tiny_data, tmp_path_factory):
 
 def test_first_run_executes_every_component_once(first_run, tiny_data, tmp_path):
   config, summary, lines = first_run
-  assert summary['states'] == {c: 'executed' for c in COMPONENTS}
+  assert summary['states'] == {c: 'executed' for c in (*COMPONENTS, RESOLVER)}
   for component in COMPONENTS:
     assert any(line.startswith('[') and f'] {component} done in' in line for line in lines)
   assert 'search: hyperband, 5 trials, at most 7 epochs in all' in lines
@@ -82,8 +82,17 @@ def test_first_run_executes_every_component_once(first_run, tiny_data, tmp_path)
 def test_rerun_is_served_from_the_cache(first_run):
   config, _, _ = first_run
   summary, lines = _run(config)
-  assert summary['states'] == {c: 'cached' for c in COMPONENTS}
-  assert any('9 of 9 components from cache' in line for line in lines)
+  trained = (*UPSTREAM, 'Tuner', 'Trainer')
+  assert {c: summary['states'][c] for c in trained} == {c: 'cached' for c in trained}
+  # The first run's model is the latest blessed one now: the Evaluator's new baseline
+  # (itself), so the evaluation runs once more, and blesses it.
+  assert {c: summary['states'][c] for c in ('Evaluator', 'Pusher')} == {
+    'Evaluator': 'executed',
+    'Pusher': 'executed',
+  }
+  assert summary['evaluation'].baseline_accuracy == summary['accuracy']
+  assert summary['pushed_model']
+  assert any('7 of 10 components from cache' in line for line in lines)
 
 
 @pytest.mark.parametrize('tuner', ['bayesian', 'random'])
@@ -105,7 +114,7 @@ def test_real_flower_shard(shared_flowers, tmp_path):
   config = _config(shared_flowers, tmp_path / 'root', tuner='random', max_trials=1, max_epochs=1)
   summary, lines = _run(config)
   assert 'splitting them 80/20' in lines[0]
-  assert summary['states'] == {c: 'executed' for c in COMPONENTS}
+  assert summary['states'] == {c: 'executed' for c in (*COMPONENTS, RESOLVER)}
   _check_outputs(summary, tmp_path, shared_flowers, CLASSES)
   printed = []
   rows = predict.predict(

@@ -87,7 +87,8 @@ def test_converted_folder_trains_serves_its_classes_and_bad_data_keeps_the_model
   )
   captured = capsys.readouterr()
   assert rc == 2
-  (error,) = captured.err.splitlines()
+  error, log = captured.err.splitlines()
+  assert log.startswith(f'log: {tmp_path / "root" / "logs"}/')
   assert error.startswith(
     'error: split train, image_classification_builder-train.tfrecord-00001-of-00002 record 0 '
     '(roses/broken.jpg): not a decodable image (JPEG, PNG, GIF or BMP); 1 bad records in all '

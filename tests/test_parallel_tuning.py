@@ -130,6 +130,40 @@ def test_two_workers_run_every_trial_once(transformed, tmp_path, capsys):
   _assert_nothing_left(output, fits)
 
 
+def test_a_stop_request_ends_the_search_and_its_workers(transformed, tmp_path, capsys):
+  """A Ctrl-C of the run (modules/stop.py): the chief stops, its workers with it, at once;
+  the next run resumes the search."""
+  from modules import stop
+
+  inputs, outputs, props = _executor_args(transformed, tmp_path, workers=2)
+
+  def stop_once_a_trial_trains():
+    while not os.path.exists(tmp_path / 'fits.log'):
+      time.sleep(0.1)
+    stop.request()
+
+  threading.Thread(target=stop_once_a_trial_trains, daemon=True).start()
+  try:
+    with pytest.raises(KeyboardInterrupt):
+      _executor(tmp_path).Do(inputs, outputs, props)
+  finally:
+    stop.withdraw()
+  stopped = time.monotonic()
+  _assert_nothing_left(capsys.readouterr().out, _fits(tmp_path))
+  assert time.monotonic() - stopped < 1  # The workers were already gone.
+  trials = _trials(_project(tmp_path))
+  assert any(t['status'] == 'RUNNING' for t in trials.values())
+  assert not os.listdir(tmp_path / 'best_hyperparameters')
+
+  # The next run resumes: it reruns what was running, and says so trial by trial.
+  finished = sum(t['status'] == 'COMPLETED' for t in trials.values())
+  _executor(tmp_path).Do(inputs, outputs, props)
+  lines = capsys.readouterr().out.splitlines()
+  assert all(t['status'] == 'COMPLETED' for t in _trials(_project(tmp_path)).values())
+  numbers = [line.split(':')[0] for line in lines if line.startswith('trial ')]
+  assert numbers == [f'trial {n}/{TRIALS}' for n in range(finished + 1, TRIALS + 1)]
+
+
 @pytest.mark.parametrize('retries,outcome', [(1, 'rerun'), (0, 'failed')])
 def test_a_killed_worker_does_not_hang_the_search(
   transformed, tmp_path, capsys, monkeypatch, retries, outcome

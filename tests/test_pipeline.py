@@ -3,7 +3,7 @@
 import pytest
 
 from modules.module_config import ModuleConfig
-from tests.conftest import COMPONENTS
+from tests.conftest import COMPONENTS, RESOLVER
 from tfx_pipeline.config import PipelineConfig
 from tfx_pipeline.pipeline import create_pipeline
 
@@ -27,7 +27,8 @@ def _by_id(pipeline):
 def test_components_and_channels(tiny_data, tmp_path):
   pipeline = _build(tiny_data, tmp_path, accuracy_threshold=0.7)
   c = _by_id(pipeline)
-  assert list(c) == list(COMPONENTS)
+  # TFX orders nodes by their inputs: the resolver has none.
+  assert list(c) == [COMPONENTS[0], RESOLVER, *COMPONENTS[1:]]
   examples = c['ImportExampleGen'].outputs['examples']
   assert c['StatisticsGen'].inputs['examples'] is examples
   assert c['Transform'].inputs['schema'] is c['SchemaGen'].outputs['schema']
@@ -36,6 +37,7 @@ def test_components_and_channels(tiny_data, tmp_path):
   assert c['Trainer'].inputs['transform_graph'] is c['Transform'].outputs['transform_graph']
   assert c['Evaluator'].inputs['model'] is c['Trainer'].outputs['model']
   assert c['Evaluator'].inputs['examples'] is examples
+  assert c['Evaluator'].inputs['baseline_model'] is c[RESOLVER].outputs['model']
   assert c['Pusher'].inputs['model_blessing'] is c['Evaluator'].outputs['blessing']
 
   assert (
@@ -44,8 +46,36 @@ def test_components_and_channels(tiny_data, tmp_path):
   assert c['Tuner'].exec_properties['tuner_fn'] == 'modules.tuner.tuner_fn'
   assert c['Trainer'].exec_properties['run_fn'] == 'modules.trainer.run_fn'
   assert '"tuner": "bayesian"' in c['Tuner'].exec_properties['custom_config']
-  assert '"lower_bound"' in c['Evaluator'].exec_properties['eval_config']
-  assert '0.7' in c['Evaluator'].exec_properties['eval_config']
+
+
+def test_evaluator_gates_on_the_floor_and_the_latest_blessed_model(tiny_data, tmp_path):
+  import json
+
+  c = _by_id(_build(tiny_data, tmp_path, accuracy_threshold=0.7, max_accuracy_drop=0.05))
+  assert c[RESOLVER].exec_properties['resolver_class'].__name__ == 'LatestBlessedModelStrategy'
+  config = json.loads(c['Evaluator'].exec_properties['eval_config'])
+  (accuracy,) = [
+    m
+    for m in config['metrics_specs'][0]['metrics']
+    if m['class_name'] == 'SparseCategoricalAccuracy'
+  ]
+  # The overall slice only: a weak class alone does not keep a model from being pushed.
+  (gate,) = accuracy['per_slice_thresholds']
+  assert gate['slicing_specs'] == [{}] and 'threshold' not in accuracy
+  assert gate['threshold']['value_threshold'] == {'lower_bound': 0.7}
+  change = gate['threshold']['change_threshold']
+  assert change['direction'] == 'HIGHER_IS_BETTER'
+  assert change['absolute'] == pytest.approx(-0.05)
+  assert {m['class_name'] for m in config['metrics_specs'][0]['metrics']} >= {
+    'ExampleCount',
+    'MultiClassConfusionMatrixPlot',
+  }
+
+
+@pytest.mark.parametrize('drop', [-0.1, 1.5])
+def test_max_accuracy_drop_outside_0_1_is_refused(drop):
+  with pytest.raises(ValueError, match='--max-accuracy-drop'):
+    PipelineConfig(max_accuracy_drop=drop)
 
 
 def test_without_tuning_the_trainer_has_no_hyperparameters(tiny_data, tmp_path):

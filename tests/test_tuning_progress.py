@@ -90,3 +90,48 @@ def test_tuning_budget_flag_reaches_the_tuner_options():
   config = config_from_args(run_parser().parse_args(['--tuning-budget', '2.5']))
   assert config.module.tuning_budget_minutes == 2.5
   assert config_from_args(run_parser().parse_args([])).module.tuning_budget_minutes is None
+
+
+class _Console:
+  def __init__(self):
+    self.lines, self.rows = [], {}
+
+  def line(self, text):
+    self.lines.append(text)
+
+  def status(self, key, text):
+    if text is None:
+      self.rows.pop(key, None)
+    else:
+      self.rows[key] = text
+
+
+def test_a_parallel_search_chief_numbers_trials_as_they_end(tmp_path):
+  """Two trials that end between two looks are two lines, numbered in turn, with the ETA."""
+  import keras_tuner
+
+  from modules import console
+  from tfx_pipeline.parallel.chief import TrialWatch
+
+  config = ModuleConfig(tuner='random', max_trials=3, max_epochs=2)
+  tuner = tuner_module.make_tuner(config, toy_hypermodel, directory=str(tmp_path))
+  oracle = tuner.oracle
+  shown = _Console()
+  console.install(shown)
+  try:
+    watch = TrialWatch(tuner)
+    watch.start()
+    trials = [oracle.create_trial(f'tuner{i}') for i in range(2)]
+    watch.poll()
+    assert sorted(shown.rows) == ['tuner0', 'tuner1']
+    assert shown.rows['tuner1'].startswith('[tuner1] trial 2/3 epoch 1/2 val_accuracy - ')
+    for trial, score in zip(trials, (0.5, 0.75)):
+      oracle.update_trial(trial.trial_id, {'val_accuracy': score})
+      trial.status = keras_tuner.engine.trial.TrialStatus.COMPLETED
+      oracle.end_trial(trial)
+    watch.poll()
+  finally:
+    console.install(None)
+  assert [line.split(':')[0] for line in shown.lines] == ['trial 1/3', 'trial 2/3']
+  assert 'best=0.7500' in shown.lines[1] and ' eta ' in shown.lines[1]
+  assert shown.rows == {}

@@ -14,7 +14,7 @@ import types
 
 import pytest
 
-from tests.conftest import COMPONENTS, REPO
+from tests.conftest import COMPONENTS, REPO, RESOLVER
 from tfx_pipeline.vertex import runner as vertex_runner
 
 PROJECT, REGION = 'demo-project', 'europe-west4'
@@ -84,6 +84,10 @@ def _tasks(spec):
   return spec['pipelineSpec']['root']['dag']['tasks']
 
 
+# KubeflowV2DagRunner compiles the latest-blessed-model resolver into two query tasks.
+RESOLVER_TASKS = {f'{RESOLVER}-model-blessing-resolver', f'{RESOLVER}-model-resolver'}
+
+
 def _executor(spec, task):
   component = _tasks(spec)[task]['componentRef']['name']
   label = spec['pipelineSpec']['components'][component]['executorLabel']
@@ -104,7 +108,7 @@ def _custom_config(spec, task):
 
 def test_every_step_runs_in_the_project_image(compiled):
   _, spec = compiled
-  assert set(_tasks(spec)) == set(COMPONENTS)
+  assert set(_tasks(spec)) == set(COMPONENTS) | RESOLVER_TASKS
   for task in COMPONENTS:
     container = _executor(spec, task)
     assert container['image'] == IMAGE
@@ -115,6 +119,32 @@ def test_every_step_runs_in_the_project_image(compiled):
   # The cloud flavours start custom jobs; the rest are the standard executors.
   assert 'google_cloud_ai_platform.tuner.executor' in ' '.join(_executor(spec, 'Tuner')['args'])
   assert 'google_cloud_ai_platform.trainer.executor' in ' '.join(_executor(spec, 'Trainer')['args'])
+
+
+def test_evaluator_compares_with_the_latest_blessed_model(compiled):
+  """The Evaluator's baseline is what Vertex finds: the model of the latest blessing."""
+  _, spec = compiled
+  tasks = _tasks(spec)
+  baseline = tasks['Evaluator']['inputs']['artifacts']['baseline_model']['taskOutputArtifact']
+  assert baseline == {'outputArtifactKey': 'model', 'producerTask': f'{RESOLVER}-model-resolver'}
+  model_query = tasks[f'{RESOLVER}-model-resolver']['inputs']['artifacts']['input']
+  assert model_query['taskOutputArtifact']['producerTask'] == f'{RESOLVER}-model-blessing-resolver'
+  executors = spec['pipelineSpec']['deploymentSpec']['executors']
+  queries = {
+    label: executor['resolver']['outputArtifactQueries']
+    for label, executor in executors.items()
+    if 'resolver' in executor
+  }
+  blessings = queries[f'{RESOLVER}-model-blessing-resolver_executor']['model_blessing']
+  assert (
+    'tfx.ModelBlessing' in blessings['filter'] and 'blessed.number_value=1' in blessings['filter']
+  )
+  models = queries[f'{RESOLVER}-model-resolver_executor']['model']
+  assert 'tfx.Model' in models['filter'] and "metadata['current_model_id']" in models['filter']
+  gate = json.loads(_parameters(spec, 'Evaluator')['eval_config'])['metrics_specs'][0]['metrics']
+  (accuracy,) = [m for m in gate if m['class_name'] == 'SparseCategoricalAccuracy']
+  threshold = accuracy['per_slice_thresholds'][0]['threshold']
+  assert set(threshold) == {'value_threshold', 'change_threshold'}
 
 
 def test_tuner_runs_parallel_trials_on_a_chief_and_workers(compiled):
@@ -270,7 +300,7 @@ def test_the_compiled_json_makes_a_pipeline_job(compiled):
     resource = job._gca_resource  # pylint: disable=protected-access
     assert resource.display_name == 'flower-tuner'
     tasks = resource.pipeline_spec['root']['dag']['tasks']
-    assert set(tasks) == set(COMPONENTS)
+    assert set(tasks) == set(COMPONENTS) | RESOLVER_TASKS
     assert {t['cachingOptions']['enableCache'] for t in tasks.values()} == {cache}
 
 

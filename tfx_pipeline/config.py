@@ -60,6 +60,13 @@ class PipelineConfig:
   accuracy_threshold: float = option(
     0.5, 'lowest eval accuracy Evaluator blesses for pushing (default: %(default)s)'
   )
+  # ... and only when it is at most this much below the latest blessed model's accuracy.
+  max_accuracy_drop: float = option(
+    0.0,
+    "how far eval accuracy may fall below the latest pushed model's and still be pushed "
+    '(default: %(default)s: never push a worse model)',
+    metavar='DROP',
+  )
   beam_pipeline_args: Tuple[str, ...] = ('--direct_num_workers=1',)
   enable_cache: bool = option(True, 'rerun every component', flag='--no-cache')
   # Bad input: every record is checked before any component runs (data_folder/check.py).
@@ -88,6 +95,10 @@ class PipelineConfig:
       raise ValueError('--hparams-from trains with saved hyperparameters: add --no-tune.')
     if not 0.0 <= self.accuracy_threshold <= 1.0:
       raise ValueError(f'accuracy_threshold={self.accuracy_threshold}: use a value in [0, 1].')
+    if not 0.0 <= self.max_accuracy_drop <= 1.0:
+      raise ValueError(
+        f'--max-accuracy-drop {self.max_accuracy_drop}: use a value in [0, 1] (0: no drop).'
+      )
     if self.train_steps is not None and self.train_steps < 1:
       raise ValueError(f'train_steps={self.train_steps}: must be at least 1.')
     if self.parallel_trials < 1:

@@ -16,6 +16,8 @@ import json
 import os
 from typing import Iterable, Optional
 
+from modules import console
+
 KEY_FILE = 'search.json'
 LATEST_FILE = 'LATEST'
 PROJECT_NAME = 'search'
@@ -85,7 +87,7 @@ def _what_changed(old: dict, new: dict) -> str:
   return ', '.join(names[c] for c in changed) or 'search'
 
 
-def prepare(base: str, description: dict, echo=print) -> str:
+def prepare(base: str, description: dict, echo=console.line) -> str:
   """The search folder for `description` under `base`; says whether it resumes or starts fresh."""
   key = key_of(description)
   directory = os.path.join(base, key)
@@ -102,11 +104,17 @@ def prepare(base: str, description: dict, echo=print) -> str:
   else:
     echo(f'tuning: new search in {directory}')
   os.makedirs(directory, exist_ok=True)
-  with open(os.path.join(directory, KEY_FILE), 'w') as f:
-    json.dump(description, f, indent=1, sort_keys=True)
-  with open(os.path.join(base, LATEST_FILE), 'w') as f:
-    f.write(key)
+  # Whole or not at all: a run stopped here must not leave a file the next one cannot read.
+  _write(os.path.join(directory, KEY_FILE), json.dumps(description, indent=1, sort_keys=True))
+  _write(os.path.join(base, LATEST_FILE), key)
   return directory
+
+
+def _write(path: str, text: str) -> None:
+  partial = f'{path}.partial'
+  with open(partial, 'w') as f:
+    f.write(text)
+  os.replace(partial, path)
 
 
 def _latest(base: str) -> Optional[str]:
@@ -131,7 +139,7 @@ def latest_search(base: str) -> Optional[str]:
   return os.path.join(base, key) if key else None
 
 
-def search_dir(fn_args, echo=print) -> Optional[str]:
+def search_dir(fn_args, echo=console.line) -> Optional[str]:
   """The persistent search folder for a Tuner run, or None when the pipeline gave no tuning_dir."""
   # keras_tuner is heavy: keep pipeline.py's import of this module light.
   from modules import search_space

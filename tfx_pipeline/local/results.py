@@ -36,18 +36,36 @@ def sqlite_config(path: str) -> metadata_store_pb2.ConnectionConfig:
 def latest_run(metadata_path: str, pipeline_name: str) -> Dict[str, NodeResult]:
   """Component id -> NodeResult for the newest run of `pipeline_name`."""
   store = mlmd.MetadataStore(sqlite_config(metadata_path))
-  pipeline = store.get_context_by_type_and_name('pipeline', pipeline_name)
-  if pipeline is None:
-    return {}
-  in_pipeline = {e.id for e in store.get_executions_by_context(pipeline.id)}
-  runs = [
-    c
-    for c in store.get_contexts_by_type('pipeline_run')
-    if any(e.id in in_pipeline for e in store.get_executions_by_context(c.id))
-  ]
+  runs = _runs(store, pipeline_name)
   if not runs:
     return {}
-  run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
+  return _results(store, max(runs, key=lambda c: (c.create_time_since_epoch, c.id)), pipeline_name)
+
+
+def run_results(metadata_path: str, pipeline_name: str, run_id: str) -> Dict[str, NodeResult]:
+  """Component id -> NodeResult for the run `run_id` (its executions only; {} if none)."""
+  store = mlmd.MetadataStore(sqlite_config(metadata_path))
+  run = store.get_context_by_type_and_name(RUN_CONTEXT, run_id)
+  return _results(store, run, pipeline_name) if run is not None else {}
+
+
+# ML Metadata's context of one pipeline run; its name is the run id.
+RUN_CONTEXT = 'pipeline_run'
+
+
+def _runs(store, pipeline_name: str) -> List[metadata_store_pb2.Context]:
+  pipeline = store.get_context_by_type_and_name('pipeline', pipeline_name)
+  if pipeline is None:
+    return []
+  in_pipeline = {e.id for e in store.get_executions_by_context(pipeline.id)}
+  return [
+    c
+    for c in store.get_contexts_by_type(RUN_CONTEXT)
+    if any(e.id in in_pipeline for e in store.get_executions_by_context(c.id))
+  ]
+
+
+def _results(store, run, pipeline_name: str) -> Dict[str, NodeResult]:
   results = {}
   for execution in store.get_executions_by_context(run.id):
     node = _node_id(store, execution.id, pipeline_name)
@@ -83,19 +101,6 @@ def best_hyperparameters(uri: str) -> dict:
   """The Tuner's (or importer's) best_hyperparameters.txt as a keras-tuner config dict."""
   with open(os.path.join(uri, 'best_hyperparameters.txt')) as f:
     return json.load(f)
-
-
-def accuracy(evaluation_uri: str, metric: str) -> Optional[float]:
-  """The overall (unsliced) value of `metric` in an Evaluator output."""
-  import tensorflow_model_analysis as tfma  # Heavy; only needed for the summary.
-
-  result = tfma.load_eval_result(evaluation_uri)
-  for slice_key, metrics in result.slicing_metrics:
-    if not slice_key:
-      for values in metrics.get('', {}).values():
-        if metric in values:
-          return values[metric]['doubleValue']
-  return None
 
 
 def pushed_destination(run: Dict[str, NodeResult]) -> Optional[str]:

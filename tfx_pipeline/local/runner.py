@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import time
+import traceback
 import warnings
 from typing import List, Optional
 
@@ -20,6 +21,8 @@ import absl.logging
 
 from tfx_pipeline import options
 from tfx_pipeline.config import DEFAULT_PIPELINE_ROOT, PipelineConfig
+from tfx_pipeline.local import console, run_lock
+from tfx_pipeline.local import interrupt as interrupt_module
 
 COMMANDS = ('run', 'predict', 'report')
 _RUN_DESCRIPTION = (
@@ -49,7 +52,10 @@ def _parsers():
   run_command = commands.add_parser('run', description=_RUN_DESCRIPTION)
   options.add_flags(run_command, PipelineConfig, 'local')
   run_command.add_argument(
-    '--verbose', action='store_true', help='show every TFX, Beam and TF log line'
+    '--verbose',
+    action='store_true',
+    help='show every TFX, Beam, TF, keras-tuner and Keras line on the terminal as it comes '
+    '(default: only progress and the summary; the rest goes to <pipeline-root>/logs/<run id>.log)',
   )
 
   predict = commands.add_parser(
@@ -92,7 +98,10 @@ _NOISE = (
 
 
 def _set_up_logging(verbose: bool) -> None:
-  """Progress lines and warnings only, unless `verbose`. Call before TF is imported."""
+  """For predict and report: their lines and warnings only. Call before TF is imported.
+
+  A run sets up its own console and log (tfx_pipeline/local/console.py).
+  """
   # 3 hides TF's C++ start-up chatter (CUDA plugin registration on CPU machines).
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '0' if verbose else '3')
   absl_logger = logging.getLogger('absl')
@@ -134,10 +143,48 @@ def _echo(line: str) -> None:
   print(line, flush=True)  # Progress must show up at once, even through a pipe.
 
 
-def run(config: PipelineConfig, echo=_echo) -> dict:
-  """Runs the pipeline, prints progress and a summary, and returns the summary."""
-  from tfx import v1 as tfx
+def new_run_id() -> str:
+  """`20250614-120305-481`: when the run started; names its log and its ML Metadata context."""
+  now = time.time()
+  return time.strftime('%Y%m%d-%H%M%S', time.localtime(now)) + f'-{int(now * 1000) % 1000:03d}'
 
+
+def _local_dag_runner(run_id: str):
+  """TFX's LocalDagRunner, with `run_id` instead of the time it starts as the run id.
+
+  The summary then reads this run's own executions from ML Metadata (the
+  `pipeline_run` context named by the id), not whichever run is newest.
+  """
+  from tfx.dsl.compiler import constants
+  from tfx.orchestration.local import local_dag_runner
+  from tfx.orchestration.portable import runtime_parameter_utils
+
+  class Runner(local_dag_runner.LocalDagRunner):
+    def run_with_ir(self, pipeline, run_options=None):
+      # LocalDagRunner then finds no run id parameter left to set.
+      runtime_parameter_utils.substitute_runtime_parameter(
+        pipeline, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id}
+      )
+      return super().run_with_ir(pipeline, run_options=run_options)
+
+  return Runner()
+
+
+def run(
+  config: PipelineConfig,
+  echo=_echo,
+  *,
+  run_id: Optional[str] = None,
+  layout=None,
+  interrupt: Optional[interrupt_module.Interrupt] = None,
+) -> dict:
+  """Runs the pipeline, prints progress and a summary, and returns the summary.
+
+  It holds the pipeline root for its duration (run_lock: a second run there
+  fails at once). `run_id` names the run (default: now); `layout` is the data
+  folder's split layout if already resolved; `interrupt` is the Ctrl-C
+  handling of run_local.py, which the component progress consults.
+  """
   from modules import tuner as tuner_module
   from tfx_pipeline import hparams_file
   from tfx_pipeline.data_folder import check as data_check
@@ -145,54 +192,72 @@ def run(config: PipelineConfig, echo=_echo) -> dict:
   from tfx_pipeline.local.progress import ComponentProgress
 
   check_paths(config)  # Each fails in one line, before anything runs.
-  layout = data_layout.resolve(config.data_root)
-  echo(f'data: {layout.description}')
-  _check_backbone(config.module, echo)
-  # Reads every record first, so bad data fails here in one line; under
-  # --bad-images skip the pipeline reads a copy without the bad records.
-  checked_root = data_check.check(
-    config.data_root,
-    layout,
-    config.pipeline_root,
-    config.bad_images,
-    config.beam_pipeline_args,
-    echo,
-  )
-  if checked_root != config.data_root:
-    # A cleaned copy: its layout is resolved afresh when the pipeline is built.
-    layout = None
-  config = dataclasses.replace(config, data_root=checked_root)
-  if config.hparams_from:
-    # The Trainer reads the only file in the artifact's folder: import a copy that is alone.
-    config = dataclasses.replace(
-      config, hparams_from=hparams_file.stage(config.hparams_from, config.pipeline_root)
+  layout = layout or data_layout.resolve(config.data_root)
+  with run_lock.hold(config.pipeline_root):
+    run_id = run_id or new_run_id()
+    echo(f'data: {layout.description}')
+    _check_backbone(config.module, echo)
+    # Reads every record first, so bad data fails here in one line; under
+    # --bad-images skip the pipeline reads a copy without the bad records.
+    checked_root = data_check.check(
+      config.data_root,
+      layout,
+      config.pipeline_root,
+      config.bad_images,
+      config.beam_pipeline_args,
+      echo,
     )
-  if config.tune:
-    m = config.module
-    echo(
-      f'search: {m.tuner}, {tuner_module.trial_count(m)} trials, '
-      f'at most {tuner_module.epoch_count(m)} epochs in all'
-      + (f', {config.parallel_trials} at a time' if config.parallel_trials > 1 else '')
-    )
-  pipeline = build(config, layout)
-  os.makedirs(config.pipeline_root, exist_ok=True)
-  progress = ComponentProgress(total=len(pipeline.components), echo=echo)
-  # The progress handler reads TFX's INFO records. Set through absl, not the
-  # logger: TF's SavedModel writer saves and restores absl's verbosity flag.
-  absl.logging.set_verbosity(absl.logging.INFO)
-  absl_logger = logging.getLogger('absl')
-  absl_logger.addHandler(progress)
-  start = time.monotonic()
-  try:
-    tfx.orchestration.LocalDagRunner().run(pipeline)
-  finally:
-    absl_logger.removeHandler(progress)
-  summary = summarize(config)
-  summary['seconds'] = time.monotonic() - start
-  _print_summary(summary, echo)
-  if config.tune:
-    _report_tuning(config, echo)
-  return summary
+    if checked_root != config.data_root:
+      # A cleaned copy: its layout is resolved afresh when the pipeline is built.
+      layout = None
+    config = dataclasses.replace(config, data_root=checked_root)
+    if config.hparams_from:
+      # The Trainer reads the only file in the artifact's folder: import a copy that is alone.
+      config = dataclasses.replace(
+        config, hparams_from=hparams_file.stage(config.hparams_from, config.pipeline_root)
+      )
+    if config.tune:
+      m = config.module
+      echo(
+        f'search: {m.tuner}, {tuner_module.trial_count(m)} trials, '
+        f'at most {tuner_module.epoch_count(m)} epochs in all'
+        + (f', {config.parallel_trials} at a time' if config.parallel_trials > 1 else '')
+      )
+    pipeline = build(config, layout)
+    progress = ComponentProgress(total=len(pipeline.components), echo=echo, interrupt=interrupt)
+    # The progress handler reads TFX's INFO records. Set through absl, not the
+    # logger: TF's SavedModel writer saves and restores absl's verbosity flag.
+    absl.logging.set_verbosity(absl.logging.INFO)
+    absl_logger = logging.getLogger('absl')
+    absl_logger.addHandler(progress)
+    start = time.monotonic()
+    try:
+      _local_dag_runner(run_id).run(pipeline)
+    except Exception as e:
+      if progress.current:
+        raise ComponentError(progress.current, e) from e
+      raise
+    finally:
+      absl_logger.removeHandler(progress)
+      progress.close()
+    summary = summarize(config, run_id)
+    summary['seconds'] = time.monotonic() - start
+    report = _report_tuning(config) if config.tune else None
+    summary['confusion_matrix'] = _confusion_matrix(config, run_id, summary, report)
+    _print_summary(summary, echo)
+    if report:
+      from tfx_pipeline.local import report as tuning_report
+
+      tuning_report.print_report(report, echo)
+    return summary
+
+
+class ComponentError(RuntimeError):
+  """A component of the run failed; `component` names it, the cause is chained."""
+
+  def __init__(self, component: str, cause: BaseException):
+    super().__init__(f'{component} failed: {type(cause).__name__}: {cause}')
+    self.component = component
 
 
 def _check_backbone(module, echo) -> None:
@@ -218,16 +283,18 @@ def check_paths(config: PipelineConfig) -> None:
   cli_paths.writable_folder('--pipeline-root', config.pipeline_root)
 
 
-def summarize(config: PipelineConfig) -> dict:
-  """What the newest run of `config`'s pipeline produced, read from ML Metadata."""
+def summarize(config: PipelineConfig, run_id: Optional[str] = None) -> dict:
+  """What run `run_id` (default: the newest) of `config`'s pipeline produced, from ML Metadata."""
   import keras_tuner
 
   from modules import search_space
-  from tfx_pipeline.local import results
-  from tfx_pipeline.pipeline import ACCURACY_METRIC
+  from tfx_pipeline.local import evaluation, results
 
-  run = results.latest_run(config.metadata_path, config.pipeline_name)
-  summary = {'states': {node: r.state for node, r in run.items()}}
+  if run_id:
+    run = results.run_results(config.metadata_path, config.pipeline_name, run_id)
+  else:
+    run = results.latest_run(config.metadata_path, config.pipeline_name)
+  summary = {'states': {node: r.state for node, r in run.items()}, 'run_id': run_id}
   hp_uri = results.output_uri(run, 'Tuner', 'best_hyperparameters') or results.output_uri(
     run, 'hparams_importer', 'result'
   )
@@ -235,14 +302,19 @@ def summarize(config: PipelineConfig) -> dict:
     hp = keras_tuner.HyperParameters.from_config(results.best_hyperparameters(hp_uri))
     summary['best_hyperparameters'] = search_space.public_values(hp.values)
     summary['best_hyperparameters_uri'] = hp_uri
-  evaluation = results.output_uri(run, 'Evaluator', 'evaluation')
-  if evaluation:
-    summary['accuracy'] = results.accuracy(evaluation, ACCURACY_METRIC)
+  evaluation_uri = results.output_uri(run, 'Evaluator', 'evaluation')
+  summary['evaluation'] = (
+    evaluation.read(evaluation_uri, config.max_accuracy_drop) if evaluation_uri else None
+  )
+  summary['accuracy'] = summary['evaluation'].accuracy if summary['evaluation'] else None
+  summary['transform_graph_uri'] = results.output_uri(run, 'Transform', 'transform_graph')
   summary['pushed_model'] = results.pushed_destination(run)
   return summary
 
 
 def _print_summary(summary: dict, echo) -> None:
+  from tfx_pipeline.local import evaluation
+
   cached = sorted(n for n, s in summary['states'].items() if s == 'cached')
   echo(
     f'finished in {summary["seconds"]:.0f}s'
@@ -253,17 +325,45 @@ def _print_summary(summary: dict, echo) -> None:
     echo(f'  ({summary["best_hyperparameters_uri"]}/best_hyperparameters.txt)')
   else:
     echo('hyperparameters: search space defaults (no tuning)')
-  if summary.get('accuracy') is not None:
-    echo(f'eval accuracy: {summary["accuracy"]:.3f}')
+  if summary['evaluation']:
+    for line in evaluation.summary_lines(summary['evaluation']):
+      echo(line)
   echo(
     f'pushed model: {summary["pushed_model"]}'
     if summary['pushed_model']
-    else 'model not pushed: eval accuracy below --accuracy-threshold'
+    else evaluation.why_not_pushed(summary['evaluation'])
+  )
+  if summary.get('confusion_matrix'):
+    echo(f'confusion matrix: {summary["confusion_matrix"]}')
+
+
+def _confusion_matrix(config: PipelineConfig, run_id: str, summary: dict, report) -> Optional[str]:
+  """Writes the eval confusion matrix beside the tuning report (or the run's log); its path."""
+  from tfx_pipeline.local import evaluation
+
+  if not summary['evaluation'] or not summary['evaluation'].confusion:
+    return None
+  folder = report['dir'] if report else os.path.join(config.pipeline_root, console.LOGS_DIR)
+  name = evaluation.CONFUSION_MATRIX_FILE
+  return evaluation.write_confusion_matrix(
+    summary['evaluation'],
+    _class_names(summary.get('transform_graph_uri')),
+    os.path.join(folder, name if report else f'{run_id}-{name}'),
   )
 
 
-def _report_tuning(config: PipelineConfig, echo) -> None:
-  """Prints the search's report, written to the search's own folder.
+def _class_names(transform_graph_uri: Optional[str]) -> List[str]:
+  if not transform_graph_uri:
+    return []
+  import tensorflow_transform as tft
+
+  from modules import labels
+
+  return labels.class_names(tft.TFTransformOutput(transform_graph_uri))
+
+
+def _report_tuning(config: PipelineConfig) -> Optional[dict]:
+  """Writes the search's report into the search's own folder; returns it (None: no search).
 
   Not into the Tuner's best_hyperparameters artifact: TFX's Trainer reads that
   folder's only file, and fails on a second one.
@@ -274,25 +374,71 @@ def _report_tuning(config: PipelineConfig, echo) -> None:
   search = tuning_state.latest_search(
     tuning_state.base_dir(config.pipeline_root, config.pipeline_name)
   )
-  if not search:
-    return
-  report = tuning_report.write(search)
-  tuning_report.print_report(report, echo)
+  return tuning_report.write(search) if search else None
 
 
-def _run_command(args: argparse.Namespace) -> None:
-  try:
-    config = config_from_args(args)
-  except ValueError as e:
-    raise options.UsageError(str(e)) from None
+# Raised before any component runs: the run ends with one `error:` line.
+def _usage_errors():
   from modules.backbone import BackboneError
   from tfx_pipeline.cli_paths import PathError
   from tfx_pipeline.data_folder.layout import DataLayoutError
 
+  return (DataLayoutError, PathError, BackboneError, run_lock.RunLockError)
+
+
+def _run_command(args: argparse.Namespace) -> int:
+  """`run_local.py run`: the run with its console, log, lock and Ctrl-C handling."""
   try:
-    run(config)
-  except (DataLayoutError, PathError, BackboneError) as e:  # Raised before any component runs.
+    config = config_from_args(args)
+  except ValueError as e:
     raise options.UsageError(str(e)) from None
+  try:
+    run_lock.refuse_if_held(config.pipeline_root)  # At once, not after TensorFlow's import.
+  except run_lock.RunLockError as e:
+    raise options.UsageError(console.shown(str(e))) from None
+  session = console.Session(args.verbose).start()  # Before TensorFlow is imported.
+  errors, interrupt = (), interrupt_module.Interrupt(on_force_exit=session.write_now)
+  try:
+    with interrupt:
+      from tfx_pipeline.data_folder import layout as data_layout
+
+      errors = _usage_errors()
+      check_paths(config)  # Nothing is written under the pipeline root before these pass.
+      layout = data_layout.resolve(config.data_root)
+      with run_lock.hold(config.pipeline_root):
+        run_id = new_run_id()
+        session.open_log(console.log_path(config.pipeline_root, run_id))
+        if session.log_path:
+          session.line(f'log: {session.log_path}')
+        run(config, session.line, run_id=run_id, layout=layout, interrupt=interrupt)
+  except KeyboardInterrupt:  # Interrupt.uninstall has marked the run stopped.
+    traceback.print_exc()  # Where it stopped, into the log.
+    session.line(interrupt_module.INTERRUPTED)
+    session.close()
+    return interrupt_module.EXIT_CODE
+  except errors as e:  # Bad settings or input, found before any component ran.
+    log = session.log_path
+    session.close()
+    raise options.UsageError(console.shown(str(e) + (f'\nlog: {log}' if log else ''))) from None
+  except Exception as e:
+    if session.verbose:
+      raise  # The traceback, as it comes.
+    traceback.print_exc()  # Into the log.
+    log = session.log_path
+    session.close()
+    print(console.shown(f'error: {_one_line(e)}'), file=sys.stderr)
+    if log:
+      print(console.shown(f'log: {log}'), file=sys.stderr)
+    return 1
+  finally:
+    session.close()
+  return 0
+
+
+def _one_line(error: BaseException, limit: int = 300) -> str:
+  text = str(error) if isinstance(error, ComponentError) else f'{type(error).__name__}: {error}'
+  text = ' '.join(text.split())
+  return text if len(text) <= limit else text[: limit - 3] + '...'
 
 
 def _predict_command(args: argparse.Namespace) -> None:
@@ -329,10 +475,10 @@ def main(argv: Optional[List[str]] = None) -> int:
   if argv[:1] not in ([c] for c in COMMANDS):
     argv = ['run', *argv]  # `run_local.py [flags]` (and --help) is the run command.
   args = parser().parse_args(argv)
-  _set_up_logging(getattr(args, 'verbose', False))
+  if args.command != 'run':
+    _set_up_logging(False)
   try:
-    _COMMANDS[args.command](args)
-  except options.UsageError as e:  # Bad settings or input: one line, nothing has run.
+    return _COMMANDS[args.command](args) or 0
+  except options.UsageError as e:  # Bad settings or input: one line (and the log), nothing ran.
     print(f'error: {e}', file=sys.stderr)
     return 2
-  return 0

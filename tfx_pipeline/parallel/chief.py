@@ -19,16 +19,19 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import json
 import os
 import time
 from concurrent import futures
-from typing import Callable, List, Optional
+from typing import Dict, List, Optional
 
 import grpc
 import keras_tuner
 from keras_tuner.src import protos
 from keras_tuner.src.distribute import oracle_chief
 
+from modules import console, stop
+from modules.tuning import hooks
 from tfx_pipeline.parallel import pool
 
 LOOPBACK = '127.0.0.1'
@@ -64,6 +67,86 @@ def _ongoing_trial_id(oracle, tuner_id: str) -> Optional[str]:
 @keras_tuner.synchronized
 def _stop_if_spent(oracle, budget) -> Optional[str]:
   return budget.stop_if_spent(oracle)
+
+
+@keras_tuner.synchronized
+def _trial_states(oracle) -> Dict[str, tuple]:
+  """Every trial id -> (the tuner id running it or None, whether it has ended)."""
+  running = {trial.trial_id: tuner_id for tuner_id, trial in oracle.ongoing_trials.items()}
+  return {
+    trial_id: (running.get(trial_id), trial.status in hooks.ENDED)
+    for trial_id, trial in oracle.trials.items()
+  }
+
+
+@keras_tuner.synchronized
+def _under_lock(oracle, call):
+  return call()
+
+
+class TrialWatch:
+  """The search's progress as the chief sees it: a line per ended trial, a status per worker.
+
+  Workers' oracles are remote, so their own lines can only number trials by
+  id; the chief has the oracle, and makes the lines a sequential search makes
+  (modules/tuning/hooks.py's SearchProgress): the trial's number among those
+  ended, the best so far, the ETA. A worker's epochs come from the small file
+  its hooks write into the trial's folder at each epoch's end.
+  """
+
+  def __init__(self, tuner):
+    self._tuner = tuner
+    self._oracle = tuner.oracle
+    self._progress = tuner.progress
+    self._watched: Dict[str, str] = {}  # trial id -> tuner id, while it runs
+    self._ended = set()
+
+  def start(self) -> None:
+    """From now on: trials that ended before (a resumed search) are not this run's."""
+    self._progress.start()
+    self._ended = {t for t, (_, ended) in _trial_states(self._oracle).items() if ended}
+
+  def poll(self) -> None:
+    """Says which trials ended since the last call, and shows the running ones' status."""
+    _under_lock(self._oracle, self._poll)  # The servicer's threads change the oracle.
+
+  def _poll(self) -> None:
+    for trial_id, (tuner_id, ended) in _trial_states(self._oracle).items():
+      if trial_id in self._ended:
+        continue
+      if not ended:
+        # Running; or waiting for a worker, when a resumed search retries it.
+        if tuner_id is not None and trial_id not in self._watched:
+          self._watched[trial_id] = tuner_id
+          self._progress.trial_began(trial_id)
+        continue
+      # Ended since the last call (or started and ended between two).
+      self._ended.add(trial_id)
+      worker = self._watched.pop(trial_id, None)
+      if worker:
+        console.status(None, key=worker)
+      trial = self._oracle.get_trial(trial_id)
+      record = self._progress.trial_ended(trial)
+      # Numbered in the order seen: two trials that ended since the last poll are two lines.
+      number = len(self._ended)
+      console.line(self._progress.line(trial, record['seconds'], self._oracle, number))
+    for ahead, (trial_id, tuner_id) in enumerate(sorted(self._watched.items())):
+      epochs, value = self._epochs(trial_id)
+      self._progress.epochs_done(trial_id, epochs)
+      status = self._progress.status(self._oracle.get_trial(trial_id), self._oracle, value, ahead)
+      console.status(f'[{tuner_id}] {status}', key=tuner_id)
+
+  def _epochs(self, trial_id: str):
+    try:
+      with open(os.path.join(self._tuner.get_trial_dir(trial_id), hooks.EPOCHS_FILE)) as f:
+        record = json.load(f)
+      return record['epochs'], record['value']
+    except (OSError, ValueError, KeyError):  # No epoch has ended yet.
+      return 0, None
+
+  def clear(self) -> None:
+    for tuner_id in set(self._watched.values()):
+      console.status(None, key=tuner_id)
 
 
 class OracleServer:
@@ -186,39 +269,43 @@ class Supervisor:
     return Decision(RESTART, end_trial=end_trial, lost=lost)
 
 
-def _echo(line: str) -> None:
-  print(line, flush=True)
+def _log(line: str) -> None:
+  print(line, flush=True)  # The run's log; the console only with --verbose.
 
 
-def parallel_search(
-  tuner, spec_path: str, working_dir: str, workers: int, echo: Callable[[str], None] = _echo
-) -> dict:
+def parallel_search(tuner, spec_path: str, working_dir: str, workers: int) -> dict:
   """Serves `tuner`'s oracle to `workers` worker processes until every trial has ended.
 
-  Each worker runs the search `spec_path` describes (pool.WorkerPool).
+  Each worker runs the search `spec_path` describes (pool.WorkerPool). Their
+  output goes to this process's stdout, the run's log; trial lines, lost
+  trials and the workers' status go to the console (modules/console.py).
   """
   oracle = tuner.oracle
   threads = pool.threads_per_worker(workers)
   server = OracleServer(oracle)
   worker_pool = pool.WorkerPool(
-    spec_path, server.address, threads, log_dir=os.path.join(working_dir, 'worker_logs'), echo=echo
+    spec_path, server.address, threads, log_dir=os.path.join(working_dir, 'worker_logs'), echo=_log
   )
   supervisor = Supervisor(workers, oracle.max_trials, MAX_TRIAL_RETRIES)
-  echo(
+  _log(
     f'parallel search: chief on {server.address[0]}:{server.port}, {workers} workers '
     f'with {threads} CPU thread{"s" if threads > 1 else ""} each'
   )
   lost: List[dict] = []
+  watch = TrialWatch(tuner)
   # The hooks cannot keep the budget in workers (their oracle is remote): the chief keeps it.
   tuner.budget.start()
+  watch.start()
   try:
     server.start()
     for index in range(workers):
       worker_pool.start(f'tuner{index}')
     while not server.finished():
+      stop.check()  # A Ctrl-C of the run: the workers are stopped below.
       spent = server.stop_if_spent(tuner.budget)
       if spent:
-        echo(spent)
+        console.line(spent)
+      watch.poll()
       for worker in worker_pool.exited():
         decision = supervisor.on_exit(
           WorkerExit(
@@ -234,7 +321,7 @@ def parallel_search(
           server.end_lost_trial(worker.tuner_id, decision.end_trial)
         if decision.lost:
           lost.append({**decision.lost, 'time': time.time()})
-          echo(
+          console.line(
             f'tuning: lost {pool.describe_lost(decision.lost)}'
             + (' in a new worker' if decision.lost['outcome'] == 'rerun' else '')
           )
@@ -245,8 +332,10 @@ def parallel_search(
       if not worker_pool.workers and not server.finished():
         raise RuntimeError('no tuner worker left, but trials are unfinished')
       time.sleep(POLL_SECONDS)
+    watch.poll()  # The trials that ended since the last look.
     worker_pool.wait(timeout=EXIT_GRACE_SECONDS)
   finally:
+    watch.clear()
     worker_pool.stop()
     server.stop()
     if lost:
@@ -254,7 +343,7 @@ def parallel_search(
   ended = collections.Counter(t.status for t in oracle.trials.values())
   counts = ', '.join(f'{n} {status}' for status, n in sorted(ended.items()))
   lost_text = '; '.join(pool.describe_lost(r) for r in lost)
-  echo(
+  _log(
     f'parallel search: {sum(ended.values())} trials ({counts}) by {workers} workers; '
     + (f'lost with a worker: {lost_text}' if lost else 'no trial lost')
   )

@@ -3,9 +3,11 @@
 `tfx_pipeline.parallel.component`'s executor owns a `WorkerPool`. Each worker is a
 `python -m tfx_pipeline.parallel.worker` process that keras-tuner's distributed
 protocol points at the chief (KERASTUNER_TUNER_ID / _ORACLE_IP / _ORACLE_PORT),
-with its share of the CPU threads. A worker's output is echoed line by line,
-prefixed with its tuner id; its stderr goes to a log file whose tail names
-what went wrong when it dies.
+with its share of the CPU threads. A worker's output (stdout and stderr) is
+echoed line by line, prefixed with its tuner id (into the run's log), and kept
+in a log file of its own whose tail names what went wrong when it dies. It
+runs in a session of its own, so a Ctrl-C on the terminal reaches only the
+run, which stops its workers itself.
 """
 
 from __future__ import annotations
@@ -123,26 +125,30 @@ class WorkerPool:
     """Starts (or restarts, under the same id) worker `tuner_id`."""
     os.makedirs(self._log_dir, exist_ok=True)
     log_path = os.path.join(self._log_dir, f'{tuner_id}.log')
-    with open(log_path, 'a') as log:
-      process = subprocess.Popen(
-        [sys.executable, '-m', WORKER_MODULE, self._spec_path],
-        cwd=PROJECT_ROOT,
-        env=self._env(tuner_id),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=log,
-        text=True,
-        errors='replace',
-      )
-    reader = threading.Thread(target=self._forward, args=(tuner_id, process), daemon=True)
+    process = subprocess.Popen(
+      [sys.executable, '-m', WORKER_MODULE, self._spec_path],
+      cwd=PROJECT_ROOT,
+      env=self._env(tuner_id),
+      stdin=subprocess.DEVNULL,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+      errors='replace',
+      # Not in the terminal's process group: the run stops its workers in order.
+      start_new_session=True,
+    )
+    reader = threading.Thread(target=self._forward, args=(tuner_id, process, log_path), daemon=True)
     reader.start()
     worker = Worker(tuner_id, process, log_path, reader)
     self.workers[tuner_id] = worker
     return worker
 
-  def _forward(self, tuner_id: str, process: subprocess.Popen) -> None:
-    for line in process.stdout:
-      self._echo(f'[{tuner_id}] {line.rstrip()}')
+  def _forward(self, tuner_id: str, process: subprocess.Popen, log_path: str) -> None:
+    with open(log_path, 'a') as log:
+      for line in process.stdout:
+        log.write(line)
+        log.flush()
+        self._echo(f'[{tuner_id}] {line.rstrip()}')
 
   def exited(self) -> List[Worker]:
     """Workers whose process has ended since the last call (removed from the pool)."""

@@ -1,0 +1,80 @@
+"""What a default run may show on the console, line by line, and a terminal to replay it on.
+
+`SHAPES` is every kind of line the quiet console prints: the data lines, the
+search's size, one line per component, one per trial, the summary. Any other
+line (a log record, a Keras epoch, keras-tuner's tables, a warning, a worker's
+output) belongs in the run's log. `shape(line)` names a line's kind (None: no
+kind); README's sample output is checked against a real run's by these names.
+"""
+
+import re
+from typing import List, Optional
+
+_PATH = r'\S+'
+SHAPES = {
+  'log': rf'log: {_PATH}\.log',
+  'data': r'data: .+',
+  'backbone': r'backbone: .+',
+  'data check': r'data check: .+',
+  'skipped record': r'  (skipped .+|\.\.\. and \d+ more, all in \S+)',  # --bad-images skip
+  'search': r'search: \w+, \d+ trials, at most \d+ epochs in all(, \d+ at a time)?',
+  'component starts': r'\[\d+/\d+\] \w+ \.\.\.',
+  'component done': r'\[\d+/\d+\] \w+ (done in \d+\.\ds|cached)',
+  'tuning': r'tuning: .+',
+  'tuning budget': r'tuning budget of \S+ min spent: .+',
+  'trial': (
+    r'trial \d+/\d+: (\S+=\S+ )+score=\S+ best=\S+ \(\w+\) elapsed \w+( \[[A-Z]+\])?( eta \w+)?'
+  ),
+  'finished': r'finished in \d+s( \(\d+ of \d+ components from cache\))?',
+  'best hyperparameters': r'best hyperparameters: \{.+\}',
+  'hyperparameters file': rf'  \({_PATH}/best_hyperparameters\.txt\)',
+  'no tuning': r'hyperparameters: search space defaults \(no tuning\)',
+  'eval accuracy': r'eval accuracy: \d\.\d{3}',
+  'class accuracy': r'  [^ ].*: (\d\.\d{3}|-) \(\d+ photos?\)',
+  'pushed model': rf'pushed model: {_PATH}',
+  'not pushed': rf'model not pushed: .+; TFMA results in {_PATH}',
+  'confusion matrix': rf'confusion matrix: {_PATH}\.png',
+  'tuning report': r'tuning report: \d+ of \d+ trials completed \(\* best\)',
+  'report header': r'  trial  .+  status',
+  'report row': r'  \d+( \*)? .+ (COMPLETED|FAILED|INVALID|RUNNING|IDLE|STOPPED)',
+  'report files': (
+    rf'  \({_PATH}: trials\.txt/\.csv/\.json, PNG plots; tensorboard --logdir {_PATH}\)'
+  ),
+  'lost trial': r'  lost with a worker: .+',
+  'interrupted': r'interrupted: rerun the same command to resume',
+}
+_COMPILED = {name: re.compile(pattern) for name, pattern in SHAPES.items()}
+
+
+def shape(line: str) -> Optional[str]:
+  """The kind of console line `line` is, or None."""
+  for name, pattern in _COMPILED.items():
+    if pattern.fullmatch(line):
+      return name
+  return None
+
+
+def strays(lines: List[str]) -> List[str]:
+  """The lines that no console line looks like."""
+  return [line for line in lines if shape(line) is None]
+
+
+def screen(raw: str) -> List[str]:
+  """The rows a terminal shows after `raw`: with carriage returns, line erases and cursor-ups."""
+  rows, row, col = [''], 0, 0
+  for token in re.findall(r'\x1b\[1A|\x1b\[K|\r|\n|[^\x1b\r\n]+', raw):
+    if token == '\n':
+      row, col = row + 1, 0
+      if row == len(rows):
+        rows.append('')
+    elif token == '\r':
+      col = 0
+    elif token == '\x1b[K':
+      rows[row] = rows[row][:col]
+    elif token == '\x1b[1A':
+      row = max(row - 1, 0)
+    else:
+      text = rows[row].ljust(col)
+      rows[row] = text[:col] + token + text[col + len(token) :]
+      col += len(token)
+  return rows[:-1] if rows and rows[-1] == '' else rows

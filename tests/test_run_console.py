@@ -1,0 +1,317 @@
+"""Real runs through run_local.py, as a person runs them: what the console shows and the log keeps.
+
+Three runs share one pipeline root (module-scoped, in order): a default run
+(its stdout a pipe), a worse model (not pushed, and the console says why), and
+a parallel search on a terminal (a pty: the live status lines), during which a
+second run on the same root is refused. Every console line must be one of
+tests/console_lines.py's kinds; everything else belongs in the run's log.
+"""
+
+import dataclasses
+import fcntl
+import os
+import pty
+import re
+import struct
+import subprocess
+import sys
+import termios
+import threading
+import time
+from typing import List, Optional
+
+import pytest
+
+from tests.conftest import REPO
+from tests.console_lines import screen, shape, strays
+
+README = os.path.join(REPO, 'README.md')
+TINY = ['--image-size', '32', '--max-epochs', '2', '--factor', '2', '--epochs', '2']
+# Controls a terminal would interpret; the log and a pipe must have none.
+CONTROL = re.compile(r'[\x00-\x08\x0b-\x1f\x7f]')
+
+
+@dataclasses.dataclass
+class Done:
+  rc: int
+  out: str  # stdout as written (a terminal's: with its control sequences)
+  err: str
+  seconds: float
+  lines: List[str] = dataclasses.field(default_factory=list)  # What a person saw.
+
+  def log(self) -> str:
+    (path,) = [line[len('log: ') :] for line in self.lines if line.startswith('log: ')]
+    with open(os.path.join(REPO, path)) as f:
+      return f.read()
+
+  def line(self, prefix: str) -> str:
+    (found,) = [line for line in self.lines if line.startswith(prefix)]
+    return found
+
+
+def _argv(data, root, *flags):
+  return [sys.executable, 'run_local.py', '--data-root', data, '--pipeline-root', root, *flags]
+
+
+def _env():
+  # As a person runs it: the runner sets TensorFlow's log level itself.
+  return {k: v for k, v in os.environ.items() if k != 'TF_CPP_MIN_LOG_LEVEL'}
+
+
+def run_local(data, root, *flags, timeout=900) -> Done:
+  start = time.monotonic()
+  done = subprocess.run(
+    _argv(data, root, *flags), cwd=REPO, capture_output=True, text=True, env=_env(), timeout=timeout
+  )
+  return Done(
+    done.returncode, done.stdout, done.stderr, time.monotonic() - start, done.stdout.splitlines()
+  )
+
+
+class OnTerminal:
+  """run_local.py with stdout on a pseudo-terminal, 160 columns wide; `wait()` gives a Done."""
+
+  def __init__(self, data, root, *flags):
+    self._start = time.monotonic()
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack('HHHH', 50, 160, 0, 0))
+    self.process = subprocess.Popen(
+      _argv(data, root, *flags),
+      cwd=REPO,
+      stdout=slave,
+      stderr=subprocess.PIPE,
+      text=True,
+      env=_env(),
+    )
+    os.close(slave)
+    self._master, self._raw, self._closed = master, [], threading.Event()
+    threading.Thread(target=self._read, daemon=True).start()
+
+  def _read(self):
+    while True:
+      try:
+        chunk = os.read(self._master, 65536)
+      except OSError:  # EIO: the process closed the terminal.
+        break
+      if not chunk:
+        break
+      self._raw.append(chunk)
+    self._closed.set()
+
+  @property
+  def output(self) -> str:
+    return b''.join(self._raw).decode(errors='replace')
+
+  def wait_for(self, pattern: str, timeout=600) -> None:
+    deadline = time.monotonic() + timeout
+    while not re.search(pattern, self.output, re.M):
+      assert self.process.poll() is None, self.output[-3000:]
+      assert time.monotonic() < deadline, f'no {pattern!r} in:\n{self.output[-3000:]}'
+      time.sleep(0.2)
+
+  def wait(self, timeout=900) -> Done:
+    self.process.wait(timeout=timeout)
+    self._closed.wait(timeout=30)
+    os.close(self._master)
+    out = self.output
+    return Done(
+      self.process.returncode,
+      out,
+      self.process.stderr.read(),
+      time.monotonic() - self._start,
+      screen(out),
+    )
+
+
+def _served(root) -> List[str]:
+  folder = os.path.join(root, 'serving_model', 'flower-tuner')
+  return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+
+
+def _accuracy(done: Done) -> float:
+  return float(done.line('eval accuracy: ').split()[-1])
+
+
+@pytest.fixture(scope='module')
+def root(tmp_path_factory):
+  return str(tmp_path_factory.mktemp('console_runs') / 'root')
+
+
+@pytest.fixture(scope='module')
+def default_run(tiny_data, root):
+  done = run_local(tiny_data, root, *TINY)
+  assert done.rc == 0, done.out[-3000:] + done.err[-3000:]
+  return done
+
+
+@pytest.fixture(scope='module')
+def worse_run(default_run, tiny_data, root):
+  """A model worse than the one serving: the CNN from scratch, one training step."""
+  before = _served(root)
+  done = run_local(
+    tiny_data,
+    root,
+    *TINY,
+    '--no-tune',
+    '--backbone',
+    'cnn',
+    '--train-steps',
+    '1',
+    '--accuracy-threshold',
+    '0',
+  )
+  assert done.rc == 0, done.out[-3000:] + done.err[-3000:]
+  return done, before, _served(root)
+
+
+@pytest.fixture(scope='module')
+def parallel_run(worse_run, tiny_data, root):
+  """A parallel search on a terminal; a second run on the same root meanwhile."""
+  flags = [*TINY, '--parallel-trials', '2', '--tuner', 'random', '--max-trials', '3']
+  flags += ['--backbone', 'cnn', '--accuracy-threshold', '0.9']
+  run = OnTerminal(tiny_data, root, *flags)
+  try:
+    run.wait_for(r'^log: ')  # It holds the root from before this line.
+    second = run_local(tiny_data, root, *TINY, timeout=120)
+    done = run.wait()
+  finally:
+    if run.process.poll() is None:
+      run.process.kill()
+  assert done.rc == 0, done.out[-3000:] + done.err[-3000:]
+  return done, second, run.process.pid
+
+
+def test_the_default_run_shows_only_progress_and_the_summary(default_run):
+  lines = default_run.lines
+  assert strays(lines) == []
+  assert default_run.err == ''
+  assert not CONTROL.search(default_run.out)
+  kinds = [shape(line) for line in lines]
+  for kind in ('log', 'data', 'backbone', 'data check', 'search', 'tuning', 'finished'):
+    assert kinds.count(kind) == 1, (kind, lines)
+  assert kinds.count('component done') == kinds.count('component starts') == 10
+  assert kinds.count('trial') == 5  # Hyperband, --max-epochs 2 --factor 2.
+  assert lines[0].startswith('log: ') and kinds[1] == 'data'
+  assert re.fullmatch(r'eval accuracy: \d\.\d{3}', default_run.line('eval accuracy: '))
+  assert kinds.count('class accuracy') == 5 and kinds.count('pushed model') == 1
+
+
+def test_the_log_keeps_everything_else(default_run):
+  log = default_run.log()
+  for console_line in default_run.lines:
+    assert console_line in log
+  # What the console left out: TFX's records, keras-tuner's tables, Keras' epochs.
+  for noise in ('Component Transform is running', 'Search: Running Trial #', 'Epoch 1/2'):
+    assert noise in log
+  assert not CONTROL.search(log.replace('\t', ''))
+  name = os.path.basename(default_run.line('log: '))
+  assert re.fullmatch(r'\d{8}-\d{6}-\d{3}\.log', name)
+
+
+def test_per_class_accuracy_and_the_confusion_matrix(default_run, tiny_data):
+  classes = [
+    line.split(':')[0].strip() for line in default_run.lines if shape(line) == 'class accuracy'
+  ]
+  assert classes == sorted(['daisy', 'dandelion', 'roses', 'sunflowers', 'tulips'])
+  path = default_run.line('confusion matrix: ')[len('confusion matrix: ') :]
+  report = re.search(r'  \((\S+): trials\.txt', '\n'.join(default_run.lines)).group(1)
+  assert os.path.dirname(path) == report  # Beside the tuning report.
+  with open(os.path.join(REPO, path), 'rb') as f:
+    assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+
+
+def test_a_worse_model_is_not_pushed_and_the_run_says_why(default_run, worse_run):
+  done, before, after = worse_run
+  assert _accuracy(done) < _accuracy(default_run), 'the worse model is not worse here'
+  assert before and after == before  # The serving model is the default run's.
+  assert strays(done.lines) == [] and not CONTROL.search(done.out)
+  not_pushed = done.line('model not pushed: ')
+  assert re.fullmatch(
+    r"model not pushed: eval accuracy (\d\.\d{3}) is below the serving model's (\d\.\d{3}) "
+    r'\(--max-accuracy-drop\); TFMA results in \S+/Evaluator/evaluation/\d+',
+    not_pushed,
+  ), not_pushed
+  assert f"serving model's {_accuracy(default_run):.3f}" in not_pushed
+
+
+def test_each_summary_reads_its_own_run(root, default_run, worse_run):
+  """The runs' ML Metadata records, by the run id each log is named after."""
+  from tfx_pipeline.local import results
+
+  def run_id(done):
+    return os.path.basename(done.line('log: '))[: -len('.log')]
+
+  metadata = os.path.join(root, 'metadata.sqlite')
+  first = results.run_results(metadata, 'flower-tuner', run_id(default_run))
+  second = results.run_results(metadata, 'flower-tuner', run_id(worse_run[0]))
+  pushed = default_run.line('pushed model: ')[len('pushed model: ') :]
+  assert results.pushed_destination(first) == os.path.join(REPO, pushed)
+  assert results.pushed_destination(second) is None
+  assert 'Tuner' in first and 'Tuner' not in second
+
+
+def test_a_parallel_search_on_a_terminal(parallel_run, root):
+  done, _, _ = parallel_run
+  assert strays(done.lines) == [], done.lines  # The screen once the run is over.
+  kinds = [shape(line) for line in done.lines]
+  assert kinds.count('trial') == 3 and 'search' in kinds
+  trials = [line for line in done.lines if shape(line) == 'trial']
+  assert [t.split(':')[0] for t in trials] == ['trial 1/3', 'trial 2/3', 'trial 3/3']
+  assert trials[-1].endswith(' eta 0s')
+  # While it ran: a status row per worker, redrawn in place.
+  assert re.search(r'\[tuner[01]\] trial \d/3 epoch \d/2 val_accuracy ', done.out)
+  assert '\x1b[K' in done.out
+  # The floor failed (a CNN after 2 epochs), and so did the comparison with the serving model.
+  not_pushed = done.line('model not pushed: ')
+  assert re.search(r'eval accuracy \d\.\d{3} < 0\.900 \(--accuracy-threshold\)', not_pushed)
+  assert "below the serving model's" in not_pushed
+  log = done.log()
+  assert '[tuner0] ' in log and '[tuner1] ' in log  # The workers' own output.
+  assert not CONTROL.search(log.replace('\t', ''))
+
+
+def test_a_second_run_on_the_same_root_is_refused_at_once(parallel_run, root):
+  _, second, first_pid = parallel_run
+  assert second.rc == 2 and second.out == ''
+  (line,) = second.err.splitlines()
+  assert line.startswith(f'error: --pipeline-root {root} is in use by process {first_pid} ')
+  assert '--parallel-trials 2' in line
+  assert second.seconds < 30, second.seconds  # Before TensorFlow's import, not after.
+
+
+def _readme_sample() -> List[str]:
+  """The sample output block README.md shows for a default run."""
+  with open(README) as f:
+    text = f.read()
+  block = re.search(r'\n```\n(log: .*?)\n```\n', text, re.S)
+  assert block, 'README.md shows no sample output starting with its log: line'
+  return block.group(1).splitlines()
+
+
+def _shapes_match(sample: List[str], real: List[Optional[str]]) -> bool:
+  """`sample`'s line kinds, with '...' for any run of lines, against `real`'s in order."""
+  pattern = ''.join(
+    '(?:[^\n]*\n)*?' if line.strip() == '...' else re.escape(f'{shape(line)}\n') for line in sample
+  )
+  return re.fullmatch(pattern, ''.join(f'{kind}\n' for kind in real)) is not None
+
+
+def test_readme_sample_output_has_the_shape_of_a_real_run(default_run):
+  sample = _readme_sample()
+  assert strays([line for line in sample if line.strip() != '...']) == []
+  assert _shapes_match(sample, [shape(line) for line in default_run.lines]), (
+    'README.md sample vs a real run:\n' + '\n'.join(sample) + '\n---\n' + default_run.out
+  )
+
+
+def test_a_failing_component_is_one_line_and_the_log(parallel_run, tiny_data, root, tmp_path):
+  """Hyperparameters the model cannot be built with: the Trainer fails."""
+  hparams = tmp_path / 'hparams.json'
+  hparams.write_text('{"space": [], "values": {"units": "many"}}')
+  done = run_local(tiny_data, root, *TINY, '--no-tune', '--hparams-from', str(hparams))
+  assert done.rc == 1
+  error, log = done.err.splitlines()
+  assert error.startswith('error: Trainer failed: ValueError: ') and 'many' in error
+  assert log == done.line('log: ')  # The log the run named at its start.
+  assert strays(done.lines) == [] and done.lines[-1] == '[8/10] Trainer ...'
+  assert 'Traceback (most recent call last)' in done.log()

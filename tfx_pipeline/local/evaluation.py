@@ -1,0 +1,185 @@
+"""What the Evaluator found: accuracy overall and per class, the gate's verdict, a confusion matrix.
+
+Read from the Evaluator's TFMA output (`tfma.load_eval_result` and
+`load_validation_result`): the overall slice, one slice per class
+(`image/class/text`), the validation result that decided the blessing, and
+the `MultiClassConfusionMatrixPlot` (tfx_pipeline/pipeline.py `eval_config`).
+With a baseline (the latest blessed model) TFMA keeps results for two models,
+'candidate' and 'baseline'.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import List, Optional, Sequence, Tuple
+
+from modules import features
+from tfx_pipeline.pipeline import ACCURACY_METRIC
+
+CANDIDATE, BASELINE = 'candidate', 'baseline'
+CONFUSION_PLOT = 'multiClassConfusionMatrixAtThresholds'
+CONFUSION_MATRIX_FILE = 'confusion_matrix.png'
+
+
+@dataclasses.dataclass
+class Evaluation:
+  uri: str
+  accuracy: Optional[float]
+  # (class name, accuracy, examples), by class name.
+  per_class: List[Tuple[str, float, int]]
+  baseline_accuracy: Optional[float]  # None on a first run: no blessed model yet.
+  validation_ok: bool
+  # The thresholds the candidate failed, each as 'value < bound' or 'value is below ...'.
+  failures: List[str]
+  # Examples by (true class id, predicted class id); None when TFMA gave no matrix.
+  confusion: Optional[List[List[float]]]
+
+
+def read(uri: str, max_accuracy_drop: float = 0.0) -> Evaluation:
+  """The Evaluator output at `uri`."""
+  import tensorflow_model_analysis as tfma  # Heavy; only the summary needs it.
+
+  two_models = os.path.exists(uri) and _has_baseline(uri)
+  candidate = tfma.load_eval_result(uri, model_name=CANDIDATE if two_models else None)
+  overall, per_class = None, []
+  for slice_key, metrics in candidate.slicing_metrics:
+    values = _metrics(metrics)
+    if not slice_key:
+      overall = values.get(ACCURACY_METRIC)
+    elif len(slice_key) == 1 and slice_key[0][0] == features.LABEL_TEXT_KEY:
+      name = slice_key[0][1]
+      name = name.decode() if isinstance(name, bytes) else str(name)
+      count = values.get('example_count')
+      per_class.append((name, values.get(ACCURACY_METRIC), int(count or 0)))
+  baseline = None
+  if two_models:
+    for slice_key, metrics in tfma.load_eval_result(uri, model_name=BASELINE).slicing_metrics:
+      if not slice_key:
+        baseline = _metrics(metrics).get(ACCURACY_METRIC)
+  validation = tfma.load_validation_result(uri)
+  failures = []
+  for per_slice in validation.metric_validations_per_slice:
+    for failure in per_slice.failures:
+      if failure.metric_key.name != ACCURACY_METRIC:
+        continue
+      threshold = failure.metric_threshold
+      if threshold.HasField('value_threshold'):
+        failures.append(
+          f'eval accuracy {overall:.3f} < {threshold.value_threshold.lower_bound.value:.3f} '
+          '(--accuracy-threshold)'
+        )
+      elif threshold.HasField('change_threshold') and baseline is not None:
+        drop = f' by more than {max_accuracy_drop:g}' if max_accuracy_drop else ''
+        failures.append(
+          f"eval accuracy {overall:.3f} is below the serving model's {baseline:.3f}{drop} "
+          '(--max-accuracy-drop)'
+        )
+  return Evaluation(
+    uri=uri,
+    accuracy=overall,
+    per_class=sorted(per_class),
+    baseline_accuracy=baseline,
+    validation_ok=validation.validation_ok,
+    failures=failures,
+    confusion=_confusion(candidate.plots),
+  )
+
+
+def _has_baseline(uri: str) -> bool:
+  import json
+
+  try:
+    with open(os.path.join(uri, 'eval_config.json')) as f:
+      config = json.load(f)
+  except (OSError, ValueError):
+    return False
+  specs = config.get('evalConfig', config).get('modelSpecs', [])
+  return any(spec.get('isBaseline') for spec in specs)
+
+
+def _metrics(metrics: dict) -> dict:
+  """{'metric name': float} of one slice's default output."""
+  return {
+    name: value['doubleValue']
+    for name, value in metrics.get('', {}).get('', {}).items()
+    if isinstance(value, dict) and 'doubleValue' in value
+  }
+
+
+def _confusion(plots) -> Optional[List[List[float]]]:
+  for slice_key, plot in plots or []:
+    if slice_key:
+      continue
+    matrices = plot.get('', {}).get('', {}).get(CONFUSION_PLOT, {}).get('matrices', [])
+    if not matrices:
+      return None
+    entries = matrices[0].get('entries', [])  # Threshold 0: the argmax class.
+    size = 1 + max(
+      max(e.get('actualClassId', 0), e.get('predictedClassId', 0)) for e in entries or [{}]
+    )
+    matrix = [[0.0] * size for _ in range(size)]
+    for e in entries:
+      predicted = e.get('predictedClassId', 0)
+      if predicted >= 0:
+        matrix[e.get('actualClassId', 0)][predicted] += e.get('numWeightedExamples', 0.0)
+    return matrix
+  return None
+
+
+def summary_lines(evaluation: Evaluation) -> List[str]:
+  """`eval accuracy: 0.800` and one line per class; `eval accuracy` alone is parsed by tools."""
+  lines = []
+  if evaluation.accuracy is not None:
+    lines.append(f'eval accuracy: {evaluation.accuracy:.3f}')
+  for name, accuracy, count in evaluation.per_class:
+    shown = '-' if accuracy is None else f'{accuracy:.3f}'
+    lines.append(f'  {name}: {shown} ({count} photo{"" if count == 1 else "s"})')
+  return lines
+
+
+def why_not_pushed(evaluation: Optional[Evaluation]) -> str:
+  """`model not pushed: eval accuracy 0.200 < 0.500 (--accuracy-threshold); results in ...`."""
+  if evaluation is None:
+    return 'model not pushed: no evaluation in this run'
+  reasons = '; '.join(evaluation.failures) or 'the Evaluator did not bless it'
+  return f'model not pushed: {reasons}; TFMA results in {evaluation.uri}'
+
+
+def write_confusion_matrix(
+  evaluation: Evaluation, class_names: Sequence[str], path: str
+) -> Optional[str]:
+  """A PNG of the confusion matrix (rows: true class, columns: predicted); None without one."""
+  if not evaluation.confusion:
+    return None
+  import matplotlib
+
+  matplotlib.use('Agg')  # Files only: no display on servers.
+  import matplotlib.pyplot as plt
+
+  matrix = evaluation.confusion
+  size = len(matrix)
+  names = [class_names[i] if i < len(class_names) else str(i) for i in range(size)]
+  fig, ax = plt.subplots(figsize=(1.2 + 0.9 * size, 1.0 + 0.9 * size))
+  ax.imshow(matrix, cmap='Blues')
+  ax.set_xticks(range(size), names, rotation=45, ha='right')
+  ax.set_yticks(range(size), names)
+  ax.set_xlabel('predicted')
+  ax.set_ylabel('true class')
+  top = max(max(row) for row in matrix) or 1
+  for i, row in enumerate(matrix):
+    for j, value in enumerate(row):
+      ax.text(
+        j, i, f'{value:g}', ha='center', va='center', color='white' if value > top / 2 else 'black'
+      )
+  title = 'eval confusion matrix'
+  if evaluation.accuracy is not None:
+    title += f' (accuracy {evaluation.accuracy:.3f})'
+  ax.set_title(title)
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  partial = path + '.partial.png'
+  fig.savefig(partial)
+  plt.close(fig)
+  os.replace(partial, path)
+  return path
