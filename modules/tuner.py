@@ -1,17 +1,19 @@
 """`tuner_fn` for the TFX Tuner: picks keras-tuner's Hyperband, Bayesian or random search.
 
 What to try lives in keras-tuner's oracles; this file only wires them to the
-model builder and the transformed data.
+search space (modules/search_space.py) and the hypermodel (modules/hypermodel.py:
+the built-in model or the user's builder, fitted on the transformed data).
 """
 
 import os
+from typing import Optional
 
 import keras
 import keras_tuner
 import tensorflow_transform as tft
 from tfx import v1 as tfx
 
-from modules import gcs, labels, strategy, training_data
+from modules import gcs, hypermodel, labels, search_space, strategy, training_data
 from modules.module_config import ModuleConfig, RunPaths
 from modules.search_space import OBJECTIVE
 from modules.tuning import hooks
@@ -48,8 +50,13 @@ def make_tuner(
   directory: str,
   project_name: str = 'search',
   distribution_strategy=None,
+  space: Optional[search_space.Space] = None,
 ) -> keras_tuner.Tuner:
-  """The keras-tuner tuner for `config.tuner`, writing its trials under `directory`."""
+  """The keras-tuner tuner for `config.tuner`, writing its trials under `directory`.
+
+  `space` is what the oracle starts from (names the hypermodel declares itself
+  are added as keras-tuner adds them).
+  """
   objective = keras_tuner.Objective(OBJECTIVE, direction='max')
   common = dict(
     objective=objective,
@@ -62,6 +69,8 @@ def make_tuner(
     total_epochs=epoch_count(config),
     budget_minutes=config.tuning_budget_minutes,
   )
+  if space is not None:
+    common['hyperparameters'] = space.hyperparameters()
   if config.tuner == 'hyperband':
     tuner = _watched(keras_tuner.Hyperband)(
       hypermodel, max_epochs=config.max_epochs, factor=config.factor, **common
@@ -89,15 +98,17 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
   keras.utils.set_random_seed(config.seed)
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
   num_classes = len(labels.class_names(tf_transform_output))
-  data = training_data.prepare(fn_args, config, tf_transform_output, num_classes)
+  data = training_data.prepare(fn_args, config, tf_transform_output)
   tuner = make_tuner(
-    config, data.build, directory=search_directory(fn_args), distribution_strategy=strategy.choose()
+    config,
+    hypermodel.FlowerHyperModel(config, data, num_classes),
+    directory=search_directory(fn_args),
+    distribution_strategy=strategy.choose(),
+    space=search_space.from_custom_config(fn_args.custom_config),
   )
 
+  # The hypermodel's fit picks each trial's data (its batch size and augmentation).
   fit_kwargs = dict(
-    x=data.train,
-    validation_data=data.eval,
-    steps_per_epoch=data.steps_per_epoch,
     # Hyperband sets each trial's epochs itself; the other tuners use this.
     epochs=config.max_epochs,
     verbose=2,  # One line per epoch: readable in logs, unlike progress bars.

@@ -80,7 +80,16 @@ def _parsers():
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
   """The configuration the flags describe; raises ValueError for values that cannot work."""
-  return options.from_args(PipelineConfig, args, 'local', path=os.path.abspath)
+  config = options.from_args(PipelineConfig, args, 'local', path=os.path.abspath)
+  reference = config.module.hypermodel
+  if reference and ':' in reference:
+    module, _, function = reference.rpartition(':')
+    if module.endswith('.py'):  # A file: found from any folder the run is started in.
+      module = dataclasses.replace(
+        config.module, hypermodel=f'{os.path.abspath(module)}:{function}'
+      )
+      config = dataclasses.replace(config, module=module)
+  return config
 
 
 # Known-harmless warnings TFX 1.16 prints on every local run.
@@ -145,6 +154,7 @@ def run(config: PipelineConfig, echo=_echo) -> dict:
   from tfx_pipeline.local.progress import ComponentProgress
 
   check_paths(config)  # Each fails in one line, before anything runs.
+  check_search(config.module, echo)
   layout = data_layout.resolve(config.data_root)
   echo(f'data: {layout.description}')
   _check_backbone(config.module, echo)
@@ -207,6 +217,26 @@ def _check_backbone(module, echo) -> None:
     f'backbone: {module.backbone} ({dim} features per image, '
     f'{"fine-tuned" if module.fine_tune else "frozen"})'
   )
+
+
+def check_search(module, echo) -> None:
+  """Loads the --hypermodel and checks the search space against the model, before any component.
+
+  Raises SearchSpaceError or HypermodelError, each one line.
+  """
+  from modules import hypermodel, search_space
+
+  if module.hypermodel:
+    hypermodel.load_builder(module.hypermodel)
+  space, fixed = search_space.for_module(module)
+  hypermodel.check_space(space, module)
+  if space.spec:
+    what = f'{space.source}: {space.describe()}'
+  else:
+    what = f'the hyperparameters {module.hypermodel} declares'
+  if fixed:
+    what += f' ({", ".join(fixed)} fixed at the built-in defaults)'
+  echo(f'search space: {what}')
 
 
 def check_paths(config: PipelineConfig) -> None:
@@ -286,12 +316,16 @@ def _run_command(args: argparse.Namespace) -> None:
   except ValueError as e:
     raise options.UsageError(str(e)) from None
   from modules.backbone import BackboneError
+  from modules.hypermodel import HypermodelError
+  from modules.search_space import SearchSpaceError
   from tfx_pipeline.cli_paths import PathError
   from tfx_pipeline.data_folder.layout import DataLayoutError
 
   try:
     run(config)
-  except (DataLayoutError, PathError, BackboneError) as e:  # Raised before any component runs.
+  except (DataLayoutError, PathError, BackboneError, SearchSpaceError) as e:
+    raise options.UsageError(str(e)) from None  # Raised before any component runs.
+  except HypermodelError as e:  # Before any component, or in the first trial that builds.
     raise options.UsageError(str(e)) from None
 
 
