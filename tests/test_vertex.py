@@ -486,13 +486,14 @@ def test_run_fn_builds_the_model_in_the_strategy_scope(monkeypatch, fn_args_for)
   mirrored = tf.distribute.MirroredStrategy()
   monkeypatch.setattr(strategy, 'choose', lambda: mirrored)
   built_under = []
-  build_model = model.build_model
+  # The default backbone is frozen: the Trainer builds the head on its cached features.
+  build_head = model.build_head
 
   def spy(*args, **kwargs):
     built_under.append(tf.distribute.get_strategy())
-    return build_model(*args, **kwargs)
+    return build_head(*args, **kwargs)
 
-  monkeypatch.setattr(model, 'build_model', spy)
+  monkeypatch.setattr(model, 'build_head', spy)
   fn_args = fn_args_for({'epochs': 1}, train_steps=1)
   trainer.run_fn(fn_args)
   assert built_under == [mirrored]
