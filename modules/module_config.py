@@ -12,6 +12,8 @@ import dataclasses
 from typing import Any, Mapping, Optional
 
 TUNERS = ('hyperband', 'bayesian', 'random')
+# --prune: how a trial is judged at the end of each epoch (modules/tuning/pruning.py).
+PRUNERS = ('median',)
 # The small from-scratch CNN, and the ImageNet-pretrained default (modules/efficientnet_lite.py).
 BUILTIN_BACKBONE = 'cnn'
 PRETRAINED_BACKBONE = 'efficientnet-lite0'
@@ -72,6 +74,15 @@ class ModuleConfig:
     'built-in model)',
     metavar='MODULE:FUNCTION',
   )
+  prune: Optional[str] = option(
+    None,
+    'median: stop a trial after an epoch where its best val_accuracy so far is below the '
+    'median of completed trials at that epoch (random and bayesian; default: no pruning)',
+    choices=PRUNERS,
+  )
+  prune_warmup: int = option(
+    3, 'completed trials before --prune stops any (default: %(default)s)', metavar='N'
+  )
   # With cached backbone features, a search that turns augmentation on trains the
   # head on the features of this many augmented copies of each training image.
   augment_copies: int = option(
@@ -118,6 +129,15 @@ class ModuleConfig:
       raise ValueError(f'tuning_budget_minutes={self.tuning_budget_minutes}: must be 0 or more.')
     if self.factor < 2:
       raise ValueError(f'factor={self.factor}: Hyperband needs a factor of 2 or more.')
+    if self.prune not in (None, *PRUNERS):
+      raise ValueError(f'prune={self.prune!r}: choose one of {", ".join(PRUNERS)}.')
+    if self.prune and self.tuner == 'hyperband':
+      raise ValueError(
+        f'--prune {self.prune} works with --tuner random or bayesian: Hyperband stops '
+        'trials early by its own schedule.'
+      )
+    if self.prune_warmup < 0:
+      raise ValueError(f'prune_warmup={self.prune_warmup}: must be 0 or more.')
     if self.augment_copies < 1:
       raise ValueError(f'augment_copies={self.augment_copies}: must be at least 1.')
     if self.hypermodel is not None and not _is_builder_reference(self.hypermodel):

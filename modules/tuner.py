@@ -1,8 +1,9 @@
 """`tuner_fn` for the TFX Tuner: picks keras-tuner's Hyperband, Bayesian or random search.
 
 What to try lives in keras-tuner's oracles; this file only wires them to the
-search space (modules/search_space.py) and the hypermodel (modules/hypermodel.py:
-the built-in model or the user's builder, fitted on the transformed data).
+search space (modules/search_space.py), the hypermodel (modules/hypermodel.py:
+the built-in model or the user's builder, fitted on the transformed data) and,
+with --prune, median pruning (modules/tuning/pruning.py).
 """
 
 import os
@@ -16,7 +17,7 @@ from tfx import v1 as tfx
 from modules import gcs, hypermodel, labels, search_space, strategy, training_data
 from modules.module_config import ModuleConfig, RunPaths
 from modules.search_space import OBJECTIVE
-from modules.tuning import hooks
+from modules.tuning import hooks, pruning
 from modules.tuning import state as tuning_state
 
 
@@ -55,7 +56,7 @@ def make_tuner(
   """The keras-tuner tuner for `config.tuner`, writing its trials under `directory`.
 
   `space` is what the oracle starts from (names the hypermodel declares itself
-  are added as keras-tuner adds them).
+  are added as keras-tuner adds them); with `config.prune`, trials are pruned.
   """
   objective = keras_tuner.Objective(OBJECTIVE, direction='max')
   common = dict(
@@ -65,9 +66,11 @@ def make_tuner(
     project_name=project_name,
     overwrite=False,
     distribution_strategy=distribution_strategy,
-    # The search hooks' settings: the ETA's epochs, and the time budget.
+    # The search hooks' settings: the ETA's epochs, the time budget, and
+    # whether each epoch's metrics go to the oracle (which prunes on them).
     total_epochs=epoch_count(config),
     budget_minutes=config.tuning_budget_minutes,
+    report_epochs=bool(config.prune),
   )
   if space is not None:
     common['hyperparameters'] = space.hyperparameters()
@@ -84,6 +87,8 @@ def make_tuner(
     )
   else:
     tuner = _watched(keras_tuner.RandomSearch)(hypermodel, max_trials=config.max_trials, **common)
+  if config.prune:
+    pruning.enable(tuner.oracle, warmup=config.prune_warmup, max_epochs=config.max_epochs)
   return tuner
 
 

@@ -8,6 +8,10 @@ on_trial_end), so the search loop stays keras-tuner's.
 - Progress: as each trial ends, one line (`trial n/N: ... eta ...`); each
   trial's duration and epochs go to `run.json` in its trial folder, which the
   tuning report reads.
+- Pruning: with `report_epochs`, each epoch's metrics go to the oracle
+  (`update_trial`), which answers STOPPED for a trial to prune
+  (modules/tuning/pruning.py); its training stops there, and the line and
+  `run.json` say `pruned at epoch N`.
 - Budget: once `budget_minutes` of this run are spent, no new trial starts and
   the best so far stands. keras-tuner ends its search loop when the oracle
   answers a trial request with STOPPED, which it does once `oracle.max_trials`
@@ -25,9 +29,13 @@ import os
 import time
 from typing import Callable, Optional
 
+import numpy as np
+
 from modules import search_space
 
 RUN_FILE = 'run.json'
+# keras-tuner's TrialStatus.STOPPED: what the pruning oracle answers for a trial to stop.
+STOPPED = 'STOPPED'
 
 
 def _print(line: str) -> None:
@@ -99,12 +107,15 @@ class SearchHooks:
     *args,
     total_epochs: Optional[int] = None,
     budget_minutes: Optional[float] = None,
+    report_epochs: bool = False,
     echo: Callable[[str], None] = _print,
     **kwargs,
   ):
     self.total_epochs = total_epochs
     self.budget = TuningBudget(budget_minutes)
+    self.report_epochs = report_epochs
     self.echo = echo
+    self._pruned_at = {}
     super().__init__(*args, **kwargs)
 
   def search(self, *fit_args, **fit_kwargs):
@@ -135,6 +146,12 @@ class SearchHooks:
   def on_epoch_end(self, trial, model, epoch, logs=None):
     super().on_epoch_end(trial, model, epoch, logs)
     self._epochs[trial.trial_id] = self._epochs.get(trial.trial_id, 0) + 1
+    if self.report_epochs and logs and search_space.OBJECTIVE in logs:
+      metrics = {k: float(v) for k, v in logs.items() if isinstance(v, (int, float, np.number))}
+      answer = self.oracle.update_trial(trial.trial_id, metrics, step=epoch)
+      if getattr(answer, 'status', None) == STOPPED:
+        model.stop_training = True
+        self._pruned_at[trial.trial_id] = epoch + 1
 
   def on_trial_end(self, trial):
     super().on_trial_end(trial)  # The oracle scores the trial here.
@@ -148,9 +165,12 @@ class SearchHooks:
       'started': wall_start,
       'status': ended.status,
     }
+    pruned_at = self._pruned_at.pop(trial.trial_id, None)
+    if pruned_at is not None:
+      record['pruned_at_epoch'] = pruned_at
     with open(os.path.join(self.get_trial_dir(trial.trial_id), RUN_FILE), 'w') as f:
       json.dump(record, f)
-    self.echo(self.progress_line(ended, seconds))
+    self.echo(self.progress_line(ended, seconds, pruned_at))
 
   def _planned_epochs(self, trial) -> int:
     values = trial.hyperparameters.values
@@ -158,7 +178,7 @@ class SearchHooks:
       return values['tuner/epochs'] - values.get('tuner/initial_epoch', 0)
     return getattr(self, '_fit_epochs', 1)
 
-  def progress_line(self, trial, seconds: float) -> str:
+  def progress_line(self, trial, seconds: float, pruned_at: Optional[int] = None) -> str:
     # A worker of a parallel search sees only its own trials (its oracle is
     # remote): it numbers the line by trial id and leaves out the ETA.
     trials = list(self.oracle.trials.values()) if hasattr(self.oracle, 'trials') else []
@@ -176,7 +196,9 @@ class SearchHooks:
       f'best={_score(best[0].score if best else None)} ({format_seconds(seconds)}) '
       f'elapsed {format_seconds(elapsed)}'
     )
-    if trial.status != 'COMPLETED':
+    if pruned_at is not None:
+      line += f' [pruned at epoch {pruned_at}]'
+    elif trial.status != 'COMPLETED':
       line += f' [{trial.status}]'
     if self.total_epochs and self._epochs_this_run and trials:
       planned_done = sum(

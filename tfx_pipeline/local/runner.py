@@ -183,6 +183,7 @@ def run(config: PipelineConfig, echo=_echo) -> dict:
       f'search: {m.tuner}, {tuner_module.trial_count(m)} trials, '
       f'at most {tuner_module.epoch_count(m)} epochs in all'
       + (f', {config.parallel_trials} at a time' if config.parallel_trials > 1 else '')
+      + (f', {m.prune} pruning after {m.prune_warmup} completed trials' if m.prune else '')
     )
   pipeline = build(config, layout)
   os.makedirs(config.pipeline_root, exist_ok=True)
