@@ -87,7 +87,8 @@ def make_tuner(
     )
   else:
     tuner = _watched(keras_tuner.RandomSearch)(hypermodel, max_trials=config.max_trials, **common)
-  if config.prune:
+  # A parallel search's worker has a remote oracle (no `trials`): the chief's prunes.
+  if config.prune and hasattr(tuner.oracle, 'trials'):
     pruning.enable(tuner.oracle, warmup=config.prune_warmup, max_epochs=config.max_epochs)
   return tuner
 

@@ -136,13 +136,15 @@ def test_pruning_reaches_workers_through_the_chief(tmp_path, monkeypatch):
   config = ModuleConfig(
     tuner='random', max_trials=6, max_epochs=EPOCHS, prune='median', prune_warmup=2, seed=1
   )
-  chief = tuner_module.make_tuner(config, _Toy(set()), directory=str(tmp_path))
+  chief = tuner_module.make_tuner(config, _Toy(set()), directory=str(tmp_path / 'chief'))
   server = OracleServer(chief.oracle).start()
   try:
     monkeypatch.setenv('KERASTUNER_ORACLE_IP', server.address[0])
     monkeypatch.setenv('KERASTUNER_ORACLE_PORT', str(server.port))
     monkeypatch.setenv('KERASTUNER_TUNER_ID', 'tuner0')
-    worker = oracle_client.OracleClient(chief.oracle)
+    # A worker makes its tuner as the chief does; keras-tuner makes its oracle remote.
+    worker = tuner_module.make_tuner(config, _Toy(set()), directory=str(tmp_path / 'w')).oracle
+    assert isinstance(worker, oracle_client.OracleClient)
 
     def run(scores):
       trial = worker.create_trial('tuner0')
