@@ -42,10 +42,16 @@ def find_project(path: str) -> str:
 def load_trials(project: str) -> List[dict]:
   """One row per trial, in the order trials started."""
   rows = []
+  order = _space_order(os.path.dirname(project))
   for path in glob.glob(os.path.join(project, 'trial_*', 'trial.json')):
     with open(path) as f:
       trial = json.load(f)
     values = trial['hyperparameters']['values']
+    # In the search space file's order (keras-tuner's gRPC messages sort them by type).
+    values = {
+      **{name: values[name] for name in order if name in values},
+      **{k: v for k, v in values.items() if k not in order},
+    }
     run = {}
     run_path = os.path.join(os.path.dirname(path), hooks.RUN_FILE)
     if os.path.exists(run_path):
@@ -68,6 +74,16 @@ def load_trials(project: str) -> List[dict]:
       }
     )
   return sorted(rows, key=lambda r: int(r['trial']) if r['trial'].isdigit() else r['trial'])
+
+
+def _space_order(search: str) -> List[str]:
+  """The hyperparameter names of the search's space file, in order ([] if it has no record)."""
+  try:
+    with open(os.path.join(search, tuning_state.KEY_FILE)) as f:
+      space = json.load(f).get('space') or []
+  except (OSError, ValueError):
+    return []
+  return [entry['name'] for entry in space if isinstance(entry, dict) and 'name' in entry]
 
 
 def _names(rows: List[dict]) -> List[str]:
