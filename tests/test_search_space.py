@@ -133,26 +133,26 @@ def test_each_file_error_is_one_line_naming_file_name_and_problem(tmp_path, text
 
 
 @pytest.mark.parametrize(
-  'text,flags,message',
+  'text,message',
   [
+    ('units: {type: int, min: 64, max: 256, default: 128, stepp: 64}', 'units: unknown key'),
+    ('units: {type: int, min: 64.5, max: 256, default: 128}', 'units: min must be a whole'),
+    ('units: {type: int, min: 256, max: 64, default: 128}', 'units: min 256 is greater than'),
+    ('units: {type: int, min: 64, max: 256, default: 512}', 'units: default 512 is outside'),
     # The built-in model reads units etc.; a name it never reads is refused.
-    ('unitz: {type: int, min: 64, max: 256, default: 128}', [], 'unitz: the built-in model does'),
-    ('fine_tune_layers: {type: int, min: 1, max: 9, default: 2}', [], 'only with --fine-tune'),
-    ('batch_size: {type: choice, values: [0, 8], default: 8}', [], 'batch_size: 0 cannot be used'),
-    ('optimizer: {type: fixed, value: rmsprop}', [], 'optimizer: "rmsprop" cannot be used'),
-    (
-      'units: {type: int, min: 64, max: 256, default: 64}\nrate: {type: fixed, value: 1}',
-      [],
-      'rate',
-    ),
+    ('unitz: {type: int, min: 64, max: 256, default: 128}', 'unitz: the built-in model does'),
+    ('fine_tune_layers: {type: int, min: 1, max: 9, default: 2}', 'only with --fine-tune'),
+    ('batch_size: {type: choice, values: [0, 8], default: 8}', 'batch_size: 0 cannot be used'),
+    ('optimizer: {type: fixed, value: rmsprop}', 'optimizer: "rmsprop" cannot be used'),
+    ('units: {type: int, min: 64, max: 256, default: 64}\nrate: {type: fixed, value: 1}', 'rate:'),
   ],
 )
 def test_run_local_stops_on_a_bad_file_in_one_line_before_anything_runs(
-  tmp_path, capsys, text, flags, message
+  tmp_path, capsys, text, message
 ):
   path = _write(tmp_path, text)
   root = tmp_path / 'root'
-  argv = ['--search-space', path, '--pipeline-root', str(root), '--image-size', '32', *flags]
+  argv = ['--search-space', path, '--pipeline-root', str(root), '--image-size', '32']
   assert local_runner.main(argv) == 2
   captured = capsys.readouterr()
   (line,) = captured.err.strip().splitlines()
@@ -224,3 +224,12 @@ def test_the_space_keys_the_search_and_the_tuner_cache(tiny_data, tmp_path, fn_a
   )
   assert search_dir(changed) != folder
   assert lines[-1].startswith('tuning: search space changed since the last search')
+
+
+def test_the_readme_example_is_examples_image_space(tmp_path):
+  """README.md shows examples/image_space.yaml compactly: the two must declare the same space."""
+  with open(os.path.join(REPO, 'README.md')) as f:
+    blocks = f.read().split('```yaml\n')[1:]
+  (example,) = [b.split('```')[0] for b in blocks if 'augment_zoom' in b]
+  shown = search_space.load(_write(tmp_path, example))
+  assert shown.spec == search_space.load(os.path.join(EXAMPLES, 'image_space.yaml')).spec
