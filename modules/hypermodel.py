@@ -157,7 +157,10 @@ def check_model(reference: str, built, num_classes: int, image_size: int) -> Non
       f'{prefix}: the model is not compiled: call '
       "model.compile(optimizer, loss, metrics=['accuracy']) before returning it."
     )
-  metrics = (built.get_compile_config() or {}).get('metrics')
+  try:
+    metrics = (built.get_compile_config() or {}).get('metrics')
+  except Exception:  # A compile config Keras cannot serialize: leave it to keras-tuner.
+    metrics = ['accuracy']
   names = [m if isinstance(m, str) else getattr(m, 'name', '') for m in _flatten(metrics)]
   if 'accuracy' not in names:
     raise HypermodelError(
