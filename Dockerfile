@@ -24,10 +24,13 @@ RUN TF=$(sed -n 's/^tensorflow==//p' /tmp/requirements.lock) && case "$TF_VARIAN
     esac
 
 # The user code is passed to TFX by dotted path (modules.tuner.tuner_fn, ...), so the
-# `modules` package must be importable wherever a step runs.
+# `modules` package must be importable wherever a step runs; examples/ holds the example
+# --hypermodel builder. A builder of your own must be in a folder copied here too
+# (run_vertex.py refuses one that is not).
 WORKDIR /pipeline
 COPY modules/ modules/
 COPY tfx_pipeline/ tfx_pipeline/
+COPY examples/ examples/
 ENV PYTHONPATH="/pipeline:${PYTHONPATH}"
 
 # The default efficientnet-lite0 backbone, converted from its weights package once here

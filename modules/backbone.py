@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import uuid
+from typing import Optional
 
 import keras
 import tensorflow as tf
@@ -101,6 +102,10 @@ def small_cnn() -> keras.Sequential:
   return keras.Sequential(blocks + [keras.layers.GlobalAveragePooling2D()], name='cnn')
 
 
+# (handle, image size) -> feature size, as `probe` found it in this process.
+_FEATURE_SIZES = {}
+
+
 class _AdoptedVariable(keras.Variable):
   """A Keras variable that wraps an existing tf.Variable instead of creating one.
 
@@ -126,14 +131,20 @@ class SavedModelFeatures(keras.layers.Layer):
   """Calls a TF-Hub / SavedModel image feature extractor: [N,H,W,3] in [0,1] -> [N,D].
 
   Frozen, the SavedModel's variables are not Keras weights, so training leaves
-  them alone; with `fine_tune=True` they are adopted as trainable weights.
+  them alone; with `fine_tune=True` they are adopted as trainable weights: all
+  of them, or those of its top `top_layers` layers (`top_layers`).
   """
 
-  def __init__(self, handle: str, fine_tune: bool = False, **kwargs):
+  def __init__(
+    self, handle: str, fine_tune: bool = False, top_layers: Optional[int] = None, **kwargs
+  ):
     super().__init__(**kwargs)
     self.handle = handle
     self.fine_tune = fine_tune
-    self._module, self._fn = load(handle)
+    self.top_layers = top_layers
+    # Frozen, one loaded SavedModel serves every model of this process (the
+    # Tuner builds one per trial); fine-tuned, each model needs its own variables.
+    self._module, self._fn = load(handle) if fine_tune else _shared(handle)
     if fine_tune:
       variables = _trainable_variables(self._module)
       if not variables:
@@ -141,6 +152,8 @@ class SavedModelFeatures(keras.layers.Layer):
           f'backbone {handle!r} has no trainable variables: '
           'drop --fine-tune or use a trainable SavedModel.'
         )
+      if top_layers is not None:
+        variables = top_layer_variables(variables, top_layers)
       self._adopted = [_AdoptedVariable(v) for v in variables]
       for variable in self._adopted:
         self._track_variable(variable)
@@ -149,10 +162,33 @@ class SavedModelFeatures(keras.layers.Layer):
     return self._fn(images)
 
   def compute_output_shape(self, input_shape):
-    return (input_shape[0], probe(self._fn, self.handle, input_shape[1]))
+    key = (self.handle, input_shape[1])
+    if key not in _FEATURE_SIZES:  # A forward pass: remembered, models are built per trial.
+      _FEATURE_SIZES[key] = probe(self._fn, self.handle, input_shape[1])
+    return (input_shape[0], _FEATURE_SIZES[key])
 
   def get_config(self):
-    return {**super().get_config(), 'handle': self.handle, 'fine_tune': self.fine_tune}
+    return {
+      **super().get_config(),
+      'handle': self.handle,
+      'fine_tune': self.fine_tune,
+      'top_layers': self.top_layers,
+    }
+
+
+def layer_of(variable: tf.Variable) -> str:
+  """The layer a SavedModel variable belongs to: its name without the last part (`bn1/gamma:0`)."""
+  return variable.name.split(':')[0].rpartition('/')[0] or variable.name
+
+
+def top_layer_variables(variables: list, layers: int) -> list:
+  """The variables of the last `layers` layers, in the SavedModel's (bottom-up) variable order.
+
+  More layers than the backbone has gives all of them.
+  """
+  order = list(dict.fromkeys(layer_of(v) for v in variables))
+  keep = set(order[-layers:]) if layers > 0 else set()
+  return [v for v in variables if layer_of(v) in keep]
 
 
 def _trainable_variables(module) -> list:
@@ -214,6 +250,12 @@ def load(handle: str):
   return module, _feature_function(module, handle)
 
 
+@functools.lru_cache(maxsize=4)
+def _shared(handle: str):
+  """`load(handle)`, once per process: for frozen backbones, whose variables nothing changes."""
+  return load(handle)
+
+
 def _first_line(error: Exception) -> str:
   return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
 
@@ -267,8 +309,13 @@ def check(handle: str, image_size: int) -> int:
   return probe(function, handle, image_size)
 
 
-def build_backbone(handle: str, fine_tune: bool) -> keras.layers.Layer:
-  """The small CNN for 'cnn', otherwise the SavedModel `handle` resolves to."""
+def build_backbone(
+  handle: str, fine_tune: bool, top_layers: Optional[int] = None
+) -> keras.layers.Layer:
+  """The small CNN for 'cnn', otherwise the SavedModel `handle` resolves to.
+
+  With `fine_tune`, `top_layers` (None: all) of a SavedModel's layers train.
+  """
   if handle == BUILTIN_BACKBONE:
     return small_cnn()
-  return SavedModelFeatures(handle, fine_tune=fine_tune, name='backbone')
+  return SavedModelFeatures(handle, fine_tune=fine_tune, top_layers=top_layers, name='backbone')

@@ -12,7 +12,8 @@ one, the component's working dir (then it lasts one run).
 
 Key: a hash of the backbone handle and the contents of its SavedModel files,
 the image size, the Transform graph's contents, the contents of the split's
-transformed example files, and the split. Contents, not sizes: transformed
+transformed example files, and the split; for augmented copies also the switches,
+their strengths, the number of copies and the seed. Contents, not sizes: transformed
 images have a fixed size, so two data sets with as many images would have files
 of equal size. Any change to data or backbone is a new key, so a stale entry is
 never read; entries are never rewritten, and deleting the folder is always safe.
@@ -34,7 +35,8 @@ from typing import Iterable, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from modules import backbone
+from modules import augmentation, backbone
+from modules.augmentation import Augmentation
 from modules.inputs import input_fn
 from modules.module_config import BUILTIN_BACKBONE, ModuleConfig, RunPaths
 from modules.tuning import state as tuning_state
@@ -50,8 +52,16 @@ def base_dir(pipeline_root: str) -> str:
 
 
 def applies(config: ModuleConfig) -> bool:
-  """Only a frozen SavedModel backbone computes the same features every epoch."""
-  return config.feature_cache and config.backbone != BUILTIN_BACKBONE and not config.fine_tune
+  """Only the built-in model on a frozen SavedModel backbone computes the same features every epoch.
+
+  A user's `--hypermodel` builds the whole model, backbone included, so it trains on images.
+  """
+  return (
+    config.feature_cache
+    and config.backbone != BUILTIN_BACKBONE
+    and not config.fine_tune
+    and not config.hypermodel
+  )
 
 
 def _hash_files(digest, paths: Iterable[Tuple[str, str]]) -> None:
@@ -90,10 +100,14 @@ def data_fingerprint(transform_graph_path: str, files: Sequence[str]) -> str:
 
 
 def describe(
-  config: ModuleConfig, transform_graph_path: str, files: Sequence[str], split: str
+  config: ModuleConfig,
+  transform_graph_path: str,
+  files: Sequence[str],
+  split: str,
+  augment: Optional[Augmentation] = None,
 ) -> dict:
   """Everything an entry's features depend on."""
-  return {
+  description = {
     'format': FORMAT,
     'backbone': config.backbone,
     'backbone_files': backbone_fingerprint(config.backbone),
@@ -101,6 +115,16 @@ def describe(
     'split': split,
     'data': data_fingerprint(transform_graph_path, files),
   }
+  if augment is not None and augment.any:
+    # Features of `copies` augmented copies of each image, drawn with these seeds.
+    description['augment'] = {
+      'switches': augment.describe(),
+      'rotation_factor': augmentation.ROTATION_FACTOR,
+      'zoom_factor': augmentation.ZOOM_FACTOR,
+      'copies': config.augment_copies,
+      'seed': config.seed,
+    }
+  return description
 
 
 def key_of(description: dict) -> str:
@@ -148,29 +172,49 @@ def _read(path: str) -> Tuple[np.ndarray, np.ndarray]:
 
 
 def features_for(
-  fn_args, config: ModuleConfig, tf_transform_output, split: str, files: Sequence[str], echo=print
+  fn_args,
+  config: ModuleConfig,
+  tf_transform_output,
+  split: str,
+  files: Sequence[str],
+  augment: Optional[Augmentation] = None,
+  echo=print,
 ) -> Tuple[np.ndarray, np.ndarray]:
-  """The backbone's features and the labels of one split: from the cache, or computed and stored."""
+  """The backbone's features and the labels of one split: from the cache, or computed and stored.
+
+  With `augment` switches on, the features of `config.augment_copies` augmented
+  copies of every image (copy i drawn with seed `config.seed + i`), one after
+  another: [copies * N, D], and the labels repeated to match.
+  """
   folder = RunPaths.from_custom_config(fn_args.custom_config).feature_cache_dir or os.path.join(
     fn_args.working_dir, 'feature_cache'
   )
-  description = describe(config, fn_args.transform_graph_path, files, split)
+  augment = augment if augment is not None and augment.any else None
+  description = describe(config, fn_args.transform_graph_path, files, split, augment)
+  what = split + (f' ({augment.describe()} x{config.augment_copies})' if augment else '')
   path = os.path.join(folder, key_of(description) + '.npz')
   if tf.io.gfile.exists(path):
     features, labels = _read(path)
-    echo(f'feature cache: {split}: {len(labels)} examples from {path}')
+    echo(f'feature cache: {what}: {len(labels)} examples from {path}')
     return features, labels
   start = time.monotonic()
-  dataset = input_fn(
-    files, fn_args.data_accessor, tf_transform_output, config.batch_size, shuffle=False
-  )
-  features, labels = compute(_extractor(config.backbone, description['backbone_files']), dataset)
+  call = _extractor(config.backbone, description['backbone_files'])
+  parts = []
+  for copy in range(config.augment_copies if augment else 1):
+    dataset = input_fn(
+      files, fn_args.data_accessor, tf_transform_output, config.batch_size, shuffle=False
+    )
+    if augment:
+      dataset = augment.apply(dataset, seed=config.seed + copy)
+    parts.append(compute(call, dataset))
+  features = np.concatenate([f for f, _ in parts])
+  labels = np.concatenate([labels for _, labels in parts])
   tf.io.gfile.makedirs(folder)
   _write(path, features, labels)
   with tf.io.gfile.GFile(path[: -len('.npz')] + '.json', 'w') as f:
     json.dump(description, f, indent=1, sort_keys=True)
   echo(
-    f'feature cache: {split}: computed {features.shape} features in '
+    f'feature cache: {what}: computed {features.shape} features in '
     f'{time.monotonic() - start:.1f}s into {path}'
   )
   return features, labels

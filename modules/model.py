@@ -1,27 +1,43 @@
-"""The classifier the Tuner searches over and the Trainer trains.
+"""The built-in classifier the Tuner searches over and the Trainer trains.
 
-Backbone -> Dense(units, dense_activation) -> Dense(num_classes, softmax).
+Backbone -> [Dropout(dropout)] -> Dense(units, dense_activation) -> Dense(num_classes, softmax).
 `build_head` is the searched part on its own (features in); `build_model` puts
 it on the backbone. A frozen SavedModel backbone trains only the head, on
 features computed once (modules/feature_cache.py); `attach` then joins the
 trained head to the backbone for export.
+
+The hyperparameters come from the search space (modules/search_space.py):
+`units`, `dense_activation`, `learning_rate` and `optimizer` always; `dropout`,
+`label_smoothing`, `momentum` (SGD only) and `fine_tune_layers` (--fine-tune
+only) where the space declares them, and otherwise off (all layers, for
+fine-tuning). A user's `--hypermodel` replaces all of this (modules/hypermodel.py).
 """
+
+from typing import Optional
 
 import keras
 import keras_tuner
 
-from modules import backbone, features, search_space
-from modules.module_config import ModuleConfig
+from modules import backbone, features
+from modules.module_config import BUILTIN_BACKBONE, ModuleConfig
+
+
+def optional(hp: keras_tuner.HyperParameters, name: str, fallback=None):
+  """The active value of `name`, or `fallback` where the space leaves it out (or it is inactive)."""
+  return hp.get(name) if name in hp.values else fallback
 
 
 def build_head(hp: keras_tuner.HyperParameters, num_classes: int, feature_dim: int) -> keras.Model:
   """The compiled head for one set of hyperparameters: [N, feature_dim] -> [N, num_classes]."""
-  search_space.define(hp)
   inputs = keras.Input(shape=(feature_dim,), name='features')
-  x = keras.layers.Dense(hp.get('units'), activation=hp.get('dense_activation'))(inputs)
+  x = inputs
+  dropout = optional(hp, 'dropout', 0.0)
+  if dropout:
+    x = keras.layers.Dropout(dropout, name='dropout')(x)
+  x = keras.layers.Dense(hp.get('units'), activation=hp.get('dense_activation'))(x)
   outputs = keras.layers.Dense(num_classes, activation='softmax', name='probabilities')(x)
   head = keras.Model(inputs, outputs, name='head')
-  _compile(head, hp)
+  compile_model(head, hp)
   return head
 
 
@@ -38,23 +54,63 @@ def attach(
   return keras.Model(inputs, x, name='flower_classifier')
 
 
+def fine_tune_layers(hp: keras_tuner.HyperParameters, config: ModuleConfig) -> Optional[int]:
+  """How many top backbone layers train: read only when a SavedModel backbone is fine-tuned."""
+  if not config.fine_tune or config.backbone == BUILTIN_BACKBONE:
+    return None
+  return optional(hp, 'fine_tune_layers')
+
+
 def build_model(
   hp: keras_tuner.HyperParameters, config: ModuleConfig, num_classes: int
 ) -> keras.Model:
   """Builds and compiles backbone + head for one set of hyperparameters."""
-  feature_extractor = backbone.build_backbone(config.backbone, config.fine_tune)
+  feature_extractor = backbone.build_backbone(
+    config.backbone, config.fine_tune, top_layers=fine_tune_layers(hp, config)
+  )
   size = config.image_size
   feature_dim = feature_extractor.compute_output_shape((None, size, size, 3))[-1]
   model = attach(feature_extractor, build_head(hp, num_classes, feature_dim), size)
-  _compile(model, hp)
+  compile_model(model, hp)
   return model
 
 
-def _compile(model: keras.Model, hp: keras_tuner.HyperParameters) -> None:
-  optimizers = {'adam': keras.optimizers.Adam, 'sgd': keras.optimizers.SGD}
+@keras.saving.register_keras_serializable(package='flower_tuner')
+class SmoothedSparseCrossentropy(keras.losses.Loss):
+  """Cross-entropy of probabilities against integer labels smoothed towards uniform.
+
+  Keras' SparseCategoricalCrossentropy has no label smoothing; this one-hots
+  the labels and smooths them as CategoricalCrossentropy(label_smoothing=...) does.
+  """
+
+  def __init__(self, label_smoothing: float, name='smoothed_sparse_crossentropy', **kwargs):
+    super().__init__(name=name, **kwargs)
+    self.label_smoothing = label_smoothing
+
+  def call(self, y_true, y_pred):
+    labels = keras.ops.cast(keras.ops.reshape(y_true, [-1]), 'int32')
+    one_hot = keras.ops.one_hot(labels, y_pred.shape[-1], dtype=y_pred.dtype)
+    return keras.losses.categorical_crossentropy(
+      one_hot, y_pred, label_smoothing=self.label_smoothing
+    )
+
+  def get_config(self):
+    return {**super().get_config(), 'label_smoothing': self.label_smoothing}
+
+
+def compile_model(model: keras.Model, hp: keras_tuner.HyperParameters) -> None:
+  """Optimizer, loss and the `accuracy` metric the objective (val_accuracy) reads."""
+  learning_rate = hp.get('learning_rate')
+  if hp.get('optimizer') == 'sgd':
+    optimizer = keras.optimizers.SGD(learning_rate, momentum=optional(hp, 'momentum', 0.0))
+  else:
+    optimizer = keras.optimizers.Adam(learning_rate)
+  smoothing = optional(hp, 'label_smoothing', 0.0)
   model.compile(
-    optimizer=optimizers[hp.get('optimizer')](learning_rate=hp.get('learning_rate')),
+    optimizer=optimizer,
     # The head ends in softmax, so the loss gets probabilities, not logits.
-    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=False),
+    loss=SmoothedSparseCrossentropy(smoothing)
+    if smoothing
+    else keras.losses.SparseCategoricalCrossentropy(from_logits=False),
     metrics=['accuracy'],
   )

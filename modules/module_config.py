@@ -12,6 +12,8 @@ import dataclasses
 from typing import Any, Mapping, Optional
 
 TUNERS = ('hyperband', 'bayesian', 'random')
+# --prune: how a trial is judged at the end of each epoch (modules/tuning/pruning.py).
+PRUNERS = ('median',)
 # The small from-scratch CNN, and the ImageNet-pretrained default (modules/efficientnet_lite.py).
 BUILTIN_BACKBONE = 'cnn'
 PRETRAINED_BACKBONE = 'efficientnet-lite0'
@@ -55,6 +57,40 @@ class ModuleConfig:
     4, 'epochs per trial; for hyperband the most a trial gets (default: %(default)s)'
   )
   factor: int = option(3, 'hyperband reduction factor (default: %(default)s)')
+  # The space's contents, not its path, key the search (modules/search_space.py).
+  search_space: Optional[str] = option(
+    None,
+    'YAML or JSON file declaring the hyperparameters to search (default: '
+    'modules/search_space.yaml; with --hypermodel, those its builder declares)',
+    path=True,
+    metavar='FILE',
+    in_search_key=False,
+  )
+  # A user's keras-tuner model builder instead of the built-in model (modules/hypermodel.py).
+  hypermodel: Optional[str] = option(
+    None,
+    'your own keras-tuner model builder, MODULE:FUNCTION (a dotted module or a .py file): '
+    'hp -> compiled keras.Model taking [N, size, size, 3] images in [0, 1] (default: the '
+    'built-in model)',
+    metavar='MODULE:FUNCTION',
+  )
+  prune: Optional[str] = option(
+    None,
+    'median: stop a trial after an epoch where its best val_accuracy so far is below the '
+    'median of completed trials at that epoch (random and bayesian; default: no pruning)',
+    choices=PRUNERS,
+  )
+  prune_warmup: int = option(
+    3, 'completed trials before --prune stops any (default: %(default)s)', metavar='N'
+  )
+  # With cached backbone features, a search that turns augmentation on trains the
+  # head on the features of this many augmented copies of each training image.
+  augment_copies: int = option(
+    4,
+    'augmented copies of each training image whose backbone features are cached when '
+    'a trial turns augmentation on (default: %(default)s)',
+    metavar='N',
+  )
   early_stopping_patience: int = 2
   epochs: int = option(
     8, 'Trainer epochs with the best hyperparameters (default: %(default)s)', in_search_key=False
@@ -93,6 +129,22 @@ class ModuleConfig:
       raise ValueError(f'tuning_budget_minutes={self.tuning_budget_minutes}: must be 0 or more.')
     if self.factor < 2:
       raise ValueError(f'factor={self.factor}: Hyperband needs a factor of 2 or more.')
+    if self.prune not in (None, *PRUNERS):
+      raise ValueError(f'prune={self.prune!r}: choose one of {", ".join(PRUNERS)}.')
+    if self.prune and self.tuner == 'hyperband':
+      raise ValueError(
+        f'--prune {self.prune} works with --tuner random or bayesian: Hyperband stops '
+        'trials early by its own schedule.'
+      )
+    if self.prune_warmup < 0:
+      raise ValueError(f'prune_warmup={self.prune_warmup}: must be 0 or more.')
+    if self.augment_copies < 1:
+      raise ValueError(f'augment_copies={self.augment_copies}: must be at least 1.')
+    if self.hypermodel is not None and not _is_builder_reference(self.hypermodel):
+      raise ValueError(
+        f'--hypermodel {self.hypermodel}: expected MODULE:FUNCTION, e.g. '
+        'examples.flower_builder:model_builder or path/to/my_module.py:model_builder.'
+      )
 
   def to_custom_config(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
@@ -117,6 +169,11 @@ class ModuleConfig:
     """Reads the options back, ignoring keys other components added."""
     names = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in (custom_config or {}).items() if k in names})
+
+
+def _is_builder_reference(value: str) -> bool:
+  module, _, function = value.rpartition(':')
+  return bool(module) and function.isidentifier()
 
 
 # custom_config key of the RunPaths.

@@ -1,7 +1,8 @@
 """`run_fn` for the TFX Trainer: trains with the best hyperparameters and exports.
 
 Hyperparameters come from the Tuner (or an imported file); with neither, the
-search space defaults are used.
+search space defaults are used. The model and its fit are the Tuner's
+(modules/hypermodel.py), so a trial's batch size and augmentation apply here too.
 """
 
 import math
@@ -16,6 +17,7 @@ from tfx import v1 as tfx
 from modules import (
   backbone,
   gcs,
+  hypermodel,
   labels,
   model,
   search_space,
@@ -32,7 +34,7 @@ def hyperparameters_from(fn_args: tfx.components.FnArgs) -> keras_tuner.HyperPar
   if fn_args.hyperparameters:
     return keras_tuner.HyperParameters.from_config(fn_args.hyperparameters)
   logging.info('No tuned hyperparameters: training with the search space defaults.')
-  return search_space.defaults()
+  return search_space.from_custom_config(fn_args.custom_config).hyperparameters()
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
@@ -46,24 +48,21 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   # A fixed step budget (TrainArgs.num_steps) repeats the data; otherwise each
   # epoch is one pass over it.
   repeat = bool(fn_args.train_steps)
-  data = training_data.prepare(
-    fn_args, config, tf_transform_output, len(class_names), repeat=repeat
-  )
+  data = training_data.prepare(fn_args, config, tf_transform_output, repeat=repeat)
+  trained = hypermodel.FlowerHyperModel(config, data, len(class_names))
   # Variables made in the scope live on the TPU cores / GPUs the job has.
   with strategy.choose().scope():
-    classifier = data.build(hp)
+    classifier = trained.build(hp)
 
-  steps_per_epoch = (
-    math.ceil(fn_args.train_steps / config.epochs) if repeat else data.steps_per_epoch
-  )
   checkpoints = os.path.join(
     gcs.local_path(fn_args.model_run_dir), 'checkpoints', 'epoch-{epoch:03d}.weights.h5'
   )
-  classifier.fit(
-    data.train,
-    validation_data=data.eval,
+  trained.fit(
+    hp,
+    classifier,
     epochs=config.epochs,
-    steps_per_epoch=steps_per_epoch,
+    # None: the data's own epoch (a pass over the images, or the head's step floor).
+    steps_per_epoch=math.ceil(fn_args.train_steps / config.epochs) if repeat else None,
     verbose=2,
     callbacks=[
       keras.callbacks.ModelCheckpoint(checkpoints, save_weights_only=True),

@@ -1,23 +1,26 @@
-"""What the Tuner's trials and the Trainer fit on, and the model builder that matches it.
+"""What the Tuner's trials and the Trainer fit on: batches for any batch size and augmentation.
 
-With a frozen SavedModel backbone that is the cached backbone features and a
-head-only builder (modules/feature_cache.py); otherwise the transformed images
-read by the shared `input_fn` and the full model. `tuner_fn` and `run_fn` both
-call `prepare`, so the two components always train the same way.
+With the built-in model on a frozen SavedModel backbone that is the cached
+backbone features (modules/feature_cache.py), and a head is trained on them;
+otherwise the transformed images read by the shared `input_fn`, and the whole
+model trains. `tuner_fn` and `run_fn` both call `prepare`, and both fit through
+`modules.hypermodel.FlowerHyperModel.fit`, which asks for the batches of a
+trial's own batch size and augmentation, so the two components always train
+the same way.
 """
 
 import dataclasses
 import functools
 import math
-from typing import Callable, Optional
+from typing import Callable, Dict, Optional, Tuple
 
-import keras
-import keras_tuner
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 from tfx import v1 as tfx
 
-from modules import feature_cache, model
+from modules import feature_cache
+from modules.augmentation import Augmentation
 from modules.inputs import input_fn
 from modules.module_config import ModuleConfig
 
@@ -30,51 +33,67 @@ MIN_HEAD_STEPS_PER_EPOCH = 50
 
 @dataclasses.dataclass(frozen=True)
 class TrainingData:
-  train: tf.data.Dataset
-  eval: tf.data.Dataset
-  build: Callable[[keras_tuner.HyperParameters], keras.Model]  # The hypermodel.
-  cached_features: bool  # True: `build` makes a head that takes backbone features.
-  # Batches per epoch for `fit` (train repeats); None: one pass over `train`.
-  steps_per_epoch: Optional[int] = None
+  # (batch size, augmentation) -> training batches (repeating where `steps_per_epoch` is set).
+  train: Callable[[int, Augmentation], tf.data.Dataset]
+  # batch size -> one pass over the evaluation batches.
+  eval: Callable[[int], tf.data.Dataset]
+  # batch size -> batches per epoch for `fit`; None: one pass over `train`.
+  steps_per_epoch: Callable[[int], Optional[int]]
+  cached_features: bool  # True: the model to fit is a head that takes backbone features.
+  feature_dim: Optional[int] = None  # The features' size, with cached features.
 
 
 def prepare(
   fn_args: tfx.components.FnArgs,
   config: ModuleConfig,
   tf_transform_output: tft.TFTransformOutput,
-  num_classes: int,
   *,
   repeat: bool = False,
 ) -> TrainingData:
-  """Datasets and builder for `config`; `repeat` repeats the training data (fixed step budgets)."""
+  """The data for `config`; `repeat` repeats the training images (fixed step budgets)."""
   if feature_cache.applies(config):
-    # A frozen backbone: train only the head, on features computed once and
-    # shared by the Tuner's trials and the Trainer.
-    train, evaluation = (
-      feature_cache.features_for(fn_args, config, tf_transform_output, split, files)
-      for split, files in (('train', fn_args.train_files), ('eval', fn_args.eval_files))
-    )
-    read = functools.partial(feature_cache.dataset, batch_size=config.batch_size, seed=config.seed)
-    batches = math.ceil(len(train[1]) / config.batch_size)
-    return TrainingData(
-      train=read(*train, repeat=True),
-      eval=read(*evaluation, shuffle=False),
-      build=functools.partial(
-        model.build_head, num_classes=num_classes, feature_dim=train[0].shape[-1]
-      ),
-      cached_features=True,
-      steps_per_epoch=max(batches, MIN_HEAD_STEPS_PER_EPOCH),
-    )
+    return _cached(fn_args, config, tf_transform_output)
   read = functools.partial(
-    input_fn,
-    data_accessor=fn_args.data_accessor,
-    tf_transform_output=tf_transform_output,
-    batch_size=config.batch_size,
-    seed=config.seed,
+    input_fn, data_accessor=fn_args.data_accessor, tf_transform_output=tf_transform_output
   )
+
+  def train(batch_size: int, augment: Augmentation) -> tf.data.Dataset:
+    batches = read(fn_args.train_files, batch_size=batch_size, repeat=repeat, seed=config.seed)
+    # A new random draw each epoch: the layers' seed generators move on.
+    return augment.apply(batches, seed=config.seed)
+
   return TrainingData(
-    train=read(fn_args.train_files, repeat=repeat),
-    eval=read(fn_args.eval_files, shuffle=False),
-    build=functools.partial(model.build_model, config=config, num_classes=num_classes),
+    train=train,
+    eval=lambda batch_size: read(fn_args.eval_files, batch_size=batch_size, shuffle=False),
+    steps_per_epoch=lambda batch_size: None,
     cached_features=False,
+  )
+
+
+def _cached(fn_args, config: ModuleConfig, tf_transform_output) -> TrainingData:
+  """A frozen backbone: the head trains on features computed once, shared by trials and Trainer."""
+  compute = functools.partial(feature_cache.features_for, fn_args, config, tf_transform_output)
+  plain = compute('train', fn_args.train_files)
+  evaluation = compute('eval', fn_args.eval_files)
+  # Augmented copies are computed (or read) the first time a trial asks for them.
+  augmented: Dict[Augmentation, Tuple[np.ndarray, np.ndarray]] = {}
+
+  def train(batch_size: int, augment: Augmentation) -> tf.data.Dataset:
+    arrays = plain
+    if augment.any:
+      if augment not in augmented:
+        augmented[augment] = compute('train', fn_args.train_files, augment=augment)
+      arrays = augmented[augment]
+    return feature_cache.dataset(*arrays, batch_size, repeat=True, seed=config.seed)
+
+  images = len(plain[1])
+  return TrainingData(
+    train=train,
+    eval=lambda batch_size: feature_cache.dataset(*evaluation, batch_size, shuffle=False),
+    # As many steps with augmented copies as without: an epoch draws from all of them.
+    steps_per_epoch=lambda batch_size: max(
+      math.ceil(images / batch_size), MIN_HEAD_STEPS_PER_EPOCH
+    ),
+    cached_features=True,
+    feature_dim=int(plain[0].shape[-1]),
   )

@@ -1,10 +1,13 @@
 """`tuner_fn` for the TFX Tuner: picks keras-tuner's Hyperband, Bayesian or random search.
 
 What to try lives in keras-tuner's oracles; this file only wires them to the
-model builder and the transformed data.
+search space (modules/search_space.py), the hypermodel (modules/hypermodel.py:
+the built-in model or the user's builder, fitted on the transformed data) and,
+with --prune, median pruning (modules/tuning/pruning.py).
 """
 
 import os
+from typing import Optional
 
 import keras
 import keras_tuner
@@ -12,10 +15,10 @@ import tensorflow_transform as tft
 from keras_tuner.src import utils as keras_tuner_utils
 from tfx import v1 as tfx
 
-from modules import gcs, labels, strategy, training_data
+from modules import gcs, hypermodel, labels, search_space, strategy, training_data
 from modules.module_config import ModuleConfig, RunPaths
 from modules.search_space import OBJECTIVE
-from modules.tuning import hooks
+from modules.tuning import hooks, pruning
 from modules.tuning import state as tuning_state
 
 
@@ -64,8 +67,13 @@ def make_tuner(
   directory: str,
   project_name: str = 'search',
   distribution_strategy=None,
+  space: Optional[search_space.Space] = None,
 ) -> keras_tuner.Tuner:
-  """The keras-tuner tuner for `config.tuner`, writing its trials under `directory`."""
+  """The keras-tuner tuner for `config.tuner`, writing its trials under `directory`.
+
+  `space` is what the oracle starts from (names the hypermodel declares itself
+  are added as keras-tuner adds them); with `config.prune`, trials are pruned.
+  """
   objective = keras_tuner.Objective(OBJECTIVE, direction='max')
   common = dict(
     objective=objective,
@@ -74,11 +82,15 @@ def make_tuner(
     project_name=project_name,
     overwrite=False,
     distribution_strategy=distribution_strategy,
-    # The search hooks' settings: the ETA's epochs, and the time budget.
+    # The search hooks' settings: the ETA's epochs, the time budget, and
+    # whether each epoch's metrics go to the oracle (which prunes on them).
     total_epochs=epoch_count(config),
     fit_epochs=config.max_epochs,
     budget_minutes=config.tuning_budget_minutes,
+    report_epochs=bool(config.prune),
   )
+  if space is not None:
+    common['hyperparameters'] = space.hyperparameters()
   if config.tuner == 'hyperband':
     tuner = _watched(keras_tuner.Hyperband)(
       hypermodel, max_epochs=config.max_epochs, factor=config.factor, **common
@@ -92,6 +104,9 @@ def make_tuner(
     )
   else:
     tuner = _watched(keras_tuner.RandomSearch)(hypermodel, max_trials=config.max_trials, **common)
+  # A parallel search's worker has a remote oracle (no `trials`): the chief's prunes.
+  if config.prune and hasattr(tuner.oracle, 'trials'):
+    pruning.enable(tuner.oracle, warmup=config.prune_warmup, max_epochs=config.max_epochs)
   return tuner
 
 
@@ -106,15 +121,17 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
   keras.utils.set_random_seed(config.seed)
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
   num_classes = len(labels.class_names(tf_transform_output))
-  data = training_data.prepare(fn_args, config, tf_transform_output, num_classes)
+  data = training_data.prepare(fn_args, config, tf_transform_output)
   tuner = make_tuner(
-    config, data.build, directory=search_directory(fn_args), distribution_strategy=strategy.choose()
+    config,
+    hypermodel.FlowerHyperModel(config, data, num_classes),
+    directory=search_directory(fn_args),
+    distribution_strategy=strategy.choose(),
+    space=search_space.from_custom_config(fn_args.custom_config),
   )
 
+  # The hypermodel's fit picks each trial's data (its batch size and augmentation).
   fit_kwargs = dict(
-    x=data.train,
-    validation_data=data.eval,
-    steps_per_epoch=data.steps_per_epoch,
     # Hyperband sets each trial's epochs itself; the other tuners use this.
     epochs=config.max_epochs,
     verbose=2,  # One line per epoch: readable in logs, unlike progress bars.

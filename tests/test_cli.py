@@ -27,6 +27,11 @@ def test_help_documents_every_option(capsys):
     '--accuracy-threshold',
     '--max-accuracy-drop',
     '--verbose',
+    '--search-space',
+    '--hypermodel',
+    '--prune',
+    '--prune-warmup',
+    '--augment-copies',
   ):
     assert flag in text
 
@@ -65,6 +70,16 @@ def test_flags_become_the_configuration(tmp_path):
       'error: --hparams-from trains with saved hyperparameters: add --no-tune.',
     ),
     (['--image-size', '8'], 'error: image_size=8: use 32 or more pixels.'),
+    (
+      ['--prune', 'median'],
+      'error: --prune median works with --tuner random or bayesian: Hyperband stops trials '
+      'early by its own schedule.',
+    ),
+    (
+      ['--hypermodel', 'examples.flower_builder'],
+      'error: --hypermodel examples.flower_builder: expected MODULE:FUNCTION, e.g. '
+      'examples.flower_builder:model_builder or path/to/my_module.py:model_builder.',
+    ),
   ],
 )
 def test_bad_options_give_one_line(argv, message, capsys):

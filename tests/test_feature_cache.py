@@ -5,13 +5,12 @@ import os
 import shutil
 
 import keras
-import keras_tuner
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from modules import feature_cache, features, model, preprocessing
+from modules import feature_cache, features, model, preprocessing, search_space
 from modules import tuner as tuner_module
 from modules.inputs import input_fn
 from modules.module_config import ModuleConfig, RunPaths
@@ -135,7 +134,8 @@ def test_search_and_training_on_cached_features_export_one_jpeg_model(
   result = tuner_module.tuner_fn(tune_args)
   result.tuner.search(**{**result.fit_kwargs, 'verbose': 0})
   # Trials train only the head: [N, 4] backbone features in.
-  assert result.tuner.hypermodel.build(keras_tuner.HyperParameters()).input_shape == (None, 4)
+  head = result.tuner.hypermodel.build(search_space.builtin().hyperparameters())
+  assert head.input_shape == (None, 4)
   best = result.tuner.get_best_hyperparameters(1)[0]
   entries = sorted(glob.glob(os.path.join(cache_dir, '*.npz')))
   assert len(entries) == 2  # train and eval, once each for every trial

@@ -65,5 +65,5 @@ def test_run_fn_uses_the_given_hyperparameters(fn_args_for):
       os.path.join(fn_args.serving_model_dir, 'variables', 'variables')
     )
   ]
-  # CNN features (128) -> hidden Dense(64) -> 5 classes.
-  assert [128, 64] in shapes and [64, 5] in shapes and [128, 128] not in shapes
+  # efficientnet-lite0 features (1280, the default backbone) -> hidden Dense(64) -> 5 classes.
+  assert [1280, 64] in shapes and [64, 5] in shapes and [1280, 128] not in shapes

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from modules import tuner as tuner_module
+from modules.augmentation import Augmentation
 from modules.module_config import ModuleConfig
 from tests.conftest import toy_hypermodel
 
@@ -33,9 +34,13 @@ def test_tuner_fn_returns_the_chosen_keras_tuner(name, fn_args_for):
   assert kwargs['epochs'] == 2
   (stopper,) = [c for c in kwargs['callbacks'] if isinstance(c, keras.callbacks.EarlyStopping)]
   assert stopper.monitor == 'val_accuracy'
-  images, label = next(iter(kwargs['x']))
-  assert images.shape[1:] == (32, 32, 3) and label.dtype.is_integer
-  assert next(iter(kwargs['validation_data']))[0].shape[1:] == (32, 32, 3)
+  # The hypermodel's fit reads the data, in each trial's batch size: here the
+  # default backbone's cached features (frozen efficientnet-lite0, 1280 per image).
+  data = result.tuner.hypermodel.data
+  assert data.cached_features
+  features, label = next(iter(data.train(4, Augmentation())))
+  assert features.shape == (4, 1280) and label.dtype.is_integer
+  assert next(iter(data.eval(4)))[0].shape == (4, 1280)
 
 
 def test_search_runs_and_finds_best_hyperparameters(fn_args_for):

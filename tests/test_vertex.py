@@ -516,15 +516,15 @@ def test_run_fn_builds_the_model_in_the_strategy_scope(monkeypatch, fn_args_for)
   mirrored = tf.distribute.MirroredStrategy()
   monkeypatch.setattr(strategy, 'choose', lambda: mirrored)
   built_under = []
-  build_model = model.build_model
+  # The default backbone is frozen: the Trainer builds the head on its cached features.
+  build_head = model.build_head
 
   def spy(*args, **kwargs):
     built_under.append(tf.distribute.get_strategy())
-    return build_model(*args, **kwargs)
+    return build_head(*args, **kwargs)
 
-  monkeypatch.setattr(model, 'build_model', spy)
-  # The built-in CNN: a frozen backbone would train a head on cached features instead.
-  fn_args = fn_args_for({'epochs': 1, 'backbone': 'cnn'}, train_steps=1)
+  monkeypatch.setattr(model, 'build_head', spy)
+  fn_args = fn_args_for({'epochs': 1}, train_steps=1)
   trainer.run_fn(fn_args)
   assert built_under == [mirrored]
   assert 'serving_jpeg' in tf.saved_model.load(fn_args.serving_model_dir).signatures
@@ -558,3 +558,52 @@ def test_a_parallel_search_keeps_trials_where_every_machine_sees_them(monkeypatc
   assert tuner_module.search_directory(shared) == str(
     tmp_path / 'bucket' / 'root' / 'tuner_trials' / '1234'
   )
+
+
+def test_a_hypermodel_and_its_search_space_ship_with_the_pipeline(tmp_path, monkeypatch):
+  """The space's contents travel in custom_config; the builder (in the image) keys by its code."""
+  space = tmp_path / 'space.yaml'
+  space.write_text(
+    'units: {type: int, min: 64, max: 128, step: 64, default: 64}\n'
+    'batch_size: {type: choice, values: [16, 32], default: 32}\n'
+  )
+  output = tmp_path / 'pipeline.json'
+  monkeypatch.setattr(vertex_runner, '_quiet', lambda verbose: None)
+  argv = ['--compile-only', *REQUIRED, '--output', str(output), '--tuner', 'random']
+  builder = os.path.join(REPO, 'examples', 'flower_builder.py')
+  argv += ['--hypermodel', f'{builder}:model_builder', '--search-space', str(space)]
+  assert vertex_runner.main(argv) == 0
+  with open(output) as f:
+    spec = json.load(f)
+  for task in ('Tuner', 'Trainer'):
+    config = _custom_config(spec, task)
+    # Where the image has it: the checkout's layout under /pipeline.
+    assert config['hypermodel'] == 'examples/flower_builder.py:model_builder'
+    assert [e['name'] for e in config['search_space_spec']] == ['units', 'batch_size']
+    assert len(config['hypermodel_code']) == 16
+
+
+def test_a_hypermodel_the_image_does_not_hold_is_refused(tmp_path, monkeypatch, capsys):
+  from modules.module_config import ModuleConfig
+  from tfx_pipeline.config import PipelineConfig
+  from tfx_pipeline.options import UsageError
+
+  outside = tmp_path / 'my_builder.py'
+  outside.write_text('def model_builder(hp):\n  return None\n')
+  monkeypatch.setattr(vertex_runner, '_quiet', lambda verbose: None)
+  argv = ['--compile-only', *REQUIRED, '--hypermodel', f'{outside}:model_builder']
+  argv += ['--output', str(tmp_path / 'p.json')]
+  assert vertex_runner.main(argv) == 2
+  (line,) = capsys.readouterr().err.strip().splitlines()
+  assert line.startswith(f'error: --hypermodel {outside}:model_builder: ') and 'outside' in line
+
+  dockerfile = tmp_path / 'Dockerfile'
+  dockerfile.write_text('FROM x\nCOPY modules/ modules/\nCOPY tfx_pipeline/ tfx_pipeline/\n')
+  config = PipelineConfig(module=ModuleConfig(hypermodel='examples.flower_builder:model_builder'))
+  with pytest.raises(UsageError, match=r'does not copy examples/ into the image'):
+    vertex_runner.check_search(config, dockerfile=str(dockerfile))
+  assert vertex_runner.dockerfile_folders(os.path.join(REPO, 'Dockerfile')) == [
+    'modules',
+    'tfx_pipeline',
+    'examples',
+  ]

@@ -6,7 +6,8 @@ silently reuse outputs of the old code. The fingerprint travels in each
 component's `custom_config`, which is part of the key: Transform's covers
 preprocessing.py and what it imports from `modules` (found by reading the
 imports, so a new one counts by itself); the Tuner's and Trainer's cover every
-file of `modules/`, sub-packages included.
+file of `modules/`, sub-packages included, and a `--hypermodel` module with
+the files of the checkout (or of its own folder) that it imports.
 """
 
 import ast
@@ -79,3 +80,57 @@ def training_code(modules_dir: Optional[str] = None) -> str:
   return fingerprint(
     glob.glob(os.path.join(modules_dir, '**', '*.py'), recursive=True), modules_dir
   )
+
+
+def _local_imports(path: str, roots: Iterable[str]) -> Set[str]:
+  """Files under `roots` that the file at `path` imports (`modules` is keyed already)."""
+  with open(path) as f:
+    tree = ast.parse(f.read(), path)
+  names = []
+  for node in ast.walk(tree):
+    if isinstance(node, ast.Import):
+      names += [alias.name for alias in node.names]
+    elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+      names += [node.module] + [f'{node.module}.{alias.name}' for alias in node.names]
+    elif isinstance(node, ast.ImportFrom) and node.level:  # from . import x, from .x import y
+      folder = os.path.dirname(path)
+      for _ in range(node.level - 1):
+        folder = os.path.dirname(folder)
+      base = os.path.join(folder, *(node.module or '').split('.'))
+      for alias in node.names:
+        for candidate in (base + '.py', os.path.join(base, alias.name + '.py')):
+          if os.path.isfile(candidate):
+            names.append(candidate)
+  found = set()
+  for name in names:
+    if name.endswith('.py'):
+      found.add(os.path.abspath(name))
+      continue
+    parts = name.split('.')
+    if parts[0] == PACKAGE:
+      continue
+    for root in roots:
+      for candidate in (
+        os.path.join(root, *parts) + '.py',
+        os.path.join(root, *parts, '__init__.py'),
+      ):
+        if os.path.isfile(candidate):
+          found.add(os.path.abspath(candidate))
+  return found
+
+
+def hypermodel_sources(module_path: str) -> Set[str]:
+  """A --hypermodel module's file and the checkout's (or its folder's) files it imports."""
+  roots = [PROJECT_ROOT, os.path.dirname(os.path.abspath(module_path))]
+  todo, seen = [os.path.abspath(module_path)], set()
+  while todo:
+    path = todo.pop()
+    if path not in seen:
+      seen.add(path)
+      todo += _local_imports(path, roots)
+  return seen
+
+
+def hypermodel_code(module_path: str) -> str:
+  """Fingerprint of a --hypermodel module and what it imports (paths relative to its folder)."""
+  return fingerprint(hypermodel_sources(module_path), os.path.dirname(os.path.abspath(module_path)))

@@ -17,7 +17,7 @@ import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
-from modules import feature_cache, features
+from modules import feature_cache, features, search_space
 from modules.module_config import RunPaths
 from modules.tuning import state as tuning_state
 from tfx_pipeline import code_version
@@ -85,10 +85,23 @@ def create_pipeline(
 
 
 class _UserCode:
-  """What tuner_fn and run_fn get in custom_config: options, folders, the code's fingerprint."""
+  """What tuner_fn and run_fn get in custom_config: options, search space, folders, code.
+
+  The search space's checked contents travel in it (not its path), so they key
+  the Tuner's and Trainer's cache and jobs elsewhere need no copy of the file.
+  """
 
   def __init__(self, config: PipelineConfig):
-    self._options = {**config.module.to_custom_config(), 'code': code_version.training_code()}
+    space, _ = search_space.for_module(config.module)
+    self._options = {
+      **config.module.to_custom_config(),
+      'code': code_version.training_code(),
+      search_space.CUSTOM_CONFIG_KEY: search_space.spec_json(space),
+    }
+    if config.module.hypermodel:
+      self._options[tuning_state.MODEL_CODE_KEY] = code_version.hypermodel_code(
+        hypermodel_module_file(config.module.hypermodel)
+      )
     # Backbone features the Tuner computes, the Trainer reuses (and later runs).
     self._paths = RunPaths(feature_cache_dir=feature_cache.base_dir(config.pipeline_root))
 
@@ -99,6 +112,17 @@ class _UserCode:
       **dataclasses.replace(self._paths, **paths).to_custom_config(),
       **(extra or {}),
     }
+
+
+def hypermodel_module_file(reference: str) -> str:
+  """The file of a --hypermodel module; HypermodelError (one line) if it cannot be found."""
+  from modules import hypermodel
+
+  path = hypermodel.module_file(reference)
+  if path is None:
+    hypermodel.load_builder(reference)  # Says why, in one line.
+    raise hypermodel.HypermodelError(f'--hypermodel {reference}: cannot find its module file.')
+  return path
 
 
 def _example_gen(data_root: str, layout: data_layout.DataLayout):

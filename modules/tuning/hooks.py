@@ -12,6 +12,10 @@ on_epoch_end, on_trial_end), so the search loop stays keras-tuner's.
   terminal shows on one updating line. `SearchProgress` does the counting, so
   a parallel search's chief, which sees its workers' trials only through the
   oracle, makes the same lines (tfx_pipeline/parallel/chief.py).
+- Pruning: with `report_epochs`, each epoch's metrics go to the oracle
+  (`update_trial`), which answers STOPPED for a trial to prune
+  (modules/tuning/pruning.py); its training stops there, and the line and
+  `run.json` say `pruned at epoch N`.
 - Stopping: a Ctrl-C of the local run is honoured before each trial and
   between batches (modules/stop.py), so the running trial is abandoned and
   resumed by the next run.
@@ -32,8 +36,11 @@ import os
 import time
 from typing import Callable, List, Optional
 
+import numpy as np
+
 from modules import console, search_space, stop
 from modules.search_space import OBJECTIVE
+from modules.tuning import pruning
 
 RUN_FILE = 'run.json'
 # In a running trial's folder: its epochs so far and latest objective value, for a
@@ -139,13 +146,24 @@ class SearchProgress:
     remaining = max(self.total_epochs - planned_done - running, 0)
     return self.elapsed / spent * remaining
 
-  def line(self, trial, seconds: float, oracle, number: Optional[int] = None) -> str:
+  def line(
+    self,
+    trial,
+    seconds: float,
+    oracle,
+    number: Optional[int] = None,
+    pruned_at: Optional[int] = None,
+  ) -> str:
     """`trial 3/10: units=... score=... best=... (41s) elapsed 2m05s eta 4m10s`.
 
     `number`: the trial's place among the ended ones (default: how many have
     ended). A worker of a parallel search sees only its own trials (its oracle
     is remote): it numbers the line by trial id and leaves out the ETA.
+    `pruned_at`: the epoch a pruned trial stopped at (default: what the oracle
+    recorded, which is how a parallel search's chief knows).
     """
+    if pruned_at is None:
+      pruned_at = pruning.pruned_trials(oracle).get(trial.trial_id)
     trials = list(oracle.trials.values()) if hasattr(oracle, 'trials') else []
     done = sum(t.status in ENDED for t in trials) if trials else int(trial.trial_id) + 1
     done = number or done
@@ -156,7 +174,9 @@ class SearchProgress:
       f'best={_score(best[0].score if best else None)} ({format_seconds(seconds)}) '
       f'elapsed {format_seconds(self.elapsed)}'
     )
-    if trial.status != 'COMPLETED':
+    if pruned_at is not None:
+      text += f' [pruned at epoch {pruned_at}]'
+    elif trial.status != 'COMPLETED':
       text += f' [{trial.status}]'
     eta = self.eta(trials)
     if eta is not None:
@@ -226,12 +246,15 @@ class SearchHooks:
     total_epochs: Optional[int] = None,
     fit_epochs: int = 1,
     budget_minutes: Optional[float] = None,
+    report_epochs: bool = False,
     echo: Callable[[str], None] = console.line,
     **kwargs,
   ):
     self.progress = SearchProgress(total_epochs, fit_epochs)
     self.budget = TuningBudget(budget_minutes)
+    self.report_epochs = report_epochs
     self.echo = echo
+    self._pruned_at = {}
     super().__init__(*args, **kwargs)
 
   @property
@@ -276,6 +299,12 @@ class SearchHooks:
     super().on_epoch_end(trial, model, epoch, logs)
     self.progress.epoch_ended(trial.trial_id)
     self._value = (logs or {}).get(OBJECTIVE, self._value)
+    if self.report_epochs and logs and OBJECTIVE in logs:
+      metrics = {k: float(v) for k, v in logs.items() if isinstance(v, (int, float, np.number))}
+      answer = self.oracle.update_trial(trial.trial_id, metrics, step=epoch)
+      if getattr(answer, 'status', None) == pruning.STOPPED:
+        model.stop_training = True
+        self._pruned_at[trial.trial_id] = epoch + 1
     if hasattr(self.oracle, 'trials'):
       self._show_status(trial)
     else:
@@ -298,12 +327,15 @@ class SearchHooks:
     super().on_trial_end(trial)  # The oracle scores the trial here.
     ended = self.oracle.get_trial(trial.trial_id)
     record = self.progress.trial_ended(ended)
+    pruned_at = self._pruned_at.pop(trial.trial_id, None)
+    if pruned_at is not None:
+      record['pruned_at_epoch'] = pruned_at
     write_json(os.path.join(self.get_trial_dir(trial.trial_id), RUN_FILE), record)
     console.status(None)
-    self.echo(self.progress.line(ended, record['seconds'], self.oracle))
+    self.echo(self.progress.line(ended, record['seconds'], self.oracle, pruned_at=pruned_at))
 
-  def progress_line(self, trial, seconds: float) -> str:
-    return self.progress.line(trial, seconds, self.oracle)
+  def progress_line(self, trial, seconds: float, pruned_at: Optional[int] = None) -> str:
+    return self.progress.line(trial, seconds, self.oracle, pruned_at=pruned_at)
 
 
 def write_json(path: str, value) -> None:

@@ -2,7 +2,8 @@
 
 `tuner_fn` calls `search_dir`: the folder is `<tuning_dir>/<key>`, where
 `tuning_dir` comes from the pipeline (`RunPaths`, one per pipeline) and the
-key is a hash of the transformed data and the search configuration. The same
+key is a hash of the transformed data, the search options, the search space's
+contents and a user's --hypermodel code. The same
 data and options find the same folder, and keras-tuner (overwrite=False)
 reloads its oracle there and skips finished trials; changed data or options get
 a new folder, so old trials never mix with a different search.
@@ -19,6 +20,8 @@ from typing import Iterable, Optional
 from modules import console
 
 KEY_FILE = 'search.json'
+# custom_config key of a --hypermodel module's fingerprint (tfx_pipeline/code_version.py).
+MODEL_CODE_KEY = 'hypermodel_code'
 LATEST_FILE = 'LATEST'
 PROJECT_NAME = 'search'
 
@@ -59,9 +62,15 @@ def data_fingerprint(transform_graph_path: str, data_files: Iterable[str]) -> st
   return _digest(parts)
 
 
-def search_description(config, space_config: dict, data: str) -> dict:
-  """What identifies a search: the data, the options that shape it, and the search space."""
-  return {'data': data, 'options': config.search_options(), 'space': space_config}
+def search_description(config, space_config, data: str, model_code: Optional[str] = None) -> dict:
+  """What identifies a search: the data, the options that shape it, the search space's contents.
+
+  `model_code`: a fingerprint of a user's --hypermodel module (None for the built-in model).
+  """
+  description = {'data': data, 'options': config.search_options(), 'space': space_config}
+  if model_code:
+    description['model_code'] = model_code
+  return description
 
 
 def key_of(description: dict) -> str:
@@ -82,8 +91,14 @@ def completed_trials(directory: str) -> int:
 
 
 def _what_changed(old: dict, new: dict) -> str:
-  changed = [part for part in ('data', 'options', 'space') if old.get(part) != new.get(part)]
-  names = {'data': 'data', 'options': 'search options', 'space': 'search space'}
+  parts = ('data', 'options', 'space', 'model_code')
+  changed = [part for part in parts if old.get(part) != new.get(part)]
+  names = {
+    'data': 'data',
+    'options': 'search options',
+    'space': 'search space',
+    'model_code': '--hypermodel code',
+  }
   return ', '.join(names[c] for c in changed) or 'search'
 
 
@@ -152,5 +167,6 @@ def search_dir(fn_args, echo=console.line) -> Optional[str]:
   data = data_fingerprint(
     fn_args.transform_graph_path, list(fn_args.train_files) + list(fn_args.eval_files)
   )
-  space = search_space.defaults().get_config()
-  return prepare(base, search_description(config, space, data), echo=echo)
+  space = search_space.spec_json(search_space.from_custom_config(fn_args.custom_config))
+  model_code = fn_args.custom_config.get(MODEL_CODE_KEY)
+  return prepare(base, search_description(config, space, data, model_code), echo=echo)

@@ -22,6 +22,9 @@ from modules.tuning import state as tuning_state
 from tfx_pipeline.parallel import pool as worker_pool
 
 REPORT_DIR = 'report'
+# A trial --prune stopped early (modules/tuning/pruning.py); keras-tuner's own status is COMPLETED.
+PRUNED = 'PRUNED'
+SCORED = ('COMPLETED', PRUNED)
 
 
 def find_project(path: str) -> str:
@@ -39,20 +42,30 @@ def find_project(path: str) -> str:
 def load_trials(project: str) -> List[dict]:
   """One row per trial, in the order trials started."""
   rows = []
+  order = _space_order(os.path.dirname(project))
   for path in glob.glob(os.path.join(project, 'trial_*', 'trial.json')):
     with open(path) as f:
       trial = json.load(f)
     values = trial['hyperparameters']['values']
+    # In the search space file's order (keras-tuner's gRPC messages sort them by type).
+    values = {
+      **{name: values[name] for name in order if name in values},
+      **{k: v for k, v in values.items() if k not in order},
+    }
     run = {}
     run_path = os.path.join(os.path.dirname(path), hooks.RUN_FILE)
     if os.path.exists(run_path):
       with open(run_path) as f:
         run = json.load(f)
     planned = values.get('tuner/epochs', 0) - values.get('tuner/initial_epoch', 0)
+    status = trial['status']
+    if status == 'COMPLETED' and run.get('pruned_at_epoch'):
+      # keras-tuner ends a pruned trial COMPLETED (it is scored); the hooks recorded why it stopped.
+      status = PRUNED
     rows.append(
       {
         'trial': trial['trial_id'],
-        'status': trial['status'],
+        'status': status,
         'score': trial['score'],
         # Epochs trained (early stopping can cut them); Hyperband's plan when no record.
         'epochs': run.get('epochs', planned or None),
@@ -61,6 +74,16 @@ def load_trials(project: str) -> List[dict]:
       }
     )
   return sorted(rows, key=lambda r: int(r['trial']) if r['trial'].isdigit() else r['trial'])
+
+
+def _space_order(search: str) -> List[str]:
+  """The hyperparameter names of the search's space file, in order ([] if it has no record)."""
+  try:
+    with open(os.path.join(search, tuning_state.KEY_FILE)) as f:
+      space = json.load(f).get('space') or []
+  except (OSError, ValueError):
+    return []
+  return [entry['name'] for entry in space if isinstance(entry, dict) and 'name' in entry]
 
 
 def _names(rows: List[dict]) -> List[str]:
@@ -103,7 +126,8 @@ def table(rows: List[dict]) -> str:
 
 
 def _best(rows: List[dict]) -> Optional[dict]:
-  scored = [r for r in rows if r['status'] == 'COMPLETED' and r['score'] is not None]
+  # Pruned trials are scored too, and keras-tuner ranks them with the others.
+  scored = [r for r in rows if r['status'] in SCORED and r['score'] is not None]
   return max(scored, key=lambda r: r['score']) if scored else None
 
 
@@ -232,8 +256,13 @@ def write(path: str, out_dir: Optional[str] = None) -> dict:
 
 
 def print_report(report: dict, echo=print) -> None:
-  done = sum(r['status'] == 'COMPLETED' for r in report['rows'])
-  echo(f'tuning report: {done} of {len(report["rows"])} trials completed (* best)')
+  done = sum(r['status'] in SCORED for r in report['rows'])
+  pruned = sum(r['status'] == PRUNED for r in report['rows'])
+  echo(
+    f'tuning report: {done} of {len(report["rows"])} trials completed'
+    + (f', {pruned} of them pruned' if pruned else '')
+    + ' (* best)'
+  )
   for line in report['table'].splitlines():
     echo('  ' + line)
   for record in report.get('lost', []):

@@ -86,7 +86,16 @@ def _parsers():
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
   """The configuration the flags describe; raises ValueError for values that cannot work."""
-  return options.from_args(PipelineConfig, args, 'local', path=os.path.abspath)
+  config = options.from_args(PipelineConfig, args, 'local', path=os.path.abspath)
+  reference = config.module.hypermodel
+  if reference and ':' in reference:
+    module, _, function = reference.rpartition(':')
+    if module.endswith('.py'):  # A file: found from any folder the run is started in.
+      module = dataclasses.replace(
+        config.module, hypermodel=f'{os.path.abspath(module)}:{function}'
+      )
+      config = dataclasses.replace(config, module=module)
+  return config
 
 
 # Known-harmless warnings TFX 1.16 prints on every local run.
@@ -192,6 +201,7 @@ def run(
   from tfx_pipeline.local.progress import ComponentProgress
 
   check_paths(config)  # Each fails in one line, before anything runs.
+  check_search(config.module, echo)
   layout = layout or data_layout.resolve(config.data_root)
   with run_lock.hold(config.pipeline_root):
     run_id = run_id or new_run_id()
@@ -222,6 +232,7 @@ def run(
         f'search: {m.tuner}, {tuner_module.trial_count(m)} trials, '
         f'at most {tuner_module.epoch_count(m)} epochs in all'
         + (f', {config.parallel_trials} at a time' if config.parallel_trials > 1 else '')
+        + (f', {m.prune} pruning after {m.prune_warmup} completed trials' if m.prune else '')
       )
     pipeline = build(config, layout)
     progress = ComponentProgress(total=len(pipeline.components), echo=echo, interrupt=interrupt)
@@ -234,7 +245,8 @@ def run(
     try:
       _local_dag_runner(run_id).run(pipeline)
     except Exception as e:
-      if progress.current:
+      # A --hypermodel that fails its first build is the user's one-line error, as before a run.
+      if progress.current and not isinstance(e, _usage_errors()):
         raise ComponentError(progress.current, e) from e
       raise
     finally:
@@ -272,6 +284,26 @@ def _check_backbone(module, echo) -> None:
     f'backbone: {module.backbone} ({dim} features per image, '
     f'{"fine-tuned" if module.fine_tune else "frozen"})'
   )
+
+
+def check_search(module, echo) -> None:
+  """Loads the --hypermodel and checks the search space against the model, before any component.
+
+  Raises SearchSpaceError or HypermodelError, each one line.
+  """
+  from modules import hypermodel, search_space
+
+  if module.hypermodel:
+    hypermodel.load_builder(module.hypermodel)
+  space, fixed = search_space.for_module(module)
+  hypermodel.check_space(space, module)
+  if space.spec:
+    what = f'{space.source}: {space.describe()}'
+  else:
+    what = f'the hyperparameters {module.hypermodel} declares'
+  if fixed:
+    what += f' ({", ".join(fixed)} fixed at the built-in defaults)'
+  echo(f'search space: {what}')
 
 
 def check_paths(config: PipelineConfig) -> None:
@@ -380,10 +412,19 @@ def _report_tuning(config: PipelineConfig) -> Optional[dict]:
 # Raised before any component runs: the run ends with one `error:` line.
 def _usage_errors():
   from modules.backbone import BackboneError
+  from modules.hypermodel import HypermodelError
+  from modules.search_space import SearchSpaceError
   from tfx_pipeline.cli_paths import PathError
   from tfx_pipeline.data_folder.layout import DataLayoutError
 
-  return (DataLayoutError, PathError, BackboneError, run_lock.RunLockError)
+  return (
+    DataLayoutError,
+    PathError,
+    BackboneError,
+    SearchSpaceError,
+    HypermodelError,
+    run_lock.RunLockError,
+  )
 
 
 def _run_command(args: argparse.Namespace) -> int:

@@ -342,9 +342,18 @@ def parallel_search(tuner, spec_path: str, working_dir: str, workers: int) -> di
       pool.record_lost(tuner.project_dir, lost)
   ended = collections.Counter(t.status for t in oracle.trials.values())
   counts = ', '.join(f'{n} {status}' for status, n in sorted(ended.items()))
+  pruned = len(getattr(oracle, 'pruned', {}))  # modules/tuning/pruning.py
+  if pruned:
+    counts += f', {pruned} of them pruned'
   lost_text = '; '.join(pool.describe_lost(r) for r in lost)
   _log(
     f'parallel search: {sum(ended.values())} trials ({counts}) by {workers} workers; '
     + (f'lost with a worker: {lost_text}' if lost else 'no trial lost')
   )
-  return {'workers': workers, 'threads': threads, 'lost': lost, 'statuses': dict(ended)}
+  return {
+    'workers': workers,
+    'threads': threads,
+    'lost': lost,
+    'statuses': dict(ended),
+    'pruned': pruned,
+  }

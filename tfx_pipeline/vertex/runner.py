@@ -17,7 +17,7 @@ import warnings
 from typing import List, Optional, Tuple
 
 from tfx_pipeline import cli_paths, options
-from tfx_pipeline.config import DEFAULT_PIPELINE_ROOT, PipelineConfig
+from tfx_pipeline.config import DEFAULT_PIPELINE_ROOT, PROJECT_ROOT, PipelineConfig
 from tfx_pipeline.options import UsageError
 from tfx_pipeline.vertex.settings import MachineSpec, VertexSettings
 
@@ -237,6 +237,55 @@ def settings_from_args(args: argparse.Namespace) -> Tuple[PipelineConfig, Vertex
   return config, vertex
 
 
+def dockerfile_folders(dockerfile: str) -> List[str]:
+  """The checkout's folders ./Dockerfile copies into the image (`COPY name/ ...`)."""
+  folders = []
+  with open(dockerfile) as f:
+    for line in f:
+      words = line.split()
+      if words[:1] == ['COPY'] and len(words) >= 3:
+        folders += [w.rstrip('/') for w in words[1:-1] if w.endswith('/')]
+  return folders
+
+
+def check_search(config: PipelineConfig, dockerfile: Optional[str] = None) -> PipelineConfig:
+  """Checks the search space and --hypermodel as run_local.py does, and that the image has it.
+
+  The jobs run the code in the image, so a --hypermodel module must be in a
+  folder of the checkout that ./Dockerfile copies; a file path becomes relative
+  to the checkout, as the image lays it out. Raises UsageError, one line.
+  """
+  from modules import hypermodel, search_space
+
+  try:
+    reference = config.module.hypermodel
+    if reference:
+      hypermodel.load_builder(reference)
+      path = hypermodel.module_file(reference)
+      inside = os.path.relpath(path, PROJECT_ROOT)
+      if inside.startswith(os.pardir):
+        raise UsageError(
+          f'--hypermodel {reference}: {path} is outside the checkout, so the image cannot '
+          f'hold it: move it into {PROJECT_ROOT} and copy its folder in ./Dockerfile.'
+        )
+      top = inside.split(os.sep)[0]
+      if top not in dockerfile_folders(dockerfile or os.path.join(PROJECT_ROOT, 'Dockerfile')):
+        raise UsageError(
+          f'--hypermodel {reference}: ./Dockerfile does not copy {top}/ into the image the '
+          f'jobs run: add `COPY {top}/ {top}/` (and `!{top}/` to .dockerignore), rebuild '
+          'and push it.'
+        )
+      if hypermodel.is_file_reference(reference):
+        function = hypermodel.split_reference(reference)[1]
+        module = dataclasses.replace(config.module, hypermodel=f'{inside}:{function}')
+        config = dataclasses.replace(config, module=module)
+    space, _ = search_space.for_module(config.module)
+    hypermodel.check_space(space, config.module)
+  except (search_space.SearchSpaceError, hypermodel.HypermodelError) as e:
+    raise UsageError(str(e)) from None
+  return config
+
+
 def data_layout_for(data_root: str, split_by_hash: bool):
   """The splits of a gs:// data folder, declared rather than listed (compiling is offline).
 
@@ -339,6 +388,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f'error: {e}', file=sys.stderr)
     return 2
   _quiet(args.verbose)
+  try:
+    config = check_search(config)  # After _quiet: it loads TensorFlow.
+  except UsageError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
   output = compile_pipeline(config, vertex, args.output, args.split_by_hash)
   print(f'compiled: {output}')
   for line in describe(config, vertex):

@@ -1,0 +1,1 @@
+"""Examples to copy: a keras-tuner model builder for --hypermodel, and search-space files."""

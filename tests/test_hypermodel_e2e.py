@@ -1,0 +1,95 @@
+"""A user's keras-tuner model builder (examples/flower_builder.py) through the whole pipeline.
+
+On the real photos: tuned, trained, evaluated, pushed, and the pushed model
+classifies raw JPEGs; a builder that breaks the contract stops the run in one
+line; the builder's code keys the caches.
+"""
+
+import glob
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from modules.module_config import ModuleConfig
+from tests.conftest import COMPONENTS
+from tfx_pipeline.config import PipelineConfig
+from tfx_pipeline.local import predict
+from tfx_pipeline.local import runner as local_runner
+
+CLASSES = {'roses', 'sunflowers', 'daisy', 'dandelion', 'tulips'}
+BUILDER = 'examples.flower_builder:model_builder'
+
+
+def _config(data_root, root, **module):
+  options = dict(image_size=32, tuner='random', max_trials=2, max_epochs=1, epochs=1, batch_size=8)
+  return PipelineConfig(
+    data_root=data_root,
+    pipeline_root=str(root),
+    accuracy_threshold=0.0,
+    module=ModuleConfig(**{**options, **module}),
+  )
+
+
+def test_a_user_builder_is_tuned_trained_exported_and_served(shared_flowers, tmp_path, capsys):
+  lines = []
+  config = _config(shared_flowers, tmp_path / 'root', hypermodel=BUILDER)
+  summary = local_runner.run(config, echo=lines.append)
+  assert f'search space: the hyperparameters {BUILDER} declares' in lines
+  assert summary['states'] == {c: 'executed' for c in COMPONENTS}
+  # The builder's own hyperparameters, as keras-tuner's tutorials declare them.
+  assert set(summary['best_hyperparameters']) == {'units', 'dense_activation', 'learning_rate'}
+  assert summary['best_hyperparameters']['units'] in (64, 128, 192, 256)
+  assert 0.0 <= summary['accuracy'] <= 1.0 and summary['pushed_model']
+
+  model = tf.saved_model.load(summary['pushed_model'])
+  rows = list(predict.iter_photos(glob.glob(os.path.join(shared_flowers, '*.tfrecord-*')), limit=3))
+  out = model.signatures['serving_jpeg'](images=tf.constant([encoded for _, encoded, _ in rows]))
+  probabilities = out['probabilities'].numpy()
+  assert probabilities.shape == (3, 5)
+  np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+  assert {n.decode() for n in out['class_name'].numpy()} <= CLASSES
+
+  # A builder that returns 3 classes for 5: the first build stops the run in one line.
+  broken = tmp_path / 'three_classes.py'
+  broken.write_text(
+    'import keras\n\n\n'
+    'def model_builder(hp, image_size=224):\n'
+    '  model = keras.Sequential([keras.Input((image_size, image_size, 3)),\n'
+    '    keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3, activation="softmax")])\n'
+    "  model.compile('adam', 'sparse_categorical_crossentropy', metrics=['accuracy'])\n"
+    '  return model\n'
+  )
+  capsys.readouterr()
+  argv = ['--data-root', shared_flowers, '--pipeline-root', config.pipeline_root]
+  argv += ['--image-size', '32', '--tuner', 'random', '--max-trials', '1', '--max-epochs', '1']
+  assert local_runner.main([*argv, '--hypermodel', f'{broken}:model_builder']) == 2
+  captured = capsys.readouterr()
+  error = captured.err.strip().splitlines()[-1]
+  assert error == (
+    f'error: --hypermodel {broken}:model_builder: the model outputs shape [N, 3] but the data '
+    "has 5 classes: end it with Dense(5, activation='softmax')."
+  )
+  assert 'Traceback' not in captured.err
+  assert '[6/9] Tuner ...' in captured.out and 'Tuner done' not in captured.out
+
+
+def test_the_builder_module_keys_the_tuner_and_trainer_caches(tiny_data, tmp_path):
+  from tfx_pipeline.pipeline import create_pipeline
+
+  module = tmp_path / 'my_builder.py'
+  helper = tmp_path / 'my_layers.py'
+  helper.write_text('UNITS = 8\n')
+  module.write_text('import my_layers\n\n\ndef model_builder(hp):\n  return my_layers.UNITS\n')
+
+  def custom_configs():
+    config = _config(tiny_data, tmp_path / 'root', hypermodel=f'{module}:model_builder')
+    nodes = {c.id: c for c in create_pipeline(config).components}
+    return [json.loads(nodes[n].exec_properties['custom_config']) for n in ('Tuner', 'Trainer')]
+
+  first = custom_configs()
+  assert first[0]['hypermodel_code'] == first[1]['hypermodel_code']
+  helper.write_text('UNITS = 16\n')  # A file the builder imports counts too.
+  second = custom_configs()
+  assert second[0]['hypermodel_code'] != first[0]['hypermodel_code']
