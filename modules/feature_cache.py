@@ -10,8 +10,9 @@ and `<key>.json` (what the key was made of), where `feature_cache_dir` comes
 from the pipeline (`RunPaths`, `<pipeline-root>/feature_cache`) or, without
 one, the component's working dir (then it lasts one run).
 
-Key: a hash of the backbone handle and the contents of its SavedModel files,
-the image size, the Transform graph's contents, the contents of the split's
+Key: a hash of the entry format, the format Transform stores images in
+(`image_codec.FORMAT`), the backbone handle and the contents of its SavedModel
+files, the image size, the Transform graph's contents, the contents of the split's
 transformed example files, and the split. Contents, not sizes: transformed
 images have a fixed size, so two data sets with as many images would have files
 of equal size. Any change to data or backbone is a new key, so a stale entry is
@@ -34,13 +35,14 @@ from typing import Iterable, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from modules import backbone
+from modules import backbone, image_codec
 from modules.inputs import input_fn
 from modules.module_config import BUILTIN_BACKBONE, ModuleConfig, RunPaths
 from modules.tuning import state as tuning_state
 
-# Bump when the entry layout or the way features are computed changes.
-FORMAT = 1
+# Bump when the entry layout or the way features are computed changes. 2: features of
+# the uint8 images Transform stores (image_codec), no longer of float32 pixels.
+FORMAT = 2
 _CHUNK = 1 << 20
 
 
@@ -95,6 +97,7 @@ def describe(
   """Everything an entry's features depend on."""
   return {
     'format': FORMAT,
+    'image_format': image_codec.FORMAT,
     'backbone': config.backbone,
     'backbone_files': backbone_fingerprint(config.backbone),
     'image_size': config.image_size,
@@ -162,7 +165,12 @@ def features_for(
     return features, labels
   start = time.monotonic()
   dataset = input_fn(
-    files, fn_args.data_accessor, tf_transform_output, config.batch_size, shuffle=False
+    files,
+    fn_args.data_accessor,
+    tf_transform_output,
+    config.batch_size,
+    image_size=config.image_size,
+    shuffle=False,
   )
   features, labels = compute(_extractor(config.backbone, description['backbone_files']), dataset)
   tf.io.gfile.makedirs(folder)

@@ -70,6 +70,7 @@ def prepare(
     data_accessor=fn_args.data_accessor,
     tf_transform_output=tf_transform_output,
     batch_size=config.batch_size,
+    image_size=config.image_size,
     seed=config.seed,
   )
   return TrainingData(
