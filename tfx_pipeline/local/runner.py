@@ -19,7 +19,7 @@ from typing import List, Optional
 import absl.logging
 
 from tfx_pipeline import options
-from tfx_pipeline.config import DEFAULT_PIPELINE_ROOT, PipelineConfig
+from tfx_pipeline.config import DEFAULT_PIPELINE_ROOT, PROJECT_ROOT, PipelineConfig
 
 COMMANDS = ('run', 'predict', 'report')
 _RUN_DESCRIPTION = (
@@ -119,15 +119,18 @@ def build(config: PipelineConfig, layout=None):
   """
   from tfx import v1 as tfx
 
+  from tfx_pipeline.local import beam
   from tfx_pipeline.pipeline import create_pipeline
 
-  return create_pipeline(
+  pipeline = create_pipeline(
     config,
     layout=layout,
     metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
       config.metadata_path
     ),
   )
+  beam.keep_on_one_worker(pipeline)
+  return pipeline
 
 
 def _echo(line: str) -> None:
@@ -142,6 +145,7 @@ def run(config: PipelineConfig, echo=_echo) -> dict:
   from tfx_pipeline import hparams_file
   from tfx_pipeline.data_folder import check as data_check
   from tfx_pipeline.data_folder import layout as data_layout
+  from tfx_pipeline.local import beam
   from tfx_pipeline.local.progress import ComponentProgress
 
   check_paths(config)  # Each fails in one line, before anything runs.
@@ -150,18 +154,22 @@ def run(config: PipelineConfig, echo=_echo) -> dict:
   _check_backbone(config.module, echo)
   # Reads every record first, so bad data fails here in one line; under
   # --bad-images skip the pipeline reads a copy without the bad records.
-  checked_root = data_check.check(
+  checked = data_check.check(
     config.data_root,
     layout,
     config.pipeline_root,
     config.bad_images,
-    config.beam_pipeline_args,
+    config.beam_pipeline_args or _beam_args(beam.resolve(config.beam_workers, 0)),
     echo,
   )
-  if checked_root != config.data_root:
+  if checked.data_root != config.data_root:
     # A cleaned copy: its layout is resolved afresh when the pipeline is built.
     layout = None
-  config = dataclasses.replace(config, data_root=checked_root)
+  config = dataclasses.replace(config, data_root=checked.data_root)
+  if not config.beam_pipeline_args:
+    mode = beam.resolve(config.beam_workers, checked.records)
+    echo(f'beam: {_BEAM_LINES[mode]}')
+    config = dataclasses.replace(config, beam_pipeline_args=_beam_args(mode))
   if config.hparams_from:
     # The Trainer reads the only file in the artifact's folder: import a copy that is alone.
     config = dataclasses.replace(
@@ -193,6 +201,20 @@ def run(config: PipelineConfig, echo=_echo) -> dict:
   if config.tune:
     _report_tuning(config, echo)
   return summary
+
+
+def _beam_args(mode: str) -> tuple:
+  """Beam options for `mode`, after setting up the environment its workers need."""
+  from tfx_pipeline.local import beam
+
+  return beam.prepare(mode, PROJECT_ROOT)
+
+
+_BEAM_LINES = {
+  'one': 'one worker in this process',
+  'threads': 'a worker thread per core',
+  'processes': 'a worker process per core',
+}
 
 
 def _check_backbone(module, echo) -> None:
