@@ -8,6 +8,8 @@ on_trial_end), so the search loop stays keras-tuner's.
 - Progress: as each trial ends, one line (`trial n/N: ... eta ...`); each
   trial's duration and epochs go to `run.json` in its trial folder, which the
   tuning report reads.
+- Disk: checkpoints no later trial or the best model needs are deleted as
+  each trial ends (modules/tuning/checkpoints.py).
 - Budget: once `budget_minutes` of this run are spent, no new trial starts and
   the best so far stands. keras-tuner ends its search loop when the oracle
   answers a trial request with STOPPED, which it does once `oracle.max_trials`
@@ -26,6 +28,7 @@ import time
 from typing import Callable, Optional
 
 from modules import search_space
+from modules.tuning import checkpoints
 
 RUN_FILE = 'run.json'
 
@@ -104,6 +107,7 @@ class SearchHooks:
   ):
     self.total_epochs = total_epochs
     self.budget = TuningBudget(budget_minutes)
+    self.checkpoint_bytes_freed = 0  # By this run's pruning.
     self.echo = echo
     super().__init__(*args, **kwargs)
 
@@ -138,6 +142,9 @@ class SearchHooks:
 
   def on_trial_end(self, trial):
     super().on_trial_end(trial)  # The oracle scores the trial here.
+    if hasattr(self.oracle, 'trials'):
+      # A worker of a parallel search has a remote oracle: its chief prunes.
+      self.checkpoint_bytes_freed += checkpoints.prune(self.oracle, self._get_checkpoint_fname)
     ended = self.oracle.get_trial(trial.trial_id)
     started, wall_start = self._trial_start.pop(trial.trial_id, (time.monotonic(), time.time()))
     seconds = time.monotonic() - started

@@ -29,6 +29,7 @@ import keras_tuner
 from keras_tuner.src import protos
 from keras_tuner.src.distribute import oracle_chief
 
+from modules.tuning import checkpoints
 from tfx_pipeline.parallel import pool
 
 LOOPBACK = '127.0.0.1'
@@ -64,6 +65,11 @@ def _ongoing_trial_id(oracle, tuner_id: str) -> Optional[str]:
 @keras_tuner.synchronized
 def _stop_if_spent(oracle, budget) -> Optional[str]:
   return budget.stop_if_spent(oracle)
+
+
+@keras_tuner.synchronized
+def _prune_checkpoints(oracle, checkpoint_path) -> int:
+  return checkpoints.prune(oracle, checkpoint_path)
 
 
 class OracleServer:
@@ -108,6 +114,10 @@ class OracleServer:
   def stop_if_spent(self, budget) -> Optional[str]:
     """The sequential search's budget check (modules.tuning.hooks), under the oracle's lock."""
     return _stop_if_spent(self.oracle, budget)
+
+  def prune_checkpoints(self, checkpoint_path) -> int:
+    """Deletes checkpoints the search no longer needs (modules.tuning.checkpoints), locked."""
+    return _prune_checkpoints(self.oracle, checkpoint_path)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,6 +229,8 @@ def parallel_search(
       spent = server.stop_if_spent(tuner.budget)
       if spent:
         echo(spent)
+      # The workers' oracles are remote: the chief deletes the checkpoints no trial needs.
+      server.prune_checkpoints(tuner._get_checkpoint_fname)
       for worker in worker_pool.exited():
         decision = supervisor.on_exit(
           WorkerExit(
