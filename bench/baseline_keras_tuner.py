@@ -2,8 +2,10 @@
 
 tf.data reads the flower TFRecords and decodes + resizes each image, the frozen
 backbone sits inside the model, and `Hyperband(max_epochs=3, factor=2)` searches
-the project's search space: every epoch of every trial runs every image through
-the backbone again. Run by bench/run.py; usable alone with the same flags.
+the project's search space (or `--tuner random`: a shorter search of the same
+kind, for data too large to run the whole search in the benchmark): every epoch
+of every trial runs every image through the backbone again. Run by
+bench/run.py; usable alone with the same flags.
 """
 
 import os
@@ -16,6 +18,7 @@ def main(argv=None):
   import keras
   import tensorflow as tf
 
+  from modules import backbone as backbones
   from modules import search_space  # The same space as the pipeline's, not a copy of it.
 
   class Backbone(keras.layers.Layer):
@@ -31,7 +34,8 @@ def main(argv=None):
   keras.utils.set_random_seed(args.seed)
   size = args.image_size
   with common.Timer() as setup:
-    backbone = Backbone(args.backbone)
+    # A SavedModel folder, or the pipeline's converted efficientnet-lite0.
+    backbone = Backbone(backbones.resolve(args.backbone))
     num_classes = 5
 
   def build_model(hp):
@@ -60,9 +64,15 @@ def main(argv=None):
     .batch(args.batch_size)
     .prefetch(tf.data.AUTOTUNE)
   )
-  tuner = common.hyperband(build_model, args, 'baseline')
+  tuner = common.search(build_model, args, 'baseline')
   with common.Timer() as search:
-    tuner.search(train, validation_data=evaluation, verbose=0, callbacks=[common.early_stopping()])
+    tuner.search(
+      train,
+      validation_data=evaluation,
+      epochs=args.max_epochs,  # Hyperband sets each trial's own.
+      verbose=0,
+      callbacks=[common.early_stopping()],
+    )
   trials = tuner.oracle.trials.values()
   best = tuner.oracle.get_best_trials(1)[0]
   common.write(

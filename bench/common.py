@@ -46,8 +46,15 @@ def step_parser(description: str) -> argparse.ArgumentParser:
   p.add_argument('--data-root', required=True)
   p.add_argument('--backbone', required=True, help='SavedModel path of the feature extractor')
   p.add_argument('--image-size', type=int, default=224)
+  p.add_argument(
+    '--tuner',
+    choices=('hyperband', 'random'),
+    default='hyperband',
+    help='hyperband (the benchmark search), or random: --max-trials trials of --max-epochs',
+  )
   p.add_argument('--max-epochs', type=int, default=3)
   p.add_argument('--factor', type=int, default=2)
+  p.add_argument('--max-trials', type=int, default=1, help='random search only')
   p.add_argument('--batch-size', type=int, default=32)
   p.add_argument('--seed', type=int, default=42)
   p.add_argument('--work', required=True, help='scratch folder')
@@ -55,23 +62,23 @@ def step_parser(description: str) -> argparse.ArgumentParser:
   return p
 
 
-def hyperband(hypermodel, args, project_name: str):
-  """keras-tuner's Hyperband as the benchmark steps run it, in a new folder under --work."""
+def search(hypermodel, args, project_name: str):
+  """keras-tuner's Hyperband (or random search) as the benchmark steps run it, under --work."""
   import tempfile
 
   import keras_tuner
 
   from modules.search_space import OBJECTIVE
 
-  return keras_tuner.Hyperband(
-    hypermodel,
+  common = dict(
     objective=OBJECTIVE,
-    max_epochs=args.max_epochs,
-    factor=args.factor,
     seed=args.seed,
     directory=tempfile.mkdtemp(dir=args.work),
     project_name=project_name,
   )
+  if args.tuner == 'random':
+    return keras_tuner.RandomSearch(hypermodel, max_trials=args.max_trials, **common)
+  return keras_tuner.Hyperband(hypermodel, max_epochs=args.max_epochs, factor=args.factor, **common)
 
 
 def early_stopping():

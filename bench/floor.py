@@ -2,10 +2,12 @@
 search.
 
 Nothing can tune the head with less work: every image must go through the
-backbone once, and the head trains for the trials and epochs Hyperband plans.
+backbone once, and the head trains for the trials and epochs Hyperband plans
+(as many steps an epoch as the pipeline's head does).
 Run by bench/run.py.
 """
 
+import math
 import os
 
 from bench import common
@@ -17,10 +19,10 @@ def main(argv=None):
   import numpy as np
   import tensorflow as tf
 
-  from modules import model, search_space
+  from modules import backbone, model, search_space, training_data
 
   keras.utils.set_random_seed(args.seed)
-  extractor = tf.saved_model.load(args.backbone)
+  extractor = tf.saved_model.load(backbone.resolve(args.backbone))
   call = tf.function(extractor.serve)
   arrays = {}
   with common.Timer() as backbone_pass:
@@ -35,16 +37,24 @@ def main(argv=None):
   def batches(split, shuffle):
     data = tf.data.Dataset.from_tensor_slices(arrays[split])
     if shuffle:
-      data = data.shuffle(len(arrays[split][1]), seed=args.seed)
+      data = data.shuffle(len(arrays[split][1]), seed=args.seed).repeat()
     return data.batch(args.batch_size).prefetch(tf.data.AUTOTUNE)
 
-  tuner = common.hyperband(
+  # The head trains as many steps as in the pipeline (training_data): at least
+  # MIN_HEAD_STEPS_PER_EPOCH batches an epoch, so the floor is of the same search.
+  steps = max(
+    math.ceil(len(arrays['train'][1]) / args.batch_size), training_data.MIN_HEAD_STEPS_PER_EPOCH
+  )
+
+  tuner = common.search(
     lambda hp: model.build_head(hp, 5, arrays['train'][0].shape[-1]), args, 'floor'
   )
   with common.Timer() as head:
     tuner.search(
       batches('train', True),
       validation_data=batches('validation', False),
+      steps_per_epoch=steps,
+      epochs=args.max_epochs,
       verbose=0,
       callbacks=[common.early_stopping()],
     )

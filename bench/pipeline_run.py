@@ -18,22 +18,33 @@ from bench import common
 
 
 class _Sampler(threading.Thread):
-  """Peak RSS between the component lines the runner prints."""
+  """Peak RSS (this process and any Beam worker processes) between the runner's component lines."""
 
   def __init__(self):
     super().__init__(daemon=True)
     import psutil
 
+    self._psutil = psutil
     self._process = psutil.Process()
     self.peak = 0
 
   def run(self):
     while True:
-      self.peak = max(self.peak, self._process.memory_info().rss)
+      self.peak = max(self.peak, self._rss())
       time.sleep(0.05)
 
+  def _rss(self) -> int:
+    total = self._process.memory_info().rss
+    for child in self._process.children(recursive=True):
+      try:
+        total += child.memory_info().rss
+      except self._psutil.Error:  # It ended meanwhile.
+        pass
+    return total
+
   def take(self) -> float:
-    peak, self.peak = self.peak, 0
+    """The peak since the last call, at least the memory in use now (a step may be too quick)."""
+    peak, self.peak = max(self.peak, self._rss()), 0
     return peak / 2**20
 
 
@@ -53,6 +64,14 @@ def main(argv=None):
   p = common.step_parser(__doc__)
   p.add_argument('--no-feature-cache', action='store_true')
   p.add_argument('--epochs', type=int, default=3, help='Trainer epochs')
+  p.add_argument('--pipeline-root', help='default: <work>/pipeline')
+  p.add_argument(
+    '--reuse-upstream',
+    action='store_true',
+    help="take unchanged steps from TFX's cache (an earlier run in --pipeline-root)",
+  )
+  p.add_argument('--stop-after', help='end the run with this component, e.g. Tuner')
+  p.add_argument('--beam-workers', default='auto')
   args = p.parse_args(argv)
   from tfx_pipeline.local import runner as local_runner
 
@@ -61,17 +80,19 @@ def main(argv=None):
     '--data-root',
     args.data_root,
     '--pipeline-root',
-    os.path.join(args.work, 'pipeline'),
+    args.pipeline_root or os.path.join(args.work, 'pipeline'),
     '--backbone',
     args.backbone,
     '--image-size',
     str(args.image_size),
     '--tuner',
-    'hyperband',
+    args.tuner,
     '--max-epochs',
     str(args.max_epochs),
     '--factor',
     str(args.factor),
+    '--max-trials',
+    str(args.max_trials),
     '--epochs',
     str(args.epochs),
     '--batch-size',
@@ -80,15 +101,19 @@ def main(argv=None):
     str(args.seed),
     '--accuracy-threshold',
     '0',
-    '--no-cache',
+    '--beam-workers',
+    args.beam_workers,
   ]
+  if not args.reuse_upstream:
+    flags.append('--no-cache')
   if args.no_feature_cache:
     flags.append('--no-feature-cache')
   config = local_runner.config_from_args(local_runner.run_parser().parse_args(flags))
 
   sampler = _Sampler()
   sampler.start()
-  components = {}
+  components, first_step = {}, []
+  started = time.monotonic()
   # tuner_fn and run_fn print their feature cache lines: keep a copy of stdout.
   tee = _Tee(sys.stdout)
   sys.stdout = tee
@@ -103,21 +128,27 @@ def main(argv=None):
       }
     elif re.match(r'\[\d+/\d+\] \S+ \.\.\.', line):
       sampler.take()  # Start each component's peak afresh.
+      if not first_step:  # What ran before: the backbone load and the data check.
+        first_step.append(time.monotonic() - started)
 
   with common.Timer() as run:
-    summary = local_runner.run(config, echo=echo)
+    summary = local_runner.run(config, echo=echo, stop_after=args.stop_after)
   sys.stdout = tee.stream
-  search = sorted(
-    glob.glob(os.path.join(config.pipeline_root, 'tuning', '*', '*', 'report', 'trials.json'))
-  )[-1]
-  with open(search) as f:
-    trials = json.load(f)
+  trials = []
+  if 'Tuner' in components:
+    search = max(
+      glob.glob(os.path.join(config.pipeline_root, 'tuning', '*', '*', 'report', 'trials.json')),
+      key=os.path.getmtime,
+    )
+    with open(search) as f:
+      trials = json.load(f)
   # 'feature cache: train: computed (40, 2048) features in 8.1s into ...'
   feature_seconds = sum(float(s) for s in re.findall(r'computed .* in ([\d.]+)s', tee.text))
   common.write(
     args.json,
     {
       'wall_seconds': run.seconds,
+      'checks_seconds': first_step[0] if first_step else None,
       'components': components,
       'trial_seconds': sum(t['seconds'] or 0 for t in trials),
       'trials': len(trials),
@@ -127,17 +158,20 @@ def main(argv=None):
       'accuracy': summary.get('accuracy'),
       'feature_seconds': feature_seconds,
       'transformed_examples': _transformed_sizes(config.pipeline_root),
+      'feature_cache_files': sorted(
+        glob.glob(os.path.join(config.pipeline_root, 'feature_cache', '*.npz'))
+      ),
     },
   )
 
 
 def _transformed_sizes(pipeline_root):
-  """Bytes on disk of the transformed examples, per split."""
+  """Bytes on disk of the newest transformed examples, per split."""
+  outputs = glob.glob(os.path.join(pipeline_root, 'Transform', 'transformed_examples', '*'))
+  newest = max(outputs, key=lambda path: int(os.path.basename(path)))
   sizes = {}
   for split in ('train', 'eval'):
-    files = glob.glob(
-      os.path.join(pipeline_root, 'Transform', 'transformed_examples', '*', f'Split-{split}', '*')
-    )
+    files = glob.glob(os.path.join(newest, f'Split-{split}', '*'))
     sizes[split] = {'files': files, 'bytes': sum(os.path.getsize(f) for f in files)}
   return sizes
 

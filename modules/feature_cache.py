@@ -10,8 +10,9 @@ and `<key>.json` (what the key was made of), where `feature_cache_dir` comes
 from the pipeline (`RunPaths`, `<pipeline-root>/feature_cache`) or, without
 one, the component's working dir (then it lasts one run).
 
-Key: a hash of the backbone handle and the contents of its SavedModel files,
-the image size, the Transform graph's contents, the contents of the split's
+Key: a hash of the entry format, the format Transform stores images in
+(`image_codec.FORMAT`), the backbone handle and the contents of its SavedModel
+files, the image size, the Transform graph's contents, the contents of the split's
 transformed example files, and the split; for augmented copies also the switches,
 their strengths, the number of copies and the seed. Contents, not sizes: transformed
 images have a fixed size, so two data sets with as many images would have files
@@ -35,14 +36,15 @@ from typing import Iterable, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from modules import augmentation, backbone
+from modules import augmentation, backbone, image_codec
 from modules.augmentation import Augmentation
 from modules.inputs import input_fn
 from modules.module_config import BUILTIN_BACKBONE, ModuleConfig, RunPaths
 from modules.tuning import state as tuning_state
 
-# Bump when the entry layout or the way features are computed changes.
-FORMAT = 1
+# Bump when the entry layout or the way features are computed changes. 2: features of
+# the uint8 images Transform stores (image_codec), no longer of float32 pixels.
+FORMAT = 2
 _CHUNK = 1 << 20
 
 
@@ -109,6 +111,7 @@ def describe(
   """Everything an entry's features depend on."""
   description = {
     'format': FORMAT,
+    'image_format': image_codec.FORMAT,
     'backbone': config.backbone,
     'backbone_files': backbone_fingerprint(config.backbone),
     'image_size': config.image_size,
@@ -202,7 +205,12 @@ def features_for(
   parts = []
   for copy in range(config.augment_copies if augment else 1):
     dataset = input_fn(
-      files, fn_args.data_accessor, tf_transform_output, config.batch_size, shuffle=False
+      files,
+      fn_args.data_accessor,
+      tf_transform_output,
+      config.batch_size,
+      image_size=config.image_size,
+      shuffle=False,
     )
     if augment:
       dataset = augment.apply(dataset, seed=config.seed + copy)

@@ -11,7 +11,7 @@ import keras
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from modules import features
+from modules import features, image_codec
 
 
 class ClassifierModule(tf.Module):
@@ -22,21 +22,35 @@ class ClassifierModule(tf.Module):
   """
 
   def __init__(
-    self, model: keras.Model, tf_transform_output: tft.TFTransformOutput, class_names: Sequence[str]
+    self,
+    model: keras.Model,
+    tf_transform_output: tft.TFTransformOutput,
+    class_names: Sequence[str],
+    image_size: int,
   ):
     super().__init__()
     self.model = model
+    self.image_size = image_size
     self.tft_layer = tf_transform_output.transform_features_layer()
     self.class_names = tf.constant(list(class_names))
     raw_spec = tf_transform_output.raw_feature_spec()
     # Parse only the image: callers need not send labels or file names.
     self._parse_spec = {features.IMAGE_KEY: raw_spec[features.IMAGE_KEY]}
 
-  def classify(self, encoded: tf.Tensor) -> Dict[str, tf.Tensor]:
-    """[N] encoded images -> probabilities [N, K], class_id [N], class_name [N]."""
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='images')])
+  def model_input(self, encoded: tf.Tensor) -> tf.Tensor:
+    """[N] encoded images -> the [N, size, size, 3] tensor the model is fed.
+
+    Transform's graph, then the same `image_codec.model_input` the input function
+    uses. Saved with the model (`loaded.model_input(images)`), to check what it sees.
+    """
     # The Transform graph expects the [N, 1] shape SchemaGen inferred.
     transformed = self.tft_layer({features.IMAGE_KEY: tf.reshape(encoded, [-1, 1])})
-    probabilities = self.model(transformed[features.IMAGE], training=False)
+    return image_codec.model_input(transformed[features.IMAGE], self.image_size)
+
+  def classify(self, encoded: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """[N] encoded images -> probabilities [N, K], class_id [N], class_name [N]."""
+    probabilities = self.model(self.model_input(encoded), training=False)
     class_id = tf.argmax(probabilities, axis=-1)
     return {
       'probabilities': probabilities,
@@ -59,9 +73,10 @@ def export(
   tf_transform_output: tft.TFTransformOutput,
   class_names: Sequence[str],
   export_dir: str,
+  image_size: int,
 ) -> None:
   """Writes the SavedModel with both serving signatures."""
-  module = ClassifierModule(model, tf_transform_output, class_names)
+  module = ClassifierModule(model, tf_transform_output, class_names, image_size)
   tf.saved_model.save(
     module,
     export_dir,

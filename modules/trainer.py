@@ -76,4 +76,6 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     classifier = model.attach(
       backbone.build_backbone(config.backbone, fine_tune=False), classifier, config.image_size
     )
-  serving.export(classifier, tf_transform_output, class_names, fn_args.serving_model_dir)
+  serving.export(
+    classifier, tf_transform_output, class_names, fn_args.serving_model_dir, config.image_size
+  )

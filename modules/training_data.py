@@ -54,7 +54,10 @@ def prepare(
   if feature_cache.applies(config):
     return _cached(fn_args, config, tf_transform_output)
   read = functools.partial(
-    input_fn, data_accessor=fn_args.data_accessor, tf_transform_output=tf_transform_output
+    input_fn,
+    data_accessor=fn_args.data_accessor,
+    tf_transform_output=tf_transform_output,
+    image_size=config.image_size,
   )
 
   def train(batch_size: int, augment: Augmentation) -> tf.data.Dataset:

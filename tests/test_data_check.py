@@ -55,14 +55,14 @@ def write_folder(folder, train, validation, labels=True):
 
 def run_check(data_root, pipeline_root, policy='fail'):
   lines = []
-  folder = data_check.check(
+  checked = data_check.check(
     data_root,
     data_layout.resolve(data_root),
     str(pipeline_root),
     bad_images=policy,
     echo=lines.append,
   )
-  return folder, lines
+  return checked, lines
 
 
 def _with_bad_images(tmp_path):
@@ -75,8 +75,8 @@ def _with_bad_images(tmp_path):
 
 def test_clean_data_is_read_in_place_and_checked_once(tmp_path):
   data_root = write_folder(tmp_path / 'data', _good('train', 6), _good('validation'))
-  folder, lines = run_check(data_root, tmp_path / 'root')
-  assert folder == data_root
+  checked, lines = run_check(data_root, tmp_path / 'root')
+  assert checked == (data_root, 9)
   assert lines == ['data check: 9 records in 2 files, every image decodes']
   _, again = run_check(data_root, tmp_path / 'root')
   assert again == [
@@ -100,8 +100,8 @@ def test_bad_images_fail_by_default_naming_split_file_and_record(tmp_path):
 
 def test_skip_drops_and_counts_bad_images_and_the_pipeline_reads_a_clean_copy(tmp_path):
   data_root = _with_bad_images(tmp_path)
-  folder, lines = run_check(data_root, tmp_path / 'root', policy='skip')
-  assert folder.startswith(str(tmp_path / 'root' / 'data_check'))
+  (folder, kept), lines = run_check(data_root, tmp_path / 'root', policy='skip')
+  assert folder.startswith(str(tmp_path / 'root' / 'data_check')) and kept == 7
   assert lines[0] == 'data check: 10 records in 2 files, 3 with bad images'
   assert lines[1] == (
     'data check: skipping 3 records with bad images (--bad-images skip): eval 1, train 2'
@@ -132,7 +132,7 @@ def test_skip_drops_and_counts_bad_images_and_the_pipeline_reads_a_clean_copy(tm
   assert len(read_examples(os.path.join(data_root, '*-train.tfrecord-*'))) == 6
   mtimes = {n: os.stat(os.path.join(folder, n)).st_mtime_ns for n in os.listdir(folder)}
   again, _ = run_check(data_root, tmp_path / 'root', policy='skip')
-  assert again == folder
+  assert again.data_root == folder
   assert mtimes == {n: os.stat(os.path.join(folder, n)).st_mtime_ns for n in os.listdir(folder)}
 
 

@@ -66,6 +66,7 @@ def test_cached_features_are_the_backbones_output(fn_args_for, saved_backbone):
     fn_args.data_accessor,
     tft.TFTransformOutput(fn_args.transform_output),
     8,
+    image_size=IMAGE_SIZE,
     shuffle=False,
   ):
     images.append(x.numpy())

@@ -110,6 +110,7 @@ def test_editing_user_code_changes_the_cache_key(tmp_path):
   # What preprocessing_fn's graph depends on: its file and what it imports from modules.
   assert {os.path.basename(p) for p in code_version.transform_sources()} == {
     'features.py',
+    'image_codec.py',
     'module_config.py',
     'preprocessing.py',
   }

@@ -1,13 +1,14 @@
 """preprocessing_fn: decoding, resizing, normalising, and class names from the data."""
 
 import io
+import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
 
-from modules import features, labels
+from modules import features, image_codec, labels
 from modules.preprocessing import decode_and_resize
 from tests.conftest import IMAGE_SIZE, read_examples
 
@@ -18,15 +19,50 @@ def _encode(image: Image.Image, fmt: str) -> bytes:
   return buf.getvalue()
 
 
-def test_transformed_images_have_shape_dtype_and_range(transformed):
+def _float_path(encoded, size):
+  """The pixels as float32 with no uint8 step: decode, resize, scale."""
+  image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+  return (tf.image.resize(image, [size, size]) / 255.0).numpy()
+
+
+def test_transformed_images_are_stored_as_uint8_pixels(transformed):
   _, files, _ = transformed
   rows = read_examples(files['train'][0])
   assert len(rows) == 30
-  pixels = np.array(rows[0][features.IMAGE].float_list.value)
-  assert pixels.size == IMAGE_SIZE * IMAGE_SIZE * 3
-  assert 0.0 <= pixels.min() and pixels.max() <= 1.0
-  assert pixels.std() > 0.01  # a real picture, not a blank
+  (stored,) = rows[0][features.IMAGE].bytes_list.value
+  # The pixels and a short header, a quarter of float32's 4 bytes a value.
+  assert len(stored) < IMAGE_SIZE * IMAGE_SIZE * 3 + 32
+  pixels = tf.io.parse_tensor(stored, tf.uint8).numpy()
+  assert pixels.shape == (IMAGE_SIZE, IMAGE_SIZE, 3) and pixels.dtype == np.uint8
+  assert pixels.std() > 2  # a real picture, not a blank
   assert {r[features.LABEL].int64_list.value[0] for r in rows} == {0, 1, 2, 3, 4}
+
+
+def test_stored_images_read_back_within_half_a_step_of_the_float_path(transformed, tiny_data):
+  """Transform's uint8 pixels, read as the model reads them, against float32 never rounded."""
+  _, files, _ = transformed
+  raw = read_examples(os.path.join(tiny_data, '*-train.tfrecord-*'))
+  expected = np.stack(
+    [_float_path(r[features.IMAGE_KEY].bytes_list.value[0], IMAGE_SIZE) for r in raw]
+  )
+  stored = [r[features.IMAGE].bytes_list.value[0] for r in read_examples(files['train'][0])]
+  read_back = image_codec.model_input(tf.constant(stored), IMAGE_SIZE).numpy()
+  assert read_back.dtype == np.float32 and len(read_back) == len(expected)
+  # Each stored image is one of the raw ones (Beam need not keep their order).
+  errors = np.abs(read_back[:, None] - expected[None]).max(axis=(2, 3, 4))
+  assert errors.min(axis=1).max() <= 0.5 / 255 + 1e-6
+  assert sorted(errors.argmin(axis=1)) == list(range(len(expected)))
+
+
+@pytest.mark.parametrize('fmt', ['JPEG', 'PNG'])
+def test_uint8_round_trip_is_the_float_path_within_half_a_step(fmt):
+  rng = np.random.default_rng(0)
+  photo = _encode(Image.fromarray(rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)), fmt)
+  stored = image_codec.encode(image_codec.decode_resize(tf.constant([photo]), 24))
+  read_back = image_codec.model_input(stored, 24).numpy()[0]
+  error = np.abs(read_back - _float_path(photo, 24)).max()
+  assert 0 < error <= 0.5 / 255 + 1e-6
+  np.testing.assert_array_equal(read_back, decode_and_resize(tf.constant([photo]), 24).numpy()[0])
 
 
 def test_class_names_come_from_the_data_in_label_order(transformed):

@@ -20,6 +20,10 @@ DEFAULT_PIPELINE_ROOT = os.path.join(PROJECT_ROOT, 'pipeline_output')
 # What the local runner's data check (data_folder/check.py) does with a record
 # whose image does not decode: stop the run, or drop it and count it.
 BAD_IMAGE_POLICIES = ('fail', 'skip')
+# How the local runner runs its Beam steps (tfx_pipeline/local/beam.py).
+BEAM_WORKERS = ('auto', 'one', 'threads', 'processes')
+# From this many records, `auto` runs them in one process per core.
+BEAM_PROCESSES_FROM_RECORDS = 10_000
 
 
 # Adding an option: see `option` in modules/module_config.py (one field, here or in ModuleConfig).
@@ -67,7 +71,18 @@ class PipelineConfig:
     '(default: %(default)s: never push a worse model)',
     metavar='DROP',
   )
-  beam_pipeline_args: Tuple[str, ...] = ('--direct_num_workers=1',)
+  # Beam options of every Beam step; empty: the local runner picks them from
+  # --beam-workers and the data's size (tfx_pipeline/local/beam.py).
+  beam_pipeline_args: Tuple[str, ...] = ()
+  beam_workers: str = option(
+    'auto',
+    'Beam workers of the data check, ImportExampleGen, StatisticsGen, Transform and '
+    "Evaluator: 'one' (one core), 'threads' (a thread per core), 'processes' (a process "
+    "per core, each importing TensorFlow first), or 'auto' (default: processes from "
+    f'{BEAM_PROCESSES_FROM_RECORDS:,} records on, threads below)',
+    choices=BEAM_WORKERS,
+    runners=('local',),
+  )
   enable_cache: bool = option(True, 'rerun every component', flag='--no-cache')
   # Bad input: every record is checked before any component runs (data_folder/check.py).
   bad_images: str = option(
@@ -101,6 +116,10 @@ class PipelineConfig:
       )
     if self.train_steps is not None and self.train_steps < 1:
       raise ValueError(f'train_steps={self.train_steps}: must be at least 1.')
+    if self.beam_workers not in BEAM_WORKERS:
+      raise ValueError(
+        f'--beam-workers {self.beam_workers}: choose one of {", ".join(BEAM_WORKERS)}.'
+      )
     if self.parallel_trials < 1:
       raise ValueError(f'--parallel-trials {self.parallel_trials}: must be at least 1.')
 

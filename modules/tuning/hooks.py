@@ -19,6 +19,8 @@ on_epoch_end, on_trial_end), so the search loop stays keras-tuner's.
 - Stopping: a Ctrl-C of the local run is honoured before each trial and
   between batches (modules/stop.py), so the running trial is abandoned and
   resumed by the next run.
+- Disk: checkpoints no later trial or the best model needs are deleted as
+  each trial ends (modules/tuning/checkpoints.py).
 - Budget: once `budget_minutes` of this run are spent, no new trial starts and
   the best so far stands. keras-tuner ends its search loop when the oracle
   answers a trial request with STOPPED, which it does once `oracle.max_trials`
@@ -40,7 +42,7 @@ import numpy as np
 
 from modules import console, search_space, stop
 from modules.search_space import OBJECTIVE
-from modules.tuning import pruning
+from modules.tuning import checkpoints, pruning
 
 RUN_FILE = 'run.json'
 # In a running trial's folder: its epochs so far and latest objective value, for a
@@ -253,6 +255,7 @@ class SearchHooks:
     self.progress = SearchProgress(total_epochs, fit_epochs)
     self.budget = TuningBudget(budget_minutes)
     self.report_epochs = report_epochs
+    self.checkpoint_bytes_freed = 0  # By this run's checkpoint deletion.
     self.echo = echo
     self._pruned_at = {}
     super().__init__(*args, **kwargs)
@@ -325,6 +328,9 @@ class SearchHooks:
 
   def on_trial_end(self, trial):
     super().on_trial_end(trial)  # The oracle scores the trial here.
+    if hasattr(self.oracle, 'trials'):
+      # A worker of a parallel search has a remote oracle: its chief deletes them.
+      self.checkpoint_bytes_freed += checkpoints.prune(self.oracle, self._get_checkpoint_fname)
     ended = self.oracle.get_trial(trial.trial_id)
     record = self.progress.trial_ended(ended)
     pruned_at = self._pruned_at.pop(trial.trial_id, None)

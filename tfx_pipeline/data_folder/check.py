@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, NamedTuple, Optional
 
 import apache_beam as beam
 import tensorflow as tf
@@ -53,6 +53,13 @@ _IMAGE, _LABEL, _TEXT, _NAME = (
 
 class DataCheckError(data_layout.DataLayoutError):
   """A record in the data folder cannot be trained on; the message names it and the fix."""
+
+
+class Checked(NamedTuple):
+  """What `check` found: the folder the pipeline reads, and how many records it holds."""
+
+  data_root: str
+  records: int
 
 
 # --------------------------------------------------------------------------- Beam
@@ -253,11 +260,11 @@ def check(
   bad_images: str = 'fail',
   beam_args=(),
   echo: Callable[[str], None] = print,
-) -> str:
+) -> Checked:
   """Checks every record; returns the folder the pipeline should read, or raises DataCheckError.
 
   That folder is `data_root` itself, or under `skip` with bad images, a copy
-  of its shards without them.
+  of its shards without them; `records` counts the records in it.
   """
   if bad_images not in BAD_IMAGE_POLICIES:
     raise ValueError(f'--bad-images {bad_images}: choose one of {", ".join(BAD_IMAGE_POLICIES)}.')
@@ -291,7 +298,7 @@ def check(
         f'split {split} of --data-root {data_root} has no usable records: add photos to it.'
       )
   if not bad:
-    return data_root
+    return Checked(data_root, records)
   by_split = {}
   for s, r in bad:
     by_split[s['split']] = by_split.get(s['split'], 0) + 1
@@ -303,7 +310,7 @@ def check(
     echo(f'  skipped {_where(s, r)}: {r["problem"]}')
   if len(bad) > _LISTED:
     echo(f'  ... and {len(bad) - _LISTED} more, all in {scanned}')
-  return _cleaned_copy(summaries, work, beam_args, echo)
+  return Checked(_cleaned_copy(summaries, work, beam_args, echo), records - len(bad))
 
 
 def _cleaned_copy(summaries: List[dict], work: str, beam_args, echo) -> str:

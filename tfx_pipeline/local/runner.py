@@ -20,7 +20,7 @@ from typing import List, Optional
 import absl.logging
 
 from tfx_pipeline import options
-from tfx_pipeline.config import DEFAULT_PIPELINE_ROOT, PipelineConfig
+from tfx_pipeline.config import DEFAULT_PIPELINE_ROOT, PROJECT_ROOT, PipelineConfig
 from tfx_pipeline.local import console, run_lock
 from tfx_pipeline.local import interrupt as interrupt_module
 
@@ -137,15 +137,18 @@ def build(config: PipelineConfig, layout=None):
   """
   from tfx import v1 as tfx
 
+  from tfx_pipeline.local import beam
   from tfx_pipeline.pipeline import create_pipeline
 
-  return create_pipeline(
+  pipeline = create_pipeline(
     config,
     layout=layout,
     metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
       config.metadata_path
     ),
   )
+  beam.keep_on_one_worker(pipeline)
+  return pipeline
 
 
 def _echo(line: str) -> None:
@@ -186,6 +189,7 @@ def run(
   run_id: Optional[str] = None,
   layout=None,
   interrupt: Optional[interrupt_module.Interrupt] = None,
+  stop_after: Optional[str] = None,
 ) -> dict:
   """Runs the pipeline, prints progress and a summary, and returns the summary.
 
@@ -193,11 +197,16 @@ def run(
   fails at once). `run_id` names the run (default: now); `layout` is the data
   folder's split layout if already resolved; `interrupt` is the Ctrl-C
   handling of run_local.py, which the component progress consults.
+  `stop_after` names a component to end the run with (the benchmark times the
+  Tuner alone so); the summary then says only what ran.
   """
+  from tfx.orchestration import pipeline as tfx_pipeline
+
   from modules import tuner as tuner_module
   from tfx_pipeline import hparams_file
   from tfx_pipeline.data_folder import check as data_check
   from tfx_pipeline.data_folder import layout as data_layout
+  from tfx_pipeline.local import beam
   from tfx_pipeline.local.progress import ComponentProgress
 
   check_paths(config)  # Each fails in one line, before anything runs.
@@ -209,18 +218,22 @@ def run(
     _check_backbone(config.module, echo)
     # Reads every record first, so bad data fails here in one line; under
     # --bad-images skip the pipeline reads a copy without the bad records.
-    checked_root = data_check.check(
+    checked = data_check.check(
       config.data_root,
       layout,
       config.pipeline_root,
       config.bad_images,
-      config.beam_pipeline_args,
+      config.beam_pipeline_args or _beam_args(beam.resolve(config.beam_workers, 0)),
       echo,
     )
-    if checked_root != config.data_root:
+    if checked.data_root != config.data_root:
       # A cleaned copy: its layout is resolved afresh when the pipeline is built.
       layout = None
-    config = dataclasses.replace(config, data_root=checked_root)
+    config = dataclasses.replace(config, data_root=checked.data_root)
+    if not config.beam_pipeline_args:
+      mode = beam.resolve(config.beam_workers, checked.records)
+      echo(f'beam: {_BEAM_LINES[mode]}')
+      config = dataclasses.replace(config, beam_pipeline_args=_beam_args(mode))
     if config.hparams_from:
       # The Trainer reads the only file in the artifact's folder: import a copy that is alone.
       config = dataclasses.replace(
@@ -243,7 +256,10 @@ def run(
     absl_logger.addHandler(progress)
     start = time.monotonic()
     try:
-      _local_dag_runner(run_id).run(pipeline)
+      _local_dag_runner(run_id).run(
+        pipeline,
+        run_options=tfx_pipeline.RunOptions(to_nodes=[stop_after]) if stop_after else None,
+      )
     except Exception as e:
       # A --hypermodel that fails its first build is the user's one-line error, as before a run.
       if progress.current and not isinstance(e, _usage_errors()):
@@ -254,6 +270,11 @@ def run(
       progress.close()
     summary = summarize(config, run_id)
     summary['seconds'] = time.monotonic() - start
+    if stop_after:
+      echo(f'stopped after {stop_after} in {summary["seconds"]:.0f}s')
+      if config.tune:
+        _report_tuning(config)
+      return summary
     report = _report_tuning(config) if config.tune else None
     summary['confusion_matrix'] = _confusion_matrix(config, run_id, summary, report)
     _print_summary(summary, echo)
@@ -270,6 +291,20 @@ class ComponentError(RuntimeError):
   def __init__(self, component: str, cause: BaseException):
     super().__init__(f'{component} failed: {type(cause).__name__}: {cause}')
     self.component = component
+
+
+def _beam_args(mode: str) -> tuple:
+  """Beam options for `mode`, after setting up the environment its workers need."""
+  from tfx_pipeline.local import beam
+
+  return beam.prepare(mode, PROJECT_ROOT)
+
+
+_BEAM_LINES = {
+  'one': 'one worker in this process',
+  'threads': 'a worker thread per core',
+  'processes': 'a worker process per core',
+}
 
 
 def _check_backbone(module, echo) -> None:

@@ -31,7 +31,7 @@ from keras_tuner.src import protos
 from keras_tuner.src.distribute import oracle_chief
 
 from modules import console, stop
-from modules.tuning import hooks
+from modules.tuning import checkpoints, hooks
 from tfx_pipeline.parallel import pool
 
 LOOPBACK = '127.0.0.1'
@@ -70,6 +70,10 @@ def _stop_if_spent(oracle, budget) -> Optional[str]:
 
 
 @keras_tuner.synchronized
+def _prune_checkpoints(oracle, checkpoint_path) -> int:
+  return checkpoints.prune(oracle, checkpoint_path)
+
+
 def _trial_states(oracle) -> Dict[str, tuple]:
   """Every trial id -> (the tuner id running it or None, whether it has ended)."""
   running = {trial.trial_id: tuner_id for tuner_id, trial in oracle.ongoing_trials.items()}
@@ -192,6 +196,10 @@ class OracleServer:
     """The sequential search's budget check (modules.tuning.hooks), under the oracle's lock."""
     return _stop_if_spent(self.oracle, budget)
 
+  def prune_checkpoints(self, checkpoint_path) -> int:
+    """Deletes checkpoints the search no longer needs (modules.tuning.checkpoints), locked."""
+    return _prune_checkpoints(self.oracle, checkpoint_path)
+
 
 @dataclasses.dataclass(frozen=True)
 class WorkerExit:
@@ -305,6 +313,8 @@ def parallel_search(tuner, spec_path: str, working_dir: str, workers: int) -> di
       spent = server.stop_if_spent(tuner.budget)
       if spent:
         console.line(spent)
+      # The workers' oracles are remote: the chief deletes the checkpoints no trial needs.
+      server.prune_checkpoints(tuner._get_checkpoint_fname)
       watch.poll()
       for worker in worker_pool.exited():
         decision = supervisor.on_exit(
