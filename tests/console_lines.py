@@ -13,17 +13,22 @@ from typing import List, Optional
 _PATH = r'\S+'
 SHAPES = {
   'log': rf'log: {_PATH}\.log',
+  'search space': r'search space: .+',
   'data': r'data: .+',
   'backbone': r'backbone: .+',
   'data check': r'data check: .+',
   'skipped record': r'  (skipped .+|\.\.\. and \d+ more, all in \S+)',  # --bad-images skip
-  'search': r'search: \w+, \d+ trials, at most \d+ epochs in all(, \d+ at a time)?',
+  'search': (
+    r'search: \w+, \d+ trials, at most \d+ epochs in all(, \d+ at a time)?'
+    r'(, median pruning after \d+ completed trials)?'
+  ),
   'component starts': r'\[\d+/\d+\] \w+ \.\.\.',
   'component done': r'\[\d+/\d+\] \w+ (done in \d+\.\ds|cached)',
   'tuning': r'tuning: .+',
   'tuning budget': r'tuning budget of \S+ min spent: .+',
   'trial': (
-    r'trial \d+/\d+: (\S+=\S+ )+score=\S+ best=\S+ \(\w+\) elapsed \w+( \[[A-Z]+\])?( eta \w+)?'
+    r'trial \d+/\d+: (\S+=\S+ )+score=\S+ best=\S+ \(\w+\) elapsed \w+'
+    r'( \[([A-Z]+|pruned at epoch \d+)\])?( eta \w+)?'
   ),
   'finished': r'finished in \d+s( \(\d+ of \d+ components from cache\))?',
   'best hyperparameters': r'best hyperparameters: \{.+\}',
@@ -34,9 +39,11 @@ SHAPES = {
   'pushed model': rf'pushed model: {_PATH}',
   'not pushed': rf'model not pushed: .+; TFMA results in {_PATH}',
   'confusion matrix': rf'confusion matrix: {_PATH}\.png',
-  'tuning report': r'tuning report: \d+ of \d+ trials completed \(\* best\)',
+  'tuning report': (
+    r'tuning report: \d+ of \d+ trials completed(, \d+ of them pruned)? \(\* best\)'
+  ),
   'report header': r'  trial  .+  status',
-  'report row': r'  \d+( \*)? .+ (COMPLETED|FAILED|INVALID|RUNNING|IDLE|STOPPED)',
+  'report row': r'  \d+( \*)? .+ (COMPLETED|PRUNED|FAILED|INVALID|RUNNING|IDLE|STOPPED)',
   'report files': (
     rf'  \({_PATH}: trials\.txt/\.csv/\.json, PNG plots; tensorboard --logdir {_PATH}\)'
   ),
