@@ -17,6 +17,7 @@ SHAPES = {
   'data': r'data: .+',
   'backbone': r'backbone: .+',
   'data check': r'data check: .+',
+  'beam': r'beam: (one worker in this process|a worker (thread|process) per core)',
   'skipped record': r'  (skipped .+|\.\.\. and \d+ more, all in \S+)',  # --bad-images skip
   'search': (
     r'search: \w+, \d+ trials, at most \d+ epochs in all(, \d+ at a time)?'
