@@ -38,8 +38,7 @@ def main(argv=None):
     backbone = Backbone(backbones.resolve(args.backbone))
     num_classes = 5
 
-  def build_model(hp):
-    search_space.define(hp)
+  def build_model(hp):  # The space comes declared (common.search): the pipeline's own.
     inputs = keras.Input((size, size, 3))
     x = backbone(inputs)
     x = keras.layers.Dense(hp.get('units'), activation=hp.get('dense_activation'))(x)

@@ -68,10 +68,12 @@ def search(hypermodel, args, project_name: str):
 
   import keras_tuner
 
-  from modules.search_space import OBJECTIVE
+  from modules import search_space
 
   common = dict(
-    objective=OBJECTIVE,
+    # The pipeline's built-in space, declared up front as the pipeline's tuner does.
+    hyperparameters=search_space.builtin().hyperparameters(),
+    objective=search_space.OBJECTIVE,
     seed=args.seed,
     directory=tempfile.mkdtemp(dir=args.work),
     project_name=project_name,

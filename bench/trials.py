@@ -55,7 +55,7 @@ def main(argv=None):
   args = p.parse_args(argv)
   import psutil
 
-  from modules import feature_cache, model, training_data
+  from modules import feature_cache, model, search_space, training_data
   from modules import tuner as tuner_module
   from modules.module_config import ModuleConfig
 
@@ -68,6 +68,7 @@ def main(argv=None):
     config,
     lambda hp: model.build_head(hp, num_classes=5, feature_dim=train[0].shape[-1]),
     directory=folder,
+    space=search_space.builtin(),
   )
   process, after = psutil.Process(), []
   end = tuner.on_trial_end
