@@ -9,6 +9,7 @@ tests/console_lines.py's kinds; everything else belongs in the run's log.
 
 import dataclasses
 import fcntl
+import json
 import os
 import pty
 import re
@@ -307,7 +308,8 @@ def test_readme_sample_output_has_the_shape_of_a_real_run(default_run):
 def test_a_failing_component_is_one_line_and_the_log(parallel_run, tiny_data, root, tmp_path):
   """Hyperparameters the model cannot be built with: the Trainer fails."""
   hparams = tmp_path / 'hparams.json'
-  hparams.write_text('{"space": [], "values": {"units": "many"}}')
+  values = {'units': 'many', 'dense_activation': 'relu', 'learning_rate': 1e-3, 'optimizer': 'adam'}
+  hparams.write_text(json.dumps({'space': [], 'values': values}))
   done = run_local(tiny_data, root, *TINY, '--no-tune', '--hparams-from', str(hparams))
   assert done.rc == 1
   error, log = done.err.splitlines()
