@@ -188,11 +188,20 @@ def test_the_default_run_shows_only_progress_and_the_summary(default_run):
   assert default_run.err == ''
   assert not CONTROL.search(default_run.out)
   kinds = [shape(line) for line in lines]
-  for kind in ('log', 'data', 'backbone', 'data check', 'search', 'tuning', 'finished'):
+  for kind in (
+    'log',
+    'search space',
+    'data',
+    'backbone',
+    'data check',
+    'search',
+    'tuning',
+    'finished',
+  ):
     assert kinds.count(kind) == 1, (kind, lines)
   assert kinds.count('component done') == kinds.count('component starts') == 10
   assert kinds.count('trial') == 5  # Hyperband, --max-epochs 2 --factor 2.
-  assert lines[0].startswith('log: ') and kinds[1] == 'data'
+  assert lines[0].startswith('log: ') and kinds[1:3] == ['search space', 'data']
   assert re.fullmatch(r'eval accuracy: \d\.\d{3}', default_run.line('eval accuracy: '))
   assert kinds.count('class accuracy') == 5 and kinds.count('pushed model') == 1
 
