@@ -77,15 +77,10 @@ def transformed(tiny_data, tmp_path_factory):
   from modules.module_config import ModuleConfig
   from modules.preprocessing import preprocessing_fn
 
-  # The small CNN: tests that want a SavedModel backbone pass one.
+  # The default backbone (efficientnet-lite0, frozen: cached features); tests of the
+  # small CNN pass backbone='cnn'.
   config = ModuleConfig(
-    image_size=IMAGE_SIZE,
-    backbone='cnn',
-    max_epochs=2,
-    factor=2,
-    max_trials=2,
-    epochs=2,
-    batch_size=8,
+    image_size=IMAGE_SIZE, max_epochs=2, factor=2, max_trials=2, epochs=2, batch_size=8
   )
   out = str(tmp_path_factory.mktemp('transformed'))
   raw_spec = {

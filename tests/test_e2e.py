@@ -113,7 +113,8 @@ def test_real_flower_shard(shared_flowers, tmp_path):
   """The published shard (test split only) is hash-split and trains; predict names real classes."""
   config = _config(shared_flowers, tmp_path / 'root', tuner='random', max_trials=1, max_epochs=1)
   summary, lines = _run(config)
-  assert 'splitting them 80/20' in lines[0]
+  (data,) = [line for line in lines if line.startswith('data: ')]
+  assert 'splitting them 80/20' in data
   assert summary['states'] == {c: 'executed' for c in (*COMPONENTS, RESOLVER)}
   _check_outputs(summary, tmp_path, shared_flowers, CLASSES)
   printed = []

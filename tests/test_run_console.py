@@ -9,6 +9,7 @@ tests/console_lines.py's kinds; everything else belongs in the run's log.
 
 import dataclasses
 import fcntl
+import json
 import os
 import pty
 import re
@@ -187,11 +188,20 @@ def test_the_default_run_shows_only_progress_and_the_summary(default_run):
   assert default_run.err == ''
   assert not CONTROL.search(default_run.out)
   kinds = [shape(line) for line in lines]
-  for kind in ('log', 'data', 'backbone', 'data check', 'search', 'tuning', 'finished'):
+  for kind in (
+    'log',
+    'search space',
+    'data',
+    'backbone',
+    'data check',
+    'search',
+    'tuning',
+    'finished',
+  ):
     assert kinds.count(kind) == 1, (kind, lines)
   assert kinds.count('component done') == kinds.count('component starts') == 10
   assert kinds.count('trial') == 5  # Hyperband, --max-epochs 2 --factor 2.
-  assert lines[0].startswith('log: ') and kinds[1] == 'data'
+  assert lines[0].startswith('log: ') and kinds[1:3] == ['search space', 'data']
   assert re.fullmatch(r'eval accuracy: \d\.\d{3}', default_run.line('eval accuracy: '))
   assert kinds.count('class accuracy') == 5 and kinds.count('pushed model') == 1
 
@@ -307,7 +317,8 @@ def test_readme_sample_output_has_the_shape_of_a_real_run(default_run):
 def test_a_failing_component_is_one_line_and_the_log(parallel_run, tiny_data, root, tmp_path):
   """Hyperparameters the model cannot be built with: the Trainer fails."""
   hparams = tmp_path / 'hparams.json'
-  hparams.write_text('{"space": [], "values": {"units": "many"}}')
+  values = {'units': 'many', 'dense_activation': 'relu', 'learning_rate': 1e-3, 'optimizer': 'adam'}
+  hparams.write_text(json.dumps({'space': [], 'values': values}))
   done = run_local(tiny_data, root, *TINY, '--no-tune', '--hparams-from', str(hparams))
   assert done.rc == 1
   error, log = done.err.splitlines()

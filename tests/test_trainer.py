@@ -55,9 +55,7 @@ def test_run_fn_uses_the_given_hyperparameters(fn_args_for):
 
   hp = search_space.defaults()
   hp.values.update(units=64, dense_activation='sigmoid')
-  fn_args = fn_args_for(
-    {'epochs': 1, 'backbone': 'cnn'}, hyperparameters=hp.get_config(), train_steps=2
-  )
+  fn_args = fn_args_for({'epochs': 1}, hyperparameters=hp.get_config(), train_steps=2)
   run_fn(fn_args)
   shapes = [
     shape

@@ -19,8 +19,7 @@ EXPECTED = {
 
 @pytest.mark.parametrize('name', sorted(EXPECTED))
 def test_tuner_fn_returns_the_chosen_keras_tuner(name, fn_args_for):
-  # The built-in CNN trains on the images themselves (a frozen backbone: on its features).
-  result = tuner_module.tuner_fn(fn_args_for({'tuner': name, 'max_trials': 3, 'backbone': 'cnn'}))
+  result = tuner_module.tuner_fn(fn_args_for({'tuner': name, 'max_trials': 3}))
   tuner_cls, oracle_cls = EXPECTED[name]
   assert isinstance(result.tuner, tuner_cls)
   assert isinstance(result.tuner.oracle, oracle_cls)

@@ -42,7 +42,7 @@ import numpy as np
 
 from modules import console, search_space, stop
 from modules.search_space import OBJECTIVE
-from modules.tuning import checkpoints, pruning
+from modules.tuning import checkpoints, pruning, state
 
 RUN_FILE = 'run.json'
 # In a running trial's folder: its epochs so far and latest objective value, for a
@@ -345,8 +345,5 @@ class SearchHooks:
 
 
 def write_json(path: str, value) -> None:
-  """Writes `path` whole or not at all: a stopped run leaves no half-written file."""
-  partial = f'{path}.partial'
-  with open(partial, 'w') as f:
-    json.dump(value, f)
-  os.replace(partial, path)
+  """Writes `path` whole or not at all (modules/tuning/state.py's `write_whole`)."""
+  state.write_whole(path, json.dumps(value))

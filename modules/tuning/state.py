@@ -120,13 +120,18 @@ def prepare(base: str, description: dict, echo=console.line) -> str:
     echo(f'tuning: new search in {directory}')
   os.makedirs(directory, exist_ok=True)
   # Whole or not at all: a run stopped here must not leave a file the next one cannot read.
-  _write(os.path.join(directory, KEY_FILE), json.dumps(description, indent=1, sort_keys=True))
-  _write(os.path.join(base, LATEST_FILE), key)
+  write_whole(os.path.join(directory, KEY_FILE), json.dumps(description, indent=1, sort_keys=True))
+  write_whole(os.path.join(base, LATEST_FILE), key)
   return directory
 
 
-def _write(path: str, text: str) -> None:
-  partial = f'{path}.partial'
+def write_whole(path: str, text: str) -> None:
+  """Writes `path` whole or not at all: a stopped run leaves no half-written file.
+
+  The partial file is this process's own: a parallel search's workers prepare
+  the same folder at once.
+  """
+  partial = f'{path}.{os.getpid()}.partial'
   with open(partial, 'w') as f:
     f.write(text)
   os.replace(partial, path)

@@ -190,6 +190,7 @@ def run(
   layout=None,
   interrupt: Optional[interrupt_module.Interrupt] = None,
   stop_after: Optional[str] = None,
+  search_line: Optional[str] = None,
 ) -> dict:
   """Runs the pipeline, prints progress and a summary, and returns the summary.
 
@@ -199,6 +200,7 @@ def run(
   handling of run_local.py, which the component progress consults.
   `stop_after` names a component to end the run with (the benchmark times the
   Tuner alone so); the summary then says only what ran.
+  `search_line`: what `check_search` returned, if the caller has checked already.
   """
   from tfx.orchestration import pipeline as tfx_pipeline
 
@@ -210,7 +212,7 @@ def run(
   from tfx_pipeline.local.progress import ComponentProgress
 
   check_paths(config)  # Each fails in one line, before anything runs.
-  check_search(config.module, echo)
+  echo(search_line or check_search(config.module))
   layout = layout or data_layout.resolve(config.data_root)
   with run_lock.hold(config.pipeline_root):
     run_id = run_id or new_run_id()
@@ -321,10 +323,11 @@ def _check_backbone(module, echo) -> None:
   )
 
 
-def check_search(module, echo) -> None:
+def check_search(module) -> str:
   """Loads the --hypermodel and checks the search space against the model, before any component.
 
-  Raises SearchSpaceError or HypermodelError, each one line.
+  Returns the console line that says what is searched; raises SearchSpaceError
+  or HypermodelError, each one line.
   """
   from modules import hypermodel, search_space
 
@@ -338,7 +341,7 @@ def check_search(module, echo) -> None:
     what = f'the hyperparameters {module.hypermodel} declares'
   if fixed:
     what += f' ({", ".join(fixed)} fixed at the built-in defaults)'
-  echo(f'search space: {what}')
+  return f'search space: {what}'
 
 
 def check_paths(config: PipelineConfig) -> None:
@@ -481,12 +484,20 @@ def _run_command(args: argparse.Namespace) -> int:
       errors = _usage_errors()
       check_paths(config)  # Nothing is written under the pipeline root before these pass.
       layout = data_layout.resolve(config.data_root)
+      search_line = check_search(config.module)
       with run_lock.hold(config.pipeline_root):
         run_id = new_run_id()
         session.open_log(console.log_path(config.pipeline_root, run_id))
         if session.log_path:
           session.line(f'log: {session.log_path}')
-        run(config, session.line, run_id=run_id, layout=layout, interrupt=interrupt)
+        run(
+          config,
+          session.line,
+          run_id=run_id,
+          layout=layout,
+          interrupt=interrupt,
+          search_line=search_line,
+        )
   except KeyboardInterrupt:  # Interrupt.uninstall has marked the run stopped.
     traceback.print_exc()  # Where it stopped, into the log.
     session.line(interrupt_module.INTERRUPTED)
