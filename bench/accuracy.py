@@ -27,10 +27,10 @@ import time
 
 import numpy as np
 
+from bench import common
 from bench.parallel_trials import machine
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESULTS = os.path.join(ROOT, 'bench', 'results')
 SHARD = 'image_classification_builder-{split}.tfrecord-00000-of-00001'
 SETTINGS = {
   'efficientnet-lite0, tuned': ['--backbone', 'efficientnet-lite0'],
@@ -270,14 +270,9 @@ def main(argv=None) -> None:
     'seconds': time.monotonic() - start,
     'load_average': [load_before, os.getloadavg()[0]],
   }
-  os.makedirs(RESULTS, exist_ok=True)
-  with open(os.path.join(RESULTS, 'accuracy.json'), 'w') as f:
-    json.dump(result, f, indent=1)
   text = markdown(result)
-  with open(os.path.join(RESULTS, 'accuracy.md'), 'w') as f:
-    f.write(text)
+  common.save_results('accuracy', result, text)
   _into_results_md(text)
-  print(text)
 
 
 if __name__ == '__main__':

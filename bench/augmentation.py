@@ -29,11 +29,11 @@ import time
 
 import numpy as np
 
+from bench import common
 from bench.accuracy import read_records, stratified_folds
 from bench.parallel_trials import machine
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESULTS = os.path.join(ROOT, 'bench', 'results')
 
 
 def main(argv=None) -> int:
@@ -201,12 +201,7 @@ def main(argv=None) -> int:
     'machine': machine(),
     'load_after': [round(x, 2) for x in os.getloadavg()],
   }
-  os.makedirs(RESULTS, exist_ok=True)
-  with open(os.path.join(RESULTS, 'augmentation.json'), 'w') as f:
-    json.dump(result, f, indent=1)
-  with open(os.path.join(RESULTS, 'augmentation.md'), 'w') as f:
-    f.write(markdown(result))
-  print(markdown(result))
+  common.save_results('augmentation', result, markdown(result))
   return 0
 
 

@@ -95,6 +95,20 @@ def early_stopping():
   )
 
 
+# Where the real-photo and search benchmarks keep their results (bench/results/NAME.json and .md).
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results')
+
+
+def save_results(name: str, result: dict, text: str) -> None:
+  """Writes `result` as RESULTS/name.json and `text` as RESULTS/name.md, and prints `text`."""
+  os.makedirs(RESULTS, exist_ok=True)
+  with open(os.path.join(RESULTS, f'{name}.json'), 'w') as f:
+    json.dump(result, f, indent=1)
+  with open(os.path.join(RESULTS, f'{name}.md'), 'w') as f:
+    f.write(text)
+  print(text)
+
+
 def write(path: str, figures: dict) -> None:
   figures['peak_rss_mb'] = round(peak_rss_mb(), 1)
   with open(path, 'w') as f:

@@ -19,8 +19,9 @@ import tempfile
 import time
 from importlib import metadata
 
+from bench import common
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESULTS = os.path.join(ROOT, 'bench', 'results')
 TUNER_LINE = re.compile(r'\] Tuner done in ([\d.]+)s')
 TRIAL_LINE = re.compile(r'^(\[tuner\d+\] )?trial \S+: ')
 
@@ -144,12 +145,7 @@ def main(argv=None) -> int:
     'machine': machine(),
     'tuner_speedup': round(serial / parallel, 2) if serial and parallel else None,
   }
-  os.makedirs(RESULTS, exist_ok=True)
-  with open(os.path.join(RESULTS, 'parallel_trials.json'), 'w') as f:
-    json.dump(result, f, indent=1)
-  with open(os.path.join(RESULTS, 'parallel_trials.md'), 'w') as f:
-    f.write(markdown(result))
-  print(markdown(result))
+  common.save_results('parallel_trials', result, markdown(result))
   return 0
 
 

@@ -30,10 +30,10 @@ import sys
 import tempfile
 import time
 
+from bench import common
 from bench.parallel_trials import machine
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESULTS = os.path.join(ROOT, 'bench', 'results')
 TUNER_LINE = re.compile(r'\] Tuner done in ([\d.]+)s')
 ACCURACY_LINE = re.compile(r'^eval accuracy: ([\d.]+)', re.M)
 AUGMENT = ('augment_flip', 'augment_rotation', 'augment_zoom')
@@ -171,12 +171,7 @@ def main(argv=None) -> int:
     'summary': summary,
     'machine': machine(),
   }
-  os.makedirs(RESULTS, exist_ok=True)
-  with open(os.path.join(RESULTS, 'pruning.json'), 'w') as f:
-    json.dump(result, f, indent=1)
-  with open(os.path.join(RESULTS, 'pruning.md'), 'w') as f:
-    f.write(markdown(result))
-  print(markdown(result))
+  common.save_results('pruning', result, markdown(result))
   return 0
 
 

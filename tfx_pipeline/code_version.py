@@ -33,27 +33,44 @@ def fingerprint(paths: Iterable[str], root: str) -> str:
   return digest.hexdigest()[:16]
 
 
-def _imported(path: str, modules_dir: str) -> Set[str]:
-  """The files of the `modules` package that the file at `path` imports."""
+def _module_files(root: str, parts) -> Iterable[str]:
+  """The files the dotted name `parts` may be under `root` that exist: a module or a package."""
+  for candidate in (os.path.join(root, *parts) + '.py', os.path.join(root, *parts, '__init__.py')):
+    if os.path.isfile(candidate):
+      yield candidate
+
+
+def _import_names(path: str) -> Set[str]:
+  """Every absolute dotted name the file at `path` imports, with `from X import y` as X and X.y;
+  relative imports as the .py files they name."""
   with open(path) as f:
     tree = ast.parse(f.read(), path)
-  names = []
+  names = set()
   for node in ast.walk(tree):
     if isinstance(node, ast.Import):
-      names += [alias.name for alias in node.names]
+      names.update(alias.name for alias in node.names)
     elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-      names += [node.module] + [f'{node.module}.{alias.name}' for alias in node.names]
+      names.add(node.module)
+      names.update(f'{node.module}.{alias.name}' for alias in node.names)
+    elif isinstance(node, ast.ImportFrom) and node.level:  # from . import x, from .x import y
+      folder = os.path.dirname(path)
+      for _ in range(node.level - 1):
+        folder = os.path.dirname(folder)
+      base = os.path.join(folder, *(node.module or '').split('.'))
+      for alias in node.names:
+        for candidate in (base + '.py', os.path.join(base, alias.name + '.py')):
+          if os.path.isfile(candidate):
+            names.add(candidate)
+  return names
+
+
+def _imported(path: str, modules_dir: str) -> Set[str]:
+  """The files of the `modules` package that the file at `path` imports."""
   found = set()
-  for name in names:
+  for name in _import_names(path):
     parts = name.split('.')
-    if parts[0] != PACKAGE or len(parts) < 2:
-      continue
-    for candidate in (
-      os.path.join(modules_dir, *parts[1:]) + '.py',
-      os.path.join(modules_dir, *parts[1:], '__init__.py'),
-    ):
-      if os.path.isfile(candidate):
-        found.add(candidate)
+    if parts[0] == PACKAGE and len(parts) >= 2:
+      found.update(_module_files(modules_dir, parts[1:]))
   return found
 
 
@@ -84,25 +101,8 @@ def training_code(modules_dir: Optional[str] = None) -> str:
 
 def _local_imports(path: str, roots: Iterable[str]) -> Set[str]:
   """Files under `roots` that the file at `path` imports (`modules` is keyed already)."""
-  with open(path) as f:
-    tree = ast.parse(f.read(), path)
-  names = []
-  for node in ast.walk(tree):
-    if isinstance(node, ast.Import):
-      names += [alias.name for alias in node.names]
-    elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-      names += [node.module] + [f'{node.module}.{alias.name}' for alias in node.names]
-    elif isinstance(node, ast.ImportFrom) and node.level:  # from . import x, from .x import y
-      folder = os.path.dirname(path)
-      for _ in range(node.level - 1):
-        folder = os.path.dirname(folder)
-      base = os.path.join(folder, *(node.module or '').split('.'))
-      for alias in node.names:
-        for candidate in (base + '.py', os.path.join(base, alias.name + '.py')):
-          if os.path.isfile(candidate):
-            names.append(candidate)
   found = set()
-  for name in names:
+  for name in _import_names(path):
     if name.endswith('.py'):
       found.add(os.path.abspath(name))
       continue
@@ -110,12 +110,7 @@ def _local_imports(path: str, roots: Iterable[str]) -> Set[str]:
     if parts[0] == PACKAGE:
       continue
     for root in roots:
-      for candidate in (
-        os.path.join(root, *parts) + '.py',
-        os.path.join(root, *parts, '__init__.py'),
-      ):
-        if os.path.isfile(candidate):
-          found.add(os.path.abspath(candidate))
+      found.update(os.path.abspath(f) for f in _module_files(root, parts))
   return found
 
 

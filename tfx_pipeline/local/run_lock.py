@@ -49,12 +49,7 @@ def hold(pipeline_root: str) -> Iterator[None]:
   os.makedirs(root, exist_ok=True)
   fd = os.open(path(root), os.O_RDWR | os.O_CREAT, 0o644)
   try:
-    try:
-      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as e:
-      if e.errno not in (errno.EAGAIN, errno.EACCES):
-        raise
-      raise RunLockError(_refusal(root, _read(fd))) from None
+    _lock_or_refuse(fd, fcntl.LOCK_EX, root)
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps(_me()).encode() + b'\n', 0)
     _held[root] = 1
@@ -80,13 +75,19 @@ def refuse_if_held(pipeline_root: str) -> None:
   except OSError:  # No lock file (or no root yet): nobody holds it.
     return
   try:
-    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    _lock_or_refuse(fd, fcntl.LOCK_SH, root)
+  finally:
+    os.close(fd)
+
+
+def _lock_or_refuse(fd: int, mode: int, root: str) -> None:
+  """`flock`s `fd` in `mode` at once; RunLockError naming the holder if another run has it."""
+  try:
+    fcntl.flock(fd, mode | fcntl.LOCK_NB)
   except OSError as e:
     if e.errno not in (errno.EAGAIN, errno.EACCES):
       raise
     raise RunLockError(_refusal(root, _read(fd))) from None
-  finally:
-    os.close(fd)
 
 
 def _me() -> dict:
