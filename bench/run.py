@@ -369,7 +369,9 @@ def report(figures: dict) -> str:
   sizes, backbones = [str(s) for s in figures['sizes']], figures['backbones']
   summaries = {(n, b): summarize(figures['runs'][n][b], epochs) for n in sizes for b in backbones}
   before, after = figures['load_average_before'], figures['load_average_after']
-  idle = max(before[0], after[0]) < 0.5
+  # The load after counts the benchmark's own last steps, so only the load before can
+  # say whether other work was running when it started.
+  idle = before[0] < 0.5
   lines = [
     '# Benchmark: the pipeline at real size',
     '',
@@ -378,12 +380,13 @@ def report(figures: dict) -> str:
     f'Machine: {m["cpu"]}, {m["cores"]} cores, {m["memory_gb"]} GB; {m["platform"]}; '
     f'Python {m["python"]}; ' + ', '.join(f'{k} {v}' for k, v in m['versions'].items()) + '.',
     'Load average (1, 5, 15 min) before: '
-    f'{", ".join(f"{x:.2f}" for x in before)}; after: {", ".join(f"{x:.2f}" for x in after)}.',
+    f'{", ".join(f"{x:.2f}" for x in before)}; after: {", ".join(f"{x:.2f}" for x in after)} '
+    "(the benchmark's own processes count in the load after).",
     ''
     if idle
-    else f'**Not an idle machine**: other work shared the {m["cores"]} cores during the run '
-    '(see the load average), so every time here is longer, and noisier, than on an idle '
-    'machine; ratios of steps measured minutes apart can move either way.',
+    else f'**Not an idle machine**: other work shared the {m["cores"]} cores when the run '
+    'started (see the load average before), so every time here is longer, and noisier, '
+    'than on an idle machine; ratios of steps measured minutes apart can move either way.',
     '',
     f'Data: synthetic flower JPEGs (data/make_sample.py, 5 classes, ~100 px, upscaled to '
     f'{figures["image_size"]} px), two thirds train and one third eval, at '
