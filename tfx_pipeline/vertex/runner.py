@@ -29,7 +29,8 @@ _VERTEX_DEFAULTS = types.SimpleNamespace(
 )
 DEFAULT_OUTPUT = os.path.join(DEFAULT_PIPELINE_ROOT, 'vertex', f'{_DEFAULTS.pipeline_name}.json')
 # Flags that choose what this run does, so they are not read from --config.
-_COMMAND_LINE_ONLY = ('config', 'compile_only', 'submit')
+_COMMAND_LINE_ONLY = ('config', 'compile_only', 'submit', 'rehearse')
+DEFAULT_REHEARSAL_ROOT = os.path.join(DEFAULT_PIPELINE_ROOT, 'rehearsal')
 _DESCRIPTION = (
   'Compile the flower tuner pipeline for Vertex AI Pipelines and, with --submit, run it there: '
   'Tuner trials in parallel on several machines, the Trainer on a TPU, GPUs or CPU, and the '
@@ -65,6 +66,12 @@ def parser() -> argparse.ArgumentParser:
     action='store_true',
     help='write the pipeline JSON and start a run of it on Vertex AI',
   )
+  mode.add_argument(
+    '--rehearse',
+    action='store_true',
+    help='write the pipeline JSON as for --submit, then run it on this machine task by task '
+    "through TFX's Vertex entrypoints, custom jobs as local processes (see the README)",
+  )
   p.add_argument(
     '--config',
     metavar='FILE',
@@ -76,12 +83,22 @@ def parser() -> argparse.ArgumentParser:
     default=DEFAULT_OUTPUT,
     help='where to write the pipeline JSON (default: %(default)s)',
   )
+  p.add_argument(
+    '--rehearsal-root',
+    default=DEFAULT_REHEARSAL_ROOT,
+    help='with --rehearse: the folder gs:// paths map onto (gs://BUCKET/x is '
+    "ROOT/gcs/BUCKET/x), with the image's files, the artifact record and the logs "
+    '(default: %(default)s)',
+  )
 
   g = p.add_argument_group('Google Cloud')
   g.add_argument('--project', help='Google Cloud project to run in (required)')
   g.add_argument('--region', help='Vertex AI region, e.g. us-central1 (required)')
   g.add_argument('--pipeline-root', help='gs:// folder for artifacts and pushed models (required)')
-  g.add_argument('--data-root', help='gs:// folder of flower TFRecords (required)')
+  g.add_argument(
+    '--data-root',
+    help='gs:// folder of flower TFRecords (required; with --rehearse, a local folder too)',
+  )
   g.add_argument(
     '--split-by-hash',
     action='store_true',
@@ -204,7 +221,10 @@ def settings_from_args(args: argparse.Namespace) -> Tuple[PipelineConfig, Vertex
   pipeline_root = _need_gs(
     '--pipeline-root', args.pipeline_root, 'the folder for pipeline artifacts'
   )
-  data_root = _need_gs('--data-root', args.data_root, 'the flower TFRecords')
+  if args.rehearse and args.data_root and '://' not in args.data_root:
+    data_root = os.path.abspath(args.data_root)  # A local folder: rehearsals only.
+  else:
+    data_root = _need_gs('--data-root', args.data_root, 'the flower TFRecords')
   hparams_from = args.hparams_from and _need_gs(
     '--hparams-from', args.hparams_from, 'earlier best hyperparameters'
   )
@@ -387,6 +407,15 @@ def main(argv: Optional[List[str]] = None) -> int:
   except (UsageError, cli_paths.PathError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
+  if args.rehearse:
+    from tfx_pipeline.vertex.rehearsal import rehearse
+
+    def compile_for_rehearsal():
+      checked = check_search(config)
+      output = compile_pipeline(checked, vertex, args.output, args.split_by_hash)
+      return output, describe(checked, vertex)
+
+    return rehearse.main(config, vertex, args, compile_for_rehearsal)
   _quiet(args.verbose)
   try:
     config = check_search(config)  # After _quiet: it loads TensorFlow.

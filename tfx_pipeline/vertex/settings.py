@@ -10,13 +10,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional, Tuple
 
+from tfx_pipeline.vertex import machines
+
 # The modules are written for Keras 3, but some TFX images set
 # TF_USE_LEGACY_KERAS=1, which turns tf.keras (and so keras-tuner's view of
 # models built with it) into Keras 2.
 KERAS_ENV = (('TF_USE_LEGACY_KERAS', '0'),)
-# TPU types that run on Vertex's 'cloud-tpu' machine type (v2-8, v3-8, ...);
-# later TPUs name their own machine types (ct5lp-hightpu-4t, ...).
-CLOUD_TPU_TYPES = ('TPU_V2', 'TPU_V3')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,8 +40,8 @@ class MachineSpec:
       raise ValueError(f'accelerator count {self.accelerator_count} without an accelerator type.')
     if self.tpu_topology and not self.is_tpu:
       raise ValueError(f'TPU topology {self.tpu_topology} needs a TPU accelerator type (TPU_*).')
-    if kind in CLOUD_TPU_TYPES and self.machine_type != 'cloud-tpu':
-      raise ValueError(f'{kind} runs on machine type cloud-tpu, not {self.machine_type}.')
+    # What Vertex AI accepts: GPU types and counts per machine type, TPU machines and slices.
+    machines.check(self.machine_type, kind, self.accelerator_count, self.tpu_topology)
 
   @property
   def is_tpu(self) -> bool:
