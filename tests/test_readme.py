@@ -110,6 +110,8 @@ def classify(command: Command):
       return 'run', 'compile'
     if command.has('--submit'):
       return 'skip', 'starts a run on Vertex AI: needs a Google Cloud project and credentials'
+    if command.has('--rehearse'):
+      return 'skip', 'a whole rehearsal: tests/test_rehearsal.py runs it from the CLI at tiny sizes'
   if words[1:3] == ['-m', 'data.convert']:
     if command.has('--download'):
       return 'skip', 'downloads flower_photos.tgz (230 MB) from the network'
