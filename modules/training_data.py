@@ -19,7 +19,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx import v1 as tfx
 
-from modules import feature_cache
+from modules import backbone, feature_cache, strategy
 from modules.augmentation import Augmentation
 from modules.inputs import input_fn
 from modules.module_config import ModuleConfig
@@ -51,6 +51,8 @@ def prepare(
   repeat: bool = False,
 ) -> TrainingData:
   """The data for `config`; `repeat` repeats the training images (fixed step budgets)."""
+  if strategy.is_oracle_chief():
+    return _for_the_oracle(config)
   if feature_cache.applies(config):
     return _cached(fn_args, config, tf_transform_output)
   read = functools.partial(
@@ -70,6 +72,29 @@ def prepare(
     eval=lambda batch_size: read(fn_args.eval_files, batch_size=batch_size, shuffle=False),
     steps_per_epoch=lambda batch_size: None,
     cached_features=False,
+  )
+
+
+def _for_the_oracle(config: ModuleConfig) -> TrainingData:
+  """No data: the process that serves a parallel search's oracle builds models, and fits none.
+
+  TFX's cloud Tuner (and the local parallel one) runs `tuner_fn` in the chief's
+  oracle process too, where keras-tuner builds a model only to learn the search
+  space. A backbone pass there would be thrown away, and would keep the oracle
+  from serving until it ended: workers give up on an oracle after an hour
+  (keras-tuner's OracleClient deadline, gRPC DEADLINE_EXCEEDED).
+  """
+
+  def no_data(*_):
+    raise RuntimeError('the process that serves the oracle fits no model')
+
+  cached = feature_cache.applies(config)
+  return TrainingData(
+    train=no_data,
+    eval=no_data,
+    steps_per_epoch=lambda batch_size: None,
+    cached_features=cached,
+    feature_dim=backbone.check(config.backbone, config.image_size) if cached else None,
   )
 
 

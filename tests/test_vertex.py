@@ -607,3 +607,23 @@ def test_a_hypermodel_the_image_does_not_hold_is_refused(tmp_path, monkeypatch, 
     'tfx_pipeline',
     'examples',
   ]
+
+
+def test_the_oracle_process_computes_no_backbone_features(monkeypatch, fn_args_for, tmp_path):
+  """The chief's oracle process runs tuner_fn too: it must serve at once, with no backbone pass."""
+  from modules import tuner as tuner_module
+  from modules.module_config import RunPaths
+
+  cache = tmp_path / 'features'
+  monkeypatch.setenv('KERASTUNER_TUNER_ID', 'chief')
+  fn_args = fn_args_for(
+    {'tuner': 'random', 'max_trials': 1}, paths=RunPaths(feature_cache_dir=str(cache))
+  )
+  data = tuner_module.tuner_fn(fn_args).tuner.hypermodel.data
+  assert data.cached_features and data.feature_dim == 1280
+  assert not cache.exists() or not os.listdir(cache)
+  with pytest.raises(RuntimeError, match='fits no model'):
+    data.train(8, None)
+  monkeypatch.delenv('KERASTUNER_TUNER_ID')
+  assert tuner_module.tuner_fn(fn_args).tuner.hypermodel.data.feature_dim == 1280
+  assert os.listdir(cache)  # A worker (or a search without a chief) computes them.
