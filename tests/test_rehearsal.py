@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -102,6 +103,9 @@ def test_the_tuning_job_runs_a_chief_and_a_worker_process_each_running_trials(fi
   assert '[workerpool0-0] ' in log and 'Binding chief oracle server at: 0.0.0.0:' in log
   assert '[workerpool1-0] ' in log
   assert re.search(rf'\[workerpool1-0\] .*Oracle chief is known to be at: {chief}', log)
+  # The chief's two processes: only the one that runs trials reads the backbone features.
+  tuning = log[log.index('[8/11] Tuner ...') : log.index('[8/11] Tuner done')]
+  assert len(re.findall(r'^\[workerpool0-0\] feature cache: train: ', tuning, re.M)) == 1
 
 
 @pytest.mark.pipeline
@@ -119,6 +123,38 @@ def test_a_second_rehearsal_has_the_first_blessed_model_as_baseline(first, tiny_
   evaluations = [a for a in _record(root) if a['task'] == 'Evaluator']
   evaluated = [a['uri'] for a in evaluations if a['uri'].endswith('evaluation')][-1]
   assert evaluation.read(evaluated).baseline_accuracy is not None
+
+
+def _running(pid):
+  """Whether process `pid` still runs (a zombie that nobody has reaped yet does not)."""
+  try:
+    with open(f'/proc/{pid}/stat') as f:
+      return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
+  except FileNotFoundError:
+    return False
+
+
+@pytest.mark.pipeline
+def test_ctrl_c_stops_every_process_the_rehearsal_started(first, tiny_data):
+  root, _ = first
+  argv = [sys.executable, 'run_vertex.py', '--rehearse', *VERTEX, '--data-root', tiny_data]
+  argv += ['--rehearsal-root', str(root), *TINY, '--num-parallel-trials', '2', '--max-trials', '5']
+  rehearsal = subprocess.Popen(
+    argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+  )
+  replicas = []
+  for line in rehearsal.stdout:  # The upstream tasks come from the cache; the Tuner reruns.
+    replicas += [
+      int(p) for p in re.findall(r'tfx_tuner_\S+ workerpool\d-0 started as process (\d+)', line)
+    ]
+    if len(replicas) == 2:
+      break
+  assert len(replicas) == 2 and all(_running(p) for p in replicas)
+  rehearsal.send_signal(signal.SIGINT)
+  out, _ = rehearsal.communicate(timeout=120)
+  assert rehearsal.returncode == 130
+  assert 'interrupted: every process of the rehearsal is stopped' in out
+  assert not any(_running(p) for p in replicas)
 
 
 def _checkout_copy(tmp_path):
