@@ -195,7 +195,8 @@ def test_a_hypermodel_module_the_image_does_not_hold_fails_the_tuner(first, tiny
   )
   assert rc == 1, '\n'.join(out + err)
   assert err[0].startswith('error: task Tuner failed: its custom job failed: workerpool')
-  assert err[0].endswith("ModuleNotFoundError: No module named 'helpers'")
+  assert ': HypermodelError: --hypermodel examples/helper_builder.py:model_builder: ' in err[0]
+  assert "(ModuleNotFoundError: No module named 'helpers')" in err[0]
   assert err[1].startswith('log: ') and len(err) == 2
 
 

@@ -19,6 +19,7 @@ from typing import List, Optional, Tuple
 from tfx_pipeline import cli_paths, options
 from tfx_pipeline.config import DEFAULT_PIPELINE_ROOT, PROJECT_ROOT, PipelineConfig
 from tfx_pipeline.options import UsageError
+from tfx_pipeline.vertex.rehearsal.image import copied_folders
 from tfx_pipeline.vertex.settings import MachineSpec, VertexSettings
 
 _DEFAULTS = PipelineConfig()
@@ -257,17 +258,6 @@ def settings_from_args(args: argparse.Namespace) -> Tuple[PipelineConfig, Vertex
   return config, vertex
 
 
-def dockerfile_folders(dockerfile: str) -> List[str]:
-  """The checkout's folders ./Dockerfile copies into the image (`COPY name/ ...`)."""
-  folders = []
-  with open(dockerfile) as f:
-    for line in f:
-      words = line.split()
-      if words[:1] == ['COPY'] and len(words) >= 3:
-        folders += [w.rstrip('/') for w in words[1:-1] if w.endswith('/')]
-  return folders
-
-
 def check_search(config: PipelineConfig, dockerfile: Optional[str] = None) -> PipelineConfig:
   """Checks the search space and --hypermodel as run_local.py does, and that the image has it.
 
@@ -289,7 +279,7 @@ def check_search(config: PipelineConfig, dockerfile: Optional[str] = None) -> Pi
           f'hold it: move it into {PROJECT_ROOT} and copy its folder in ./Dockerfile.'
         )
       top = inside.split(os.sep)[0]
-      if top not in dockerfile_folders(dockerfile or os.path.join(PROJECT_ROOT, 'Dockerfile')):
+      if top not in copied_folders(dockerfile or os.path.join(PROJECT_ROOT, 'Dockerfile')):
         raise UsageError(
           f'--hypermodel {reference}: ./Dockerfile does not copy {top}/ into the image the '
           f'jobs run: add `COPY {top}/ {top}/` (and `!{top}/` to .dockerignore), rebuild '

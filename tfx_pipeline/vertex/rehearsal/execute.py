@@ -196,7 +196,7 @@ def _run_process(task: str, command: List[str], rehearsal: Rehearsal, processes:
         replica, text = _TRIAL.match(line).groups()
         rehearsal.echo(f'  {replica}: {text}')
       elif _ERROR.match(line):
-        last_error = _REPLICA.sub('', line)
+        last_error = jobs.error_line(_REPLICA.sub('', line))
     process.wait()
   finally:
     stop_all([process])

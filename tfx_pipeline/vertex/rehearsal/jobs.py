@@ -35,6 +35,7 @@ from typing import List, Optional
 # Lines the rehearsal shows on its console, not only in the log.
 TAG = '[rehearsal] '
 _ERROR = re.compile(r'^(\w+\.)*\w*(Error|Exception|Exit|Interrupt)\b:?.*')
+_QUALIFIED = re.compile(r'^(\w+\.)+(\w+)')
 
 
 @dataclasses.dataclass
@@ -194,9 +195,14 @@ def _relay(replica: _Replica) -> None:
   for line in replica.process.stdout:
     line = line.rstrip('\n')
     if _ERROR.match(line):
-      replica.last_error = line
+      replica.last_error = error_line(line)
     with _OUT:
       print(f'[{replica.name}] {line}', flush=True)
+
+
+def error_line(line: str) -> str:
+  """A traceback's last line with its class unqualified (`HypermodelError: ...`)."""
+  return _QUALIFIED.sub(r'\2', line, count=1)
 
 
 def _wait(replicas: List[_Replica]) -> Optional[_Replica]:
