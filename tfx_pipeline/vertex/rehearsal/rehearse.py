@@ -29,17 +29,25 @@ class RehearsalError(ValueError):
   """Settings a rehearsal cannot run with; one line."""
 
 
-def check_data_root(config: PipelineConfig, rehearsal_root: str) -> None:
-  """A gs:// --data-root must be mapped onto a local folder that holds TFRecords."""
+def check_inputs(config: PipelineConfig, rehearsal_root: str) -> None:
+  """The data folder (and --hparams-from) must be there, gs:// ones at their mapped folders."""
   local = pipeline_spec.local_path(config.data_root, rehearsal_root)
   if not glob.glob(os.path.join(local, '*.tfrecord*')):
-    where = local
-    if local != config.data_root:
-      where = f'{config.data_root} is {local} in a rehearsal, which'
     raise RehearsalError(
-      f'--data-root {where} holds no TFRecord files: copy a sample of the data there, '
-      'or pass a local folder as --data-root.'
+      f'--data-root {_where(config.data_root, local)} holds no TFRecord files: copy a sample of '
+      'the data there, or pass a local folder as --data-root.'
     )
+  if config.hparams_from:
+    local = pipeline_spec.local_path(config.hparams_from, rehearsal_root)
+    if not os.path.exists(local):
+      raise RehearsalError(
+        f'--hparams-from {_where(config.hparams_from, local)} does not exist: copy the '
+        'best_hyperparameters folder there.'
+      )
+
+
+def _where(uri: str, local: str) -> str:
+  return local if local == uri else f'{uri} is {local} in a rehearsal, which'
 
 
 def rehearse(
@@ -118,7 +126,7 @@ def main(config: PipelineConfig, vertex: VertexSettings, args, compile_fn) -> in
   session = console.Session(args.verbose).start()
   run_log = console.log_path(root, time.strftime('%Y%m%d-%H%M%S'))
   try:
-    check_data_root(config, root)
+    check_inputs(config, root)
     session.open_log(run_log)
     if session.log_path:
       session.line(f'log: {session.log_path}')
