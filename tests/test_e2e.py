@@ -45,18 +45,18 @@ def _photo(tmp_path, data_root):
 
 
 def _check_outputs(summary, tmp_path, data_root, classes):
-  hp_file = os.path.join(summary['best_hyperparameters_uri'], 'best_hyperparameters.txt')
+  hp_file = os.path.join(summary.best_hyperparameters_uri, 'best_hyperparameters.txt')
   hp = keras_tuner.HyperParameters.from_config(
     results.best_hyperparameters(os.path.dirname(hp_file))
   )
   assert {'units', 'dense_activation', 'learning_rate', 'optimizer'} <= set(hp.values)
-  assert summary['best_hyperparameters'] == {
+  assert summary.best_hyperparameters == {
     k: v for k, v in hp.values.items() if not k.startswith('tuner/')
   }
-  assert 0.0 <= summary['accuracy'] <= 1.0
-  assert summary['pushed_model'] and os.path.isdir(summary['pushed_model'])
+  assert 0.0 <= summary.accuracy <= 1.0
+  assert summary.pushed_model and os.path.isdir(summary.pushed_model)
   photo, _ = _photo(tmp_path, data_root)
-  (row,) = predict.predict(summary['pushed_model'], [photo], echo=lambda *_: None)
+  (row,) = predict.predict(summary.pushed_model, [photo], echo=lambda *_: None)
   assert row['class_name'] in classes and 0.0 < row['probability'] <= 1.0
 
 
@@ -69,29 +69,29 @@ def first_run(tiny_data, tmp_path_factory):
 
 def test_first_run_executes_every_component_once(first_run, tiny_data, tmp_path):
   config, summary, lines = first_run
-  assert summary['states'] == {c: 'executed' for c in (*COMPONENTS, RESOLVER)}
+  assert summary.states == {c: 'executed' for c in (*COMPONENTS, RESOLVER)}
   for component in COMPONENTS:
     assert any(line.startswith('[') and f'] {component} done in' in line for line in lines)
   assert 'search: hyperband, 5 trials, at most 7 epochs in all' in lines
   # TFX's Trainer reads this artifact's only file; anything beside it fails a Trainer.
-  assert os.listdir(summary['best_hyperparameters_uri']) == ['best_hyperparameters.txt']
+  assert os.listdir(summary.best_hyperparameters_uri) == ['best_hyperparameters.txt']
   _check_outputs(summary, tmp_path, tiny_data, CLASSES)
-  assert predict.latest_pushed_model(config.serving_model_dir) == summary['pushed_model']
+  assert predict.latest_pushed_model(config.serving_model_dir) == summary.pushed_model
 
 
 def test_rerun_is_served_from_the_cache(first_run):
   config, _, _ = first_run
   summary, lines = _run(config)
   trained = (*UPSTREAM, 'Tuner', 'Trainer')
-  assert {c: summary['states'][c] for c in trained} == {c: 'cached' for c in trained}
+  assert {c: summary.states[c] for c in trained} == {c: 'cached' for c in trained}
   # The first run's model is the latest blessed one now: the Evaluator's new baseline
   # (itself), so the evaluation runs once more, and blesses it.
-  assert {c: summary['states'][c] for c in ('Evaluator', 'Pusher')} == {
+  assert {c: summary.states[c] for c in ('Evaluator', 'Pusher')} == {
     'Evaluator': 'executed',
     'Pusher': 'executed',
   }
-  assert summary['evaluation'].baseline_accuracy == summary['accuracy']
-  assert summary['pushed_model']
+  assert summary.evaluation.baseline_accuracy == summary.accuracy
+  assert summary.pushed_model
   assert any('7 of 10 components from cache' in line for line in lines)
 
 
@@ -103,9 +103,9 @@ def test_other_tuners_reuse_upstream_and_search_again(first_run, tuner, tiny_dat
       config, module=dataclasses.replace(config.module, tuner=tuner, max_epochs=1)
     )
   )
-  assert {c: summary['states'][c] for c in UPSTREAM} == {c: 'cached' for c in UPSTREAM}
+  assert {c: summary.states[c] for c in UPSTREAM} == {c: 'cached' for c in UPSTREAM}
   downstream = set(COMPONENTS) - set(UPSTREAM)
-  assert {c: summary['states'][c] for c in downstream} == {c: 'executed' for c in downstream}
+  assert {c: summary.states[c] for c in downstream} == {c: 'executed' for c in downstream}
   _check_outputs(summary, tmp_path, tiny_data, CLASSES)
 
 
@@ -115,11 +115,11 @@ def test_real_flower_shard(shared_flowers, tmp_path):
   summary, lines = _run(config)
   (data,) = [line for line in lines if line.startswith('data: ')]
   assert 'splitting them 80/20' in data
-  assert summary['states'] == {c: 'executed' for c in (*COMPONENTS, RESOLVER)}
+  assert summary.states == {c: 'executed' for c in (*COMPONENTS, RESOLVER)}
   _check_outputs(summary, tmp_path, shared_flowers, CLASSES)
   printed = []
   rows = predict.predict(
-    summary['pushed_model'],
+    summary.pushed_model,
     glob.glob(os.path.join(shared_flowers, '*.tfrecord-*')),
     limit=3,
     echo=printed.append,

@@ -15,7 +15,7 @@ import tensorflow as tf
 from modules.module_config import ModuleConfig
 from tests.conftest import COMPONENTS, RESOLVER
 from tfx_pipeline.config import PipelineConfig
-from tfx_pipeline.local import predict
+from tfx_pipeline.local import cli, predict
 from tfx_pipeline.local import runner as local_runner
 
 CLASSES = {'roses', 'sunflowers', 'daisy', 'dandelion', 'tulips'}
@@ -37,13 +37,13 @@ def test_a_user_builder_is_tuned_trained_exported_and_served(shared_flowers, tmp
   config = _config(shared_flowers, tmp_path / 'root', hypermodel=BUILDER)
   summary = local_runner.run(config, echo=lines.append)
   assert f'search space: the hyperparameters {BUILDER} declares' in lines
-  assert summary['states'] == {c: 'executed' for c in (*COMPONENTS, RESOLVER)}
+  assert summary.states == {c: 'executed' for c in (*COMPONENTS, RESOLVER)}
   # The builder's own hyperparameters, as keras-tuner's tutorials declare them.
-  assert set(summary['best_hyperparameters']) == {'units', 'dense_activation', 'learning_rate'}
-  assert summary['best_hyperparameters']['units'] in (64, 128, 192, 256)
-  assert 0.0 <= summary['accuracy'] <= 1.0 and summary['pushed_model']
+  assert set(summary.best_hyperparameters) == {'units', 'dense_activation', 'learning_rate'}
+  assert summary.best_hyperparameters['units'] in (64, 128, 192, 256)
+  assert 0.0 <= summary.accuracy <= 1.0 and summary.pushed_model
 
-  model = tf.saved_model.load(summary['pushed_model'])
+  model = tf.saved_model.load(summary.pushed_model)
   rows = list(predict.iter_photos(glob.glob(os.path.join(shared_flowers, '*.tfrecord-*')), limit=3))
   out = model.signatures['serving_jpeg'](images=tf.constant([encoded for _, encoded, _ in rows]))
   probabilities = out['probabilities'].numpy()
@@ -64,7 +64,7 @@ def test_a_user_builder_is_tuned_trained_exported_and_served(shared_flowers, tmp
   capsys.readouterr()
   argv = ['--data-root', shared_flowers, '--pipeline-root', config.pipeline_root]
   argv += ['--image-size', '32', '--tuner', 'random', '--max-trials', '1', '--max-epochs', '1']
-  assert local_runner.main([*argv, '--hypermodel', f'{broken}:model_builder']) == 2
+  assert cli.main([*argv, '--hypermodel', f'{broken}:model_builder']) == 2
   captured = capsys.readouterr()
   error = next(line for line in captured.err.splitlines() if line.startswith('error:'))
   assert error == (

@@ -315,13 +315,13 @@ def test_the_local_pipeline_runs_a_parallel_tuner(tiny_data, tmp_path):
 
 
 def test_parallel_trials_below_one_is_one_error_line(capsys):
-  from tfx_pipeline.local import runner as local_runner
+  from tfx_pipeline.local import cli
 
-  assert local_runner.main(['--parallel-trials', '0']) == 2
+  assert cli.main(['--parallel-trials', '0']) == 2
   err = capsys.readouterr().err.strip()
   assert err == 'error: --parallel-trials 0: must be at least 1.'
-  args = local_runner.run_parser().parse_args(['--parallel-trials', '3'])
-  assert local_runner.config_from_args(args).parallel_trials == 3
+  args = cli.run_parser().parse_args(['--parallel-trials', '3'])
+  assert cli.config_from_args(args).parallel_trials == 3
 
 
 def test_a_worker_ends_when_its_tuner_process_is_killed(tmp_path):

@@ -10,7 +10,7 @@ from modules import search_space
 from modules.module_config import ModuleConfig
 from modules.search_space import SearchSpaceError
 from tests.conftest import REPO
-from tfx_pipeline.local import runner as local_runner
+from tfx_pipeline.local import cli
 
 EXAMPLES = os.path.join(REPO, 'examples')
 CONDITIONAL = """
@@ -153,7 +153,7 @@ def test_run_local_stops_on_a_bad_file_in_one_line_before_anything_runs(
   path = _write(tmp_path, text)
   root = tmp_path / 'root'
   argv = ['--search-space', path, '--pipeline-root', str(root), '--image-size', '32']
-  assert local_runner.main(argv) == 2
+  assert cli.main(argv) == 2
   captured = capsys.readouterr()
   (line,) = captured.err.strip().splitlines()
   assert line.startswith(f'error: --search-space {path}: ') and message in line, line

@@ -85,7 +85,7 @@ def test_a_parallel_search_chief_keeps_the_same_budget(tmp_path):
 
 
 def test_tuning_budget_flag_reaches_the_tuner_options():
-  from tfx_pipeline.local.runner import config_from_args, run_parser
+  from tfx_pipeline.local.cli import config_from_args, run_parser
 
   config = config_from_args(run_parser().parse_args(['--tuning-budget', '2.5']))
   assert config.module.tuning_budget_minutes == 2.5
