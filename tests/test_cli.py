@@ -240,3 +240,22 @@ def test_an_option_field_is_a_flag_and_fills_the_field(tmp_path):
   assert 'a local folder' in parser.format_help() and '(default: 3)' in parser.format_help()
   parser, outer = parse('vertex', [])
   assert outer == Outer() and '--folder' not in parser.format_help()
+
+
+def test_a_configuration_becomes_flags_that_parse_back_to_it(tmp_path):
+  import dataclasses
+
+  from tfx_pipeline import options
+  from tfx_pipeline.config import PipelineConfig
+
+  config = PipelineConfig(
+    pipeline_root=str(tmp_path),
+    module=dataclasses.replace(PipelineConfig().module, tuner='random', image_size=64),
+    tune=False,
+    enable_cache=False,
+    accuracy_threshold=0.25,
+  )
+  argv = options.to_flags(config, 'local')
+  assert '--no-tune' in argv and '--no-cache' in argv and '--data-root' not in argv
+  assert cli.config_from_args(cli.run_parser().parse_args(argv)) == config
+  assert options.to_flags(PipelineConfig(), 'local') == []

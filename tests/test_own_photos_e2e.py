@@ -5,15 +5,16 @@ import os
 import shutil
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from data import conversion, records
-from modules.module_config import ModuleConfig
+from tests import tiny
 from tests.test_convert import add_odd_files, make_photo_folder
-from tfx_pipeline.config import PipelineConfig
 from tfx_pipeline.local import cli, results
 from tfx_pipeline.local import runner as local_runner
 
+pytestmark = pytest.mark.pipeline
 CLASSES = ['daisy', 'roses', 'tulips']
 
 
@@ -32,13 +33,8 @@ def test_converted_folder_trains_serves_its_classes_and_bad_data_keeps_the_model
   )
   assert len(converted['skipped']) == 4
 
-  config = PipelineConfig(
-    data_root=out,
-    pipeline_root=str(tmp_path / 'root'),
-    accuracy_threshold=0.0,
-    module=ModuleConfig(
-      image_size=32, tuner='random', max_trials=1, max_epochs=1, epochs=1, batch_size=8
-    ),
+  config = tiny.pipeline(
+    out, tmp_path / 'root', tuner='random', max_trials=1, max_epochs=1, epochs=1
   )
   lines = []
   summary = local_runner.run(config, echo=lines.append)
@@ -71,20 +67,8 @@ def test_converted_folder_trains_serves_its_classes_and_bad_data_keeps_the_model
   with tf.io.TFRecordWriter(str(bad / records.shard_name('train', 1, 2))) as writer:
     writer.write(records.to_example('roses/broken.jpg', 1, 'roses', b'\xff\xd8\xff broken', 32, 32))
   capsys.readouterr()
-  rc = cli.main(
-    [
-      '--data-root',
-      str(bad),
-      '--pipeline-root',
-      str(tmp_path / 'root'),
-      '--image-size',
-      '32',
-      '--tuner',
-      'random',
-      '--max-trials',
-      '1',
-    ]
-  )
+  argv = ['--data-root', str(bad), '--pipeline-root', str(tmp_path / 'root')]
+  rc = cli.main([*argv, *tiny.flags(tuner='random', max_trials=1)])
   captured = capsys.readouterr()
   assert rc == 2
   error, log = captured.err.splitlines()
