@@ -41,8 +41,9 @@ from typing import Callable, List, Optional
 import numpy as np
 
 from modules import console, search_space, stop
+from modules.runtime import whole_file
 from modules.search_space import OBJECTIVE
-from modules.tuning import checkpoints, pruning, state
+from modules.tuning import checkpoints, pruning
 
 RUN_FILE = 'run.json'
 # In a running trial's folder: its epochs so far and latest objective value, for a
@@ -345,5 +346,5 @@ class SearchHooks:
 
 
 def write_json(path: str, value) -> None:
-  """Writes `path` whole or not at all (modules/tuning/state.py's `write_whole`)."""
-  state.write_whole(path, json.dumps(value))
+  """Writes `path` whole or not at all."""
+  whole_file.write(path, json.dumps(value))

@@ -15,6 +15,7 @@ import os
 from typing import List, Optional, Sequence, Tuple
 
 from modules import features
+from modules.runtime import whole_file
 from tfx_pipeline.pipeline import ACCURACY_METRIC
 
 CANDIDATE, BASELINE = 'candidate', 'baseline'
@@ -178,8 +179,7 @@ def write_confusion_matrix(
   ax.set_title(title)
   fig.tight_layout()
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  partial = path + '.partial.png'
-  fig.savefig(partial)
+  with whole_file.writing(path) as partial:
+    fig.savefig(partial, format='png')
   plt.close(fig)
-  os.replace(partial, path)
   return path
