@@ -235,7 +235,7 @@ def test_one_worker_is_the_stock_executor(transformed, tmp_path, monkeypatch):
 
 
 def test_what_becomes_of_a_worker_that_exits():
-  from tfx_pipeline.parallel.chief import GIVE_UP, IGNORE, RESTART, Supervisor, WorkerExit
+  from tfx_pipeline.parallel.supervisor import GIVE_UP, IGNORE, RESTART, Supervisor, WorkerExit
 
   supervisor = Supervisor(workers=2, max_trials=3, max_retries=1)
   assert supervisor.on_exit(WorkerExit('tuner0', 0)).action == IGNORE  # Told to stop: done.
@@ -270,10 +270,16 @@ def test_what_becomes_of_a_worker_that_exits():
   assert broken.reason == (
     'tuner worker tuner0 exited with code 1 before asking for a trial: ImportError: x'
   )
+  # The supervisor keeps the record of the trials lost with a worker, each with its time.
+  assert [{k: v for k, v in r.items() if k != 'time'} for r in supervisor.lost] == [
+    first.lost,
+    second.lost,
+  ]
+  assert all(isinstance(r['time'], float) for r in supervisor.lost)
 
 
 def test_workers_that_keep_dying_end_the_search():
-  from tfx_pipeline.parallel.chief import GIVE_UP, RESTART, Supervisor, WorkerExit
+  from tfx_pipeline.parallel.supervisor import GIVE_UP, RESTART, Supervisor, WorkerExit
 
   supervisor = Supervisor(workers=1, max_trials=1, max_retries=1)  # 1 + 1 * 2 replacements.
   for _ in range(3):

@@ -111,7 +111,7 @@ def test_a_parallel_search_chief_numbers_trials_as_they_end(tmp_path):
   import keras_tuner
 
   from modules import console
-  from tfx_pipeline.parallel.chief import TrialWatch
+  from tfx_pipeline.parallel.watch import TrialWatch
 
   config = ModuleConfig(tuner='random', max_trials=3, max_epochs=2)
   tuner = tuner_module.make_tuner(config, toy_hypermodel, directory=str(tmp_path))
