@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from modules import backbone, search_space
-from modules.model import build_model
+from modules.backbones import backbone
+from modules.model.model import build_model
 from modules.module_config import ModuleConfig
+from modules.search import search_space
 from tests.conftest import read_examples
 from tests.runs import run_local
 from tfx_pipeline.local import cli

@@ -10,11 +10,14 @@ import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from modules import feature_cache, features, model, preprocessing, search_space
+from modules import features, preprocessing
 from modules import tuner as tuner_module
-from modules.inputs import input_fn
+from modules.model import model
 from modules.module_config import ModuleConfig, RunPaths
+from modules.search import search_space
 from modules.trainer import run_fn
+from modules.training import feature_cache
+from modules.training.inputs import input_fn
 from tests.conftest import read_examples
 from tests.test_model import _TinyFeatureExtractor
 from tests.tiny import MODULE

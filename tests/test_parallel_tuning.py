@@ -131,9 +131,9 @@ def test_two_workers_run_every_trial_once(transformed, tmp_path, capsys):
 
 
 def test_a_stop_request_ends_the_search_and_its_workers(transformed, tmp_path, capsys):
-  """A Ctrl-C of the run (modules/stop.py): the chief stops, its workers with it, at once;
+  """A Ctrl-C of the run (modules/runtime/stop.py): the chief stops, its workers with it, at once;
   the next run resumes the search."""
-  from modules import stop
+  from modules.runtime import stop
 
   inputs, outputs, props = _executor_args(transformed, tmp_path, workers=2)
 

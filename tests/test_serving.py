@@ -7,8 +7,9 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from modules import features, serving
-from modules.inputs import input_fn
+from modules import features
+from modules.model import serving
+from modules.training.inputs import input_fn
 from tests.conftest import read_examples
 from tests.tiny import MODULE
 

@@ -110,7 +110,7 @@ def test_a_parallel_search_chief_numbers_trials_as_they_end(tmp_path):
   """Two trials that end between two looks are two lines, numbered in turn, with the ETA."""
   import keras_tuner
 
-  from modules import console
+  from modules.runtime import console
   from tfx_pipeline.parallel.watch import TrialWatch
 
   config = ModuleConfig(tuner='random', max_trials=3, max_epochs=2)

@@ -17,8 +17,10 @@ import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
-from modules import feature_cache, features, search_space
+from modules import features
 from modules.module_config import RunPaths
+from modules.search import search_space
+from modules.training import feature_cache
 from modules.tuning import state as tuning_state
 from tfx_pipeline import code_version
 from tfx_pipeline.config import PipelineConfig
@@ -116,12 +118,12 @@ class _UserCode:
 
 def hypermodel_module_file(reference: str) -> str:
   """The file of a --hypermodel module; HypermodelError (one line) if it cannot be found."""
-  from modules import hypermodel
+  from modules.model import builder
 
-  path = hypermodel.module_file(reference)
+  path = builder.module_file(reference)
   if path is None:
-    hypermodel.load_builder(reference)  # Says why, in one line.
-    raise hypermodel.HypermodelError(f'--hypermodel {reference}: cannot find its module file.')
+    builder.load_builder(reference)  # Says why, in one line.
+    raise builder.HypermodelError(f'--hypermodel {reference}: cannot find its module file.')
   return path
 
 

@@ -1,1 +1,2 @@
-"""What the user code and the runners share at run time: content keys and whole-file writes."""
+"""What the user code needs whichever component runs it: the console, a stop request, gs://
+paths, the device strategy, content keys and whole-file writes."""

@@ -16,8 +16,7 @@ import json
 import os
 from typing import Iterable, Optional
 
-from modules import console
-from modules.runtime import whole_file
+from modules.runtime import console, whole_file
 from modules.runtime.content_key import ContentKey
 
 KEY_FILE = 'search.json'
@@ -153,8 +152,8 @@ def latest_search(base: str) -> Optional[str]:
 def search_dir(fn_args, echo=console.line) -> Optional[str]:
   """The persistent search folder for a Tuner run, or None when the pipeline gave no tuning_dir."""
   # keras_tuner is heavy: keep pipeline.py's import of this module light.
-  from modules import search_space
   from modules.module_config import ModuleConfig, RunPaths
+  from modules.search import search_space
 
   base = RunPaths.from_custom_config(fn_args.custom_config).tuning_dir
   if not base:

@@ -47,12 +47,13 @@ def check_search(module) -> str:
   Returns the console line that says what is searched; raises SearchSpaceError
   or HypermodelError, each one line.
   """
-  from modules import hypermodel, search_space
+  from modules.model import builder, space_check
+  from modules.search import search_space
 
   if module.hypermodel:
-    hypermodel.load_builder(module.hypermodel)
+    builder.load_builder(module.hypermodel)
   space, fixed = search_space.for_module(module)
-  hypermodel.check_space(space, module)
+  space_check.check_space(space, module)
   if space.spec:
     what = f'{space.source}: {space.describe()}'
   else:
@@ -64,9 +65,9 @@ def check_search(module) -> str:
 
 def usage_errors() -> Tuple[type, ...]:
   """The errors of bad settings or input: found before any component runs, each one line."""
-  from modules.backbone import BackboneError
-  from modules.hypermodel import HypermodelError
-  from modules.search_space import SearchSpaceError
+  from modules.backbones.backbone import BackboneError
+  from modules.model.builder import HypermodelError
+  from modules.search.search_space import SearchSpaceError
   from tfx_pipeline.cli_paths import PathError
   from tfx_pipeline.data_folder.layout import DataLayoutError
   from tfx_pipeline.local.run_lock import RunLockError

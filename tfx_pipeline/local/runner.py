@@ -211,7 +211,7 @@ def _beam_args(mode: str) -> tuple:
 
 def _check_backbone(module, echo) -> None:
   """Loads the backbone once before any component (converting the built-in one the first time)."""
-  from modules import backbone
+  from modules.backbones import backbone
 
   if module.backbone == backbone.BUILTIN_BACKBONE:
     echo(f'backbone: {module.backbone} (small CNN trained from scratch)')

@@ -38,7 +38,7 @@ def read(config: PipelineConfig, run_id: Optional[str] = None) -> RunSummary:
   """What run `run_id` (default: the newest) of `config`'s pipeline produced."""
   import keras_tuner
 
-  from modules import search_space
+  from modules.search import search_space
   from tfx_pipeline.local import evaluation, results
 
   if run_id:

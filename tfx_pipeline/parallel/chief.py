@@ -26,7 +26,7 @@ import keras_tuner
 from keras_tuner.src import protos
 from keras_tuner.src.distribute import oracle_chief
 
-from modules import console, stop
+from modules.runtime import console, stop
 from modules.tuning import checkpoints
 from tfx_pipeline.parallel import pool
 from tfx_pipeline.parallel.supervisor import GIVE_UP, RESTART, Supervisor, WorkerExit
@@ -127,7 +127,7 @@ def parallel_search(tuner, spec_path: str, working_dir: str, workers: int) -> di
 
   Each worker runs the search `spec_path` describes (pool.WorkerPool). Their
   output goes to this process's stdout, the run's log; trial lines, lost
-  trials and the workers' status go to the console (modules/console.py).
+  trials and the workers' status go to the console (modules/runtime/console.py).
   """
   chief = _Chief(tuner, spec_path, working_dir, workers)
   try:

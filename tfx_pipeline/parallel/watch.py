@@ -11,7 +11,7 @@ from typing import Dict
 
 import keras_tuner
 
-from modules import console
+from modules.runtime import console
 from modules.tuning import hooks
 
 

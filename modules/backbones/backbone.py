@@ -19,7 +19,7 @@ import keras
 import tensorflow as tf
 import tensorflow_hub as hub
 
-from modules import efficientnet_lite
+from modules.backbones import efficientnet_lite
 from modules.module_config import BUILTIN_BACKBONE, PRETRAINED_BACKBONE
 from modules.runtime import whole_file
 from modules.runtime.content_key import ContentKey

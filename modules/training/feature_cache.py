@@ -34,12 +34,14 @@ from typing import Iterable, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from modules import augmentation, backbone, image_codec
-from modules.augmentation import Augmentation
-from modules.inputs import input_fn
+from modules import image_codec
+from modules.backbones import backbone
 from modules.module_config import BUILTIN_BACKBONE, ModuleConfig, RunPaths
 from modules.runtime import content_key, whole_file
 from modules.runtime.content_key import ContentKey
+from modules.training import augmentation
+from modules.training.augmentation import Augmentation
+from modules.training.inputs import input_fn
 from modules.tuning import state as tuning_state
 
 # Bump when the entry layout or the way features are computed changes. 2: features of

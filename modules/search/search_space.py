@@ -33,7 +33,10 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 # What the search maximises (and the Tuner's early stopping and pruning watch).
 OBJECTIVE = 'val_accuracy'
-DEFAULT_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'search_space.yaml')
+# The contract file stays beside the entry points: modules/search_space.yaml.
+DEFAULT_FILE = os.path.join(
+  os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'search_space.yaml'
+)
 # custom_config key of the checked space (`Space.spec`).
 CUSTOM_CONFIG_KEY = 'search_space_spec'
 
@@ -72,7 +75,7 @@ def _show(value) -> str:
 
 # Hyperparameters the pipeline reads itself, and what their values must be.
 # The built-in model reads the first group; every model's input pipeline and
-# `HyperModel.fit` read the second (modules/hypermodel.py).
+# `HyperModel.fit` read the second (modules/model/hypermodel.py).
 _ACTIVATIONS = ('relu', 'tanh', 'sigmoid', 'elu', 'selu', 'gelu', 'swish', 'softplus', 'linear')
 OPTIMIZERS = ('sgd', 'adam')
 _PositiveInt = ('a whole number of 1 or more', lambda v: _is_int(v) and v >= 1)
