@@ -16,7 +16,7 @@ from modules.model import model
 from modules.model.builder import call_builder, load_builder
 from modules.model.hypermodel import fit_settings
 from modules.module_config import ModuleConfig
-from modules.search import search_space
+from modules.search import declaration, search_space
 from modules.search.search_space import SearchSpaceError, Space
 
 
@@ -44,7 +44,7 @@ def _active(space: Space, values: dict) -> dict:
     condition = entry.get('condition')
     if condition and out.get(condition['parent'], object()) not in condition['values']:
       continue
-    out[name] = values.get(name, search_space.default_value(entry))
+    out[name] = values.get(name, declaration.default_value(entry))
   return out
 
 
@@ -61,7 +61,7 @@ def _sweep(space: Space, base: dict) -> Iterable[dict]:
   """One value changed at a time: every choice and boolean value, int ends."""
   for entry in space.spec:
     if entry['type'] in ('choice', 'boolean'):
-      others = search_space.possible_values(entry)
+      others = declaration.possible_values(entry)
     elif entry['type'] == 'int':
       others = [entry['min'], entry['max']]
     else:
