@@ -34,7 +34,7 @@ COPY examples/ examples/
 ENV PYTHONPATH="/pipeline:${PYTHONPATH}"
 
 # The default efficientnet-lite0 backbone, converted from its weights package once here
-# rather than at the start of every step and job (modules/backbone.py reads this folder).
+# rather than at the start of every step and job (modules/backbones/backbone.py reads this folder).
 ENV FLOWER_TUNER_CACHE=/pipeline/cache
 RUN python -c "from modules import backbone; print(backbone.resolve('efficientnet-lite0'))"
 

@@ -3,8 +3,8 @@
 import os
 import sys
 
+from tfx_pipeline.local.cli import main
 from tfx_pipeline.local.interrupt import EXIT_CODE
-from tfx_pipeline.local.runner import main
 
 if __name__ == '__main__':
   code = main()

@@ -134,7 +134,7 @@ def logistic_regression(records, assignment, folds: int, image_size: int) -> lis
   import tensorflow as tf
   from sklearn.linear_model import LogisticRegression
 
-  from modules import efficientnet_lite
+  from modules.backbones import efficientnet_lite
   from modules.preprocessing import decode_and_resize
 
   model = efficientnet_lite.pretrained()

@@ -56,9 +56,12 @@ def main(argv=None) -> int:
   import keras
   import tensorflow as tf
 
-  from modules import backbone, feature_cache, model, search_space, training_data
-  from modules.augmentation import Augmentation
+  from modules.backbones import backbone
+  from modules.model import model
   from modules.preprocessing import decode_and_resize
+  from modules.search import search_space
+  from modules.training import feature_cache, training_data
+  from modules.training.augmentation import Augmentation
 
   augment = Augmentation(flip=True, rotation=True, zoom=True)
   batch = 32

@@ -18,8 +18,8 @@ def main(argv=None):
   import keras
   import tensorflow as tf
 
-  from modules import backbone as backbones
   from modules import search_space  # The same space as the pipeline's, not a copy of it.
+  from modules.backbones import backbone as backbones
 
   class Backbone(keras.layers.Layer):
     """The SavedModel feature extractor, frozen (its variables are not Keras weights)."""

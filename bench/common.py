@@ -68,7 +68,7 @@ def search(hypermodel, args, project_name: str):
 
   import keras_tuner
 
-  from modules import search_space
+  from modules.search import search_space
 
   common = dict(
     # The pipeline's built-in space, declared up front as the pipeline's tuner does.
@@ -88,7 +88,7 @@ def early_stopping():
   import keras
 
   from modules.module_config import ModuleConfig
-  from modules.search_space import OBJECTIVE
+  from modules.search.search_space import OBJECTIVE
 
   return keras.callbacks.EarlyStopping(
     monitor=OBJECTIVE, mode='max', patience=ModuleConfig().early_stopping_patience

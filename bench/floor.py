@@ -19,7 +19,10 @@ def main(argv=None):
   import numpy as np
   import tensorflow as tf
 
-  from modules import backbone, model, search_space, training_data
+  from modules.backbones import backbone
+  from modules.model import model
+  from modules.search import search_space
+  from modules.training import training_data
 
   keras.utils.set_random_seed(args.seed)
   extractor = tf.saved_model.load(backbone.resolve(args.backbone))

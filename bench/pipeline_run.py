@@ -73,9 +73,10 @@ def main(argv=None):
   p.add_argument('--stop-after', help='end the run with this component, e.g. Tuner')
   p.add_argument('--beam-workers', default='auto')
   args = p.parse_args(argv)
+  from tfx_pipeline.local import cli
   from tfx_pipeline.local import runner as local_runner
 
-  local_runner._set_up_logging(verbose=False)
+  cli.set_up_logging(verbose=False)
   flags = [
     '--data-root',
     args.data_root,
@@ -108,7 +109,7 @@ def main(argv=None):
     flags.append('--no-cache')
   if args.no_feature_cache:
     flags.append('--no-feature-cache')
-  config = local_runner.config_from_args(local_runner.run_parser().parse_args(flags))
+  config = cli.config_from_args(cli.run_parser().parse_args(flags))
 
   sampler = _Sampler()
   sampler.start()
@@ -154,8 +155,8 @@ def main(argv=None):
       'trials': len(trials),
       'epochs': sum(t['epochs'] or 0 for t in trials),
       'best_score': max((t['score'] for t in trials if t['score'] is not None), default=None),
-      'best_hyperparameters': summary.get('best_hyperparameters'),
-      'accuracy': summary.get('accuracy'),
+      'best_hyperparameters': summary.best_hyperparameters,
+      'accuracy': summary.accuracy,
       'feature_seconds': feature_seconds,
       'transformed_examples': _transformed_sizes(config.pipeline_root),
       'feature_cache_files': sorted(

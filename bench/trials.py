@@ -55,9 +55,11 @@ def main(argv=None):
   args = p.parse_args(argv)
   import psutil
 
-  from modules import feature_cache, model, search_space, training_data
   from modules import tuner as tuner_module
+  from modules.model import model
   from modules.module_config import ModuleConfig
+  from modules.search import search_space
+  from modules.training import feature_cache, training_data
 
   train, evaluation = _arrays(args.features, 1280, args.seed)
   config = ModuleConfig(

@@ -13,7 +13,7 @@ The contract (README.md, "Your own model"): take `hp` (and, if you like,
 
 import keras
 
-from modules import backbone
+from modules.backbones import backbone
 
 
 def model_builder(hp, num_classes=5, image_size=224):

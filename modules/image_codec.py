@@ -16,7 +16,7 @@ PNG is lossless but costs ~14 ms an image to write and ~1 ms to read).
 
 import tensorflow as tf
 
-# Part of the feature cache key (modules/feature_cache.py): bump when what is
+# Part of the feature cache key (modules/training/feature_cache.py): bump when what is
 # stored, or how `model_input` reads it, changes.
 FORMAT = 'uint8-tensor-1'
 

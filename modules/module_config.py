@@ -14,7 +14,8 @@ from typing import Any, Mapping, Optional
 TUNERS = ('hyperband', 'bayesian', 'random')
 # --prune: how a trial is judged at the end of each epoch (modules/tuning/pruning.py).
 PRUNERS = ('median',)
-# The small from-scratch CNN, and the ImageNet-pretrained default (modules/efficientnet_lite.py).
+# The small from-scratch CNN, and the ImageNet-pretrained default
+# (modules/backbones/efficientnet_lite.py).
 BUILTIN_BACKBONE = 'cnn'
 PRETRAINED_BACKBONE = 'efficientnet-lite0'
 
@@ -57,7 +58,7 @@ class ModuleConfig:
     4, 'epochs per trial; for hyperband the most a trial gets (default: %(default)s)'
   )
   factor: int = option(3, 'hyperband reduction factor (default: %(default)s)')
-  # The space's contents, not its path, key the search (modules/search_space.py).
+  # The space's contents, not its path, key the search (modules/search/search_space.py).
   search_space: Optional[str] = option(
     None,
     'YAML or JSON file declaring the hyperparameters to search (default: '
@@ -66,7 +67,7 @@ class ModuleConfig:
     metavar='FILE',
     in_search_key=False,
   )
-  # A user's keras-tuner model builder instead of the built-in model (modules/hypermodel.py).
+  # A user's keras-tuner model builder instead of the built-in model (modules/model/builder.py).
   hypermodel: Optional[str] = option(
     None,
     'your own keras-tuner model builder, MODULE:FUNCTION (a dotted module or a .py file): '
@@ -109,7 +110,7 @@ class ModuleConfig:
     in_search_key=False,
   )
   # A frozen SavedModel backbone: compute its features once per split and
-  # train only the head on them (modules/feature_cache.py).
+  # train only the head on them (modules/training/feature_cache.py).
   feature_cache: bool = option(
     True,
     'with a frozen SavedModel backbone, run it in every epoch of every trial instead of '
@@ -184,7 +185,7 @@ PATHS_KEY = 'paths'
 class RunPaths:
   """Folders a run keeps beyond one component's output; None where the pipeline gives none."""
 
-  # Backbone features the Tuner computes and the Trainer reuses (modules/feature_cache.py);
+  # Backbone features the Tuner computes and the Trainer reuses (modules/training/feature_cache.py);
   # None: the component's working dir, for one run.
   feature_cache_dir: Optional[str] = None
   # Local Tuner: every search's keras-tuner state, so a killed search resumes

@@ -2,7 +2,7 @@
 
 Hyperparameters come from the Tuner (or an imported file); with neither, the
 search space defaults are used. The model and its fit are the Tuner's
-(modules/hypermodel.py), so a trial's batch size and augmentation apply here too.
+(modules/model/hypermodel.py), so a trial's batch size and augmentation apply here too.
 """
 
 import math
@@ -14,19 +14,13 @@ import tensorflow_transform as tft
 from absl import logging
 from tfx import v1 as tfx
 
-from modules import (
-  backbone,
-  gcs,
-  hypermodel,
-  labels,
-  model,
-  search_space,
-  serving,
-  stop,
-  strategy,
-  training_data,
-)
+from modules import labels
+from modules.backbones import backbone
+from modules.model import hypermodel, model, serving
 from modules.module_config import ModuleConfig
+from modules.runtime import gcs, stop, strategy
+from modules.search import search_space
+from modules.training import training_data
 
 
 def hyperparameters_from(fn_args: tfx.components.FnArgs) -> keras_tuner.HyperParameters:

@@ -1,7 +1,7 @@
 """`tuner_fn` for the TFX Tuner: picks keras-tuner's Hyperband, Bayesian or random search.
 
 What to try lives in keras-tuner's oracles; this file only wires them to the
-search space (modules/search_space.py), the hypermodel (modules/hypermodel.py:
+search space (modules/search/search_space.py), the hypermodel (modules/model/hypermodel.py:
 the built-in model or the user's builder, fitted on the transformed data) and,
 with --prune, median pruning (modules/tuning/pruning.py).
 """
@@ -15,9 +15,13 @@ import tensorflow_transform as tft
 from keras_tuner.src import utils as keras_tuner_utils
 from tfx import v1 as tfx
 
-from modules import gcs, hypermodel, labels, search_space, strategy, training_data
+from modules import labels
+from modules.model import hypermodel
 from modules.module_config import ModuleConfig, RunPaths
-from modules.search_space import OBJECTIVE
+from modules.runtime import gcs, strategy
+from modules.search import search_space
+from modules.search.search_space import OBJECTIVE
+from modules.training import training_data
 from modules.tuning import hooks, pruning
 from modules.tuning import state as tuning_state
 

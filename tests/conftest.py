@@ -1,4 +1,7 @@
-"""Shared fixtures: tiny flower data, real Transform output over it, FnArgs for the UDFs."""
+"""Shared fixtures: tiny flower data, the one real run on it, Transform output, FnArgs for the UDFs.
+
+Tests marked `pipeline` run the pipeline or its components; they report after the unit tests.
+"""
 
 import functools
 import os
@@ -7,7 +10,6 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_FLOWERS = os.path.join(os.path.dirname(REPO), 'shared', 'flowers')
-IMAGE_SIZE = 32
 # The pipeline's components, in order; those before the Tuner do not depend on search options.
 UPSTREAM = ('ImportExampleGen', 'StatisticsGen', 'SchemaGen', 'ExampleValidator', 'Transform')
 COMPONENTS = UPSTREAM + ('Tuner', 'Trainer', 'Evaluator', 'Pusher')
@@ -19,6 +21,11 @@ def pytest_configure(config):
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 
+def pytest_collection_modifyitems(items):
+  """The unit tests first, then those marked `pipeline` (in their own order: a stable sort)."""
+  items.sort(key=lambda item: item.get_closest_marker('pipeline') is not None)
+
+
 @pytest.fixture(scope='session')
 def tiny_data(tmp_path_factory):
   """A tiny synthetic flower folder in the published layout (5 classes, 6 + 2 photos each)."""
@@ -27,6 +34,19 @@ def tiny_data(tmp_path_factory):
   out = str(tmp_path_factory.mktemp('tiny_data'))
   make_sample.main(['--out', out, '--train-per-class', '6', '--eval-per-class', '2'])
   return out
+
+
+@pytest.fixture(scope='session')
+def tiny_run(tiny_data, tmp_path_factory):
+  """The tiny configuration's real run on the tiny data, once for every test that reads it.
+
+  Tests that only read what it recorded (console lines, log, summary, pushed
+  model, search folder) share it; a test that runs again on its pipeline root
+  reads the run's records, never the root's latest state.
+  """
+  from tests import runs
+
+  return runs.tiny_run(tiny_data, str(tmp_path_factory.mktemp('tiny_run') / 'root'))
 
 
 @pytest.fixture(scope='session')
@@ -74,14 +94,12 @@ def transformed(tiny_data, tmp_path_factory):
   from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
 
   from modules import features
-  from modules.module_config import ModuleConfig
   from modules.preprocessing import preprocessing_fn
+  from tests import tiny
 
   # The default backbone (efficientnet-lite0, frozen: cached features); tests of the
   # small CNN pass backbone='cnn'.
-  config = ModuleConfig(
-    image_size=IMAGE_SIZE, max_epochs=2, factor=2, max_trials=2, epochs=2, batch_size=8
-  )
+  config = tiny.MODULE
   out = str(tmp_path_factory.mktemp('transformed'))
   raw_spec = {
     features.IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string),

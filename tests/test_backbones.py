@@ -2,18 +2,19 @@
 
 import os
 import re
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from modules import backbone, search_space
-from modules.model import build_model
+from modules.backbones import backbone
+from modules.model.model import build_model
 from modules.module_config import ModuleConfig
-from tests.conftest import REPO, read_examples
+from modules.search import search_space
+from tests.conftest import read_examples
+from tests.runs import run_local
+from tfx_pipeline.local import cli
 
 
 def test_default_backbone_is_the_pretrained_one():
@@ -94,19 +95,6 @@ def test_fine_tuning_keeps_batchnorm_statistics_and_accuracy(shared_flowers):
   assert fine_tuned >= frozen - 0.1
 
 
-def _run_local(*args, env=None):
-  # As a user runs it: the runner sets TensorFlow's log level itself.
-  base = {k: v for k, v in os.environ.items() if k != 'TF_CPP_MIN_LOG_LEVEL'}
-  return subprocess.run(
-    [sys.executable, 'run_local.py', *args],
-    cwd=REPO,
-    text=True,
-    capture_output=True,
-    env={**base, **(env or {})},
-    timeout=900,
-  )
-
-
 @pytest.fixture(scope='module')
 def fixed_size_backbone(tmp_path_factory):
   """A SavedModel feature extractor exported for 224x224 images only."""
@@ -137,7 +125,7 @@ def feature_map_backbone(tmp_path_factory):
   ],
 )
 def test_bad_backbone_is_one_line_before_any_component(
-  which, message, fixed_size_backbone, feature_map_backbone, tiny_data, tmp_path
+  which, message, fixed_size_backbone, feature_map_backbone, tiny_data, tmp_path, capsys
 ):
   path = {
     'fixed': fixed_size_backbone,
@@ -146,14 +134,24 @@ def test_bad_backbone_is_one_line_before_any_component(
     'missing': str(tmp_path / 'nope'),
   }[which]
   root = tmp_path / 'root'
-  done = _run_local(
-    '--data-root', tiny_data, '--pipeline-root', str(root), '--backbone', path, '--image-size', '64'
+  rc = cli.main(
+    [
+      '--data-root',
+      tiny_data,
+      '--pipeline-root',
+      str(root),
+      '--backbone',
+      path,
+      '--image-size',
+      '64',
+    ]
   )
-  assert done.returncode == 2, done.stdout + done.stderr
+  out, err = capsys.readouterr()
+  assert rc == 2, out + err
   # One line, and where the run's log is.
-  error, log = done.stderr.strip().splitlines()
+  error, log = err.strip().splitlines()
   assert error.startswith(f'error: --backbone {path}') and message in error
-  assert re.fullmatch(rf'log: {root}/logs/\S+\.log', log) and 'Traceback' not in done.stderr
+  assert re.fullmatch(rf'log: {root}/logs/\S+\.log', log) and 'Traceback' not in err
   assert not (root / 'metadata.sqlite').exists()  # Nothing ran.
 
 
@@ -195,35 +193,37 @@ def _held_out_layout(shared_flowers, folder):
   return jpegs
 
 
-def test_default_run_learns_real_photos_offline_and_predicts(shared_flowers, tmp_path):
+@pytest.mark.pipeline
+def test_default_run_learns_real_photos_offline_and_predicts(shared_flowers, tmp_path, capsys):
   """The default run, no network, a fresh converted-model cache: real photos are learnt."""
   jpegs = _held_out_layout(shared_flowers, str(tmp_path / 'flowers'))
   env = {**OFFLINE, backbone.CACHE_ENV: str(tmp_path / 'cache')}
   # The network really is closed to these processes: a TF-Hub handle cannot be fetched.
-  probe = _run_local(
+  probe = run_local(
     '--data-root',
     str(tmp_path / 'flowers'),
     '--pipeline-root',
     str(tmp_path / 'hub'),
     '--backbone',
     'https://tfhub.dev/google/imagenet/resnet_v2_50/feature_vector/4',
-    env=env,
+    extra_env=env,
   )
-  assert probe.returncode == 2 and 'cannot fetch it' in probe.stderr
+  assert probe.rc == 2 and 'cannot fetch it' in probe.err
 
   root = str(tmp_path / 'root')
-  done = _run_local('--data-root', str(tmp_path / 'flowers'), '--pipeline-root', root, env=env)
-  assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-  assert 'backbone: efficientnet-lite0 (1280 features per image, frozen)' in done.stdout
-  accuracy = float(done.stdout.split('eval accuracy: ')[1].split()[0])
+  done = run_local('--data-root', str(tmp_path / 'flowers'), '--pipeline-root', root, extra_env=env)
+  assert done.rc == 0, done.out[-3000:] + done.err[-3000:]
+  assert 'backbone: efficientnet-lite0 (1280 features per image, frozen)' in done.out
+  accuracy = float(done.out.split('eval accuracy: ')[1].split()[0])
   assert accuracy >= 0.5  # 10 photos it never trained on; chance is 0.2.
-  assert 'pushed model: ' in done.stdout
+  assert 'pushed model: ' in done.out
 
-  predicted = _run_local('predict', *[p for p, _ in jpegs], '--pipeline-root', root, env=env)
-  assert predicted.returncode == 0, predicted.stderr
+  # The pushed model holds all it needs: predicting in this process reads nothing else.
+  capsys.readouterr()
+  assert cli.main(['predict', *[p for p, _ in jpegs], '--pipeline-root', root]) == 0
   lines = {
     line.split(': ')[0]: line.split(': ')[1]
-    for line in predicted.stdout.splitlines()
+    for line in capsys.readouterr().out.splitlines()
     if line.endswith('%')
   }
   right = 0

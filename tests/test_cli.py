@@ -2,12 +2,12 @@
 
 import pytest
 
-from tfx_pipeline.local import runner as local_runner
+from tfx_pipeline.local import cli
 
 
 def test_help_documents_every_option(capsys):
   with pytest.raises(SystemExit) as exit_info:
-    local_runner.main(['--help'])
+    cli.main(['--help'])
   assert exit_info.value.code == 0
   text = capsys.readouterr().out
   for flag in (
@@ -37,7 +37,7 @@ def test_help_documents_every_option(capsys):
 
 
 def test_flags_become_the_configuration(tmp_path):
-  args = local_runner.run_parser().parse_args(
+  args = cli.run_parser().parse_args(
     [
       '--tuner',
       'random',
@@ -54,7 +54,7 @@ def test_flags_become_the_configuration(tmp_path):
       str(tmp_path),
     ]
   )
-  config = local_runner.config_from_args(args)
+  config = cli.config_from_args(args)
   assert config.module.tuner == 'random' and config.module.max_trials == 3
   assert config.module.image_size == 64 and config.tune is False
   assert config.hparams_from == str(tmp_path) and config.train_steps == 20
@@ -83,15 +83,13 @@ def test_flags_become_the_configuration(tmp_path):
   ],
 )
 def test_bad_options_give_one_line(argv, message, capsys):
-  assert local_runner.main(argv) == 2
+  assert cli.main(argv) == 2
   assert capsys.readouterr().err.strip() == message
 
 
 def test_missing_data_root_fails_before_any_component(tmp_path, capsys):
   assert (
-    local_runner.main(
-      ['--data-root', str(tmp_path / 'none'), '--pipeline-root', str(tmp_path / 'root')]
-    )
+    cli.main(['--data-root', str(tmp_path / 'none'), '--pipeline-root', str(tmp_path / 'root')])
     == 2
   )
   err = capsys.readouterr().err.strip().splitlines()
@@ -101,13 +99,13 @@ def test_missing_data_root_fails_before_any_component(tmp_path, capsys):
 
 def test_run_is_the_default_command(tmp_path):
   flags = ['--tuner', 'random', '--pipeline-root', str(tmp_path)]
-  assert vars(local_runner.parser().parse_args(['run', *flags])) == {
+  assert vars(cli.parser().parse_args(['run', *flags])) == {
     'command': 'run',
-    **vars(local_runner.run_parser().parse_args(flags)),
+    **vars(cli.run_parser().parse_args(flags)),
   }
 
 
-@pytest.mark.parametrize('module', ['tfx_pipeline.local.runner', 'tfx_pipeline.vertex.runner'])
+@pytest.mark.parametrize('module', ['tfx_pipeline.local.cli', 'tfx_pipeline.vertex.runner'])
 def test_a_runner_imports_no_tensorflow_before_it_sets_up_logging(module):
   """TensorFlow reads its log level when imported: the runners set it up after parsing flags."""
   import subprocess
@@ -126,7 +124,7 @@ def test_a_runner_imports_no_tensorflow_before_it_sets_up_logging(module):
 
 
 def test_predict_without_a_pushed_model(tmp_path, capsys):
-  assert local_runner.main(['predict', 'photo.jpg', '--pipeline-root', str(tmp_path)]) == 2
+  assert cli.main(['predict', 'photo.jpg', '--pipeline-root', str(tmp_path)]) == 2
   assert 'no pushed model in' in capsys.readouterr().err
 
 
@@ -147,16 +145,14 @@ def _one_error_line(capsys):
 def test_unusable_pipeline_root_is_one_line_before_any_work(where, why, tmp_path, capsys):
   (tmp_path / 'file').write_text('x')
   root = where if where.startswith('/') else str(tmp_path / where)
-  assert local_runner.main(['--pipeline-root', root, '--image-size', '32']) == 2
+  assert cli.main(['--pipeline-root', root, '--image-size', '32']) == 2
   line = _one_error_line(capsys)
   assert line.startswith(f'error: --pipeline-root {root}: ') and why in line
 
 
 def test_pipeline_root_check_leaves_nothing_behind(tmp_path, capsys):
   root = tmp_path / 'new' / 'root'
-  assert (
-    local_runner.main(['--pipeline-root', str(root), '--data-root', str(tmp_path / 'none')]) == 2
-  )
+  assert cli.main(['--pipeline-root', str(root), '--data-root', str(tmp_path / 'none')]) == 2
   assert 'is not a folder' in _one_error_line(capsys)
   assert not (tmp_path / 'new').exists()
 
@@ -177,9 +173,7 @@ def test_unusable_hparams_from_is_one_line_before_any_work(name, text, why, tmp_
   if text is not None:
     path.write_text(text)
   assert (
-    local_runner.main(
-      ['--no-tune', '--hparams-from', str(path), '--pipeline-root', str(tmp_path / 'root')]
-    )
+    cli.main(['--no-tune', '--hparams-from', str(path), '--pipeline-root', str(tmp_path / 'root')])
     == 2
   )
   line = _one_error_line(capsys)
@@ -199,7 +193,7 @@ def test_unusable_model_dir_is_one_line(make, why, tmp_path, capsys):
   model_dir = make(tmp_path)
   photo = tmp_path / 'photo.jpg'
   photo.write_bytes(b'x')
-  assert local_runner.main(['predict', str(photo), '--model-dir', str(model_dir)]) == 2
+  assert cli.main(['predict', str(photo), '--model-dir', str(model_dir)]) == 2
   line = _one_error_line(capsys)
   assert line.startswith(f'error: --model-dir {model_dir}: ') and why in line
 
@@ -207,14 +201,14 @@ def test_unusable_model_dir_is_one_line(make, why, tmp_path, capsys):
 def test_missing_photo_is_one_line_before_the_model_loads(tmp_path, capsys):
   (tmp_path / 'saved_model.pb').write_bytes(b'not a model')  # Loading it would fail otherwise.
   photo = tmp_path / 'none.jpg'
-  assert local_runner.main(['predict', str(photo), '--model-dir', str(tmp_path)]) == 2
+  assert cli.main(['predict', str(photo), '--model-dir', str(tmp_path)]) == 2
   assert _one_error_line(capsys) == f'error: {photo}: no such photo or TFRecord file.'
 
 
 def test_without_flags_the_configuration_is_the_default_one():
   from tfx_pipeline.config import PipelineConfig
 
-  assert local_runner.config_from_args(local_runner.run_parser().parse_args([])) == PipelineConfig()
+  assert cli.config_from_args(cli.run_parser().parse_args([])) == PipelineConfig()
 
 
 def test_an_option_field_is_a_flag_and_fills_the_field(tmp_path):
@@ -246,3 +240,22 @@ def test_an_option_field_is_a_flag_and_fills_the_field(tmp_path):
   assert 'a local folder' in parser.format_help() and '(default: 3)' in parser.format_help()
   parser, outer = parse('vertex', [])
   assert outer == Outer() and '--folder' not in parser.format_help()
+
+
+def test_a_configuration_becomes_flags_that_parse_back_to_it(tmp_path):
+  import dataclasses
+
+  from tfx_pipeline import options
+  from tfx_pipeline.config import PipelineConfig
+
+  config = PipelineConfig(
+    pipeline_root=str(tmp_path),
+    module=dataclasses.replace(PipelineConfig().module, tuner='random', image_size=64),
+    tune=False,
+    enable_cache=False,
+    accuracy_threshold=0.25,
+  )
+  argv = options.to_flags(config, 'local')
+  assert '--no-tune' in argv and '--no-cache' in argv and '--data-root' not in argv
+  assert cli.config_from_args(cli.run_parser().parse_args(argv)) == config
+  assert options.to_flags(PipelineConfig(), 'local') == []

@@ -157,7 +157,7 @@ def _idle(seconds=5.0):
 
 def test_a_ctrl_c_lost_in_a_finalizer_is_raised_again():
   """What happened before: the KeyboardInterrupt landed in a weakref callback and was lost."""
-  from modules import stop
+  from modules.runtime import stop
 
   with interrupt_module.Interrupt() as interrupt:
     interrupt.defer()  # The first raise does not come now: the lost one is simulated.

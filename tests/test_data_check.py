@@ -236,10 +236,10 @@ def test_unknown_policy_is_refused(tmp_path):
 
 
 def test_runner_flag_sets_the_policy(tmp_path):
-  from tfx_pipeline.local import runner as local_runner
+  from tfx_pipeline.local import cli
 
-  parse = local_runner.run_parser().parse_args
-  assert local_runner.config_from_args(parse([])).bad_images == 'fail'
-  assert local_runner.config_from_args(parse(['--bad-images', 'skip'])).bad_images == 'skip'
+  parse = cli.run_parser().parse_args
+  assert cli.config_from_args(parse([])).bad_images == 'fail'
+  assert cli.config_from_args(parse(['--bad-images', 'skip'])).bad_images == 'skip'
   with pytest.raises(SystemExit):
     parse(['--bad-images', 'ignore'])

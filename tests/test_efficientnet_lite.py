@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from modules import efficientnet_lite, torch_checkpoint
+from modules.backbones import efficientnet_lite, torch_checkpoint
 from tests.conftest import read_examples
 from tests.torch_files import write_legacy
 

@@ -10,13 +10,17 @@ import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from modules import feature_cache, features, model, preprocessing, search_space
+from modules import features, preprocessing
 from modules import tuner as tuner_module
-from modules.inputs import input_fn
+from modules.model import model
 from modules.module_config import ModuleConfig, RunPaths
+from modules.search import search_space
 from modules.trainer import run_fn
-from tests.conftest import IMAGE_SIZE, read_examples
+from modules.training import feature_cache
+from modules.training.inputs import input_fn
+from tests.conftest import read_examples
 from tests.test_model import _TinyFeatureExtractor
+from tests.tiny import MODULE
 
 
 class _OtherFeatureExtractor(_TinyFeatureExtractor):
@@ -66,7 +70,7 @@ def test_cached_features_are_the_backbones_output(fn_args_for, saved_backbone):
     fn_args.data_accessor,
     tft.TFTransformOutput(fn_args.transform_output),
     8,
-    image_size=IMAGE_SIZE,
+    image_size=MODULE.image_size,
     shuffle=False,
   ):
     images.append(x.numpy())
@@ -158,7 +162,7 @@ def test_search_and_training_on_cached_features_export_one_jpeg_model(
   # The same numbers as the backbone and the trained head applied by hand.
   head = model.build_head(best, num_classes=5, feature_dim=4)
   head.load_weights(os.path.join(train_args.model_run_dir, 'checkpoints', 'epoch-002.weights.h5'))
-  pixels = preprocessing.decode_and_resize(tf.constant(images), IMAGE_SIZE)
+  pixels = preprocessing.decode_and_resize(tf.constant(images), MODULE.image_size)
   direct = head(tf.saved_model.load(saved_backbone)(pixels)).numpy()
   np.testing.assert_allclose(probs, direct, atol=1e-5)
   keras.backend.clear_session()

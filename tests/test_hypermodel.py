@@ -10,10 +10,13 @@ import keras_tuner
 import numpy as np
 import pytest
 
-from modules import hypermodel, model, search_space, training_data
-from modules.augmentation import Augmentation
-from modules.hypermodel import FlowerHyperModel, HypermodelError
+from modules.model import builder, model, space_check
+from modules.model.builder import HypermodelError
+from modules.model.hypermodel import FlowerHyperModel
 from modules.module_config import ModuleConfig
+from modules.search import search_space
+from modules.training import training_data
+from modules.training.augmentation import Augmentation
 
 BUILDERS = '''
 import keras
@@ -151,7 +154,7 @@ def test_a_trial_with_augmentation_trains_on_cached_augmented_copies(fn_args_for
   distance = np.abs(augmented[:, None, :] - plain[None, :, :]).max(axis=-1)
   assert distance.min() > 1e-4  # No augmented copy is a photo's own features.
   lines = []
-  from modules import feature_cache
+  from modules.training import feature_cache
 
   again, _ = feature_cache.features_for(
     fn_args, config, output, 'train', fn_args.train_files, augment=zoom, echo=lines.append
@@ -229,7 +232,7 @@ def test_a_builder_that_breaks_the_contract_fails_the_first_build_in_one_line(
 def test_a_builder_that_cannot_be_loaded_is_one_line(builders, reference, problem):
   reference = reference.format(builders=builders)
   with pytest.raises(HypermodelError, match=problem.replace('(', r'\(').replace(')', r'\)')):
-    hypermodel.load_builder(reference)
+    builder.load_builder(reference)
 
 
 def test_a_file_name_the_builder_never_reads_is_refused(builders, tmp_path):
@@ -243,7 +246,7 @@ def test_a_file_name_the_builder_never_reads_is_refused(builders, tmp_path):
   space, fixed = search_space.for_module(config)
   assert fixed == []  # A user's builder gets no built-in defaults.
   with pytest.raises(search_space.SearchSpaceError) as error:
-    hypermodel.check_space(space, config)
+    space_check.check_space(space, config)
   assert str(error.value).startswith(
     f'--search-space {space_file}: dropout: {builders}:good does not read it (it reads units)'
   )
@@ -269,7 +272,7 @@ def test_the_builtin_head_reads_dropout_label_smoothing_and_momentum():
 
 
 def test_fine_tune_layers_trains_only_the_top_backbone_layers():
-  from modules import backbone
+  from modules.backbones import backbone
 
   layer = backbone.build_backbone('efficientnet-lite0', fine_tune=True, top_layers=2)
   assert sorted(v.name.split('/')[0] for v in layer.trainable_weights) == [

@@ -1,8 +1,9 @@
 """A user's keras-tuner model builder (examples/flower_builder.py) through the whole pipeline.
 
-On the real photos: tuned, trained, evaluated, pushed, and the pushed model
-classifies raw JPEGs; a builder that breaks the contract stops the run in one
-line; the builder's code keys the caches.
+On the real photos (the published shard: the run's one real-photo pipeline
+run): tuned, trained, evaluated, pushed, and the pushed model classifies raw
+JPEGs and TFRecord photos; a builder that breaks the contract stops the run in
+one line; the builder's code keys the caches.
 """
 
 import glob
@@ -10,46 +11,52 @@ import json
 import os
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
-from modules.module_config import ModuleConfig
+from tests import tiny
 from tests.conftest import COMPONENTS, RESOLVER
-from tfx_pipeline.config import PipelineConfig
-from tfx_pipeline.local import predict
+from tests.outputs import check_hyperparameters, check_outputs
+from tfx_pipeline.local import cli, predict
 from tfx_pipeline.local import runner as local_runner
 
-CLASSES = {'roses', 'sunflowers', 'daisy', 'dandelion', 'tulips'}
+pytestmark = pytest.mark.pipeline
 BUILDER = 'examples.flower_builder:model_builder'
+# The builder's own hyperparameters, as keras-tuner's tutorials declare them.
+BUILDER_HYPERPARAMETERS = {'units', 'dense_activation', 'learning_rate'}
 
 
 def _config(data_root, root, **module):
-  options = dict(image_size=32, tuner='random', max_trials=2, max_epochs=1, epochs=1, batch_size=8)
-  return PipelineConfig(
-    data_root=data_root,
-    pipeline_root=str(root),
-    accuracy_threshold=0.0,
-    module=ModuleConfig(**{**options, **module}),
-  )
+  return tiny.pipeline(data_root, root, tuner='random', max_epochs=1, epochs=1, **module)
 
 
-def test_a_user_builder_is_tuned_trained_exported_and_served(shared_flowers, tmp_path, capsys):
+def test_real_photos_through_a_user_builder(shared_flowers, tmp_path, capsys):
+  """The published shard (test split only) is hash-split and trains; predict names real classes."""
   lines = []
   config = _config(shared_flowers, tmp_path / 'root', hypermodel=BUILDER)
   summary = local_runner.run(config, echo=lines.append)
+  (data,) = [line for line in lines if line.startswith('data: ')]
+  assert 'splitting them 80/20' in data
   assert f'search space: the hyperparameters {BUILDER} declares' in lines
-  assert summary['states'] == {c: 'executed' for c in (*COMPONENTS, RESOLVER)}
-  # The builder's own hyperparameters, as keras-tuner's tutorials declare them.
-  assert set(summary['best_hyperparameters']) == {'units', 'dense_activation', 'learning_rate'}
-  assert summary['best_hyperparameters']['units'] in (64, 128, 192, 256)
-  assert 0.0 <= summary['accuracy'] <= 1.0 and summary['pushed_model']
+  assert summary.states == {c: 'executed' for c in (*COMPONENTS, RESOLVER)}
+  check_hyperparameters(summary, BUILDER_HYPERPARAMETERS)
+  assert set(summary.best_hyperparameters) == BUILDER_HYPERPARAMETERS
+  assert summary.best_hyperparameters['units'] in (64, 128, 192, 256)
+  check_outputs(summary, tmp_path, shared_flowers)
 
-  model = tf.saved_model.load(summary['pushed_model'])
-  rows = list(predict.iter_photos(glob.glob(os.path.join(shared_flowers, '*.tfrecord-*')), limit=3))
+  printed = []
+  shard = glob.glob(os.path.join(shared_flowers, '*.tfrecord-*'))
+  rows = predict.predict(summary.pushed_model, shard, limit=3, echo=printed.append)
+  assert len(rows) == 3 and all(r['truth'] in tiny.CLASSES for r in rows)
+  assert all(r['class_name'] in printed[i + 1] for i, r in enumerate(rows))
+
+  model = tf.saved_model.load(summary.pushed_model)
+  rows = list(predict.iter_photos(shard, limit=3))
   out = model.signatures['serving_jpeg'](images=tf.constant([encoded for _, encoded, _ in rows]))
   probabilities = out['probabilities'].numpy()
   assert probabilities.shape == (3, 5)
   np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
-  assert {n.decode() for n in out['class_name'].numpy()} <= CLASSES
+  assert {n.decode() for n in out['class_name'].numpy()} <= tiny.CLASSES
 
   # A builder that returns 3 classes for 5: the first build stops the run in one line.
   broken = tmp_path / 'three_classes.py'
@@ -63,8 +70,8 @@ def test_a_user_builder_is_tuned_trained_exported_and_served(shared_flowers, tmp
   )
   capsys.readouterr()
   argv = ['--data-root', shared_flowers, '--pipeline-root', config.pipeline_root]
-  argv += ['--image-size', '32', '--tuner', 'random', '--max-trials', '1', '--max-epochs', '1']
-  assert local_runner.main([*argv, '--hypermodel', f'{broken}:model_builder']) == 2
+  argv += tiny.flags(tuner='random', max_trials=1, max_epochs=1)
+  assert cli.main([*argv, '--hypermodel', f'{broken}:model_builder']) == 2
   captured = capsys.readouterr()
   error = next(line for line in captured.err.splitlines() if line.startswith('error:'))
   assert error == (

@@ -11,17 +11,18 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from typing import List, Optional
 
 import pytest
 
+from tests import tiny
 from tests.conftest import REPO
 from tests.console_lines import strays
+from tests.runs import argv, env
 from tfx_pipeline.local.interrupt import EXIT_CODE, INTERRUPTED
 
-FLAGS = ['--image-size', '32', '--max-epochs', '2', '--factor', '2', '--epochs', '2']
+pytestmark = pytest.mark.pipeline
 # From the signal to the process's exit; the forced exit comes at 15 s.
 STOPS_WITHIN_SECONDS = 12
 
@@ -36,14 +37,13 @@ class Stopped:
 
 def run_until(data, root, pattern: Optional[str], delay: float) -> Stopped:
   """Runs the command; `delay` seconds after a line matching `pattern`, sends it SIGINT."""
-  env = {k: v for k, v in os.environ.items() if k != 'TF_CPP_MIN_LOG_LEVEL'}
   process = subprocess.Popen(
-    [sys.executable, 'run_local.py', '--data-root', data, '--pipeline-root', root, *FLAGS],
+    argv('--data-root', data, '--pipeline-root', root, *tiny.flags()),
     cwd=REPO,
     stdout=subprocess.PIPE,
     stderr=subprocess.STDOUT,
     text=True,
-    env=env,
+    env=env(),
   )
   lines, sent = [], None
   try:

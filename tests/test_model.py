@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from modules import search_space
-from modules.model import build_model
+from modules.model.model import build_model
 from modules.module_config import ModuleConfig
+from modules.search import search_space
 
 
 class _TinyFeatureExtractor(tf.Module):

@@ -5,15 +5,16 @@ import os
 import shutil
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from data import conversion, records
-from modules.module_config import ModuleConfig
+from tests import tiny
 from tests.test_convert import add_odd_files, make_photo_folder
-from tfx_pipeline.config import PipelineConfig
-from tfx_pipeline.local import results
+from tfx_pipeline.local import cli, results
 from tfx_pipeline.local import runner as local_runner
 
+pytestmark = pytest.mark.pipeline
 CLASSES = ['daisy', 'roses', 'tulips']
 
 
@@ -32,18 +33,13 @@ def test_converted_folder_trains_serves_its_classes_and_bad_data_keeps_the_model
   )
   assert len(converted['skipped']) == 4
 
-  config = PipelineConfig(
-    data_root=out,
-    pipeline_root=str(tmp_path / 'root'),
-    accuracy_threshold=0.0,
-    module=ModuleConfig(
-      image_size=32, tuner='random', max_trials=1, max_epochs=1, epochs=1, batch_size=8
-    ),
+  config = tiny.pipeline(
+    out, tmp_path / 'root', tuner='random', max_trials=1, max_epochs=1, epochs=1
   )
   lines = []
   summary = local_runner.run(config, echo=lines.append)
   assert 'data check: 30 records in 2 files, every image decodes' in lines
-  assert summary['pushed_model'] and os.path.isdir(summary['pushed_model'])
+  assert summary.pushed_model and os.path.isdir(summary.pushed_model)
 
   # The class names (and so their number) come from the data, in label order.
   import tensorflow_transform as tft
@@ -54,7 +50,7 @@ def test_converted_folder_trains_serves_its_classes_and_bad_data_keeps_the_model
   transform_graph = results.output_uri(run, 'Transform', 'transform_graph')
   assert labels.class_names(tft.TFTransformOutput(transform_graph)) == CLASSES
 
-  model = tf.saved_model.load(summary['pushed_model'])
+  model = tf.saved_model.load(summary.pushed_model)
   jpegs = [(photos / name / f'{name}_0.jpg').read_bytes() for name in CLASSES]
   out_jpeg = model.signatures['serving_jpeg'](images=tf.constant(jpegs))
   probabilities = out_jpeg['probabilities'].numpy()
@@ -71,20 +67,8 @@ def test_converted_folder_trains_serves_its_classes_and_bad_data_keeps_the_model
   with tf.io.TFRecordWriter(str(bad / records.shard_name('train', 1, 2))) as writer:
     writer.write(records.to_example('roses/broken.jpg', 1, 'roses', b'\xff\xd8\xff broken', 32, 32))
   capsys.readouterr()
-  rc = local_runner.main(
-    [
-      '--data-root',
-      str(bad),
-      '--pipeline-root',
-      str(tmp_path / 'root'),
-      '--image-size',
-      '32',
-      '--tuner',
-      'random',
-      '--max-trials',
-      '1',
-    ]
-  )
+  argv = ['--data-root', str(bad), '--pipeline-root', str(tmp_path / 'root')]
+  rc = cli.main([*argv, *tiny.flags(tuner='random', max_trials=1)])
   captured = capsys.readouterr()
   assert rc == 2
   error, log = captured.err.splitlines()
@@ -98,4 +82,4 @@ def test_converted_folder_trains_serves_its_classes_and_bad_data_keeps_the_model
   assert '[1/' not in captured.out  # no component started
   assert _tree(str(tmp_path / 'root' / 'serving_model')) == before
   rerun = results.latest_run(config.metadata_path, config.pipeline_name)
-  assert {node: r.state for node, r in rerun.items()} == summary['states']
+  assert {node: r.state for node, r in rerun.items()} == summary.states

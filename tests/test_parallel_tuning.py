@@ -131,9 +131,9 @@ def test_two_workers_run_every_trial_once(transformed, tmp_path, capsys):
 
 
 def test_a_stop_request_ends_the_search_and_its_workers(transformed, tmp_path, capsys):
-  """A Ctrl-C of the run (modules/stop.py): the chief stops, its workers with it, at once;
+  """A Ctrl-C of the run (modules/runtime/stop.py): the chief stops, its workers with it, at once;
   the next run resumes the search."""
-  from modules import stop
+  from modules.runtime import stop
 
   inputs, outputs, props = _executor_args(transformed, tmp_path, workers=2)
 
@@ -235,7 +235,7 @@ def test_one_worker_is_the_stock_executor(transformed, tmp_path, monkeypatch):
 
 
 def test_what_becomes_of_a_worker_that_exits():
-  from tfx_pipeline.parallel.chief import GIVE_UP, IGNORE, RESTART, Supervisor, WorkerExit
+  from tfx_pipeline.parallel.supervisor import GIVE_UP, IGNORE, RESTART, Supervisor, WorkerExit
 
   supervisor = Supervisor(workers=2, max_trials=3, max_retries=1)
   assert supervisor.on_exit(WorkerExit('tuner0', 0)).action == IGNORE  # Told to stop: done.
@@ -270,10 +270,16 @@ def test_what_becomes_of_a_worker_that_exits():
   assert broken.reason == (
     'tuner worker tuner0 exited with code 1 before asking for a trial: ImportError: x'
   )
+  # The supervisor keeps the record of the trials lost with a worker, each with its time.
+  assert [{k: v for k, v in r.items() if k != 'time'} for r in supervisor.lost] == [
+    first.lost,
+    second.lost,
+  ]
+  assert all(isinstance(r['time'], float) for r in supervisor.lost)
 
 
 def test_workers_that_keep_dying_end_the_search():
-  from tfx_pipeline.parallel.chief import GIVE_UP, RESTART, Supervisor, WorkerExit
+  from tfx_pipeline.parallel.supervisor import GIVE_UP, RESTART, Supervisor, WorkerExit
 
   supervisor = Supervisor(workers=1, max_trials=1, max_retries=1)  # 1 + 1 * 2 replacements.
   for _ in range(3):
@@ -315,13 +321,13 @@ def test_the_local_pipeline_runs_a_parallel_tuner(tiny_data, tmp_path):
 
 
 def test_parallel_trials_below_one_is_one_error_line(capsys):
-  from tfx_pipeline.local import runner as local_runner
+  from tfx_pipeline.local import cli
 
-  assert local_runner.main(['--parallel-trials', '0']) == 2
+  assert cli.main(['--parallel-trials', '0']) == 2
   err = capsys.readouterr().err.strip()
   assert err == 'error: --parallel-trials 0: must be at least 1.'
-  args = local_runner.run_parser().parse_args(['--parallel-trials', '3'])
-  assert local_runner.config_from_args(args).parallel_trials == 3
+  args = cli.run_parser().parse_args(['--parallel-trials', '3'])
+  assert cli.config_from_args(args).parallel_trials == 3
 
 
 def test_a_worker_ends_when_its_tuner_process_is_killed(tmp_path):

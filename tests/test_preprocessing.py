@@ -10,7 +10,8 @@ from PIL import Image
 
 from modules import features, image_codec, labels
 from modules.preprocessing import decode_and_resize
-from tests.conftest import IMAGE_SIZE, read_examples
+from tests.conftest import read_examples
+from tests.tiny import MODULE
 
 
 def _encode(image: Image.Image, fmt: str) -> bytes:
@@ -31,9 +32,9 @@ def test_transformed_images_are_stored_as_uint8_pixels(transformed):
   assert len(rows) == 30
   (stored,) = rows[0][features.IMAGE].bytes_list.value
   # The pixels and a short header, a quarter of float32's 4 bytes a value.
-  assert len(stored) < IMAGE_SIZE * IMAGE_SIZE * 3 + 32
+  assert len(stored) < MODULE.image_size * MODULE.image_size * 3 + 32
   pixels = tf.io.parse_tensor(stored, tf.uint8).numpy()
-  assert pixels.shape == (IMAGE_SIZE, IMAGE_SIZE, 3) and pixels.dtype == np.uint8
+  assert pixels.shape == (MODULE.image_size, MODULE.image_size, 3) and pixels.dtype == np.uint8
   assert pixels.std() > 2  # a real picture, not a blank
   assert {r[features.LABEL].int64_list.value[0] for r in rows} == {0, 1, 2, 3, 4}
 
@@ -43,10 +44,10 @@ def test_stored_images_read_back_within_half_a_step_of_the_float_path(transforme
   _, files, _ = transformed
   raw = read_examples(os.path.join(tiny_data, '*-train.tfrecord-*'))
   expected = np.stack(
-    [_float_path(r[features.IMAGE_KEY].bytes_list.value[0], IMAGE_SIZE) for r in raw]
+    [_float_path(r[features.IMAGE_KEY].bytes_list.value[0], MODULE.image_size) for r in raw]
   )
   stored = [r[features.IMAGE].bytes_list.value[0] for r in read_examples(files['train'][0])]
-  read_back = image_codec.model_input(tf.constant(stored), IMAGE_SIZE).numpy()
+  read_back = image_codec.model_input(tf.constant(stored), MODULE.image_size).numpy()
   assert read_back.dtype == np.float32 and len(read_back) == len(expected)
   # Each stored image is one of the raw ones (Beam need not keep their order).
   errors = np.abs(read_back[:, None] - expected[None]).max(axis=(2, 3, 4))

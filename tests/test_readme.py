@@ -25,12 +25,14 @@ from typing import Dict, List, Optional
 
 import pytest
 
+from tests import tiny
 from tests.conftest import REPO
 
 README = Path(REPO) / 'README.md'
 PYTHONS = ('.venv/bin/python', 'python', 'python3')
-# Appended to pipeline runs: small and fast whatever the defaults (the later flag wins).
-TINY_RUN = ['--image-size', '32', '--max-epochs', '1', '--epochs', '1', '--max-trials', '1']
+# Appended to pipeline runs: small and fast whatever the defaults (the later flag wins);
+# one epoch and one trial, as the commands are checked for running, not for what they learn.
+TINY_RUN = tiny.flags(max_epochs=1, epochs=1, max_trials=1)
 # Appended only where the command does not set the flag itself.
 # The default backbone is kept: it is what the README's commands run, and needs no download.
 # Push even a 1-epoch model, and one worse than the last, for predict.
@@ -339,6 +341,7 @@ def test_parser_joins_continuations_and_drops_comments(tmp_path):
   ]
 
 
+@pytest.mark.pipeline
 @pytest.mark.parametrize('command', COMMANDS, ids=[c.id for c in COMMANDS])
 def test_readme_command_runs_as_shown(command, workspace):
   kind = classify(command)

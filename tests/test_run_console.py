@@ -1,127 +1,28 @@
 """Real runs through run_local.py, as a person runs them: what the console shows and the log keeps.
 
-Three runs share one pipeline root (module-scoped, in order): a default run
-(its stdout a pipe), a worse model (not pushed, and the console says why), and
-a parallel search on a terminal (a pty: the live status lines), during which a
-second run on the same root is refused. Every console line must be one of
-tests/console_lines.py's kinds; everything else belongs in the run's log.
+Runs on the shared tiny run's pipeline root, after it (its stdout a pipe): a
+worse model (not pushed, and the console says why), and a parallel search on a
+terminal (a pty: the live status lines), during which a second run on the same
+root is refused. Every console line must be one of tests/console_lines.py's
+kinds; everything else belongs in the run's log.
 """
 
-import dataclasses
-import fcntl
 import json
 import os
-import pty
 import re
-import struct
-import subprocess
-import sys
-import termios
-import threading
-import time
 from typing import List, Optional
 
 import pytest
 
+from tests import tiny
 from tests.conftest import REPO
-from tests.console_lines import screen, shape, strays
+from tests.console_lines import shape, strays
+from tests.runs import Done, OnTerminal, run_local
 
+pytestmark = pytest.mark.pipeline
 README = os.path.join(REPO, 'README.md')
-TINY = ['--image-size', '32', '--max-epochs', '2', '--factor', '2', '--epochs', '2']
 # Controls a terminal would interpret; the log and a pipe must have none.
 CONTROL = re.compile(r'[\x00-\x08\x0b-\x1f\x7f]')
-
-
-@dataclasses.dataclass
-class Done:
-  rc: int
-  out: str  # stdout as written (a terminal's: with its control sequences)
-  err: str
-  seconds: float
-  lines: List[str] = dataclasses.field(default_factory=list)  # What a person saw.
-
-  def log(self) -> str:
-    (path,) = [line[len('log: ') :] for line in self.lines if line.startswith('log: ')]
-    with open(os.path.join(REPO, path)) as f:
-      return f.read()
-
-  def line(self, prefix: str) -> str:
-    (found,) = [line for line in self.lines if line.startswith(prefix)]
-    return found
-
-
-def _argv(data, root, *flags):
-  return [sys.executable, 'run_local.py', '--data-root', data, '--pipeline-root', root, *flags]
-
-
-def _env():
-  # As a person runs it: the runner sets TensorFlow's log level itself.
-  return {k: v for k, v in os.environ.items() if k != 'TF_CPP_MIN_LOG_LEVEL'}
-
-
-def run_local(data, root, *flags, timeout=900) -> Done:
-  start = time.monotonic()
-  done = subprocess.run(
-    _argv(data, root, *flags), cwd=REPO, capture_output=True, text=True, env=_env(), timeout=timeout
-  )
-  return Done(
-    done.returncode, done.stdout, done.stderr, time.monotonic() - start, done.stdout.splitlines()
-  )
-
-
-class OnTerminal:
-  """run_local.py with stdout on a pseudo-terminal, 160 columns wide; `wait()` gives a Done."""
-
-  def __init__(self, data, root, *flags):
-    self._start = time.monotonic()
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack('HHHH', 50, 160, 0, 0))
-    self.process = subprocess.Popen(
-      _argv(data, root, *flags),
-      cwd=REPO,
-      stdout=slave,
-      stderr=subprocess.PIPE,
-      text=True,
-      env=_env(),
-    )
-    os.close(slave)
-    self._master, self._raw, self._closed = master, [], threading.Event()
-    threading.Thread(target=self._read, daemon=True).start()
-
-  def _read(self):
-    while True:
-      try:
-        chunk = os.read(self._master, 65536)
-      except OSError:  # EIO: the process closed the terminal.
-        break
-      if not chunk:
-        break
-      self._raw.append(chunk)
-    self._closed.set()
-
-  @property
-  def output(self) -> str:
-    return b''.join(self._raw).decode(errors='replace')
-
-  def wait_for(self, pattern: str, timeout=600) -> None:
-    deadline = time.monotonic() + timeout
-    while not re.search(pattern, self.output, re.M):
-      assert self.process.poll() is None, self.output[-3000:]
-      assert time.monotonic() < deadline, f'no {pattern!r} in:\n{self.output[-3000:]}'
-      time.sleep(0.2)
-
-  def wait(self, timeout=900) -> Done:
-    self.process.wait(timeout=timeout)
-    self._closed.wait(timeout=30)
-    os.close(self._master)
-    out = self.output
-    return Done(
-      self.process.returncode,
-      out,
-      self.process.stderr.read(),
-      time.monotonic() - self._start,
-      screen(out),
-    )
 
 
 def _served(root) -> List[str]:
@@ -133,16 +34,18 @@ def _accuracy(done: Done) -> float:
   return float(done.line('eval accuracy: ').split()[-1])
 
 
-@pytest.fixture(scope='module')
-def root(tmp_path_factory):
-  return str(tmp_path_factory.mktemp('console_runs') / 'root')
+def _flags(tiny_data, root, **module):
+  return ['--data-root', tiny_data, '--pipeline-root', root, *tiny.flags(**module)]
 
 
 @pytest.fixture(scope='module')
-def default_run(tiny_data, root):
-  done = run_local(tiny_data, root, *TINY)
-  assert done.rc == 0, done.out[-3000:] + done.err[-3000:]
-  return done
+def root(tiny_run):
+  return tiny_run.config.pipeline_root
+
+
+@pytest.fixture(scope='module')
+def default_run(tiny_run):
+  return tiny_run.done
 
 
 @pytest.fixture(scope='module')
@@ -150,12 +53,8 @@ def worse_run(default_run, tiny_data, root):
   """A model worse than the one serving: the CNN from scratch, one training step."""
   before = _served(root)
   done = run_local(
-    tiny_data,
-    root,
-    *TINY,
+    *_flags(tiny_data, root, backbone='cnn'),
     '--no-tune',
-    '--backbone',
-    'cnn',
     '--train-steps',
     '1',
     '--accuracy-threshold',
@@ -168,12 +67,11 @@ def worse_run(default_run, tiny_data, root):
 @pytest.fixture(scope='module')
 def parallel_run(worse_run, tiny_data, root):
   """A parallel search on a terminal; a second run on the same root meanwhile."""
-  flags = [*TINY, '--parallel-trials', '2', '--tuner', 'random', '--max-trials', '3']
-  flags += ['--backbone', 'cnn', '--accuracy-threshold', '0.9']
-  run = OnTerminal(tiny_data, root, *flags)
+  flags = _flags(tiny_data, root, tuner='random', max_trials=3, backbone='cnn')
+  run = OnTerminal(*flags, '--parallel-trials', '2', '--accuracy-threshold', '0.9')
   try:
     run.wait_for(r'^log: ')  # It holds the root from before this line.
-    second = run_local(tiny_data, root, *TINY, timeout=120)
+    second = run_local(*_flags(tiny_data, root), timeout=120)
     done = run.wait()
   finally:
     if run.process.poll() is None:
@@ -319,7 +217,7 @@ def test_a_failing_component_is_one_line_and_the_log(parallel_run, tiny_data, ro
   hparams = tmp_path / 'hparams.json'
   values = {'units': 'many', 'dense_activation': 'relu', 'learning_rate': 1e-3, 'optimizer': 'adam'}
   hparams.write_text(json.dumps({'space': [], 'values': values}))
-  done = run_local(tiny_data, root, *TINY, '--no-tune', '--hparams-from', str(hparams))
+  done = run_local(*_flags(tiny_data, root), '--no-tune', '--hparams-from', str(hparams))
   assert done.rc == 1
   error, log = done.err.splitlines()
   assert error.startswith('error: Trainer failed: ValueError: ') and 'many' in error

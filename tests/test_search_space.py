@@ -6,11 +6,11 @@ import os
 import keras_tuner
 import pytest
 
-from modules import search_space
 from modules.module_config import ModuleConfig
-from modules.search_space import SearchSpaceError
+from modules.search import search_space
+from modules.search.search_space import SearchSpaceError
 from tests.conftest import REPO
-from tfx_pipeline.local import runner as local_runner
+from tfx_pipeline.local import cli
 
 EXAMPLES = os.path.join(REPO, 'examples')
 CONDITIONAL = """
@@ -153,7 +153,7 @@ def test_run_local_stops_on_a_bad_file_in_one_line_before_anything_runs(
   path = _write(tmp_path, text)
   root = tmp_path / 'root'
   argv = ['--search-space', path, '--pipeline-root', str(root), '--image-size', '32']
-  assert local_runner.main(argv) == 2
+  assert cli.main(argv) == 2
   captured = capsys.readouterr()
   (line,) = captured.err.strip().splitlines()
   assert line.startswith(f'error: --search-space {path}: ') and message in line, line
@@ -173,12 +173,12 @@ def test_a_file_for_the_builtin_model_gets_what_it_leaves_out_at_the_defaults(tm
 
 
 def test_the_examples_check_against_the_builtin_model():
-  from modules import hypermodel
+  from modules.model import space_check
 
   for name, options in (('image_space.yaml', {}), ('fine_tune_space.yaml', {'fine_tune': True})):
     config = ModuleConfig(search_space=os.path.join(EXAMPLES, name), **options)
     space, _ = search_space.for_module(config)
-    hypermodel.check_space(space, config)  # Every name is read (momentum only under sgd).
+    space_check.check_space(space, config)  # Every name is read (momentum only under sgd).
 
 
 def test_the_space_keys_the_search_and_the_tuner_cache(tiny_data, tmp_path, fn_args_for):

@@ -7,9 +7,11 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from modules import features, serving
-from modules.inputs import input_fn
-from tests.conftest import IMAGE_SIZE, read_examples
+from modules import features
+from modules.model import serving
+from modules.training.inputs import input_fn
+from tests.conftest import read_examples
+from tests.tiny import MODULE
 
 
 def test_served_and_trained_tensors_are_identical_for_the_same_jpeg(
@@ -25,20 +27,22 @@ def test_served_and_trained_tensors_are_identical_for_the_same_jpeg(
         fn_args.data_accessor,
         tf_transform_output,
         4,
-        image_size=IMAGE_SIZE,
+        image_size=MODULE.image_size,
         shuffle=False,
       )
     ]
   )
   model = keras.Sequential(
     [
-      keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3)),
+      keras.Input((MODULE.image_size, MODULE.image_size, 3)),
       keras.layers.Flatten(),
       keras.layers.Dense(5, activation='softmax'),
     ]
   )
   export_dir = str(tmp_path / 'exported')
-  serving.export(model, tf_transform_output, ['a', 'b', 'c', 'd', 'e'], export_dir, IMAGE_SIZE)
+  serving.export(
+    model, tf_transform_output, ['a', 'b', 'c', 'd', 'e'], export_dir, MODULE.image_size
+  )
   exported = tf.saved_model.load(export_dir)
 
   rows = read_examples(os.path.join(tiny_data, '*-validation.tfrecord-*'))

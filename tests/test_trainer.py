@@ -51,7 +51,7 @@ def test_run_fn_exports_a_jpeg_classifier(fn_args_for, tiny_data):
 
 
 def test_run_fn_uses_the_given_hyperparameters(fn_args_for):
-  from modules import search_space
+  from modules.search import search_space
 
   hp = search_space.defaults()
   hp.values.update(units=64, dense_activation='sigmoid')

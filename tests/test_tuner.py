@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from modules import tuner as tuner_module
-from modules.augmentation import Augmentation
 from modules.module_config import ModuleConfig
+from modules.training.augmentation import Augmentation
 from tests.conftest import toy_hypermodel
 
 EXPECTED = {

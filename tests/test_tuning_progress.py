@@ -85,7 +85,7 @@ def test_a_parallel_search_chief_keeps_the_same_budget(tmp_path):
 
 
 def test_tuning_budget_flag_reaches_the_tuner_options():
-  from tfx_pipeline.local.runner import config_from_args, run_parser
+  from tfx_pipeline.local.cli import config_from_args, run_parser
 
   config = config_from_args(run_parser().parse_args(['--tuning-budget', '2.5']))
   assert config.module.tuning_budget_minutes == 2.5
@@ -110,8 +110,8 @@ def test_a_parallel_search_chief_numbers_trials_as_they_end(tmp_path):
   """Two trials that end between two looks are two lines, numbered in turn, with the ETA."""
   import keras_tuner
 
-  from modules import console
-  from tfx_pipeline.parallel.chief import TrialWatch
+  from modules.runtime import console
+  from tfx_pipeline.parallel.watch import TrialWatch
 
   config = ModuleConfig(tuner='random', max_trials=3, max_epochs=2)
   tuner = tuner_module.make_tuner(config, toy_hypermodel, directory=str(tmp_path))

@@ -105,7 +105,7 @@ def test_tensorboard_hparams_logs_one_run_per_trial(finished_search, tmp_path):
 
 
 def test_report_command_rerenders_from_the_folder(finished_search, capsys):
-  from tfx_pipeline.local.runner import main
+  from tfx_pipeline.local.cli import main
 
   directory, trials = finished_search
   assert main(['report', directory]) == 0

@@ -424,7 +424,7 @@ def test_tpu_topology_reaches_the_machine_spec():
 
 @pytest.fixture
 def no_accelerators(monkeypatch):
-  from modules import strategy
+  from modules.runtime import strategy
 
   monkeypatch.delenv('KERASTUNER_TUNER_ID', raising=False)
   monkeypatch.setattr(strategy, 'tpu_resolver', lambda: None)
@@ -458,7 +458,7 @@ def test_a_tpu_gives_tpu_strategy(no_accelerators, monkeypatch):
 def test_tpu_is_found_from_its_device_files(monkeypatch):
   import tensorflow as tf
 
-  from modules import strategy
+  from modules.runtime import strategy
 
   monkeypatch.delenv('TPU_NAME', raising=False)
   monkeypatch.setattr(strategy.glob, 'glob', lambda pattern: [])
@@ -511,7 +511,9 @@ def test_tuner_fn_searches_under_the_chosen_strategy(no_accelerators, monkeypatc
 def test_run_fn_builds_the_model_in_the_strategy_scope(monkeypatch, fn_args_for):
   import tensorflow as tf
 
-  from modules import model, strategy, trainer
+  from modules import trainer
+  from modules.model import model
+  from modules.runtime import strategy
 
   mirrored = tf.distribute.MirroredStrategy()
   monkeypatch.setattr(strategy, 'choose', lambda: mirrored)
@@ -534,7 +536,7 @@ def test_run_fn_builds_the_model_in_the_strategy_scope(monkeypatch, fn_args_for)
 
 
 def test_gs_paths_map_onto_the_vertex_mount(monkeypatch, tmp_path):
-  from modules import gcs
+  from modules.runtime import gcs
 
   assert gcs.local_path('gs://bucket/run') == 'gs://bucket/run'  # No mount here.
   monkeypatch.setattr(gcs, 'GCS_MOUNT', str(tmp_path))
@@ -543,9 +545,9 @@ def test_gs_paths_map_onto_the_vertex_mount(monkeypatch, tmp_path):
 
 
 def test_a_parallel_search_keeps_trials_where_every_machine_sees_them(monkeypatch, tmp_path):
-  from modules import gcs
   from modules import tuner as tuner_module
   from modules.module_config import RunPaths
+  from modules.runtime import gcs
 
   monkeypatch.setattr(gcs, 'GCS_MOUNT', str(tmp_path))
   monkeypatch.setenv('CLOUD_ML_JOB_ID', '1234')

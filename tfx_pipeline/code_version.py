@@ -12,10 +12,10 @@ the files of the checkout (or of its own folder) that it imports.
 
 import ast
 import glob
-import hashlib
 import os
 from typing import Iterable, Optional, Set
 
+from modules.runtime.content_key import ContentKey
 from tfx_pipeline.config import PROJECT_ROOT
 
 MODULES_DIR = os.path.join(PROJECT_ROOT, 'modules')
@@ -25,12 +25,10 @@ TRANSFORM_ENTRY = 'preprocessing.py'  # preprocessing_fn's file.
 
 def fingerprint(paths: Iterable[str], root: str) -> str:
   """A short sha256 over the paths (relative to `root`) and contents of `paths`."""
-  digest = hashlib.sha256()
+  key = ContentKey()
   for path in sorted(paths):
-    digest.update(os.path.relpath(path, root).encode() + b'\0')
-    with open(path, 'rb') as f:
-      digest.update(f.read())
-  return digest.hexdigest()[:16]
+    key.add(os.path.relpath(path, root)).add_file(path, end=b'')
+  return key.hex()
 
 
 def _module_files(root: str, parts) -> Iterable[str]:

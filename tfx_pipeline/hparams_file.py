@@ -10,10 +10,10 @@ hyperparameters are the same artifact on a rerun (and TFX's cache holds).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 
+from modules.runtime import content_key, whole_file
 from tfx_pipeline.cli_paths import PathError
 
 FILE_NAME = 'best_hyperparameters.txt'  # What TFX's Tuner writes in its artifact.
@@ -61,12 +61,9 @@ def stage(path: str, pipeline_root: str) -> str:
   """A folder under `pipeline_root` that holds `path`'s hyperparameters file alone."""
   with open(find(path), 'rb') as f:
     contents = f.read()
-  folder = os.path.join(pipeline_root, STAGING_DIR, hashlib.sha256(contents).hexdigest()[:16])
+  folder = os.path.join(pipeline_root, STAGING_DIR, content_key.of(contents))
   target = os.path.join(folder, FILE_NAME)
   if not os.path.isfile(target):
     os.makedirs(folder, exist_ok=True)
-    partial = target + '.partial'
-    with open(partial, 'wb') as f:
-      f.write(contents)
-    os.replace(partial, target)
+    whole_file.write(target, contents)
   return folder

@@ -98,3 +98,18 @@ def from_args(
         value = path(value)
       values[field.name] = value
   return cls(**values)
+
+
+def to_flags(config, runner: str) -> list:
+  """The `runner` flags that give `config`'s values where they differ from the defaults.
+
+  The inverse of `from_args`: parsing them builds `config` back.
+  """
+  argv = []
+  for field, kind, flag in _fields(type(config), runner):
+    value = getattr(config, field.name)
+    if dataclasses.is_dataclass(kind):
+      argv += to_flags(value, runner)
+    elif flag and value != field.default:
+      argv += [flag] if _scalar(kind) is bool else [flag, str(value)]
+  return argv

@@ -13,14 +13,14 @@ import dataclasses
 import os
 from typing import Optional
 
-import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
-from modules import feature_cache, features, search_space
 from modules.module_config import RunPaths
+from modules.search import search_space
+from modules.training import feature_cache
 from modules.tuning import state as tuning_state
-from tfx_pipeline import code_version
+from tfx_pipeline import blessing, code_version
 from tfx_pipeline.config import PipelineConfig
 from tfx_pipeline.data_folder import layout as data_layout
 from tfx_pipeline.parallel.component import ParallelTuner
@@ -29,8 +29,6 @@ from tfx_pipeline.vertex.settings import VertexSettings
 PREPROCESSING_FN = 'modules.preprocessing.preprocessing_fn'
 TUNER_FN = 'modules.tuner.tuner_fn'
 RUN_FN = 'modules.trainer.run_fn'
-ACCURACY_METRIC = 'sparse_categorical_accuracy'
-ACCURACY_CLASS = 'SparseCategoricalAccuracy'
 _cloud = tfx.extensions.google_cloud_ai_platform
 
 
@@ -58,7 +56,7 @@ def create_pipeline(
   importer = _hparams_importer(config.hparams_from) if config.hparams_from else None
   trainer = _trainer(config, transform, tuner or importer, user_code, vertex)
   # The model the latest blessing was for: the Evaluator's baseline (none on the first run).
-  baseline = _latest_blessed_model()
+  baseline = blessing.latest_blessed_model()
   evaluator = _evaluator(example_gen, trainer, baseline, config)
   pusher = _pusher(trainer, evaluator, config.serving_model_dir)
   components = [
@@ -116,12 +114,12 @@ class _UserCode:
 
 def hypermodel_module_file(reference: str) -> str:
   """The file of a --hypermodel module; HypermodelError (one line) if it cannot be found."""
-  from modules import hypermodel
+  from modules.model import builder
 
-  path = hypermodel.module_file(reference)
+  path = builder.module_file(reference)
   if path is None:
-    hypermodel.load_builder(reference)  # Says why, in one line.
-    raise hypermodel.HypermodelError(f'--hypermodel {reference}: cannot find its module file.')
+    builder.load_builder(reference)  # Says why, in one line.
+    raise builder.HypermodelError(f'--hypermodel {reference}: cannot find its module file.')
   return path
 
 
@@ -245,74 +243,12 @@ def _vertex_job(vertex: VertexSettings, args_key: str, job: dict) -> dict:
   return {_cloud.ENABLE_VERTEX_KEY: True, _cloud.VERTEX_REGION_KEY: vertex.region, args_key: job}
 
 
-# The Evaluator's baseline: the model behind the newest blessing (TFX's own resolver).
-BASELINE_RESOLVER = 'latest_blessed_model_resolver'
-# A candidate that equals its baseline passes the change threshold despite float rounding.
-_CHANGE_EPSILON = 1e-9
-
-
-def _latest_blessed_model() -> tfx.dsl.Resolver:
-  """The latest blessed model of this pipeline (nothing on the first run), for the Evaluator."""
-  return tfx.dsl.Resolver(
-    strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-    model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-    model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-  ).with_id(BASELINE_RESOLVER)
-
-
-def eval_config(accuracy_threshold: float, max_accuracy_drop: float = 0.0) -> tfma.EvalConfig:
-  """TFMA accuracy overall and per class, and the confusion matrix; the overall value gates.
-
-  The candidate is blessed when its accuracy is at least `accuracy_threshold`
-  and, given a baseline (the latest blessed model), at most `max_accuracy_drop`
-  below the baseline's. TFX's Evaluator ignores the change threshold when no
-  baseline is given (the first blessed run).
-  """
-  return tfma.EvalConfig(
-    model_specs=[
-      tfma.ModelSpec(
-        signature_name='serving_default',
-        label_key=features.LABEL_KEY,
-        prediction_key='probabilities',
-      )
-    ],
-    slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[features.LABEL_TEXT_KEY])],
-    metrics_specs=[
-      tfma.MetricsSpec(
-        metrics=[
-          tfma.MetricConfig(class_name='ExampleCount'),
-          tfma.MetricConfig(
-            class_name=ACCURACY_CLASS,
-            # The overall slice only: a MetricConfig's `threshold` would gate every
-            # slice, so one weak class would keep a good model from being pushed.
-            per_slice_thresholds=[
-              tfma.PerSliceMetricThreshold(
-                slicing_specs=[tfma.SlicingSpec()],
-                threshold=tfma.MetricThreshold(
-                  value_threshold=tfma.GenericValueThreshold(
-                    lower_bound={'value': accuracy_threshold}
-                  ),
-                  change_threshold=tfma.GenericChangeThreshold(
-                    direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-                    absolute={'value': -max_accuracy_drop - _CHANGE_EPSILON},
-                  ),
-                ),
-              )
-            ],
-          ),
-          tfma.MetricConfig(class_name='MultiClassConfusionMatrixPlot'),
-        ]
-      )
-    ],
-  )
-
-
 def _evaluator(example_gen, trainer, baseline, config: PipelineConfig):
   return tfx.components.Evaluator(
     examples=example_gen.outputs['examples'],
     model=trainer.outputs['model'],
     baseline_model=baseline.outputs['model'],
-    eval_config=eval_config(config.accuracy_threshold, config.max_accuracy_drop),
+    eval_config=blessing.eval_config(config.accuracy_threshold, config.max_accuracy_drop),
   )
 
 

@@ -6,7 +6,7 @@ hooks (on_search_begin, pre_create_trial, on_trial_begin, on_batch_end,
 on_epoch_end, on_trial_end), so the search loop stays keras-tuner's.
 
 - Progress: as each trial ends, one line (`trial n/N: ... eta ...`) on the
-  console (modules/console.py); each trial's duration and epochs go to
+  console (modules/runtime/console.py); each trial's duration and epochs go to
   `run.json` in its trial folder, which the tuning report reads. While a trial
   trains, a status (`trial n/N epoch e/E val_accuracy ... eta ...`) that a
   terminal shows on one updating line. `SearchProgress` does the counting, so
@@ -17,7 +17,7 @@ on_epoch_end, on_trial_end), so the search loop stays keras-tuner's.
   (modules/tuning/pruning.py); its training stops there, and the line and
   `run.json` say `pruned at epoch N`.
 - Stopping: a Ctrl-C of the local run is honoured before each trial and
-  between batches (modules/stop.py), so the running trial is abandoned and
+  between batches (modules/runtime/stop.py), so the running trial is abandoned and
   resumed by the next run.
 - Disk: checkpoints no later trial or the best model needs are deleted as
   each trial ends (modules/tuning/checkpoints.py).
@@ -40,9 +40,10 @@ from typing import Callable, List, Optional
 
 import numpy as np
 
-from modules import console, search_space, stop
-from modules.search_space import OBJECTIVE
-from modules.tuning import checkpoints, pruning, state
+from modules.runtime import console, stop, whole_file
+from modules.search import search_space
+from modules.search.search_space import OBJECTIVE
+from modules.tuning import checkpoints, pruning
 
 RUN_FILE = 'run.json'
 # In a running trial's folder: its epochs so far and latest objective value, for a
@@ -345,5 +346,5 @@ class SearchHooks:
 
 
 def write_json(path: str, value) -> None:
-  """Writes `path` whole or not at all (modules/tuning/state.py's `write_whole`)."""
-  state.write_whole(path, json.dumps(value))
+  """Writes `path` whole or not at all."""
+  whole_file.write(path, json.dumps(value))

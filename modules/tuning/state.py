@@ -12,12 +12,12 @@ a new folder, so old trials never mix with a different search.
 from __future__ import annotations
 
 import glob
-import hashlib
 import json
 import os
 from typing import Iterable, Optional
 
-from modules import console
+from modules.runtime import console, whole_file
+from modules.runtime.content_key import ContentKey
 
 KEY_FILE = 'search.json'
 # custom_config key of a --hypermodel module's fingerprint (tfx_pipeline/code_version.py).
@@ -32,10 +32,10 @@ def base_dir(pipeline_root: str, pipeline_name: str) -> str:
 
 
 def _digest(parts: Iterable[bytes]) -> str:
-  digest = hashlib.sha256()
+  key = ContentKey()
   for part in parts:
-    digest.update(part + b'\0')
-  return digest.hexdigest()[:16]
+    key.add(part)
+  return key.hex()
 
 
 def data_fingerprint(transform_graph_path: str, data_files: Iterable[str]) -> str:
@@ -51,7 +51,7 @@ def data_fingerprint(transform_graph_path: str, data_files: Iterable[str]) -> st
     for name in sorted(names):
       path = os.path.join(root, name)
       parts.append(os.path.relpath(path, transform_graph_path).encode())
-      parts.append(hashlib.sha256(tf.io.gfile.GFile(path, 'rb').read()).digest())
+      parts.append(ContentKey().add_file(path, end=b'').digest())
   for pattern in data_files:
     for path in sorted(tf.io.gfile.glob(pattern)):
       # The split folder and file name: artifact ids in the path above them vary.
@@ -120,21 +120,11 @@ def prepare(base: str, description: dict, echo=console.line) -> str:
     echo(f'tuning: new search in {directory}')
   os.makedirs(directory, exist_ok=True)
   # Whole or not at all: a run stopped here must not leave a file the next one cannot read.
-  write_whole(os.path.join(directory, KEY_FILE), json.dumps(description, indent=1, sort_keys=True))
-  write_whole(os.path.join(base, LATEST_FILE), key)
+  whole_file.write(
+    os.path.join(directory, KEY_FILE), json.dumps(description, indent=1, sort_keys=True)
+  )
+  whole_file.write(os.path.join(base, LATEST_FILE), key)
   return directory
-
-
-def write_whole(path: str, text: str) -> None:
-  """Writes `path` whole or not at all: a stopped run leaves no half-written file.
-
-  The partial file is this process's own: a parallel search's workers prepare
-  the same folder at once.
-  """
-  partial = f'{path}.{os.getpid()}.partial'
-  with open(partial, 'w') as f:
-    f.write(text)
-  os.replace(partial, path)
 
 
 def _latest(base: str) -> Optional[str]:
@@ -162,8 +152,8 @@ def latest_search(base: str) -> Optional[str]:
 def search_dir(fn_args, echo=console.line) -> Optional[str]:
   """The persistent search folder for a Tuner run, or None when the pipeline gave no tuning_dir."""
   # keras_tuner is heavy: keep pipeline.py's import of this module light.
-  from modules import search_space
   from modules.module_config import ModuleConfig, RunPaths
+  from modules.search import search_space
 
   base = RunPaths.from_custom_config(fn_args.custom_config).tuning_dir
   if not base:

@@ -25,7 +25,6 @@ decoding again, and the cleaned copy keeps its timestamps and TFX's cache.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from typing import Callable, Dict, List, NamedTuple, Optional
@@ -35,6 +34,7 @@ import tensorflow as tf
 
 from data.records import LABELS_FILE  # Written beside the shards by data/convert.py.
 from modules import features
+from modules.runtime import content_key
 from tfx_pipeline.config import BAD_IMAGE_POLICIES
 from tfx_pipeline.data_folder import layout as data_layout
 
@@ -163,7 +163,7 @@ def fingerprint(layout: data_layout.DataLayout, data_root: str) -> str:
       files.append([split, path, stat.st_size, stat.st_mtime_ns])
   labels = _read_labels(data_root)
   key = json.dumps([_VERSION, os.path.abspath(data_root), files, labels])
-  return hashlib.sha256(key.encode()).hexdigest()[:16]
+  return content_key.of(key)
 
 
 def _read_labels(data_root: str) -> Optional[List[str]]:

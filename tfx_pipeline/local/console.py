@@ -11,7 +11,7 @@ into the log once it opens; a run that stops before (a bad flag, a missing
 data folder) leaves nothing under the root.
 
 What a person reads goes to the terminal through `line` (and into the log
-too): the lines that modules/console.py's callers and the runner write. A
+too): the lines that modules/runtime/console.py's callers and the runner write. A
 `status` (the running trial, one per parallel worker) is drawn below them on a
 terminal only, redrawn in place; a pipe or a file gets no status and no
 control characters. `--verbose` changes nothing: every line goes to the
@@ -28,7 +28,7 @@ import tempfile
 import threading
 from typing import Dict, Optional, TextIO
 
-from modules import console as console_module
+from modules.runtime import console as console_module
 
 LOGS_DIR = 'logs'
 # TF's C++ log level for the run (TF_CPP_MIN_LOG_LEVEL); 0: every message, into the log.

@@ -3,7 +3,7 @@
 Read from the Evaluator's TFMA output (`tfma.load_eval_result` and
 `load_validation_result`): the overall slice, one slice per class
 (`image/class/text`), the validation result that decided the blessing, and
-the `MultiClassConfusionMatrixPlot` (tfx_pipeline/pipeline.py `eval_config`).
+the `MultiClassConfusionMatrixPlot` (tfx_pipeline/blessing.py `eval_config`).
 With a baseline (the latest blessed model) TFMA keeps results for two models,
 'candidate' and 'baseline'.
 """
@@ -15,7 +15,8 @@ import os
 from typing import List, Optional, Sequence, Tuple
 
 from modules import features
-from tfx_pipeline.pipeline import ACCURACY_METRIC
+from modules.runtime import whole_file
+from tfx_pipeline.blessing import ACCURACY_METRIC
 
 CANDIDATE, BASELINE = 'candidate', 'baseline'
 CONFUSION_PLOT = 'multiClassConfusionMatrixAtThresholds'
@@ -178,8 +179,7 @@ def write_confusion_matrix(
   ax.set_title(title)
   fig.tight_layout()
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  partial = path + '.partial.png'
-  fig.savefig(partial)
+  with whole_file.writing(path) as partial:
+    fig.savefig(partial, format='png')
   plt.close(fig)
-  os.replace(partial, path)
   return path

@@ -7,7 +7,7 @@ on to the end. `Interrupt` (installed by `run_local.py run`) makes one Ctrl-C
 stop the run:
 
 - It raises KeyboardInterrupt at once, as Python does, and records the
-  request (modules/stop.py), which the search and the Trainer check between
+  request (modules/runtime/stop.py), which the search and the Trainer check between
   batches and before each trial, and the component progress before each
   component: a lost exception is raised again at the next of those points.
 - An exception lost in a finalizer is raised again at once too (through
@@ -33,7 +33,7 @@ import threading
 import time
 from typing import Callable, Optional
 
-from modules import stop
+from modules.runtime import stop
 
 INTERRUPTED = 'interrupted: rerun the same command to resume'
 EXIT_CODE = 130  # 128 + SIGINT, as shells report a process Ctrl-C stopped.

@@ -15,8 +15,8 @@ import os
 import shutil
 from typing import Dict, List, Optional
 
-from modules import search_space
-from modules.search_space import OBJECTIVE
+from modules.search import search_space
+from modules.search.search_space import OBJECTIVE
 from modules.tuning import hooks
 from modules.tuning import state as tuning_state
 from tfx_pipeline.parallel import pool as worker_pool

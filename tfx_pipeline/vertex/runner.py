@@ -265,13 +265,14 @@ def check_search(config: PipelineConfig, dockerfile: Optional[str] = None) -> Pi
   folder of the checkout that ./Dockerfile copies; a file path becomes relative
   to the checkout, as the image lays it out. Raises UsageError, one line.
   """
-  from modules import hypermodel, search_space
+  from modules.model import builder, space_check
+  from modules.search import search_space
 
   try:
     reference = config.module.hypermodel
     if reference:
-      hypermodel.load_builder(reference)
-      path = hypermodel.module_file(reference)
+      builder.load_builder(reference)
+      path = builder.module_file(reference)
       inside = os.path.relpath(path, PROJECT_ROOT)
       if inside.startswith(os.pardir):
         raise UsageError(
@@ -285,13 +286,13 @@ def check_search(config: PipelineConfig, dockerfile: Optional[str] = None) -> Pi
           f'jobs run: add `COPY {top}/ {top}/` (and `!{top}/` to .dockerignore), rebuild '
           'and push it.'
         )
-      if hypermodel.is_file_reference(reference):
-        function = hypermodel.split_reference(reference)[1]
+      if builder.is_file_reference(reference):
+        function = builder.split_reference(reference)[1]
         module = dataclasses.replace(config.module, hypermodel=f'{inside}:{function}')
         config = dataclasses.replace(config, module=module)
     space, _ = search_space.for_module(config.module)
-    hypermodel.check_space(space, config.module)
-  except (search_space.SearchSpaceError, hypermodel.HypermodelError) as e:
+    space_check.check_space(space, config.module)
+  except (search_space.SearchSpaceError, builder.HypermodelError) as e:
     raise UsageError(str(e)) from None
   return config
 

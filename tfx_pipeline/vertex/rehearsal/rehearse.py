@@ -86,7 +86,7 @@ def rehearse(
 
 def summary_lines(summary: dict, config: PipelineConfig) -> list:
   """The summary a person reads: hyperparameters, accuracy, baseline, the pushed model."""
-  from modules import search_space
+  from modules.search import search_space
   from tfx_pipeline.local import evaluation, results
 
   outputs = summary['outputs']

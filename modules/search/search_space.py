@@ -26,62 +26,41 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import math
 import os
 import re
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from modules.search import declaration
+
 # What the search maximises (and the Tuner's early stopping and pruning watch).
 OBJECTIVE = 'val_accuracy'
-DEFAULT_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'search_space.yaml')
+# The contract file stays beside the entry points: modules/search_space.yaml.
+DEFAULT_FILE = os.path.join(
+  os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'search_space.yaml'
+)
 # custom_config key of the checked space (`Space.spec`).
 CUSTOM_CONFIG_KEY = 'search_space_spec'
-
-TYPES = ('int', 'float', 'choice', 'boolean', 'fixed')
-SAMPLINGS = ('linear', 'log', 'reverse_log')
-# Keys each type takes, required ones first; every type also takes `condition`.
-_KEYS = {
-  'int': (('min', 'max', 'default'), ('step', 'sampling')),
-  'float': (('min', 'max', 'default'), ('step', 'sampling')),
-  'choice': (('values', 'default'), ('ordered',)),
-  'boolean': (('default',), ()),
-  'fixed': (('value',), ()),
-}
-CONDITION_KEYS = ('parent', 'values')
 
 
 class SearchSpaceError(ValueError):
   """A search-space file that cannot be used: one line naming the file, the name and the problem."""
 
 
-def _is_int(value) -> bool:
-  return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value) -> bool:
-  return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
-
-
-def _is_scalar(value) -> bool:
-  return isinstance(value, (bool, str)) or _is_number(value)
-
-
-def _show(value) -> str:
-  return json.dumps(value) if isinstance(value, str) else repr(value)
-
-
 # Hyperparameters the pipeline reads itself, and what their values must be.
 # The built-in model reads the first group; every model's input pipeline and
-# `HyperModel.fit` read the second (modules/hypermodel.py).
+# `HyperModel.fit` read the second (modules/model/hypermodel.py).
 _ACTIVATIONS = ('relu', 'tanh', 'sigmoid', 'elu', 'selu', 'gelu', 'swish', 'softplus', 'linear')
 OPTIMIZERS = ('sgd', 'adam')
-_PositiveInt = ('a whole number of 1 or more', lambda v: _is_int(v) and v >= 1)
-_Fraction = ('a number from 0 up to (not including) 1', lambda v: _is_number(v) and 0 <= v < 1)
+_PositiveInt = ('a whole number of 1 or more', lambda v: declaration.is_int(v) and v >= 1)
+_Fraction = (
+  'a number from 0 up to (not including) 1',
+  lambda v: declaration.is_number(v) and 0 <= v < 1,
+)
 _Switch = ('true or false', lambda v: isinstance(v, bool))
 MODEL_NAMES: Dict[str, Tuple[str, Callable[[Any], bool]]] = {
   'units': _PositiveInt,
   'dense_activation': (f'one of {", ".join(_ACTIVATIONS)}', lambda v: v in _ACTIVATIONS),
-  'learning_rate': ('a number above 0', lambda v: _is_number(v) and v > 0),
+  'learning_rate': ('a number above 0', lambda v: declaration.is_number(v) and v > 0),
   'optimizer': (f'one of {", ".join(OPTIMIZERS)}', lambda v: v in OPTIMIZERS),
   'dropout': _Fraction,
   'label_smoothing': _Fraction,
@@ -125,7 +104,7 @@ class Space:
       with contextlib.ExitStack() as scopes:
         for parent, values in self.conditions(entry['name']):
           scopes.enter_context(hp.conditional_scope(parent, list(values)))
-        _declare(hp, entry)
+        declaration.declare(hp, entry)
     return hp
 
   def conditions(self, name: str) -> List[Tuple[str, Tuple]]:
@@ -140,45 +119,13 @@ class Space:
     added = []
     for name in required:
       if name not in self.names:
-        added.append({'name': name, 'type': 'fixed', 'value': default_value(defaults.entry(name))})
+        added.append(
+          {'name': name, 'type': 'fixed', 'value': declaration.default_value(defaults.entry(name))}
+        )
     return dataclasses.replace(self, spec=self.spec + tuple(added)), [e['name'] for e in added]
 
   def describe(self) -> str:
     return ', '.join(self.names) if self.spec else 'none declared'
-
-
-def default_value(entry: Mapping[str, Any]):
-  return entry['value'] if entry['type'] == 'fixed' else entry['default']
-
-
-def possible_values(entry: Mapping[str, Any]) -> list:
-  """What an entry can take: every choice, both booleans, the fixed value, or int/float ends."""
-  kind = entry['type']
-  if kind == 'choice':
-    return list(entry['values'])
-  if kind == 'boolean':
-    return [False, True]
-  if kind == 'fixed':
-    return [entry['value']]
-  return [entry['min'], entry['max'], entry['default']]
-
-
-def _range_keywords(entry: Mapping[str, Any]) -> dict:
-  return {key: entry[key] for key in ('step', 'sampling', 'default')}
-
-
-def _declare(hp, entry: Mapping[str, Any]) -> None:
-  name, kind = entry['name'], entry['type']
-  if kind == 'int':
-    hp.Int(name, entry['min'], entry['max'], **_range_keywords(entry))
-  elif kind == 'float':
-    hp.Float(name, entry['min'], entry['max'], **_range_keywords(entry))
-  elif kind == 'choice':
-    hp.Choice(name, list(entry['values']), ordered=entry['ordered'], default=entry['default'])
-  elif kind == 'boolean':
-    hp.Boolean(name, default=entry['default'])
-  else:
-    hp.Fixed(name, entry['value'])
 
 
 # Reading and checking a file ------------------------------------------------
@@ -263,181 +210,12 @@ def from_mapping(data: Any, source: str = '') -> Space:
       f'not {type(data).__name__}.'
     )
   spec = []
-  for name, declaration in data.items():
+  for name, declared in data.items():
     try:
-      spec.append(_check_entry(name, declaration, spec))
+      spec.append(declaration.check(name, declared, spec))
     except ValueError as e:
       raise SearchSpaceError(f'{prefix}: {name}: {e}.') from None
   return Space(tuple(spec), source)
-
-
-def _check_entry(name, declaration, earlier: List[dict]) -> dict:
-  if not isinstance(name, str) or not name or name.startswith('tuner/'):
-    raise ValueError('names must be non-empty text, not starting with tuner/')
-  if not isinstance(declaration, dict):
-    raise ValueError(
-      'expected a mapping with a type (int, float, choice, boolean or fixed), '
-      f'not {_show(declaration)}'
-    )
-  kind = declaration.get('type')
-  if kind not in TYPES:
-    raise ValueError(
-      f'type {_show(kind)} is not one of {", ".join(TYPES)}'
-      if 'type' in declaration
-      else f'missing type ({", ".join(TYPES)})'
-    )
-  required, optional = _KEYS[kind]
-  allowed = ('type', *required, *optional, 'condition')
-  for key in declaration:
-    if key not in allowed:
-      raise ValueError(f'unknown key {_show(key)} ({kind} takes {", ".join(allowed[1:])})')
-  for key in required:
-    if key not in declaration:
-      raise ValueError(f'missing {key} ({kind} takes {", ".join(allowed[1:])})')
-  entry = {'name': name, 'type': kind}
-  entry.update(_CHECKS[kind](declaration))
-  if 'condition' in declaration:
-    entry['condition'] = _check_condition(declaration['condition'], earlier)
-  _check_with_keras_tuner(entry)
-  return entry
-
-
-def _range(declaration: dict, integer: bool) -> dict:
-  kind, test = ('a whole number', _is_int) if integer else ('a number', _is_number)
-  for key in ('min', 'max', 'default', 'step'):
-    value = declaration.get(key)
-    if value is not None and not test(value):
-      raise ValueError(f'{key} must be {kind}, not {_show(value)}')
-  low, high, default = declaration['min'], declaration['max'], declaration['default']
-  step, sampling = declaration.get('step'), declaration.get('sampling', 'linear')
-  if low > high:
-    raise ValueError(f'min {low} is greater than max {high}')
-  if sampling not in SAMPLINGS:
-    raise ValueError(f'sampling {_show(sampling)} is not one of {", ".join(SAMPLINGS)}')
-  if sampling != 'linear' and low <= 0:
-    raise ValueError(f'{sampling} sampling needs a min above 0, not {low}')
-  if step is not None and step <= 0:
-    raise ValueError(f'step must be above 0, not {step}')
-  if step is not None and sampling != 'linear' and step <= 1:
-    raise ValueError(f'with {sampling} sampling, step multiplies: it must be above 1, not {step}')
-  if not low <= default <= high:
-    raise ValueError(f'default {default} is outside min {low} .. max {high}')
-  if step is not None and not _on_grid(default, low, step, sampling):
-    grid = f'{low} * {step}^k' if sampling != 'linear' else f'{low} + k * {step}'
-    raise ValueError(f'default {default} is not one of the values {grid}')
-  if not integer:
-    low, high, default = float(low), float(high), float(default)
-    step = None if step is None else float(step)
-  return {'min': low, 'max': high, 'step': step, 'sampling': sampling, 'default': default}
-
-
-def _on_grid(value, low, step, sampling) -> bool:
-  if sampling == 'linear':
-    k = (value - low) / step
-  else:
-    k = math.log(value / low) / math.log(step)
-  return abs(k - round(k)) < 1e-6
-
-
-def _check_choice(declaration: dict) -> dict:
-  values = declaration['values']
-  if not isinstance(values, list) or not values:
-    raise ValueError(f'values must be a non-empty list, not {_show(values)}')
-  for value in values:
-    if not _is_scalar(value):
-      raise ValueError(f'values must be numbers, text or true/false, not {_show(value)}')
-  kinds = {bool if isinstance(v, bool) else str if isinstance(v, str) else 'number' for v in values}
-  if len(kinds) > 1:
-    raise ValueError(
-      f'values mix kinds ({_show(values)}): use all numbers, all text or all true/false'
-    )
-  default = declaration['default']
-  if any(isinstance(v, float) for v in values):
-    # keras-tuner wants one type: with 0.5 among them, 1 is 1.0.
-    values = [float(v) for v in values]
-    default = float(default) if _is_int(default) else default
-  if len(set(values)) < len(values):
-    raise ValueError(f'values list one value twice ({_show(values)})')
-  if not any(default == v and type(default) is type(v) for v in values):
-    raise ValueError(f'default {_show(default)} is not one of the values {_show(values)}')
-  ordered = declaration.get('ordered')
-  if ordered is not None and not isinstance(ordered, bool):
-    raise ValueError(f'ordered must be true or false, not {_show(ordered)}')
-  if ordered and kinds != {'number'}:
-    raise ValueError('ordered: true needs numeric values')
-  return {'values': values, 'ordered': ordered, 'default': default}
-
-
-def _check_boolean(declaration: dict) -> dict:
-  if not isinstance(declaration['default'], bool):
-    raise ValueError(f'default must be true or false, not {_show(declaration["default"])}')
-  return {'default': declaration['default']}
-
-
-def _check_fixed(declaration: dict) -> dict:
-  if not _is_scalar(declaration['value']):
-    raise ValueError(
-      f'value must be a number, text or true/false, not {_show(declaration["value"])}'
-    )
-  return {'value': declaration['value']}
-
-
-_CHECKS = {
-  'int': lambda d: _range(d, integer=True),
-  'float': lambda d: _range(d, integer=False),
-  'choice': _check_choice,
-  'boolean': _check_boolean,
-  'fixed': _check_fixed,
-}
-
-
-def _check_condition(condition, earlier: List[dict]) -> dict:
-  if not isinstance(condition, dict):
-    raise ValueError(f'condition must be a mapping with parent and values, not {_show(condition)}')
-  for key in condition:
-    if key not in CONDITION_KEYS:
-      raise ValueError(f'unknown key {_show(key)} in condition (it takes parent, values)')
-  for key in CONDITION_KEYS:
-    if key not in condition:
-      raise ValueError(f'condition is missing {key}')
-  parent, values = condition['parent'], condition['values']
-  parents = {e['name']: e for e in earlier}
-  if parent not in parents:
-    raise ValueError(f'condition parent {_show(parent)} is not declared above it')
-  if parents[parent]['type'] == 'float':
-    raise ValueError(f'condition parent {parent} is a float: use a choice, int, boolean or fixed')
-  if not isinstance(values, list) or not values:
-    raise ValueError(f'condition values must be a non-empty list, not {_show(values)}')
-  for value in values:
-    if not _can_take(parents[parent], value):
-      raise ValueError(f'condition value {_show(value)} is not a value {parent} can take')
-  return {'parent': parent, 'values': tuple(values)}
-
-
-def _can_take(entry: dict, value) -> bool:
-  kind = entry['type']
-  if kind == 'choice':
-    return any(value == v and type(value) is type(v) for v in entry['values'])
-  if kind == 'boolean':
-    return isinstance(value, bool)
-  if kind == 'fixed':
-    return value == entry['value'] and type(value) is type(entry['value'])
-  return (
-    _is_int(value)
-    and entry['min'] <= value <= entry['max']
-    and (entry['step'] is None or _on_grid(value, entry['min'], entry['step'], entry['sampling']))
-  )
-
-
-def _check_with_keras_tuner(entry: dict) -> None:
-  """What keras-tuner itself rejects, in its words (the checks above should catch it first)."""
-  import keras_tuner
-
-  hp = keras_tuner.HyperParameters()
-  try:
-    _declare(hp, entry)
-  except (ValueError, TypeError) as e:
-    raise ValueError(f'keras-tuner rejects it ({str(e).strip().splitlines()[0]})') from None
 
 
 def check_values(space: Space, names: Mapping[str, Tuple[str, Callable[[Any], bool]]]) -> None:
@@ -446,11 +224,11 @@ def check_values(space: Space, names: Mapping[str, Tuple[str, Callable[[Any], bo
     if entry['name'] not in names:
       continue
     what, test = names[entry['name']]
-    for value in possible_values(entry):
+    for value in declaration.possible_values(entry):
       if not test(value):
         raise SearchSpaceError(
-          f'--search-space {space.source}: {entry["name"]}: {_show(value)} cannot be used: '
-          f'it must be {what}.'
+          f'--search-space {space.source}: {entry["name"]}: {declaration.show(value)} '
+          f'cannot be used: it must be {what}.'
         )
 
 

@@ -1,10 +1,10 @@
 """What the Tuner's trials and the Trainer fit on: batches for any batch size and augmentation.
 
 With the built-in model on a frozen SavedModel backbone that is the cached
-backbone features (modules/feature_cache.py), and a head is trained on them;
+backbone features (modules/training/feature_cache.py), and a head is trained on them;
 otherwise the transformed images read by the shared `input_fn`, and the whole
 model trains. `tuner_fn` and `run_fn` both call `prepare`, and both fit through
-`modules.hypermodel.FlowerHyperModel.fit`, which asks for the batches of a
+`modules.model.hypermodel.FlowerHyperModel.fit`, which asks for the batches of a
 trial's own batch size and augmentation, so the two components always train
 the same way.
 """
@@ -19,10 +19,12 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx import v1 as tfx
 
-from modules import backbone, feature_cache, strategy
-from modules.augmentation import Augmentation
-from modules.inputs import input_fn
+from modules.backbones import backbone
 from modules.module_config import ModuleConfig
+from modules.runtime import strategy
+from modules.training import feature_cache
+from modules.training.augmentation import Augmentation
+from modules.training.inputs import input_fn
 
 # On cached features an epoch is at least this many batches (the features
 # repeat): a head on 40 photos would otherwise get 2 optimizer steps an epoch,

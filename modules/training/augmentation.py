@@ -2,11 +2,11 @@
 
 The search space turns each on with a boolean hyperparameter (`augment_flip`,
 `augment_rotation`, `augment_zoom`); `HyperModel.fit` reads them
-(modules/hypermodel.py). It never runs in Transform, so evaluation and serving
+(modules/model/hypermodel.py). It never runs in Transform, so evaluation and serving
 see the photos as they are. On images it runs in the tf.data pipeline, a new
 random draw every epoch; with cached backbone features the head trains on the
 features of a fixed number of augmented copies of each training image
-(modules/feature_cache.py).
+(modules/training/feature_cache.py).
 """
 
 from __future__ import annotations

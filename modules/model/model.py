@@ -3,14 +3,14 @@
 Backbone -> [Dropout(dropout)] -> Dense(units, dense_activation) -> Dense(num_classes, softmax).
 `build_head` is the searched part on its own (features in); `build_model` puts
 it on the backbone. A frozen SavedModel backbone trains only the head, on
-features computed once (modules/feature_cache.py); `attach` then joins the
+features computed once (modules/training/feature_cache.py); `attach` then joins the
 trained head to the backbone for export.
 
-The hyperparameters come from the search space (modules/search_space.py):
+The hyperparameters come from the search space (modules/search/search_space.py):
 `units`, `dense_activation`, `learning_rate` and `optimizer` always; `dropout`,
 `label_smoothing`, `momentum` (SGD only) and `fine_tune_layers` (--fine-tune
 only) where the space declares them, and otherwise off (all layers, for
-fine-tuning). A user's `--hypermodel` replaces all of this (modules/hypermodel.py).
+fine-tuning). A user's `--hypermodel` replaces all of this (modules/model/builder.py).
 """
 
 from typing import Optional
@@ -18,7 +18,8 @@ from typing import Optional
 import keras
 import keras_tuner
 
-from modules import backbone, features
+from modules import features
+from modules.backbones import backbone
 from modules.module_config import BUILTIN_BACKBONE, ModuleConfig
 
 

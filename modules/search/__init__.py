@@ -1,0 +1,1 @@
+"""The search space: its file format and the one check that a space fits the model."""

@@ -1,0 +1,147 @@
+"""What a local run produced, read back from ML Metadata, and the summary lines that say it.
+
+`runner.run` returns a `RunSummary`: the run's component states, the
+hyperparameters the Trainer used, the evaluation, the pushed model, and the
+files the summary wrote (the confusion matrix; the search's tuning report).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Dict, List, Optional
+
+from tfx_pipeline.config import PipelineConfig
+from tfx_pipeline.local import console
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSummary:
+  """One run of the pipeline, as ML Metadata records it."""
+
+  run_id: Optional[str]
+  states: Dict[str, str]  # Component id -> 'executed', 'cached', ...
+  best_hyperparameters: Optional[Dict[str, Any]] = None  # Without keras-tuner's own keys.
+  best_hyperparameters_uri: Optional[str] = None
+  evaluation: Any = None  # evaluation.Evaluation, None when no Evaluator ran.
+  transform_graph_uri: Optional[str] = None
+  pushed_model: Optional[str] = None
+  seconds: Optional[float] = None  # The components' run time.
+  confusion_matrix: Optional[str] = None  # The PNG written beside the tuning report.
+
+  @property
+  def accuracy(self) -> Optional[float]:
+    return self.evaluation.accuracy if self.evaluation else None
+
+
+def read(config: PipelineConfig, run_id: Optional[str] = None) -> RunSummary:
+  """What run `run_id` (default: the newest) of `config`'s pipeline produced."""
+  import keras_tuner
+
+  from modules.search import search_space
+  from tfx_pipeline.local import evaluation, results
+
+  if run_id:
+    run = results.run_results(config.metadata_path, config.pipeline_name, run_id)
+  else:
+    run = results.latest_run(config.metadata_path, config.pipeline_name)
+  hp_uri = results.output_uri(run, 'Tuner', 'best_hyperparameters') or results.output_uri(
+    run, 'hparams_importer', 'result'
+  )
+  best = None
+  if hp_uri:
+    hp = keras_tuner.HyperParameters.from_config(results.best_hyperparameters(hp_uri))
+    best = search_space.public_values(hp.values)
+  evaluation_uri = results.output_uri(run, 'Evaluator', 'evaluation')
+  return RunSummary(
+    run_id=run_id,
+    states={node: r.state for node, r in run.items()},
+    best_hyperparameters=best,
+    best_hyperparameters_uri=hp_uri,
+    evaluation=(
+      evaluation.read(evaluation_uri, config.max_accuracy_drop) if evaluation_uri else None
+    ),
+    transform_graph_uri=results.output_uri(run, 'Transform', 'transform_graph'),
+    pushed_model=results.pushed_destination(run),
+  )
+
+
+def finish(config: PipelineConfig, summary: RunSummary, echo) -> RunSummary:
+  """Writes the tuning report and the confusion matrix, prints the summary; returns it."""
+  from tfx_pipeline.local import report as tuning_report
+
+  report = report_tuning(config) if config.tune else None
+  summary = dataclasses.replace(
+    summary, confusion_matrix=_confusion_matrix(config, summary, report)
+  )
+  for line in lines(summary):
+    echo(line)
+  if report:
+    tuning_report.print_report(report, echo)
+  return summary
+
+
+def lines(summary: RunSummary) -> List[str]:
+  """The console's summary of a finished run."""
+  from tfx_pipeline.local import evaluation
+
+  cached = sorted(n for n, s in summary.states.items() if s == 'cached')
+  out = [
+    f'finished in {summary.seconds:.0f}s'
+    + (f' ({len(cached)} of {len(summary.states)} components from cache)' if cached else '')
+  ]
+  if summary.best_hyperparameters is not None:
+    out.append(f'best hyperparameters: {summary.best_hyperparameters}')
+    out.append(f'  ({summary.best_hyperparameters_uri}/best_hyperparameters.txt)')
+  else:
+    out.append('hyperparameters: search space defaults (no tuning)')
+  if summary.evaluation:
+    out += evaluation.summary_lines(summary.evaluation)
+  out.append(
+    f'pushed model: {summary.pushed_model}'
+    if summary.pushed_model
+    else evaluation.why_not_pushed(summary.evaluation)
+  )
+  if summary.confusion_matrix:
+    out.append(f'confusion matrix: {summary.confusion_matrix}')
+  return out
+
+
+def report_tuning(config: PipelineConfig) -> Optional[dict]:
+  """Writes the search's report into the search's own folder; returns it (None: no search).
+
+  Not into the Tuner's best_hyperparameters artifact: TFX's Trainer reads that
+  folder's only file, and fails on a second one.
+  """
+  from modules.tuning import state as tuning_state
+  from tfx_pipeline.local import report as tuning_report
+
+  search = tuning_state.latest_search(
+    tuning_state.base_dir(config.pipeline_root, config.pipeline_name)
+  )
+  return tuning_report.write(search) if search else None
+
+
+def _confusion_matrix(config: PipelineConfig, summary: RunSummary, report) -> Optional[str]:
+  """Writes the eval confusion matrix beside the tuning report (or the run's log); its path."""
+  from tfx_pipeline.local import evaluation
+
+  if not summary.evaluation or not summary.evaluation.confusion:
+    return None
+  folder = report['dir'] if report else os.path.join(config.pipeline_root, console.LOGS_DIR)
+  name = evaluation.CONFUSION_MATRIX_FILE
+  return evaluation.write_confusion_matrix(
+    summary.evaluation,
+    _class_names(summary.transform_graph_uri),
+    os.path.join(folder, name if report else f'{summary.run_id}-{name}'),
+  )
+
+
+def _class_names(transform_graph_uri: Optional[str]) -> List[str]:
+  if not transform_graph_uri:
+    return []
+  import tensorflow_transform as tft
+
+  from modules import labels
+
+  return labels.class_names(tft.TFTransformOutput(transform_graph_uri))
