@@ -17,24 +17,14 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import COMPONENTS, REPO
 
 VERTEX = ['--project', 'p', '--region', 'us-central1', '--pipeline-root', 'gs://b/root']
 TINY = [
   *('--image-size', '32', '--tuner', 'random', '--max-trials', '4'),
   *('--epochs', '1', '--max-epochs', '1', '--batch-size', '8', '--accuracy-threshold', '0'),
 ]
-CONTAINER_TASKS = (
-  'ImportExampleGen',
-  'StatisticsGen',
-  'SchemaGen',
-  'ExampleValidator',
-  'Transform',
-  'Tuner',
-  'Trainer',
-  'Evaluator',
-  'Pusher',
-)
+CONTAINER_TASKS = COMPONENTS  # The local run's components are the compiled pipeline's containers.
 
 
 def _rehearse(checkout, root, data, *flags):

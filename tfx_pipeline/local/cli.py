@@ -169,11 +169,7 @@ def _run_command(args: argparse.Namespace) -> int:
     if session.verbose:
       raise  # The traceback, as it comes.
     traceback.print_exc()  # Into the log.
-    log = session.log_path
-    session.close()
-    print(console.shown(f'error: {_one_line(e)}'), file=sys.stderr)
-    if log:
-      print(console.shown(f'log: {log}'), file=sys.stderr)
+    console.end_with_error(session, _one_line(e))
     return 1
   finally:
     session.close()

@@ -218,6 +218,15 @@ class Session:
         self._lock.release()
 
 
+def end_with_error(session: Session, text: str) -> None:
+  """Closes `session` and prints `error: TEXT` (one line) and the log's path, on stderr."""
+  log = session.log_path
+  session.close()
+  print(shown(f'error: {" ".join(text.split())}'), file=sys.stderr)
+  if log:
+    print(shown(f'log: {log}'), file=sys.stderr)
+
+
 def shown(text: str) -> str:
   """`text` with paths under the current folder relative to it, as a person would type them."""
   cwd = os.getcwd()

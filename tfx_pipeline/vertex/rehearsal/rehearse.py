@@ -147,18 +147,11 @@ def main(config: PipelineConfig, vertex: VertexSettings, args, compile_fn) -> in
     print(console.shown(f'error: {e}'), file=sys.stderr)
     return 2
   except execute.TaskFailed as e:
-    return _failed(session, str(e))
+    console.end_with_error(session, str(e))
+    return 1
   except Exception as e:  # The rehearsal's own failure: still one line, and the log.
     traceback.print_exc()
-    return _failed(session, f'{type(e).__name__}: {e}')
+    console.end_with_error(session, f'{type(e).__name__}: {e}')
+    return 1
   finally:
     session.close()
-
-
-def _failed(session: console.Session, text: str) -> int:
-  log = session.log_path
-  session.close()
-  print(console.shown(f'error: {" ".join(text.split())}'), file=sys.stderr)
-  if log:
-    print(console.shown(f'log: {log}'), file=sys.stderr)
-  return 1
