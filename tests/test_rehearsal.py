@@ -130,7 +130,13 @@ def test_ctrl_c_stops_every_process_the_rehearsal_started(first, tiny_data):
   argv = [sys.executable, 'run_vertex.py', '--rehearse', *VERTEX, '--data-root', tiny_data]
   argv += ['--rehearsal-root', str(root), *TINY, '--num-parallel-trials', '2', '--max-trials', '5']
   rehearsal = subprocess.Popen(
-    argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    argv,
+    cwd=REPO,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+    # As from a terminal: a suite started in the background inherits an ignored SIGINT.
+    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
   )
   replicas = []
   for line in rehearsal.stdout:  # The upstream tasks come from the cache; the Tuner reruns.
