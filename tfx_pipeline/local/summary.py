@@ -34,11 +34,19 @@ class RunSummary:
     return self.evaluation.accuracy if self.evaluation else None
 
 
-def read(config: PipelineConfig, run_id: Optional[str] = None) -> RunSummary:
-  """What run `run_id` (default: the newest) of `config`'s pipeline produced."""
+def hyperparameters(uri: str) -> Dict[str, Any]:
+  """The values in a best_hyperparameters artifact at `uri`, without keras-tuner's own keys."""
   import keras_tuner
 
   from modules.search import search_space
+  from tfx_pipeline.local import results
+
+  hp = keras_tuner.HyperParameters.from_config(results.best_hyperparameters(uri))
+  return search_space.public_values(hp.values)
+
+
+def read(config: PipelineConfig, run_id: Optional[str] = None) -> RunSummary:
+  """What run `run_id` (default: the newest) of `config`'s pipeline produced."""
   from tfx_pipeline.local import evaluation, results
 
   if run_id:
@@ -48,15 +56,11 @@ def read(config: PipelineConfig, run_id: Optional[str] = None) -> RunSummary:
   hp_uri = results.output_uri(run, 'Tuner', 'best_hyperparameters') or results.output_uri(
     run, 'hparams_importer', 'result'
   )
-  best = None
-  if hp_uri:
-    hp = keras_tuner.HyperParameters.from_config(results.best_hyperparameters(hp_uri))
-    best = search_space.public_values(hp.values)
   evaluation_uri = results.output_uri(run, 'Evaluator', 'evaluation')
   return RunSummary(
     run_id=run_id,
     states={node: r.state for node, r in run.items()},
-    best_hyperparameters=best,
+    best_hyperparameters=hyperparameters(hp_uri) if hp_uri else None,
     best_hyperparameters_uri=hp_uri,
     evaluation=(
       evaluation.read(evaluation_uri, config.max_accuracy_drop) if evaluation_uri else None

@@ -27,7 +27,6 @@ from typing import Callable, Dict, List, Optional
 from tfx_pipeline.vertex.rehearsal import artifacts, jobs, pipeline_spec
 
 _TRIAL = re.compile(r'^\[(workerpool\d+-\d+)\] (trial \d+/\S+: .*)$')
-_ERROR = re.compile(r'^(\[workerpool\d+-\d+\] )?(\w+\.)*\w*(Error|Exception|Exit)\b:?.*')
 _REPLICA = re.compile(r'^\[workerpool\d+-\d+\] ')
 _JOB_FAILED = re.compile(r': failed: (.*)$')
 # Beam options that are Dataflow's, in the compiled JSON.
@@ -54,12 +53,12 @@ class Rehearsal:
   echo: Callable[[str], None] = print
   run_id: str = ''
   project: str = ''
-  said_beam: bool = False
 
 
-def run(job: dict, rehearsal: Rehearsal, processes: list) -> Dict[str, Dict[str, List[dict]]]:
-  """Runs every task of `job`; returns each task's output artifacts. Raises TaskFailed.
+def run(job: dict, rehearsal: Rehearsal, processes: list):
+  """Runs every task of `job`: (each task's output artifacts, each task's state). Raises TaskFailed.
 
+  A state is 'executed' or, for a container task taken from the cache, 'cached'.
   `processes` holds the task process running now, for the caller to stop on Ctrl-C.
   """
   record = artifacts.Record(rehearsal.root)
@@ -67,7 +66,13 @@ def run(job: dict, rehearsal: Rehearsal, processes: list) -> Dict[str, Dict[str,
   # Vertex's layout: <pipeline root>/<project>/<run>/<task>_<id>/<output>.
   job_dir = os.path.join(root, rehearsal.project, rehearsal.run_id)
   order = pipeline_spec.in_order(pipeline_spec.tasks(job))
+  if any(_DATAFLOW in t.container.get('args', []) for t in order if t.container):
+    rehearsal.echo(
+      'beam: the Dataflow options of the compiled pipeline are replaced by local Beam '
+      f'({" ".join(rehearsal.beam_args) or "DirectRunner defaults"})'
+    )
   outputs: Dict[str, Dict[str, List[dict]]] = {}
+  states: Dict[str, str] = {}
   for n, task in enumerate(order, 1):
     inputs = {key: outputs[p].get(out, []) for key, (p, out) in task.input_artifacts.items()}
     start, new = time.monotonic(), True
@@ -91,8 +96,9 @@ def run(job: dict, rehearsal: Rehearsal, processes: list) -> Dict[str, Dict[str,
     for key, found in outputs[task.name].items() if new else ():
       for a in found:
         record.add(a, task.output_types[key], rehearsal.run_id, task.name)
+    states[task.name] = 'cached' if how == 'cached' else 'executed'
     rehearsal.echo(f'[{n}/{len(order)}] {task.name} {how}')
-  return outputs
+  return outputs, states
 
 
 def _container(task, inputs, task_dir, rehearsal, processes):
@@ -101,12 +107,6 @@ def _container(task, inputs, task_dir, rehearsal, processes):
   output_file = os.path.join(task_dir, 'executor_output.json')
   invocation = pipeline_spec.executor_input(task, inputs, uris, output_file)
   *driver, command = _commands(task, json.dumps(invocation), rehearsal)
-  if _DATAFLOW in task.container.get('args', []) and not rehearsal.said_beam:
-    rehearsal.said_beam = True
-    rehearsal.echo(
-      'beam: the Dataflow options of the compiled pipeline are replaced by local Beam '
-      f'({" ".join(rehearsal.beam_args) or "DirectRunner defaults"})'
-    )
   for words in driver:  # ExampleGen's driver: the data's fingerprint, part of the cache key.
     _run_process(task.name, words, rehearsal, processes)
   cache = artifacts.Cache(rehearsal.root)
@@ -140,18 +140,10 @@ def _imported(task: pipeline_spec.Task) -> Dict[str, List[dict]]:
 
 def _commands(task: pipeline_spec.Task, invocation: str, rehearsal: Rehearsal) -> List[List[str]]:
   """The task's commands: the preCacheCheck driver where it has one, then the container's."""
-  container = task.container
-  specs = []
-  pre = container.get('lifecycle', {}).get('preCacheCheck')
-  if pre:
-    specs.append({'command': pre['command'], 'args': pre.get('args', [])})
-  specs.append(container)
+  pre = task.container.get('lifecycle', {}).get('preCacheCheck')
   commands = []
-  for spec in specs:
-    words = pipeline_spec.command_line(
-      dataclasses.replace(task, container={'command': spec['command'], 'args': spec['args']}),
-      invocation,
-    )
+  for spec in ([pre] if pre else []) + [task.container]:
+    words = pipeline_spec.command_line(task.name, spec, invocation)
     words = _local_beam(words, task.name, rehearsal)
     if words[:2] not in (['python', '-m'], ['python3', '-m']):
       raise TaskFailed(task.name, f'its command {" ".join(words[:3])} is not `python -m MODULE`.')
@@ -195,7 +187,7 @@ def _run_process(task: str, command: List[str], rehearsal: Rehearsal, processes:
       elif _TRIAL.match(line):
         replica, text = _TRIAL.match(line).groups()
         rehearsal.echo(f'  {replica}: {text}')
-      elif _ERROR.match(line):
+      elif jobs.is_error(_REPLICA.sub('', line)):
         last_error = jobs.error_line(_REPLICA.sub('', line))
     process.wait()
   finally:

@@ -194,10 +194,15 @@ def _relay(replica: _Replica) -> None:
   """Copies a replica's output to this process's, each line prefixed with the replica's name."""
   for line in replica.process.stdout:
     line = line.rstrip('\n')
-    if _ERROR.match(line):
+    if is_error(line):
       replica.last_error = error_line(line)
     with _OUT:
       print(f'[{replica.name}] {line}', flush=True)
+
+
+def is_error(line: str) -> bool:
+  """Whether `line` is the last line of a traceback (`ValueError: ...`)."""
+  return bool(_ERROR.match(line))
 
 
 def error_line(line: str) -> str:

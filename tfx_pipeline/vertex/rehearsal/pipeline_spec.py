@@ -158,12 +158,15 @@ def artifact_name(uri: str) -> str:
   return f'projects/rehearsal/locations/local/metadataStores/default/artifacts/{digest}'
 
 
-def command_line(task: Task, invocation: str) -> List[str]:
-  """The container's command and arguments with `{{$}}` filled; SpecError for other placeholders."""
+def command_line(task: str, container: dict, invocation: str) -> List[str]:
+  """A container's (or its driver's) command and arguments with `{{$}}` filled.
+
+  SpecError for any other placeholder.
+  """
   filled = []
-  for word in task.container['command'] + task.container.get('args', []):
+  for word in container['command'] + container.get('args', []):
     word = word.replace('{{$}}', invocation)
     if '{{$' in word:
-      raise SpecError(f'task {task.name}: the rehearsal cannot fill the placeholder in {word!r}.')
+      raise SpecError(f'task {task}: the rehearsal cannot fill the placeholder in {word!r}.')
     filled.append(word)
   return filled

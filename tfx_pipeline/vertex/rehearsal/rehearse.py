@@ -15,14 +15,17 @@ import os
 import sys
 import time
 import traceback
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 from tfx_pipeline.config import PROJECT_ROOT, PipelineConfig
-from tfx_pipeline.local import console
+from tfx_pipeline.local import console, summary
 from tfx_pipeline.local import interrupt as interrupt_module
 from tfx_pipeline.options import UsageError
 from tfx_pipeline.vertex.rehearsal import execute, image, pipeline_spec
 from tfx_pipeline.vertex.settings import VertexSettings
+
+# The task whose output is the Evaluator's baseline: TFX's latest-blessed-model resolver.
+BASELINE_TASK = 'latest_blessed_model_resolver-model-resolver'
 
 
 class RehearsalError(ValueError):
@@ -56,8 +59,8 @@ def rehearse(
   compiled: str,
   rehearsal_root: str,
   echo: Callable[[str], None],
-) -> dict:
-  """Runs the compiled pipeline at `compiled`; returns its summary. Raises TaskFailed."""
+) -> Tuple[summary.RunSummary, Optional[str]]:
+  """Runs the compiled pipeline at `compiled`: (its summary, the Evaluator's baseline model)."""
   from tfx_pipeline.local import beam
 
   run_id = f'{config.pipeline_name}-{time.strftime("%Y%m%d%H%M%S")}'
@@ -78,38 +81,34 @@ def rehearse(
   processes = []
   start = time.monotonic()
   try:
-    outputs = execute.run(job, rehearsal, processes)
+    outputs, states = execute.run(job, rehearsal, processes)
   finally:
     execute.stop_all(processes)
-  return {'run_id': run_id, 'outputs': outputs, 'seconds': time.monotonic() - start}
+  return _summary(outputs, states, run_id, time.monotonic() - start, config), _first_uri(
+    outputs, BASELINE_TASK, 'model'
+  )
 
 
-def summary_lines(summary: dict, config: PipelineConfig) -> list:
-  """The summary a person reads: hyperparameters, accuracy, baseline, the pushed model."""
-  from modules.search import search_space
-  from tfx_pipeline.local import evaluation, results
+def _summary(
+  outputs: dict, states: dict, run_id: str, seconds: float, config
+) -> summary.RunSummary:
+  """What the rehearsal produced, as a local run's summary says it."""
+  from tfx_pipeline.local import evaluation
 
-  outputs = summary['outputs']
-  lines = [f'finished in {summary["seconds"]:.0f}s']
-  hp = _first_uri(outputs, 'Tuner', 'best_hyperparameters')
-  if hp:
-    import keras_tuner
-
-    values = keras_tuner.HyperParameters.from_config(results.best_hyperparameters(hp)).values
-    lines.append(f'best hyperparameters: {search_space.public_values(values)}')
-  baseline = _first_uri(outputs, 'latest_blessed_model_resolver-model-resolver', 'model')
-  lines.append(f'baseline: {baseline}' if baseline else 'baseline: none (no blessed model yet)')
+  hp_uri = _first_uri(outputs, 'Tuner', 'best_hyperparameters') or _first_uri(
+    outputs, 'hparams_importer', 'result'
+  )
   evaluated = _first_uri(outputs, 'Evaluator', 'evaluation')
-  result = evaluation.read(evaluated, config.max_accuracy_drop) if evaluated else None
-  if result:
-    lines += evaluation.summary_lines(result)
-  pushed = execute.pushed_model(outputs)
-  if pushed:
-    lines.append(f'pushed model: {pushed}')
-    lines.append(f'try it: python run_local.py predict --model-dir {pushed} PHOTO.jpg')
-  else:
-    lines.append(evaluation.why_not_pushed(result))
-  return lines
+  return summary.RunSummary(
+    run_id=run_id,
+    states=states,
+    best_hyperparameters=summary.hyperparameters(hp_uri) if hp_uri else None,
+    best_hyperparameters_uri=hp_uri,
+    evaluation=evaluation.read(evaluated, config.max_accuracy_drop) if evaluated else None,
+    transform_graph_uri=_first_uri(outputs, 'Transform', 'transform_graph'),
+    pushed_model=execute.pushed_model(outputs),
+    seconds=seconds,
+  )
 
 
 def _first_uri(outputs: dict, task: str, key: str) -> Optional[str]:
@@ -135,9 +134,14 @@ def main(config: PipelineConfig, vertex: VertexSettings, args, compile_fn) -> in
     session.line(f'compiled: {compiled}')
     for line in machines:
       session.line(line)
-    summary = rehearse(config, vertex, compiled, root, session.line)
-    for line in summary_lines(summary, config):
+    result, baseline = rehearse(config, vertex, compiled, root, session.line)
+    for line in summary.lines(result):
       session.line(line)
+    session.line(f'baseline: {baseline or "none (no blessed model yet)"}')
+    if result.pushed_model:
+      session.line(
+        f'try it: python run_local.py predict --model-dir {result.pushed_model} PHOTO.jpg'
+      )
     return 0
   except KeyboardInterrupt:
     session.line('interrupted: every process of the rehearsal is stopped')
