@@ -57,6 +57,7 @@ class _Replica:
     self.name = f'workerpool{pool}-{index}'
     self.process = process
     self.last_error = ''
+    self.relay: Optional[threading.Thread] = None  # Copies its output (_relay).
 
 
 class LocalJobService:
@@ -182,7 +183,8 @@ def _start(pools: List[dict], job_id: str) -> List[_Replica]:
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
       )
       replica = _Replica(i, j, process)
-      threading.Thread(target=_relay, args=(replica,), daemon=True).start()
+      replica.relay = threading.Thread(target=_relay, args=(replica,), daemon=True)
+      replica.relay.start()
       replicas.append(replica)
   return replicas
 
@@ -212,20 +214,20 @@ def error_line(line: str) -> str:
 
 def _wait(replicas: List[_Replica]) -> Optional[_Replica]:
   """Waits for every replica to end; the first to fail (the others stopped), or None."""
-  while True:
-    failed = [r for r in replicas if r.process.poll() not in (None, 0)]
-    if failed:
-      for r in replicas:
-        if r.process.poll() is None:
-          r.process.terminate()
-      for r in replicas:
-        r.process.wait()
-      time.sleep(0.5)  # The relays' last lines.
-      return failed[0]
-    if all(r.process.poll() == 0 for r in replicas):
-      time.sleep(0.5)
-      return None
+  failed = None
+  while failed is None and any(r.process.poll() is None for r in replicas):
+    failed = next((r for r in replicas if r.process.poll() not in (None, 0)), None)
     time.sleep(0.5)
+  failed = failed or next((r for r in replicas if r.process.returncode != 0), None)
+  for r in replicas:
+    if r.process.poll() is None:
+      r.process.terminate()
+  for r in replicas:
+    r.process.wait()
+    # Its last lines, before the job's state is told; a process it left behind (the oracle
+    # a chief forked) may hold the pipe open, so not for ever.
+    r.relay.join(timeout=5)
+  return failed
 
 
 def install() -> None:
