@@ -604,7 +604,7 @@ def test_a_hypermodel_the_image_does_not_hold_is_refused(tmp_path, monkeypatch, 
   config = PipelineConfig(module=ModuleConfig(hypermodel='examples.flower_builder:model_builder'))
   with pytest.raises(UsageError, match=r'does not copy examples/ into the image'):
     vertex_runner.check_search(config, dockerfile=str(dockerfile))
-  from tfx_pipeline.vertex.rehearsal.image import copied_folders
+  from tfx_pipeline.vertex.image import copied_folders
 
   assert copied_folders(os.path.join(REPO, 'Dockerfile')) == [
     'modules',

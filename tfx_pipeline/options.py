@@ -33,27 +33,51 @@ def _scalar(kind: Any) -> Any:
   return kind
 
 
-def _fields(cls, runner: str) -> Iterator[Tuple[dataclasses.Field, Any, Optional[str]]]:
-  """(field, type, flag) for every field of `cls`; flag is None where `runner` takes none."""
+_Field = Tuple[dataclasses.Field, Any, Optional[str]]
+
+
+def _fields(cls, runner: str, prefix: str = '') -> Iterator[_Field]:
+  """(field, type, flag) for every field of `cls`; flag is None where `runner` takes none.
+
+  `prefix` starts every flag name: a nested dataclass declared with
+  `option(..., prefix='tuner')` gives its fields' flags as --tuner-....
+  """
   kinds = typing.get_type_hints(cls)
   for field in dataclasses.fields(cls):
     meta = field.metadata
     flag = None
     if 'help' in meta and runner in meta.get('runners', RUNNERS):
-      flag = meta.get('flag') or '--' + field.name.replace('_', '-')
+      flag = meta.get('flag') or '--' + prefix + field.name.replace('_', '-')
     yield field, kinds[field.name], flag
 
 
-def add_flags(parser, cls, runner: str) -> None:
+def _nested(field: dataclasses.Field, prefix: str) -> Tuple[str, Optional[str]]:
+  """The flag prefix and the '{what}' of a nested dataclass field's own fields."""
+  meta = field.metadata
+  return (prefix + meta['prefix'] + '-', meta['help']) if 'prefix' in meta else (prefix, None)
+
+
+def _dest(flag: str) -> str:
+  return flag[2:].replace('-', '_')
+
+
+def _repeated(kind: Any) -> bool:
+  """A tuple option: its flag may be given many times."""
+  return typing.get_origin(kind) is tuple
+
+
+def add_flags(parser, cls, runner: str, prefix: str = '', what: Optional[str] = None) -> None:
   """Adds to `parser` (or an argument group) a flag per option of `cls` that `runner` takes."""
-  for field, kind, flag in _fields(cls, runner):
+  for field, kind, flag in _fields(cls, runner, prefix):
     if dataclasses.is_dataclass(kind):
-      add_flags(parser, kind, runner)
+      add_flags(parser, kind, runner, *_nested(field, prefix))
       continue
     if not flag:
       continue
     meta = field.metadata
     text = meta['help'].replace('{storage}', _STORAGE[runner])
+    if what:
+      text = text.replace('{what}', what)
     if _scalar(kind) is bool:
       if field.default != flag.startswith('--no-'):
         raise TypeError(
@@ -61,6 +85,10 @@ def add_flags(parser, cls, runner: str) -> None:
           "takes a '--no-...' flag, one that defaults to False any other."
         )
       parser.add_argument(flag, action='store_true', help=text)
+    elif _repeated(kind):
+      parser.add_argument(
+        flag, action='append', default=list(field.default), metavar=meta.get('metavar'), help=text
+      )
     else:
       parser.add_argument(
         flag,
@@ -77,39 +105,51 @@ def from_args(
   args: argparse.Namespace,
   runner: str,
   path: Optional[Callable[[str], str]] = None,
+  prefix: str = '',
   **values: Any,
 ):
   """The `cls` that `runner`'s flags in `args` describe; `values` set fields outright.
 
   `path` converts the value of each path option (the local runner makes them
   absolute). Raises ValueError, from the dataclasses' own checks, for values
-  that cannot work.
+  that cannot work; a nested dataclass's message starts with its flags' prefix.
   """
-  for field, kind, flag in _fields(cls, runner):
+  for field, kind, flag in _fields(cls, runner, prefix):
     if field.name in values:
       continue
     if dataclasses.is_dataclass(kind):
-      values[field.name] = from_args(kind, args, runner, path)
+      inner = _nested(field, prefix)[0]
+      try:
+        values[field.name] = from_args(kind, args, runner, path, inner)
+      except ValueError as e:
+        raise ValueError(f'--{inner}*: {e}' if inner != prefix else str(e)) from None
     elif flag:
-      value = getattr(args, flag[2:].replace('-', '_'))
+      value = getattr(args, _dest(flag))
       if _scalar(kind) is bool and flag.startswith('--no-'):
         value = not value
+      if _repeated(kind):
+        value = tuple(value)
       if path and value and field.metadata.get('path'):
         value = path(value)
       values[field.name] = value
   return cls(**values)
 
 
-def to_flags(config, runner: str) -> list:
+def to_flags(config, runner: str, prefix: str = '') -> list:
   """The `runner` flags that give `config`'s values where they differ from the defaults.
 
   The inverse of `from_args`: parsing them builds `config` back.
   """
   argv = []
-  for field, kind, flag in _fields(type(config), runner):
+  for field, kind, flag in _fields(type(config), runner, prefix):
     value = getattr(config, field.name)
     if dataclasses.is_dataclass(kind):
-      argv += to_flags(value, runner)
+      argv += to_flags(value, runner, _nested(field, prefix)[0])
     elif flag and value != field.default:
-      argv += [flag] if _scalar(kind) is bool else [flag, str(value)]
+      if _scalar(kind) is bool:
+        argv.append(flag)
+      elif _repeated(kind):
+        argv += [f'{flag}={item}' for item in value]
+      else:
+        argv += [flag, str(value)]
   return argv

@@ -12,67 +12,60 @@ import argparse
 import dataclasses
 import os
 import sys
-import types
 import warnings
 from typing import List, Optional, Tuple
 
 from tfx_pipeline import cli_paths, options
-from tfx_pipeline.config import DEFAULT_PIPELINE_ROOT, PROJECT_ROOT, PipelineConfig
+from tfx_pipeline.config import DEFAULT_PIPELINE_ROOT, PipelineConfig
 from tfx_pipeline.options import UsageError
-from tfx_pipeline.vertex.rehearsal.image import copied_folders
-from tfx_pipeline.vertex.settings import MachineSpec, VertexSettings
+from tfx_pipeline.vertex import image
+from tfx_pipeline.vertex.settings import VertexSettings
 
-_DEFAULTS = PipelineConfig()
-_MACHINE_DEFAULTS = MachineSpec()
-# VertexSettings' defaults (project and region have none).
-_VERTEX_DEFAULTS = types.SimpleNamespace(
-  **{f.name: f.default for f in dataclasses.fields(VertexSettings)}
+DEFAULT_OUTPUT = os.path.join(
+  DEFAULT_PIPELINE_ROOT, 'vertex', f'{PipelineConfig().pipeline_name}.json'
 )
-DEFAULT_OUTPUT = os.path.join(DEFAULT_PIPELINE_ROOT, 'vertex', f'{_DEFAULTS.pipeline_name}.json')
+DEFAULT_REHEARSAL_ROOT = os.path.join(DEFAULT_PIPELINE_ROOT, 'rehearsal')
 # Flags that choose what this run does, so they are not read from --config.
 _COMMAND_LINE_ONLY = ('config', 'compile_only', 'submit', 'rehearse')
-DEFAULT_REHEARSAL_ROOT = os.path.join(DEFAULT_PIPELINE_ROOT, 'rehearsal')
 _DESCRIPTION = (
   'Compile the flower tuner pipeline for Vertex AI Pipelines and, with --submit, run it there: '
   'Tuner trials in parallel on several machines, the Trainer on a TPU, GPUs or CPU, and the '
   'Beam steps on Dataflow.'
 )
-# Each machine's flags, --ROLE-machine-type, --ROLE-accelerator-type and
-# --ROLE-accelerator-count: their help texts by role.
-_MACHINES = {
-  'tuner': (
-    'machine type of each tuning machine (default: %(default)s)',
-    'GPU type per tuning machine, e.g. NVIDIA_TESLA_T4 (default: none)',
-    'GPUs per tuning machine (default: %(default)s)',
+# What this run does: (flag, help).
+_MODES = (
+  ('--compile-only', 'write the pipeline JSON and stop (needs no network or credentials)'),
+  ('--submit', 'write the pipeline JSON and start a run of it on Vertex AI'),
+  (
+    '--rehearse',
+    'write the pipeline JSON as for --submit, then run it on this machine task by task '
+    "through TFX's Vertex entrypoints, custom jobs as local processes (see the README)",
   ),
-  'trainer': (
-    "Trainer machine type; 'cloud-tpu' for TPU_V2/TPU_V3 (default: %(default)s)",
-    'Trainer accelerator: a TPU (TPU_V3, TPU_V5_LITEPOD, ...) or GPUs '
-    '(NVIDIA_TESLA_T4, NVIDIA_L4, ...) (default: none, CPU only)',
-    'TPU cores (8 for a v3-8) or GPUs of the Trainer (default: %(default)s)',
-  ),
-}
+)
+
+
+def _data_flags(p: argparse.ArgumentParser) -> None:
+  """Where the data and the artifacts are: gs:// folders, unlike run_local.py's."""
+  g = p.add_argument_group('data')
+  g.add_argument('--pipeline-root', help='gs:// folder for artifacts and pushed models (required)')
+  g.add_argument(
+    '--data-root',
+    help='gs:// folder of flower TFRecords (required; with --rehearse, a local folder too)',
+  )
+  g.add_argument(
+    '--split-by-hash',
+    action='store_true',
+    help='the data folder is not in the published layout '
+    '(image_classification_builder-{train,validation}.tfrecord-*): split its '
+    '*.tfrecord* files 80/20 into train/eval by hash',
+  )
 
 
 def parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(prog='run_vertex.py', description=_DESCRIPTION)
   mode = p.add_mutually_exclusive_group(required=True)
-  mode.add_argument(
-    '--compile-only',
-    action='store_true',
-    help='write the pipeline JSON and stop (needs no network or credentials)',
-  )
-  mode.add_argument(
-    '--submit',
-    action='store_true',
-    help='write the pipeline JSON and start a run of it on Vertex AI',
-  )
-  mode.add_argument(
-    '--rehearse',
-    action='store_true',
-    help='write the pipeline JSON as for --submit, then run it on this machine task by task '
-    "through TFX's Vertex entrypoints, custom jobs as local processes (see the README)",
-  )
+  for flag, text in _MODES:
+    mode.add_argument(flag, action='store_true', help=text)
   p.add_argument(
     '--config',
     metavar='FILE',
@@ -91,75 +84,8 @@ def parser() -> argparse.ArgumentParser:
     "ROOT/gcs/BUCKET/x), with the image's files, the artifact record and the logs "
     '(default: %(default)s)',
   )
-
-  g = p.add_argument_group('Google Cloud')
-  g.add_argument('--project', help='Google Cloud project to run in (required)')
-  g.add_argument('--region', help='Vertex AI region, e.g. us-central1 (required)')
-  g.add_argument('--pipeline-root', help='gs:// folder for artifacts and pushed models (required)')
-  g.add_argument(
-    '--data-root',
-    help='gs:// folder of flower TFRecords (required; with --rehearse, a local folder too)',
-  )
-  g.add_argument(
-    '--split-by-hash',
-    action='store_true',
-    help='the data folder is not in the published layout '
-    '(image_classification_builder-{train,validation}.tfrecord-*): split its '
-    '*.tfrecord* files 80/20 into train/eval by hash',
-  )
-  g.add_argument(
-    '--image',
-    help='container image every step runs in, built from ./Dockerfile (default: '
-    + VertexSettings.image_for('PROJECT', 'REGION')
-    + ')',
-  )
-  g.add_argument(
-    '--service-account',
-    help='service account the run, its training jobs and Dataflow use '
-    "(default: the project's defaults)",
-  )
-
-  m = _MACHINE_DEFAULTS
-  t = p.add_argument_group('machines')
-  t.add_argument(
-    '--num-parallel-trials',
-    type=int,
-    default=_VERTEX_DEFAULTS.num_parallel_trials,
-    help='tuning machines, each running trials: a chief (also the keras-tuner '
-    'oracle) and N-1 workers (default: %(default)s)',
-  )
-  for role, (machine_type, accelerator_type, accelerator_count) in _MACHINES.items():
-    t.add_argument(f'--{role}-machine-type', default=m.machine_type, help=machine_type)
-    t.add_argument(f'--{role}-accelerator-type', help=accelerator_type)
-    t.add_argument(f'--{role}-accelerator-count', type=int, default=0, help=accelerator_count)
-  t.add_argument(
-    '--trainer-tpu-topology',
-    help="TPU slice shape for the TPU types that take one, e.g. '2x2' for v5e",
-  )
-  t.add_argument(
-    '--no-dataflow',
-    action='store_true',
-    help='run the Beam steps inside their pipeline step instead of on Dataflow',
-  )
-  t.add_argument(
-    '--dataflow-machine-type',
-    default=_VERTEX_DEFAULTS.dataflow_machine_type,
-    help='Dataflow worker machine type (default: %(default)s)',
-  )
-  t.add_argument(
-    '--dataflow-max-workers',
-    type=int,
-    default=_VERTEX_DEFAULTS.dataflow_max_workers,
-    help='most Dataflow workers per Beam step (default: %(default)s)',
-  )
-  t.add_argument(
-    '--beam-arg',
-    action='append',
-    default=[],
-    metavar='ARG',
-    help='extra Beam pipeline option, e.g. --beam-arg=--disk_size_gb=50 (repeatable)',
-  )
-
+  _data_flags(p)
+  options.add_flags(p.add_argument_group('Google Cloud and machines'), VertexSettings, 'vertex')
   options.add_flags(
     p.add_argument_group('search and training (as in run_local.py)'), PipelineConfig, 'vertex'
   )
@@ -200,19 +126,6 @@ def _need_gs(flag: str, value: Optional[str], what: str) -> str:
   return value.rstrip('/')
 
 
-def _machine(args: argparse.Namespace, role: str) -> MachineSpec:
-  """The machine the --ROLE-* flags describe (only the Trainer's takes a TPU topology)."""
-  try:
-    return MachineSpec(
-      **{
-        f.name: getattr(args, f'{role}_{f.name}', f.default)
-        for f in dataclasses.fields(MachineSpec)
-      }
-    )
-  except ValueError as e:
-    raise UsageError(f'--{role}-*: {e}') from None
-
-
 def settings_from_args(args: argparse.Namespace) -> Tuple[PipelineConfig, VertexSettings]:
   """Checks the flags and builds the settings; raises UsageError before anything is compiled."""
   if not args.project:
@@ -229,21 +142,8 @@ def settings_from_args(args: argparse.Namespace) -> Tuple[PipelineConfig, Vertex
   hparams_from = args.hparams_from and _need_gs(
     '--hparams-from', args.hparams_from, 'earlier best hyperparameters'
   )
-  tuner_machine, trainer_machine = (_machine(args, role) for role in _MACHINES)
   try:
-    vertex = VertexSettings(
-      project=args.project,
-      region=args.region,
-      image=args.image,
-      service_account=args.service_account,
-      num_parallel_trials=args.num_parallel_trials,
-      tuner_machine=tuner_machine,
-      trainer_machine=trainer_machine,
-      dataflow=not args.no_dataflow,
-      dataflow_machine_type=args.dataflow_machine_type,
-      dataflow_max_workers=args.dataflow_max_workers,
-      extra_beam_args=tuple(args.beam_arg),
-    )
+    vertex = options.from_args(VertexSettings, args, 'vertex')
     config = options.from_args(
       PipelineConfig,
       args,
@@ -261,9 +161,8 @@ def settings_from_args(args: argparse.Namespace) -> Tuple[PipelineConfig, Vertex
 def check_search(config: PipelineConfig, dockerfile: Optional[str] = None) -> PipelineConfig:
   """Checks the search space and --hypermodel as run_local.py does, and that the image has it.
 
-  The jobs run the code in the image, so a --hypermodel module must be in a
-  folder of the checkout that ./Dockerfile copies; a file path becomes relative
-  to the checkout, as the image lays it out. Raises UsageError, one line.
+  Returns `config` with the --hypermodel reference as the image lays it out.
+  Raises UsageError, one line.
   """
   from modules.model import builder, space_check
   from modules.search import search_space
@@ -271,25 +170,10 @@ def check_search(config: PipelineConfig, dockerfile: Optional[str] = None) -> Pi
   try:
     reference = config.module.hypermodel
     if reference:
-      builder.load_builder(reference)
-      path = builder.module_file(reference)
-      inside = os.path.relpath(path, PROJECT_ROOT)
-      if inside.startswith(os.pardir):
-        raise UsageError(
-          f'--hypermodel {reference}: {path} is outside the checkout, so the image cannot '
-          f'hold it: move it into {PROJECT_ROOT} and copy its folder in ./Dockerfile.'
-        )
-      top = inside.split(os.sep)[0]
-      if top not in copied_folders(dockerfile or os.path.join(PROJECT_ROOT, 'Dockerfile')):
-        raise UsageError(
-          f'--hypermodel {reference}: ./Dockerfile does not copy {top}/ into the image the '
-          f'jobs run: add `COPY {top}/ {top}/` (and `!{top}/` to .dockerignore), rebuild '
-          'and push it.'
-        )
-      if builder.is_file_reference(reference):
-        function = builder.split_reference(reference)[1]
-        module = dataclasses.replace(config.module, hypermodel=f'{inside}:{function}')
-        config = dataclasses.replace(config, module=module)
+      module = dataclasses.replace(
+        config.module, hypermodel=image.hypermodel_in_image(reference, dockerfile)
+      )
+      config = dataclasses.replace(config, module=module)
     space, _ = search_space.for_module(config.module)
     space_check.check_space(space, config.module)
   except (search_space.SearchSpaceError, builder.HypermodelError) as e:

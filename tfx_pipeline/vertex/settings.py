@@ -10,25 +10,40 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional, Tuple
 
+from modules.module_config import option
 from tfx_pipeline.vertex import machines
 
 # The modules are written for Keras 3, but some TFX images set
 # TF_USE_LEGACY_KERAS=1, which turns tf.keras (and so keras-tuner's view of
 # models built with it) into Keras 2.
 KERAS_ENV = (('TF_USE_LEGACY_KERAS', '0'),)
+# The default image: the Artifact Registry repository the README's build step pushes to.
+DEFAULT_IMAGE = '{region}-docker.pkg.dev/{project}/flower-tuner/flower-tuner:latest'
 
 
 @dataclasses.dataclass(frozen=True)
 class MachineSpec:
   """One Vertex AI machine: its type, and GPUs or a TPU (a Vertex `machine_spec`)."""
 
-  machine_type: str = 'n1-standard-8'
+  # Flags per role (--tuner-..., --trainer-...); {what} reads the role's machine.
+  machine_type: str = option(
+    'n1-standard-8',
+    "machine type of {what}; 'cloud-tpu' for TPU_V2/TPU_V3 (default: %(default)s)",
+  )
   # A Vertex AcceleratorType: GPUs (NVIDIA_TESLA_T4, NVIDIA_L4, ...) or a TPU
   # (TPU_V2, TPU_V3, TPU_V5_LITEPOD, ...); None for CPU only.
-  accelerator_type: Optional[str] = None
-  accelerator_count: int = 0
+  accelerator_type: Optional[str] = option(
+    None,
+    'accelerator of {what}: GPUs (NVIDIA_TESLA_T4, NVIDIA_L4, ...) or a TPU '
+    '(TPU_V3, TPU_V5_LITEPOD, ...) (default: none, CPU only)',
+  )
+  accelerator_count: int = option(
+    0, 'GPUs, or TPU cores (8 for a v3-8), of {what} (default: %(default)s)'
+  )
   # TPU slice shape for the types that take one, e.g. '2x2' (v5e); None for v2-8 / v3-8.
-  tpu_topology: Optional[str] = None
+  tpu_topology: Optional[str] = option(
+    None, "TPU slice shape of {what} for the TPU types that take one, e.g. '2x2' for v5e"
+  )
 
   def __post_init__(self):
     kind = self.accelerator_type
@@ -67,22 +82,49 @@ class MachineSpec:
 class VertexSettings:
   """Where the pipeline runs on Vertex AI and on which machines; `create_pipeline` reads it."""
 
-  project: str
-  region: str
-  # The image every step runs in (built from ./Dockerfile); None: image_for(project, region).
-  image: Optional[str] = None
-  # What the pipeline, its training jobs and Dataflow run as; None: the project's defaults.
-  service_account: Optional[str] = None
+  # Every field is a run_vertex.py flag (tfx_pipeline/options.py); project and
+  # region have no default, and run_vertex.py says so when they are missing.
+  project: str = option(None, 'Google Cloud project to run in (required)')
+  region: str = option(None, 'Vertex AI region, e.g. us-central1 (required)')
+  # None: image_for(project, region).
+  image: Optional[str] = option(
+    None,
+    'container image every step runs in, built from ./Dockerfile (default: '
+    + DEFAULT_IMAGE.format(region='REGION', project='PROJECT')
+    + ')',
+  )
+  # None: the project's defaults.
+  service_account: Optional[str] = option(
+    None, "service account the run, its training jobs and Dataflow use (default: the project's)"
+  )
   # The Tuner's job: a chief (keras-tuner oracle, plus trials) and num_parallel_trials - 1 workers.
-  num_parallel_trials: int = 3
-  tuner_machine: MachineSpec = MachineSpec()
-  trainer_machine: MachineSpec = MachineSpec()
+  num_parallel_trials: int = option(
+    3,
+    'tuning machines, each running trials: a chief (also the keras-tuner oracle) and N-1 '
+    'workers (default: %(default)s)',
+    metavar='N',
+  )
+  tuner_machine: MachineSpec = option(MachineSpec(), 'each tuning machine', prefix='tuner')
+  trainer_machine: MachineSpec = option(MachineSpec(), 'the Trainer', prefix='trainer')
   # Run the Beam steps (ExampleGen, StatisticsGen, Transform, Evaluator) on
   # Dataflow; False runs them inside their own pipeline step's container.
-  dataflow: bool = True
-  dataflow_machine_type: str = 'n1-standard-4'
-  dataflow_max_workers: int = 4
-  extra_beam_args: Tuple[str, ...] = ()
+  dataflow: bool = option(
+    True,
+    'run the Beam steps inside their pipeline step instead of on Dataflow',
+    flag='--no-dataflow',
+  )
+  dataflow_machine_type: str = option(
+    'n1-standard-4', 'Dataflow worker machine type (default: %(default)s)'
+  )
+  dataflow_max_workers: int = option(
+    4, 'most Dataflow workers per Beam step (default: %(default)s)'
+  )
+  extra_beam_args: Tuple[str, ...] = option(
+    (),
+    'extra Beam pipeline option, e.g. --beam-arg=--disk_size_gb=50 (repeatable)',
+    flag='--beam-arg',
+    metavar='ARG',
+  )
 
   def __post_init__(self):
     if not self.project or not self.region:
@@ -95,7 +137,7 @@ class VertexSettings:
   @staticmethod
   def image_for(project: str, region: str) -> str:
     """The default image: the Artifact Registry repository the README's build step pushes to."""
-    return f'{region}-docker.pkg.dev/{project}/flower-tuner/flower-tuner:latest'
+    return DEFAULT_IMAGE.format(region=region, project=project)
 
   @property
   def container_image(self) -> str:

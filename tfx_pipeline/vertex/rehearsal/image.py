@@ -11,21 +11,11 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import List
+
+from tfx_pipeline.vertex.image import copied_folders
 
 IMAGE_FOLDER = 'image'
 _NOT_COPIED = shutil.ignore_patterns('__pycache__', '*.pyc')
-
-
-def copied_folders(dockerfile: str) -> List[str]:
-  """The checkout's folders ./Dockerfile copies into the image (`COPY name/ ...`)."""
-  folders = []
-  with open(dockerfile) as f:
-    for line in f:
-      words = line.split()
-      if words[:1] == ['COPY'] and len(words) >= 3:
-        folders += [w.rstrip('/') for w in words[1:-1] if w.endswith('/')]
-  return folders
 
 
 def stage(checkout: str, rehearsal_root: str) -> str:
