@@ -240,23 +240,6 @@ def pipeline_job(
   )
 
 
-def describe(config: PipelineConfig, vertex: VertexSettings) -> List[str]:
-  """What a run will start, machine by machine."""
-  lines = [f'image: {vertex.container_image}']
-  if config.tune:
-    n = vertex.num_parallel_trials
-    lines.append(
-      f'tuner: {n} parallel trials: chief + {n - 1} workers, each {vertex.tuner_machine.describe()}'
-    )
-  lines.append(f'trainer: {vertex.trainer_machine.describe()}')
-  lines.append(
-    f'beam: Dataflow, up to {vertex.dataflow_max_workers} x {vertex.dataflow_machine_type} per step'
-    if vertex.dataflow
-    else 'beam: inside each pipeline step'
-  )
-  return lines
-
-
 def _quiet(verbose: bool) -> None:
   """Only warnings and errors, unless `verbose`. Call before TensorFlow is imported."""
   if verbose:
@@ -288,7 +271,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     def compile_for_rehearsal():
       checked = check_search(config)
       output = compile_pipeline(checked, vertex, args.output, args.split_by_hash)
-      return output, describe(checked, vertex)
+      return output, vertex.describe(checked.tune)
 
     return rehearse.main(config, vertex, args, compile_for_rehearsal)
   _quiet(args.verbose)
@@ -299,7 +282,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 2
   output = compile_pipeline(config, vertex, args.output, args.split_by_hash)
   print(f'compiled: {output}')
-  for line in describe(config, vertex):
+  for line in vertex.describe(config.tune):
     print(line)
   if not args.submit:
     print('submit it with the same flags and --submit instead of --compile-only')

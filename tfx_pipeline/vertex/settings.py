@@ -8,7 +8,7 @@ steps on Dataflow.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 from modules.module_config import option
 from tfx_pipeline.vertex import machines
@@ -142,6 +142,22 @@ class VertexSettings:
   @property
   def container_image(self) -> str:
     return self.image or self.image_for(self.project, self.region)
+
+  def describe(self, tune: bool = True) -> List[str]:
+    """What a run will start, machine by machine (the Tuner's only when it `tune`s)."""
+    lines = [f'image: {self.container_image}']
+    if tune:
+      n = self.num_parallel_trials
+      lines.append(
+        f'tuner: {n} parallel trials: chief + {n - 1} workers, each {self.tuner_machine.describe()}'
+      )
+    lines.append(f'trainer: {self.trainer_machine.describe()}')
+    lines.append(
+      f'beam: Dataflow, up to {self.dataflow_max_workers} x {self.dataflow_machine_type} per step'
+      if self.dataflow
+      else 'beam: inside each pipeline step'
+    )
+    return lines
 
   def _pool(self, machine: MachineSpec, replicas: int) -> dict:
     return {
