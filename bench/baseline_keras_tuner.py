@@ -35,7 +35,7 @@ def main(argv=None):
   size = args.image_size
   with common.Timer() as setup:
     # A SavedModel folder, or the pipeline's converted efficientnet-lite0.
-    backbone = Backbone(backbones.resolve(args.backbone))
+    backbone = Backbone(backbones.saved_model_dir(args.backbone))
     num_classes = 5
 
   def build_model(hp):  # The space comes declared (common.search): the pipeline's own.

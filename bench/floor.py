@@ -25,7 +25,7 @@ def main(argv=None):
   from modules.training import training_data
 
   keras.utils.set_random_seed(args.seed)
-  extractor = tf.saved_model.load(backbone.resolve(args.backbone))
+  extractor = tf.saved_model.load(backbone.saved_model_dir(args.backbone))
   call = tf.function(extractor.serve)
   arrays = {}
   with common.Timer() as backbone_pass:

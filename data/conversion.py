@@ -201,6 +201,41 @@ def _check_paths(data_root, out, beam_args):
       )
 
 
+def _plan(data_root, out, ratios, overwrite, beam_args):
+  """(the photos and their splits, the shards of an earlier conversion in `out`).
+
+  Raises ConvertError, before anything is written, for unusable input.
+  """
+  import tensorflow as tf
+
+  check_ratios(ratios)
+  _check_paths(data_root, out, beam_args)
+  existing = tf.io.gfile.glob(os.path.join(out, records.shard_prefix('*') + '.tfrecord-*'))
+  if existing and not overwrite:
+    raise ConvertError(
+      f'--out {out} already holds {len(existing)} converted shards: '
+      'pass --overwrite to replace them, or choose another --out.'
+    )
+  try:
+    return photos.find_photos(data_root, ratios), existing
+  except ValueError as e:
+    raise ConvertError(str(e)) from e
+
+
+def _write_shards(plan, out, shards, beam_args) -> list:
+  """Runs the Beam conversion; returns the files it skipped, as (path, reason)."""
+  import tensorflow as tf
+
+  tmp_dir = os.path.join(out, '.convert-tmp')
+  options = beam.options.pipeline_options.PipelineOptions(list(beam_args))
+  with beam.Pipeline(options=options) as p:
+    build_pipeline(p, plan, out, shards, tmp_dir)
+  with tf.io.gfile.GFile(os.path.join(tmp_dir, _SKIPPED)) as f:
+    skipped = [tuple(json.loads(line)) for line in f if line.strip()]
+  tf.io.gfile.rmtree(tmp_dir)
+  return skipped
+
+
 def convert(
   data_root,
   out,
@@ -218,37 +253,18 @@ def convert(
   import tensorflow as tf
 
   ratios = dict(photos.DEFAULT_RATIOS if ratios is None else ratios)
-  check_ratios(ratios)
-  _check_paths(data_root, out, beam_args)
-  existing = tf.io.gfile.glob(os.path.join(out, records.shard_prefix('*') + '.tfrecord-*'))
-  if existing and not overwrite:
-    raise ConvertError(
-      f'--out {out} already holds {len(existing)} converted shards: '
-      'pass --overwrite to replace them, or choose another --out.'
-    )
-  try:
-    plan = photos.find_photos(data_root, ratios)
-  except ValueError as e:
-    raise ConvertError(str(e)) from e
+  plan, existing = _plan(data_root, out, ratios, overwrite, beam_args)
   shards = shard_counts(plan, images_per_shard)
   echo(
     f'found {len(plan.photos)} files in {len(plan.class_names)} classes under {data_root}; '
     + ', '.join(f'{s}: {sum(p.split == s for p in plan.photos)}' for s in records.SPLITS)
   )
-
   tf.io.gfile.makedirs(out)
   for path in existing:  # Stale shards would be read alongside the new ones.
     tf.io.gfile.remove(path)
-  tmp_dir = os.path.join(out, '.convert-tmp')
   start = time.monotonic()
-  options = beam.options.pipeline_options.PipelineOptions(list(beam_args))
-  with beam.Pipeline(options=options) as p:
-    build_pipeline(p, plan, out, shards, tmp_dir)
+  skipped = _write_shards(plan, out, shards, beam_args)
   seconds = time.monotonic() - start
-
-  with tf.io.gfile.GFile(os.path.join(tmp_dir, _SKIPPED)) as f:
-    skipped = [tuple(json.loads(line)) for line in f if line.strip()]
-  tf.io.gfile.rmtree(tmp_dir)
   counts = summarize(plan, skipped)
   write_metadata(out, plan, counts, skipped, ratios, shards, data_root)
   for line in format_summary(plan, counts, skipped):

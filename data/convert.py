@@ -23,6 +23,21 @@ import warnings
 from data import download, photos
 
 
+def _download_flags(p: argparse.ArgumentParser) -> None:
+  """Where --download keeps the archive, and which archive it fetches."""
+  p.add_argument(
+    '--download-dir',
+    default=None,
+    help='where --download keeps flower_photos.tgz and flower_photos/ '
+    '(default: the folder that holds --out)',
+  )
+  p.add_argument(
+    '--download-url',
+    default=download.FLOWER_PHOTOS_URL,
+    help='archive --download fetches (default: %(default)s)',
+  )
+
+
 def parse_args(argv=None):
   """(converter options, Beam pipeline options); unknown flags go to Beam."""
   p = argparse.ArgumentParser(
@@ -57,17 +72,7 @@ def parse_args(argv=None):
   p.add_argument(
     '--overwrite', action='store_true', help='replace the shards of an earlier conversion in --out'
   )
-  p.add_argument(
-    '--download-dir',
-    default=None,
-    help='where --download keeps flower_photos.tgz and flower_photos/ '
-    '(default: the folder that holds --out)',
-  )
-  p.add_argument(
-    '--download-url',
-    default=download.FLOWER_PHOTOS_URL,
-    help='archive --download fetches (default: %(default)s)',
-  )
+  _download_flags(p)
   p.add_argument(
     '--runner',
     default='DirectRunner',

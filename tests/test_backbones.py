@@ -24,7 +24,7 @@ def test_default_backbone_is_the_pretrained_one():
 
 def test_converted_backbone_is_cached_by_weights_hash(monkeypatch, tmp_path):
   monkeypatch.setenv(backbone.CACHE_ENV, str(tmp_path))
-  folder = backbone.resolve('efficientnet-lite0')
+  folder = backbone.saved_model_dir('efficientnet-lite0')
   assert os.path.dirname(folder) == str(tmp_path)
   assert os.path.basename(folder).startswith('efficientnet-lite0-')
   assert os.path.exists(os.path.join(folder, 'saved_model.pb'))

@@ -10,12 +10,12 @@ from tfx_pipeline.local import beam
 
 
 def test_auto_takes_processes_only_for_large_data():
-  assert beam.resolve('auto', 100, cores=2) == 'threads'
-  assert beam.resolve('auto', beam.PROCESSES_FROM_RECORDS, cores=2) == 'processes'
-  assert beam.resolve('auto', 10**6, cores=1) == 'one'
-  assert beam.resolve('one', 10**6) == 'one'
+  assert beam.workers_mode('auto', 100, cores=2) == 'threads'
+  assert beam.workers_mode('auto', beam.PROCESSES_FROM_RECORDS, cores=2) == 'processes'
+  assert beam.workers_mode('auto', 10**6, cores=1) == 'one'
+  assert beam.workers_mode('one', 10**6) == 'one'
   with pytest.raises(ValueError, match='--beam-workers many'):
-    beam.resolve('many', 1)
+    beam.workers_mode('many', 1)
 
 
 def test_tfx_does_not_package_itself_for_the_direct_runner():
@@ -74,7 +74,7 @@ def _run_upstream(data_root, pipeline_root, transform_mode):
   config = PipelineConfig(
     data_root=data_root, pipeline_root=pipeline_root, module=ModuleConfig(image_size=32)
   )
-  example_gen = pipeline._example_gen(data_root, data_layout.resolve(data_root))
+  example_gen = pipeline._example_gen(data_root, data_layout.find_splits(data_root))
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
   schema_gen = pipeline._schema_gen(statistics_gen)
   transform = pipeline._transform(example_gen, schema_gen, config)

@@ -183,7 +183,7 @@ def test_splits_follow_the_path_hash_and_shards_read_as_train_and_eval(converted
       assert photos.split_of(f['image/filename'].bytes_list.value[0].decode(), ratios) == split
   assert not (out / records.shard_name('train', 3, 9)).exists()  # the stale shard is gone
   assert not (out / '.convert-tmp').exists()
-  layout = data_layout.resolve(str(out))
+  layout = data_layout.find_splits(str(out))
   assert {s.name for s in layout.input_config.splits} == {'train', 'eval'}
 
 

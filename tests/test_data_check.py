@@ -57,7 +57,7 @@ def run_check(data_root, pipeline_root, policy='fail'):
   lines = []
   checked = data_check.check(
     data_root,
-    data_layout.resolve(data_root),
+    data_layout.find_splits(data_root),
     str(pipeline_root),
     bad_images=policy,
     echo=lines.append,
@@ -125,7 +125,7 @@ def test_skip_drops_and_counts_bad_images_and_the_pipeline_reads_a_clean_copy(tm
     'train': [f'{CLASSES[i % 3]}/train_{i}.jpg' for i in range(4)],
     'validation': [f'{CLASSES[i % 3]}/validation_{i}.jpg' for i in range(3)],
   }
-  layout = data_layout.resolve(folder)
+  layout = data_layout.find_splits(folder)
   assert sorted(layout.split_files) == ['eval', 'train']
   # The original is untouched, and a rerun reuses the copy as it is (TFX's cache sees the same
   # files).

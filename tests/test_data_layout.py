@@ -18,7 +18,7 @@ def test_published_layout_gives_train_and_validation_as_train_and_eval(tmp_path)
     'image_classification_builder-validation.tfrecord-00000-of-00001',
     'image_classification_builder-test.tfrecord-00000-of-00001',
   )
-  layout = data_layout.resolve(str(tmp_path))
+  layout = data_layout.find_splits(str(tmp_path))
   splits = {s.name: s.pattern for s in layout.input_config.splits}
   assert splits == {
     'train': 'image_classification_builder-train.tfrecord-*',
@@ -29,7 +29,7 @@ def test_published_layout_gives_train_and_validation_as_train_and_eval(tmp_path)
 
 def test_other_tfrecords_are_hash_split_80_20(tmp_path):
   _touch(tmp_path, 'image_classification_builder-test.tfrecord-00000-of-00001', 'README.md')
-  layout = data_layout.resolve(str(tmp_path))
+  layout = data_layout.find_splits(str(tmp_path))
   (split,) = layout.input_config.splits
   assert split.pattern == 'image_classification_builder-*.tfrecord-*'
   buckets = {s.name: s.hash_buckets for s in layout.output_config.split_config.splits}
@@ -38,13 +38,13 @@ def test_other_tfrecords_are_hash_split_80_20(tmp_path):
 
 def test_missing_folder_is_one_clear_error(tmp_path):
   with pytest.raises(data_layout.DataLayoutError, match='--data-root .*missing is not a folder'):
-    data_layout.resolve(str(tmp_path / 'missing'))
+    data_layout.find_splits(str(tmp_path / 'missing'))
 
 
 def test_folder_without_tfrecords_is_one_clear_error(tmp_path):
   _touch(tmp_path, 'photo.jpg')
   with pytest.raises(data_layout.DataLayoutError, match='holds no TFRecord files'):
-    data_layout.resolve(str(tmp_path))
+    data_layout.find_splits(str(tmp_path))
 
 
 def _tfrecord(path, *payloads):
@@ -59,7 +59,7 @@ def test_empty_folder_is_one_clear_error(tmp_path):
   with pytest.raises(
     data_layout.DataLayoutError, match='is empty: put flower TFRecords there, or convert photos'
   ):
-    data_layout.resolve(str(tmp_path))
+    data_layout.find_splits(str(tmp_path))
 
 
 def test_folder_of_photo_folders_points_to_the_converter(tmp_path):
@@ -68,7 +68,7 @@ def test_folder_of_photo_folders_points_to_the_converter(tmp_path):
   with pytest.raises(
     data_layout.DataLayoutError, match='has sub-folders: .*python -m data.convert --data-root'
   ):
-    data_layout.resolve(str(tmp_path))
+    data_layout.find_splits(str(tmp_path))
 
 
 @pytest.mark.parametrize('present,missing', [('train', 'validation'), ('validation', 'train')])
@@ -83,7 +83,7 @@ def test_published_split_without_its_partner_is_one_clear_error(tmp_path, presen
     match=f'has {present} shards but no {missing} shards '
     f'\\(image_classification_builder-{missing}.tfrecord-\\*\\)',
   ):
-    data_layout.resolve(str(tmp_path))
+    data_layout.find_splits(str(tmp_path))
 
 
 @pytest.mark.parametrize('content', [b'\xff\xd8\xff\xe0 a JPEG photo', b'abc'])
@@ -93,14 +93,14 @@ def test_non_tfrecord_file_among_the_shards_is_named(tmp_path, content):
   bad.write_bytes(content)
   _tfrecord(tmp_path / 'image_classification_builder-validation.tfrecord-00000-of-00001', b'y')
   with pytest.raises(data_layout.DataLayoutError, match=f'^{bad} is not a TFRecord file'):
-    data_layout.resolve(str(tmp_path))
+    data_layout.find_splits(str(tmp_path))
 
 
 def test_layout_lists_the_files_of_each_split(tmp_path):
   _tfrecord(tmp_path / 'image_classification_builder-train.tfrecord-00000-of-00001', b'x')
   _tfrecord(tmp_path / 'image_classification_builder-validation.tfrecord-00000-of-00001', b'y')
   (tmp_path / 'labels.txt').write_text('roses\n')  # Not a shard: not read.
-  layout = data_layout.resolve(str(tmp_path))
+  layout = data_layout.find_splits(str(tmp_path))
   assert layout.split_files == {
     'train': (str(tmp_path / 'image_classification_builder-train.tfrecord-00000-of-00001'),),
     'eval': (str(tmp_path / 'image_classification_builder-validation.tfrecord-00000-of-00001'),),
@@ -108,4 +108,5 @@ def test_layout_lists_the_files_of_each_split(tmp_path):
   other = tmp_path / 'other'
   other.mkdir()
   _tfrecord(other / 'photos.tfrecord', b'z')
-  assert data_layout.resolve(str(other)).split_files == {'all': (str(other / 'photos.tfrecord'),)}
+  found = data_layout.find_splits(str(other)).split_files
+  assert found == {'all': (str(other / 'photos.tfrecord'),)}

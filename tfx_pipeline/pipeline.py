@@ -45,7 +45,7 @@ def create_pipeline(
   the splits of a `data_root` already resolved, or that cannot be listed here
   (gs://); `metadata_connection_config` is the ML Metadata store of local runs.
   """
-  layout = layout or data_layout.resolve(config.data_root)
+  layout = layout or data_layout.find_splits(config.data_root)
   user_code = _UserCode(config)
   example_gen = _example_gen(config.data_root, layout)
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])

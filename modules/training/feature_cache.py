@@ -83,7 +83,7 @@ def _tree(root: str):
 def backbone_fingerprint(handle: str) -> str:
   """Content hash of the backbone's SavedModel files (TF-Hub handles resolve to a local copy)."""
   key = ContentKey()
-  _hash_files(key, _tree(backbone.resolve(handle)))
+  _hash_files(key, _tree(backbone.saved_model_dir(handle)))
   return key.hex()
 
 
@@ -167,6 +167,24 @@ def _read(path: str) -> Tuple[np.ndarray, np.ndarray]:
     return arrays['features'], arrays['labels']
 
 
+def _compute_split(call, fn_args, config, tf_transform_output, files, augment):
+  """Runs the backbone over a split, once, or once per augmented copy; (features, labels)."""
+  parts = []
+  for copy in range(config.augment_copies if augment else 1):
+    dataset = input_fn(
+      files,
+      fn_args.data_accessor,
+      tf_transform_output,
+      config.batch_size,
+      image_size=config.image_size,
+      shuffle=False,
+    )
+    if augment:
+      dataset = augment.apply(dataset, seed=config.seed + copy)
+    parts.append(compute(call, dataset))
+  return np.concatenate([f for f, _ in parts]), np.concatenate([labels for _, labels in parts])
+
+
 def features_for(
   fn_args,
   config: ModuleConfig,
@@ -195,21 +213,7 @@ def features_for(
     return features, labels
   start = time.monotonic()
   call = _extractor(config.backbone, description['backbone_files'])
-  parts = []
-  for copy in range(config.augment_copies if augment else 1):
-    dataset = input_fn(
-      files,
-      fn_args.data_accessor,
-      tf_transform_output,
-      config.batch_size,
-      image_size=config.image_size,
-      shuffle=False,
-    )
-    if augment:
-      dataset = augment.apply(dataset, seed=config.seed + copy)
-    parts.append(compute(call, dataset))
-  features = np.concatenate([f for f, _ in parts])
-  labels = np.concatenate([labels for _, labels in parts])
+  features, labels = _compute_split(call, fn_args, config, tf_transform_output, files, augment)
   tf.io.gfile.makedirs(folder)
   _write(path, features, labels)
   with tf.io.gfile.GFile(path[: -len('.npz')] + '.json', 'w') as f:

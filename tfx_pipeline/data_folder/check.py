@@ -1,7 +1,7 @@
 """Reads every record of the data folder before any component runs: images and labels.
 
 The local runner (`tfx_pipeline.local.runner.run`) calls `check` after
-`data_layout.resolve`. A Beam job decodes each image with the pipeline's own
+`data_layout.find_splits`. A Beam job decodes each image with the pipeline's own
 decoder (`modules.preprocessing.decode_and_resize`) and reads each label, so bad
 data ends the run with one line naming the split, file and record, instead of
 a Beam traceback inside Transform or a model trained on wrong labels.
@@ -27,15 +27,15 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Callable, Dict, List, NamedTuple, Optional
+from typing import Callable, Dict, List, NamedTuple
 
 import apache_beam as beam
 import tensorflow as tf
 
-from data.records import LABELS_FILE  # Written beside the shards by data/convert.py.
 from modules import features
 from modules.runtime import content_key
 from tfx_pipeline.config import BAD_IMAGE_POLICIES
+from tfx_pipeline.data_folder import labels
 from tfx_pipeline.data_folder import layout as data_layout
 
 FOLDER = 'data_check'
@@ -161,17 +161,9 @@ def fingerprint(layout: data_layout.DataLayout, data_root: str) -> str:
     for path in paths:
       stat = os.stat(path)
       files.append([split, path, stat.st_size, stat.st_mtime_ns])
-  labels = _read_labels(data_root)
-  key = json.dumps([_VERSION, os.path.abspath(data_root), files, labels])
+  names = labels.read_labels_file(data_root)
+  key = json.dumps([_VERSION, os.path.abspath(data_root), files, names])
   return content_key.of(key)
-
-
-def _read_labels(data_root: str) -> Optional[List[str]]:
-  path = os.path.join(data_root, LABELS_FILE)
-  if not os.path.isfile(path):
-    return None
-  with open(path) as f:
-    return [line.strip() for line in f if line.strip()]
 
 
 def scan(layout: data_layout.DataLayout, out_file: str, beam_args=()) -> List[dict]:
@@ -191,66 +183,6 @@ def scan(layout: data_layout.DataLayout, out_file: str, beam_args=()) -> List[di
       )
   with open(out_file) as f:
     return sorted((json.loads(line) for line in f), key=lambda s: (s['split'], s['file']))
-
-
-def _where(summary: dict, record: dict) -> str:
-  name = f' ({record["name"]})' if record.get('name') else ''
-  return (
-    f'split {summary["split"]}, {os.path.basename(summary["file"])} record {record["index"]}{name}'
-  )
-
-
-def label_errors(summaries: List[dict], labels_file: Optional[List[str]]) -> List[str]:
-  """One message per label problem in the scanned files, most telling first."""
-  errors = []
-  for s in summaries:
-    if s['corrupt_at'] is not None:
-      errors.append(
-        f'{s["file"]} is corrupt from record {s["corrupt_at"]} on (split '
-        f'{s["split"]}): replace the file, or convert the photos again.'
-      )
-  for s in summaries:
-    for r in s['unlabelled']:
-      errors.append(
-        f'{_where(s, r)} has no {r["missing"]}: every record needs a label id '
-        'and its class name; fix the record or remove it.'
-      )
-  names: Dict[int, Dict[str, tuple]] = {}  # label -> class name -> (summary, example record)
-  for s in summaries:
-    for label, texts in s['labels'].items():
-      for text, entry in texts.items():
-        names.setdefault(int(label), {}).setdefault(text, (s, entry['examples'][0]))
-  source = f'the {len(labels_file)} lines of {LABELS_FILE}' if labels_file else None
-  num_classes = (
-    len(labels_file) if labels_file else len({text for texts in names.values() for text in texts})
-  )
-  source = source or f'the {num_classes} class names in the data'
-  for label, texts in sorted(names.items()):
-    s, r = next(iter(texts.values()))
-    if not 0 <= label < num_classes:
-      errors.append(
-        f'{_where(s, r)} has label {label}, outside 0..{num_classes - 1} '
-        f'({source}): fix the label, or convert the photos again.'
-      )
-    elif len(texts) > 1:
-      errors.append(
-        f'label {label} has several class names ({", ".join(sorted(texts))}), '
-        f'e.g. {_where(s, r)}: fix image/class/text.'
-      )
-    elif labels_file and next(iter(texts)) != labels_file[label]:
-      errors.append(
-        f'{_where(s, r)} names label {label} {next(iter(texts))!r}, but '
-        f'{LABELS_FILE} says {labels_file[label]!r}: convert the photos again.'
-      )
-  trained = {int(label) for s in summaries if s['split'] == 'train' for label in s['labels']}
-  if any(s['split'] == 'train' for s in summaries):
-    for label in sorted(set(range(num_classes)) - trained):
-      name = f' ({labels_file[label]})' if labels_file else ''
-      errors.append(
-        f'split train has no records of label {label}{name}, one of 0..'
-        f'{num_classes - 1} ({source}): the model could not learn it; add its photos.'
-      )
-  return errors
 
 
 def check(
@@ -273,7 +205,7 @@ def check(
   scanned = os.path.join(work, 'scan.jsonl')
   cached = os.path.isfile(scanned)
   summaries = scan(layout, scanned, beam_args)
-  errors = label_errors(summaries, _read_labels(data_root))
+  errors = labels.label_errors(summaries, labels.read_labels_file(data_root))
   if errors:
     more = f' ({len(errors) - 1} more problems, all in {scanned})' if len(errors) > 1 else ''
     raise DataCheckError(errors[0] + more)
@@ -287,7 +219,7 @@ def check(
   if bad and bad_images == 'fail':
     s, r = bad[0]
     raise DataCheckError(
-      f'{_where(s, r)}: {r["problem"]}; {len(bad)} bad records in all '
+      f'{labels.where(s, r)}: {r["problem"]}; {len(bad)} bad records in all '
       f'(listed in {scanned}): fix or remove them, or rerun with '
       '--bad-images skip to drop and count them.'
     )
@@ -299,18 +231,23 @@ def check(
       )
   if not bad:
     return Checked(data_root, records)
-  by_split = {}
-  for s, r in bad:
+  _say_skipped(bad, scanned, echo)
+  return Checked(_cleaned_copy(summaries, work, beam_args, echo), records - len(bad))
+
+
+def _say_skipped(bad: List[tuple], scanned: str, echo: Callable[[str], None]) -> None:
+  """The records `--bad-images skip` drops: counted by split, the first few named."""
+  by_split: Dict[str, int] = {}
+  for s, _ in bad:
     by_split[s['split']] = by_split.get(s['split'], 0) + 1
   echo(
     f'data check: skipping {len(bad)} records with bad images (--bad-images skip): '
     + ', '.join(f'{split} {n}' for split, n in sorted(by_split.items()))
   )
   for s, r in bad[:_LISTED]:
-    echo(f'  skipped {_where(s, r)}: {r["problem"]}')
+    echo(f'  skipped {labels.where(s, r)}: {r["problem"]}')
   if len(bad) > _LISTED:
     echo(f'  ... and {len(bad) - _LISTED} more, all in {scanned}')
-  return Checked(_cleaned_copy(summaries, work, beam_args, echo), records - len(bad))
 
 
 def _cleaned_copy(summaries: List[dict], work: str, beam_args, echo) -> str:

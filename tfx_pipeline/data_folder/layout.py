@@ -44,19 +44,9 @@ def _published(split: str) -> str:
   return PUBLISHED_PATTERN.format(split=split)
 
 
-def resolve(data_root: str) -> DataLayout:
+def find_splits(data_root: str) -> DataLayout:
   """Returns the split configuration for `data_root`, or raises DataLayoutError."""
-  if not os.path.isdir(data_root):
-    raise DataLayoutError(
-      f'--data-root {data_root} is not a folder: point it at a folder '
-      'of flower TFRecords (see data/README.md).'
-    )
-  names = sorted(os.listdir(data_root))
-  if not names:
-    raise DataLayoutError(
-      f'--data-root {data_root} is empty: put flower TFRecords there, or '
-      'convert photos with python -m data.convert (see data/README.md).'
-    )
+  names = _listed(data_root)
   train = fnmatch.filter(names, _published('train'))
   validation = fnmatch.filter(names, _published('validation'))
   if bool(train) != bool(validation):
@@ -74,6 +64,27 @@ def resolve(data_root: str) -> DataLayout:
       split_files={'train': _paths(data_root, train), 'eval': _paths(data_root, validation)},
     )
 
+  return _hash_split(data_root, names)
+
+
+def _listed(data_root: str) -> List[str]:
+  """The names in `data_root`; raises DataLayoutError where it is no folder, or empty."""
+  if not os.path.isdir(data_root):
+    raise DataLayoutError(
+      f'--data-root {data_root} is not a folder: point it at a folder '
+      'of flower TFRecords (see data/README.md).'
+    )
+  names = sorted(os.listdir(data_root))
+  if not names:
+    raise DataLayoutError(
+      f'--data-root {data_root} is empty: put flower TFRecords there, or '
+      'convert photos with python -m data.convert (see data/README.md).'
+    )
+  return names
+
+
+def _hash_split(data_root: str, names: List[str]) -> DataLayout:
+  """A folder without published shards: its TFRecord files, split by hash."""
   pattern, files = _tfrecord_files(names)
   if not files:
     if any(os.path.isdir(os.path.join(data_root, n)) for n in names):

@@ -50,7 +50,7 @@ ONE_WORKER = ('--direct_running_mode=in_memory', '--direct_num_workers=1')
 ONE_WORKER_STEPS = ('Evaluator',)
 
 
-def resolve(workers: str, records: int, cores: int | None = None) -> str:
+def workers_mode(workers: str, records: int, cores: int | None = None) -> str:
   """The mode `workers` means for data of `records` records: one, threads or processes."""
   if workers not in WORKERS:
     raise ValueError(f'--beam-workers {workers}: choose one of {", ".join(WORKERS)}.')
@@ -62,7 +62,7 @@ def resolve(workers: str, records: int, cores: int | None = None) -> str:
 
 
 def pipeline_args(mode: str) -> Tuple[str, ...]:
-  """The Beam options for a mode `resolve` returned."""
+  """The Beam options for a mode `workers_mode` returned."""
   workers = {
     'one': ONE_WORKER,
     'threads': ('--direct_running_mode=multi_threading', '--direct_num_workers=0'),
@@ -79,7 +79,7 @@ def keep_on_one_worker(pipeline) -> None:
 
 
 def prepare(mode: str, project_root: str) -> Tuple[str, ...]:
-  """The Beam options for a mode `resolve` returned, with the environment its workers need.
+  """The Beam options for a mode `workers_mode` returned, with the environment its workers need.
 
   Threads and processes talk to the runner over gRPC on the loopback interface,
   and gRPC sends even that through an HTTP proxy set in the environment

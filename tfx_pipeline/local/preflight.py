@@ -28,7 +28,7 @@ def check(config: PipelineConfig) -> Checked:
   from tfx_pipeline.data_folder import layout as data_layout
 
   check_paths(config)
-  layout = data_layout.resolve(config.data_root)
+  layout = data_layout.find_splits(config.data_root)
   return Checked(layout=layout, search_line=check_search(config.module))
 
 

@@ -118,14 +118,14 @@ def _settle_inputs(config: PipelineConfig, layout, echo):
     layout,
     config.pipeline_root,
     config.bad_images,
-    config.beam_pipeline_args or _beam_args(beam.resolve(config.beam_workers, 0)),
+    config.beam_pipeline_args or _beam_args(beam.workers_mode(config.beam_workers, 0)),
     echo,
   )
   # A cleaned copy: its layout is resolved afresh when the pipeline is built.
   layout = layout if checked.data_root == config.data_root else None
   beam_args = config.beam_pipeline_args
   if not beam_args:
-    mode = beam.resolve(config.beam_workers, checked.records)
+    mode = beam.workers_mode(config.beam_workers, checked.records)
     echo(f'beam: {_BEAM_LINES[mode]}')
     beam_args = _beam_args(mode)
   # The Trainer reads the only file in the artifact's folder: import a copy that is alone.

@@ -184,7 +184,7 @@ def check_search(config: PipelineConfig, dockerfile: Optional[str] = None) -> Pi
 def data_layout_for(data_root: str, split_by_hash: bool):
   """The splits of a gs:// data folder, declared rather than listed (compiling is offline).
 
-  The same two layouts `data_layout.resolve` finds in a local folder.
+  The same two layouts `data_layout.find_splits` finds in a local folder.
   """
   from tfx_pipeline.data_folder import layout as data_layout
 
