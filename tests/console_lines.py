@@ -11,6 +11,8 @@ import re
 from typing import List, Optional
 
 _PATH = r'\S+'
+# An accuracy with its count and 95% interval: `0.780 (39/50, 95% CI 0.65-0.87)`.
+_COUNTED = r'\d\.\d{3} \(\d+/\d+, 95% CI \d\.\d{2}-\d\.\d{2}\)'
 SHAPES = {
   'log': rf'log: {_PATH}\.log',
   'search space': r'search space: .+',
@@ -35,8 +37,12 @@ SHAPES = {
   'best hyperparameters': r'best hyperparameters: \{.+\}',
   'hyperparameters file': rf'  \({_PATH}/best_hyperparameters\.txt\)',
   'no tuning': r'hyperparameters: search space defaults \(no tuning\)',
-  'eval accuracy': r'eval accuracy: \d\.\d{3}',
-  'class accuracy': r'  [^ ].*: (\d\.\d{3}|-) \(\d+ photos?\)',
+  'eval accuracy': rf'eval accuracy: {_COUNTED}',
+  'class accuracy': rf'  [^ ].*: ({_COUNTED}|-)',
+  'optimism': (
+    r'  measured on the eval split the search picked its best trial by'
+    r'( \(best trial: \d\.\d{3}\))?: optimistic for new photos'
+  ),
   'pushed model': rf'pushed model: {_PATH}',
   'not pushed': rf'model not pushed: .+; TFMA results in {_PATH}',
   'confusion matrix': rf'confusion matrix: {_PATH}\.png',

@@ -31,7 +31,7 @@ def _served(root) -> List[str]:
 
 
 def _accuracy(done: Done) -> float:
-  return float(done.line('eval accuracy: ').split()[-1])
+  return float(done.line('eval accuracy: ').split()[2])
 
 
 def _flags(tiny_data, root, **module):
@@ -100,8 +100,26 @@ def test_the_default_run_shows_only_progress_and_the_summary(default_run):
   assert kinds.count('component done') == kinds.count('component starts') == 10
   assert kinds.count('trial') == 5  # Hyperband, --max-epochs 2 --factor 2.
   assert lines[0].startswith('log: ') and kinds[1:3] == ['search space', 'data']
-  assert re.fullmatch(r'eval accuracy: \d\.\d{3}', default_run.line('eval accuracy: '))
   assert kinds.count('class accuracy') == 5 and kinds.count('pushed model') == 1
+  assert kinds.count('optimism') == 1
+
+
+def test_every_accuracy_has_its_count_and_interval(default_run):
+  """Overall and per class: k/n is the accuracy, the counts add up, the interval holds it."""
+  counted = re.compile(r'(\d\.\d{3}) \((\d+)/(\d+), 95% CI (\d\.\d{2})-(\d\.\d{2})\)')
+  overall = counted.search(default_run.line('eval accuracy: ')).groups()
+  classes = [
+    counted.search(line).groups()
+    for line in default_run.lines
+    if shape(line) == 'class accuracy' and '/' in line
+  ]
+  for accuracy, correct, n, low, high in [overall] + classes:
+    assert abs(float(accuracy) - int(correct) / int(n)) < 1e-3
+    assert float(low) <= float(accuracy) <= float(high)
+  assert int(overall[2]) == sum(int(n) for *_, n, _, _ in classes) == 10  # 2 eval photos a class.
+  assert int(overall[1]) == sum(int(c) for _, c, *_ in classes)
+  best = re.search(r'best trial: (\d\.\d{3})', default_run.line('  measured on the eval split'))
+  assert best, 'the search ran, so its best score is shown beside the eval accuracy'
 
 
 def test_the_log_keeps_everything_else(default_run):

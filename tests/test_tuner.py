@@ -51,9 +51,38 @@ def test_search_runs_and_finds_best_hyperparameters(fn_args_for):
   assert best.values == max(trials, key=lambda t: t.score).hyperparameters.values
 
 
-@pytest.mark.parametrize('max_epochs,factor', [(3, 2), (4, 3), (9, 3)])
-def test_hyperband_schedule_matches_what_keras_tuner_runs(max_epochs, factor, tmp_path):
-  """Runs real Hyperband searches on a toy model and counts trials and epochs."""
+def _oracle_schedule(max_epochs, factor, directory):
+  """(trials, epochs) keras-tuner's HyperbandOracle hands out, trial by trial, with random scores.
+
+  What a Hyperband tuner trains is what its oracle asks for: each trial fits
+  from `tuner/initial_epoch` to `tuner/epochs`.
+  """
+  hp = keras_tuner.HyperParameters()
+  hp.Int('units', 1, 64)
+  oracle = keras_tuner.oracles.HyperbandOracle(
+    objective=keras_tuner.Objective('val_accuracy', 'max'),
+    max_epochs=max_epochs,
+    factor=factor,
+    seed=1,
+    hyperparameters=hp,
+  )
+  oracle._set_project_dir(str(directory), 'schedule')  # pylint: disable=protected-access
+  rng = np.random.default_rng(0)
+  trials = epochs = 0
+  while True:
+    trial = oracle.create_trial('tuner0')
+    if trial.status == 'STOPPED':
+      return trials, epochs
+    values = trial.hyperparameters.values
+    trials += 1
+    epochs += values['tuner/epochs'] - values.get('tuner/initial_epoch', 0)
+    oracle.update_trial(trial.trial_id, {'val_accuracy': float(rng.random())})
+    trial.status = 'COMPLETED'
+    oracle.end_trial(trial)
+
+
+def test_hyperband_schedule_matches_what_keras_tuner_runs(tmp_path):
+  """A real Hyperband search on a toy model: the trials and epochs it runs, counted."""
   epochs_run = []
 
   class CountEpochs(keras.callbacks.Callback):
@@ -65,15 +94,22 @@ def test_hyperband_schedule_matches_what_keras_tuner_runs(max_epochs, factor, tm
   search = keras_tuner.Hyperband(
     toy_hypermodel,
     objective='val_accuracy',
-    max_epochs=max_epochs,
-    factor=factor,
+    max_epochs=3,
+    factor=2,
     seed=1,
     directory=str(tmp_path),
   )
   search.search(x, y, validation_data=(x, y), verbose=0, callbacks=[CountEpochs()])
-  trials, epochs = tuner_module.hyperband_schedule(max_epochs, factor)
-  assert len(search.oracle.trials) == trials
-  assert len(epochs_run) == epochs
+  expected = tuner_module.hyperband_schedule(3, 2)
+  assert (len(search.oracle.trials), len(epochs_run)) == expected
+  assert _oracle_schedule(3, 2, tmp_path / 'oracle') == expected  # The oracle alone says the same.
+
+
+@pytest.mark.parametrize('max_epochs,factor', [(2, 2), (4, 3), (9, 3), (27, 3)])
+def test_hyperband_schedule_matches_what_the_oracle_hands_out(max_epochs, factor, tmp_path):
+  assert _oracle_schedule(max_epochs, factor, tmp_path) == tuner_module.hyperband_schedule(
+    max_epochs, factor
+  )
 
 
 def test_counts_for_the_other_tuners():

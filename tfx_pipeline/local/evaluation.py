@@ -11,6 +11,7 @@ With a baseline (the latest blessed model) TFMA keeps results for two models,
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from typing import List, Optional, Sequence, Tuple
 
@@ -27,6 +28,7 @@ CONFUSION_MATRIX_FILE = 'confusion_matrix.png'
 class Evaluation:
   uri: str
   accuracy: Optional[float]
+  examples: int  # Of the evaluated split, overall.
   # (class name, accuracy, examples), by class name.
   per_class: List[Tuple[str, float, int]]
   baseline_accuracy: Optional[float]  # None on a first run: no blessed model yet.
@@ -43,11 +45,12 @@ def read(uri: str, max_accuracy_drop: float = 0.0) -> Evaluation:
 
   two_models = os.path.exists(uri) and _has_baseline(uri)
   candidate = tfma.load_eval_result(uri, model_name=CANDIDATE if two_models else None)
-  overall, per_class = None, []
+  overall, examples, per_class = None, 0, []
   for slice_key, metrics in candidate.slicing_metrics:
     values = _metrics(metrics)
     if not slice_key:
       overall = values.get(ACCURACY_METRIC)
+      examples = int(values.get('example_count') or 0)
     elif len(slice_key) == 1 and slice_key[0][0] == features.LABEL_TEXT_KEY:
       name = slice_key[0][1]
       name = name.decode() if isinstance(name, bytes) else str(name)
@@ -79,6 +82,7 @@ def read(uri: str, max_accuracy_drop: float = 0.0) -> Evaluation:
   return Evaluation(
     uri=uri,
     accuracy=overall,
+    examples=examples,
     per_class=sorted(per_class),
     baseline_accuracy=baseline,
     validation_ok=validation.validation_ok,
@@ -128,14 +132,40 @@ def _confusion(plots) -> Optional[List[List[float]]]:
   return None
 
 
+def wilson_interval(correct: int, n: int, z: float = 1.96) -> Tuple[float, float]:
+  """The Wilson score interval of a proportion `correct`/`n` (95% for z = 1.96).
+
+  Unlike the normal approximation it stays inside [0, 1] and is honest at
+  0/n and n/n, which small evaluation splits often give.
+  """
+  if n <= 0:
+    return 0.0, 1.0
+  p = correct / n
+  centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+  half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+  return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def counted(accuracy: float, n: int) -> str:
+  """`0.780 (39/50, 95% CI 0.65-0.87)`: an accuracy with its count and Wilson interval."""
+  if not n:
+    return f'{accuracy:.3f}'
+  correct = int(round(accuracy * n))
+  low, high = wilson_interval(correct, n)
+  return f'{accuracy:.3f} ({correct}/{n}, 95% CI {low:.2f}-{high:.2f})'
+
+
 def summary_lines(evaluation: Evaluation) -> List[str]:
-  """`eval accuracy: 0.800` and one line per class; `eval accuracy` alone is parsed by tools."""
+  """`eval accuracy: 0.800 (40/50, 95% CI ...)` and a line per class; tools parse the first number.
+
+  The interval says how far the figure could move on other photos like these:
+  on 50 photos one photo is 2 points.
+  """
   lines = []
   if evaluation.accuracy is not None:
-    lines.append(f'eval accuracy: {evaluation.accuracy:.3f}')
+    lines.append(f'eval accuracy: {counted(evaluation.accuracy, evaluation.examples)}')
   for name, accuracy, count in evaluation.per_class:
-    shown = '-' if accuracy is None else f'{accuracy:.3f}'
-    lines.append(f'  {name}: {shown} ({count} photo{"" if count == 1 else "s"})')
+    lines.append(f'  {name}: ' + ('-' if accuracy is None else counted(accuracy, count)))
   return lines
 
 

@@ -255,6 +255,12 @@ def write(path: str, out_dir: Optional[str] = None) -> dict:
   return {'rows': rows, 'table': text, 'dir': out_dir, 'files': files, 'lost': lost}
 
 
+def best_score(report: dict) -> Optional[float]:
+  """The best score among the report's scored trials; None if none scored."""
+  scores = [r['score'] for r in report['rows'] if r['status'] in SCORED and r['score'] is not None]
+  return max(scores) if scores else None
+
+
 def print_report(report: dict, echo=print) -> None:
   done = sum(r['status'] in SCORED for r in report['rows'])
   pruned = sum(r['status'] == PRUNED for r in report['rows'])

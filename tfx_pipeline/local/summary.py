@@ -28,6 +28,12 @@ class RunSummary:
   pushed_model: Optional[str] = None
   seconds: Optional[float] = None  # The components' run time.
   confusion_matrix: Optional[str] = None  # The PNG written beside the tuning report.
+  best_trial_score: Optional[float] = None  # The search's best validation score, if one ran.
+
+  @property
+  def tuned(self) -> bool:
+    """Whether a search chose the hyperparameters (on the split the Evaluator also reads)."""
+    return 'Tuner' in self.states
 
   @property
   def accuracy(self) -> Optional[float]:
@@ -76,7 +82,9 @@ def finish(config: PipelineConfig, summary: RunSummary, echo) -> RunSummary:
 
   report = report_tuning(config) if config.tune else None
   summary = dataclasses.replace(
-    summary, confusion_matrix=_confusion_matrix(config, summary, report)
+    summary,
+    confusion_matrix=_confusion_matrix(config, summary, report),
+    best_trial_score=tuning_report.best_score(report) if report else None,
   )
   for line in lines(summary):
     echo(line)
@@ -101,6 +109,8 @@ def lines(summary: RunSummary) -> List[str]:
     out.append('hyperparameters: search space defaults (no tuning)')
   if summary.evaluation:
     out += evaluation.summary_lines(summary.evaluation)
+    if summary.tuned:
+      out.append(_optimism(summary.best_trial_score))
   out.append(
     f'pushed model: {summary.pushed_model}'
     if summary.pushed_model
@@ -109,6 +119,15 @@ def lines(summary: RunSummary) -> List[str]:
   if summary.confusion_matrix:
     out.append(f'confusion matrix: {summary.confusion_matrix}')
   return out
+
+
+def _optimism(best_trial_score: Optional[float]) -> str:
+  """Says that the eval figure is the one the search selected on, so it flatters the model."""
+  best = '' if best_trial_score is None else f' (best trial: {best_trial_score:.3f})'
+  return (
+    f'  measured on the eval split the search picked its best trial by{best}: '
+    'optimistic for new photos'
+  )
 
 
 def report_tuning(config: PipelineConfig) -> Optional[dict]:
