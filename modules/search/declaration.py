@@ -92,12 +92,8 @@ def check(name, declaration, earlier: List[dict]) -> dict:
     )
   required, optional = _KEYS[kind]
   allowed = ('type', *required, *optional, 'condition')
-  for key in declaration:
-    if key not in allowed:
-      raise ValueError(f'unknown key {show(key)} ({kind} takes {", ".join(allowed[1:])})')
-  for key in required:
-    if key not in declaration:
-      raise ValueError(f'missing {key} ({kind} takes {", ".join(allowed[1:])})')
+  takes = f'({kind} takes {", ".join(allowed[1:])})'
+  _check_keys(declaration, allowed, required, f'unknown key {{}} {takes}', f'missing {{}} {takes}')
   entry = {'name': name, 'type': kind}
   entry.update(_CHECKS[kind](declaration))
   if 'condition' in declaration:
@@ -195,15 +191,26 @@ _CHECKS = {
 }
 
 
+def _check_keys(mapping: dict, allowed, required, unknown: str, missing: str) -> None:
+  """Raises ValueError for the first key not `allowed` or `required` key absent (messages: {})."""
+  for key in mapping:
+    if key not in allowed:
+      raise ValueError(unknown.format(show(key)))
+  for key in required:
+    if key not in mapping:
+      raise ValueError(missing.format(key))
+
+
 def _check_condition(condition, earlier: List[dict]) -> dict:
   if not isinstance(condition, dict):
     raise ValueError(f'condition must be a mapping with parent and values, not {show(condition)}')
-  for key in condition:
-    if key not in CONDITION_KEYS:
-      raise ValueError(f'unknown key {show(key)} in condition (it takes parent, values)')
-  for key in CONDITION_KEYS:
-    if key not in condition:
-      raise ValueError(f'condition is missing {key}')
+  _check_keys(
+    condition,
+    CONDITION_KEYS,
+    CONDITION_KEYS,
+    'unknown key {} in condition (it takes parent, values)',
+    'condition is missing {}',
+  )
   parent, values = condition['parent'], condition['values']
   parents = {e['name']: e for e in earlier}
   if parent not in parents:
