@@ -14,7 +14,7 @@ from tests.conftest import REPO
 from tests.console_lines import screen, shape, strays
 from tfx_pipeline.local import interrupt as interrupt_module
 from tfx_pipeline.local import run_lock
-from tfx_pipeline.local.console import Screen
+from tfx_pipeline.local.console_log import Screen
 
 
 class FakeTerminal(io.StringIO):

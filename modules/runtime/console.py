@@ -5,7 +5,7 @@ User code calls `line(text)` for what stays (a finished trial) and
 status per key, e.g. per worker of a parallel search). With no console
 installed (user code run alone, on Vertex AI, in tests) a line is printed and
 a status dropped. The local runner installs its console
-(tfx_pipeline/local/console.py): lines reach the terminal and the run's log,
+(tfx_pipeline/local/console_log.py): lines reach the terminal and the run's log,
 a status only a terminal, where it is redrawn on one line per key.
 """
 

@@ -9,7 +9,7 @@ on_epoch_end, on_trial_end), so the search loop stays keras-tuner's.
   console (modules/runtime/console.py); each trial's duration and epochs go to
   `run.json` in its trial folder, which the tuning report reads. While a trial
   trains, a status (`trial n/N epoch e/E val_accuracy ... eta ...`) that a
-  terminal shows on one updating line. `SearchProgress` (progress.py) counts, so
+  terminal shows on one updating line. `SearchProgress` (search_progress.py) counts, so
   a parallel search's chief, which sees its workers' trials only through the
   oracle, makes the same lines (tfx_pipeline/parallel/chief.py).
 - Pruning: with `report_epochs`, each epoch's metrics go to the oracle
@@ -43,7 +43,7 @@ import numpy as np
 from modules.runtime import console, stop, whole_file
 from modules.search.search_space import OBJECTIVE
 from modules.tuning import checkpoints, pruning
-from modules.tuning.progress import SearchProgress, TuningBudget
+from modules.tuning.search_progress import SearchProgress, TuningBudget
 
 RUN_FILE = 'run.json'
 # In a running trial's folder: its epochs so far and latest objective value, for a

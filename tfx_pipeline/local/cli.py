@@ -20,7 +20,7 @@ from typing import List, Optional
 
 from tfx_pipeline import options
 from tfx_pipeline.config import DEFAULT_PIPELINE_ROOT, PipelineConfig
-from tfx_pipeline.local import console, preflight, run_lock
+from tfx_pipeline.local import console_log, preflight, run_lock
 from tfx_pipeline.local import interrupt as interrupt_module
 
 COMMANDS = ('run', 'predict', 'report')
@@ -79,7 +79,7 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
 def set_up_logging(verbose: bool) -> None:
   """For predict and report: their lines and warnings only. Call before TF is imported.
 
-  A run sets up its own console and log (tfx_pipeline/local/console.py).
+  A run sets up its own console and log (tfx_pipeline/local/console_log.py).
   """
   # 3 hides TF's C++ start-up chatter (CUDA plugin registration on CPU machines).
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '0' if verbose else '3')
@@ -150,8 +150,8 @@ def _run_command(args: argparse.Namespace) -> int:
   try:
     run_lock.refuse_if_held(config.pipeline_root)  # At once, not after TensorFlow's import.
   except run_lock.RunLockError as e:
-    raise options.UsageError(console.shown(str(e))) from None
-  session = console.Session(args.verbose).start()  # Before TensorFlow is imported.
+    raise options.UsageError(console_log.shown(str(e))) from None
+  session = console_log.Session(args.verbose).start()  # Before TensorFlow is imported.
   errors, interrupt = (), interrupt_module.Interrupt(on_force_exit=session.write_now)
   try:
     with interrupt:
@@ -164,19 +164,19 @@ def _run_command(args: argparse.Namespace) -> int:
   except errors as e:  # Bad settings or input, found before any component ran.
     log = session.log_path
     session.close()
-    raise options.UsageError(console.shown(str(e) + (f'\nlog: {log}' if log else ''))) from None
+    raise options.UsageError(console_log.shown(str(e) + (f'\nlog: {log}' if log else ''))) from None
   except Exception as e:
     if session.verbose:
       raise  # The traceback, as it comes.
     traceback.print_exc()  # Into the log.
-    console.end_with_error(session, _one_line(e))
+    console_log.end_with_error(session, _one_line(e))
     return 1
   finally:
     session.close()
   return 0
 
 
-def _run(config: PipelineConfig, session: console.Session, interrupt) -> None:
+def _run(config: PipelineConfig, session: console_log.Session, interrupt) -> None:
   """Checks `config` (nothing is written under the pipeline root before it passes), opens the
   run's log under the root it then holds, and runs."""
   from tfx_pipeline.local import runner
@@ -184,7 +184,7 @@ def _run(config: PipelineConfig, session: console.Session, interrupt) -> None:
   checked = preflight.check(config)
   with run_lock.hold(config.pipeline_root):
     run_id = runner.new_run_id()
-    session.open_log(console.log_path(config.pipeline_root, run_id))
+    session.open_log(console_log.log_path(config.pipeline_root, run_id))
     if session.log_path:
       session.line(f'log: {session.log_path}')
     runner.run(config, session.line, run_id=run_id, checked=checked, interrupt=interrupt)

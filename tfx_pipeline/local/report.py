@@ -17,7 +17,7 @@ from typing import Dict, List, Optional
 
 from modules.search import search_space
 from modules.search.search_space import OBJECTIVE
-from modules.tuning import hooks, progress
+from modules.tuning import hooks, search_progress
 from modules.tuning import state as tuning_state
 from tfx_pipeline.parallel import pool as worker_pool
 
@@ -115,7 +115,7 @@ def table(rows: List[dict]) -> str:
       + [
         _cell(row['score']),
         _cell(row['epochs']),
-        progress.format_seconds(seconds) if seconds is not None else '-',
+        search_progress.format_seconds(seconds) if seconds is not None else '-',
         row['status'],
       ]
     )

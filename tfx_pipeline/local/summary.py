@@ -12,7 +12,7 @@ import os
 from typing import Any, Dict, List, Optional
 
 from tfx_pipeline.config import PipelineConfig
-from tfx_pipeline.local import console
+from tfx_pipeline.local import console_log
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,7 +151,7 @@ def _confusion_matrix(config: PipelineConfig, summary: RunSummary, report) -> Op
 
   if not summary.evaluation or not summary.evaluation.confusion:
     return None
-  folder = report['dir'] if report else os.path.join(config.pipeline_root, console.LOGS_DIR)
+  folder = report['dir'] if report else os.path.join(config.pipeline_root, console_log.LOGS_DIR)
   name = evaluation.CONFUSION_MATRIX_FILE
   return evaluation.write_confusion_matrix(
     summary.evaluation,

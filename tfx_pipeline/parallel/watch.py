@@ -12,14 +12,14 @@ from typing import Dict
 import keras_tuner
 
 from modules.runtime import console
-from modules.tuning import hooks, progress
+from modules.tuning import hooks, search_progress
 
 
 def _trial_states(oracle) -> Dict[str, tuple]:
   """Every trial id -> (the tuner id running it or None, whether it has ended)."""
   running = {trial.trial_id: tuner_id for tuner_id, trial in oracle.ongoing_trials.items()}
   return {
-    trial_id: (running.get(trial_id), trial.status in progress.ENDED)
+    trial_id: (running.get(trial_id), trial.status in search_progress.ENDED)
     for trial_id, trial in oracle.trials.items()
   }
 
@@ -34,7 +34,7 @@ class TrialWatch:
 
   Workers' oracles are remote, so their own lines can only number trials by
   id; the chief has the oracle, and makes the lines a sequential search makes
-  (modules/tuning/progress.py's SearchProgress): the trial's number among those
+  (modules/tuning/search_progress.py's SearchProgress): the trial's number among those
   ended, the best so far, the ETA. A worker's epochs come from the small file
   its hooks write into the trial's folder at each epoch's end.
   """

@@ -18,7 +18,7 @@ import traceback
 from typing import Callable, Optional, Tuple
 
 from tfx_pipeline.config import PROJECT_ROOT, PipelineConfig
-from tfx_pipeline.local import console, summary
+from tfx_pipeline.local import console_log, summary
 from tfx_pipeline.local import interrupt as interrupt_module
 from tfx_pipeline.options import UsageError
 from tfx_pipeline.vertex.rehearsal import execute, image, pipeline_spec
@@ -122,8 +122,8 @@ def main(config: PipelineConfig, vertex: VertexSettings, args, compile_fn) -> in
   `compile_fn()` checks the search and compiles as --submit does: (JSON path, machine lines).
   """
   root = os.path.abspath(args.rehearsal_root)
-  session = console.Session(args.verbose).start()
-  run_log = console.log_path(root, time.strftime('%Y%m%d-%H%M%S'))
+  session = console_log.Session(args.verbose).start()
+  run_log = console_log.log_path(root, time.strftime('%Y%m%d-%H%M%S'))
   try:
     check_inputs(config, root)
     session.open_log(run_log)
@@ -148,14 +148,14 @@ def main(config: PipelineConfig, vertex: VertexSettings, args, compile_fn) -> in
     return interrupt_module.EXIT_CODE
   except (RehearsalError, UsageError) as e:  # Bad settings, found before any task ran.
     session.close()
-    print(console.shown(f'error: {e}'), file=sys.stderr)
+    print(console_log.shown(f'error: {e}'), file=sys.stderr)
     return 2
   except execute.TaskFailed as e:
-    console.end_with_error(session, str(e))
+    console_log.end_with_error(session, str(e))
     return 1
   except Exception as e:  # The rehearsal's own failure: still one line, and the log.
     traceback.print_exc()
-    console.end_with_error(session, f'{type(e).__name__}: {e}')
+    console_log.end_with_error(session, f'{type(e).__name__}: {e}')
     return 1
   finally:
     session.close()
