@@ -9,7 +9,7 @@ here, so both sides share one definition of every option and its default.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Tuple
 
 TUNERS = ('hyperband', 'bayesian', 'random')
 # --prune: how a trial is judged at the end of each epoch (modules/tuning/pruning.py).
@@ -172,8 +172,17 @@ class ModuleConfig:
     return cls(**{k: v for k, v in (custom_config or {}).items() if k in names})
 
 
+def split_reference(reference: str) -> Tuple[str, str]:
+  """('examples.flower_builder', 'model_builder') from 'examples.flower_builder:model_builder'.
+
+  The one reading of a --hypermodel MODULE:FUNCTION; the module may be a .py path.
+  """
+  module, _, function = reference.rpartition(':')
+  return module, function
+
+
 def _is_builder_reference(value: str) -> bool:
-  module, _, function = value.rpartition(':')
+  module, function = split_reference(value)
   return bool(module) and function.isidentifier()
 
 

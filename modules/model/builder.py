@@ -26,6 +26,7 @@ import keras
 import keras_tuner
 import numpy as np
 
+from modules.module_config import split_reference
 from modules.search import search_space
 
 # The checkout's root: relative module paths are found from there too (the
@@ -37,12 +38,6 @@ BUILDER_KEYWORDS = ('num_classes', 'image_size')
 
 class HypermodelError(keras_tuner.errors.FatalError, ValueError):
   """A `--hypermodel` that cannot be loaded or breaks the contract: one line saying why."""
-
-
-def split_reference(reference: str):
-  """('examples.flower_builder', 'model_builder') from 'examples.flower_builder:model_builder'."""
-  module, _, function = reference.rpartition(':')
-  return module, function
 
 
 def is_file_reference(reference: str) -> bool:

@@ -18,6 +18,7 @@ import traceback
 import warnings
 from typing import List, Optional
 
+from modules.module_config import split_reference
 from tfx_pipeline import options
 from tfx_pipeline.config import DEFAULT_PIPELINE_ROOT, PipelineConfig
 from tfx_pipeline.local import console_log, preflight, run_lock
@@ -67,7 +68,7 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
   config = options.from_args(PipelineConfig, args, 'local', path=os.path.abspath)
   reference = config.module.hypermodel
   if reference and ':' in reference:
-    module, _, function = reference.rpartition(':')
+    module, function = split_reference(reference)
     if module.endswith('.py'):  # A file: found from any folder the run is started in.
       module = dataclasses.replace(
         config.module, hypermodel=f'{os.path.abspath(module)}:{function}'

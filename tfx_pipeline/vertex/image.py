@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from typing import List, Optional
 
+from modules.module_config import split_reference
 from tfx_pipeline.config import PROJECT_ROOT
 from tfx_pipeline.options import UsageError
 
@@ -50,4 +51,4 @@ def hypermodel_in_image(reference: str, dockerfile: Optional[str] = None) -> str
     )
   if not builder.is_file_reference(reference):
     return reference
-  return f'{inside}:{builder.split_reference(reference)[1]}'
+  return f'{inside}:{split_reference(reference)[1]}'
