@@ -82,6 +82,19 @@ def read_examples(pattern):
   ]
 
 
+def _raw_rows(data_root, split, raw_spec):
+  """The `split` records of a published-layout folder as tf.Transform's instance dicts."""
+  import tensorflow as tf
+
+  return [
+    {
+      k: [f[k].bytes_list.value[0] if v.dtype == tf.string else f[k].int64_list.value[0]]
+      for k, v in raw_spec.items()
+    }
+    for f in read_examples(os.path.join(data_root, f'*-{split}.tfrecord-*'))
+  ]
+
+
 @pytest.fixture(scope='session')
 def transformed(tiny_data, tmp_path_factory):
   """Runs the real preprocessing_fn with tf.Transform over the tiny data.
@@ -108,24 +121,16 @@ def transformed(tiny_data, tmp_path_factory):
   }
   raw_metadata = dataset_metadata.DatasetMetadata.from_feature_spec(raw_spec)
 
-  def rows(split):
-    return [
-      {
-        k: [f[k].bytes_list.value[0] if v.dtype == tf.string else f[k].int64_list.value[0]]
-        for k, v in raw_spec.items()
-      }
-      for f in read_examples(os.path.join(tiny_data, f'*-{split}.tfrecord-*'))
-    ]
-
   files = {}
   with tft_beam.Context(temp_dir=os.path.join(out, 'tmp'), force_tf_compat_v1=False):
     (train, train_meta), transform_fn = (
-      rows('train'),
+      _raw_rows(tiny_data, 'train', raw_spec),
       raw_metadata,
     ) | tft_beam.AnalyzeAndTransformDataset(
       functools.partial(preprocessing_fn, custom_config=config.to_custom_config())
     )
-    evaluation, _ = ((rows('validation'), raw_metadata), transform_fn) | tft_beam.TransformDataset()
+    validation = _raw_rows(tiny_data, 'validation', raw_spec)
+    evaluation, _ = ((validation, raw_metadata), transform_fn) | tft_beam.TransformDataset()
     _ = transform_fn | tft_beam.WriteTransformFn(out)
   # TFX's Transform also stores the raw schema; serving reads the raw feature spec from it.
   metadata_io.write_metadata(raw_metadata, os.path.join(out, 'metadata'))

@@ -60,7 +60,11 @@ def test_converted_folder_trains_serves_its_classes_and_bad_data_keeps_the_model
     CLASSES[i] for i in probabilities.argmax(axis=1)
   ]
 
-  # Bad data later: one error line, no component runs, the pushed model stays.
+  _bad_data_later_keeps_the_model(out, tmp_path, capsys, config, summary)
+
+
+def _bad_data_later_keeps_the_model(out, tmp_path, capsys, config, summary):
+  """Bad data later: one error line, no component runs, the pushed model stays."""
   before = _tree(str(tmp_path / 'root' / 'serving_model'))
   bad = tmp_path / 'bad'
   shutil.copytree(out, bad)

@@ -164,18 +164,16 @@ def test_a_stop_request_ends_the_search_and_its_workers(transformed, tmp_path, c
   assert numbers == [f'trial {n}/{TRIALS}' for n in range(finished + 1, TRIALS + 1)]
 
 
-@pytest.mark.parametrize('retries,outcome', [(1, 'rerun'), (0, 'failed')])
-def test_a_killed_worker_does_not_hang_the_search(
-  transformed, tmp_path, capsys, monkeypatch, retries, outcome
-):
-  monkeypatch.setattr(chief, 'MAX_TRIAL_RETRIES', retries)
-  inputs, outputs, props = _executor_args(transformed, tmp_path, workers=2, hang_once=True)
-  errors = []
+def _kill_the_hung_worker(tmp_path, inputs, outputs, props, errors) -> int:
+  """Runs the search in a thread, SIGKILLs the worker whose trial hangs, waits for the end.
+
+  Returns the killed worker's pid; the search's exceptions go to `errors`.
+  """
 
   def run():
     try:
       _executor(tmp_path).Do(inputs, outputs, props)
-    except Exception as e:  # Reported by the test below.
+    except Exception as e:  # Reported by the caller.
       errors.append(e)
 
   search = threading.Thread(target=run)
@@ -198,6 +196,17 @@ def test_a_killed_worker_does_not_hang_the_search(
         except ProcessLookupError:
           pass
       search.join(timeout=60)
+  return hung_pid
+
+
+@pytest.mark.parametrize('retries,outcome', [(1, 'rerun'), (0, 'failed')])
+def test_a_killed_worker_does_not_hang_the_search(
+  transformed, tmp_path, capsys, monkeypatch, retries, outcome
+):
+  monkeypatch.setattr(chief, 'MAX_TRIAL_RETRIES', retries)
+  inputs, outputs, props = _executor_args(transformed, tmp_path, workers=2, hang_once=True)
+  errors = []
+  hung_pid = _kill_the_hung_worker(tmp_path, inputs, outputs, props, errors)
   assert not errors, errors
   output = capsys.readouterr().out
 

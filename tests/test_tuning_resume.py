@@ -59,9 +59,9 @@ def _trials(project):
   return out
 
 
-def test_killed_search_resumes_without_rerunning_finished_trials(transformed, tmp_path):
+def _search_starter(transformed, tmp_path, tuning_dir: str, log: str):
+  """A function that starts the search script in a process of its own: start(hang, work)."""
   transform_dir, files, config = transformed
-  tuning_dir = str(tmp_path / 'tuning')
   custom_config = {
     **config.to_custom_config(),
     'tuner': 'random',
@@ -71,7 +71,6 @@ def test_killed_search_resumes_without_rerunning_finished_trials(transformed, tm
   }
   script = tmp_path / 'search.py'
   script.write_text(SEARCH_SCRIPT)
-  log = str(tmp_path / 'fits.log')
   env = {
     **os.environ,
     'PYTHONPATH': REPO,
@@ -100,6 +99,13 @@ def test_killed_search_resumes_without_rerunning_finished_trials(transformed, tm
       text=True,
     )
 
+  return start
+
+
+def test_killed_search_resumes_without_rerunning_finished_trials(transformed, tmp_path):
+  tuning_dir = str(tmp_path / 'tuning')
+  log = str(tmp_path / 'fits.log')
+  start = _search_starter(transformed, tmp_path, tuning_dir, log)
   first = start(hang=True, work='work1')
   deadline = time.monotonic() + 600  # A guard against a hung test, not a timing check.
   while not os.path.exists(log + '.hung'):

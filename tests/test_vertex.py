@@ -186,12 +186,15 @@ def test_trainer_job_asks_for_a_tpu(compiled):
   assert {'name': 'TF_USE_LEGACY_KERAS', 'value': '0'} in pool['container_spec']['env']
 
 
-def test_tfx_cloud_executors_start_the_configured_vertex_jobs(compiled, monkeypatch):
-  """Feeds the compiled properties to TFX's cloud executors; checks the CustomJobs they build."""
+def _custom_jobs(spec, monkeypatch):
+  """custom_job(executor class, task): the CustomJob TFX's cloud executor builds for a task.
+
+  TFX's `start_cloud_training` is replaced by one that keeps its arguments, and
+  the job client opens no connection: building the job needs none.
+  """
   from google.cloud import aiplatform_v1
   from tfx.extensions.google_cloud_ai_platform import runner, training_clients
 
-  _, spec = compiled
   started = {}
 
   def start_cloud_training(
@@ -214,7 +217,6 @@ def test_tfx_cloud_executors_start_the_configured_vertex_jobs(compiled, monkeypa
     )
 
   monkeypatch.setattr(runner, 'start_cloud_training', start_cloud_training)
-  # The job client would open a connection to Vertex AI; building the job needs none.
   monkeypatch.setattr(training_clients.VertexJobClient, 'create_client', lambda self: None)
 
   def custom_job(executor_cls, task):
@@ -228,6 +230,15 @@ def test_tfx_cloud_executors_start_the_configured_vertex_jobs(compiled, monkeypa
     )
     return aiplatform_v1.CustomJob(job)  # Raises on any field Vertex would not accept.
 
+  return custom_job
+
+
+def test_tfx_cloud_executors_start_the_configured_vertex_jobs(compiled, monkeypatch):
+  """Feeds the compiled properties to TFX's cloud executors; checks the CustomJobs they build."""
+  from google.cloud import aiplatform_v1
+
+  _, spec = compiled
+  custom_job = _custom_jobs(spec, monkeypatch)
   from tfx.extensions.google_cloud_ai_platform.trainer import executor as trainer_executor
   from tfx.extensions.google_cloud_ai_platform.tuner import executor as tuner_executor
 

@@ -16,10 +16,12 @@ class _Storage:
     self.key, self.array = key, array
 
 
-def write_legacy(path: str, state: dict) -> None:
-  """Saves {name: array} as torch.save(..., _use_new_zipfile_serialization=False) would."""
-  # Pickle writes functions and classes by module and name and checks that they
-  # resolve, so stand-ins for torch's take their names while this runs.
+def _stand_ins():
+  """(torch, torch._utils, Tensor): stand-ins for the torch names a legacy pickle refers to.
+
+  Pickle writes functions and classes by module and name and checks that they
+  resolve, so these take torch's names while a file is written.
+  """
   torch = types.ModuleType('torch')
   utils = types.ModuleType('torch._utils')
 
@@ -45,6 +47,13 @@ def write_legacy(path: str, state: dict) -> None:
         False,
         collections.OrderedDict(),
       )
+
+  return torch, utils, Tensor
+
+
+def write_legacy(path: str, state: dict) -> None:
+  """Saves {name: array} as torch.save(..., _use_new_zipfile_serialization=False) would."""
+  torch, utils, Tensor = _stand_ins()
 
   class Pickler(pickle.Pickler):
     def persistent_id(self, obj):
