@@ -32,6 +32,9 @@ PRETRAINED_BACKBONE = 'efficientnet-lite0'
 #   path=True             a path; run_local.py makes it absolute
 #   in_search_key=False   changing it resumes the search instead of starting anew
 #   transform=True        preprocessing_fn reads it (part of Transform's cache key)
+#   prefix='tuner'        on a nested dataclass field: its fields' flags are --tuner-...,
+#                         and '{what}' in their help reads this field's help
+#                         (tfx_pipeline/vertex/settings.py's machines)
 # {storage} in a help text reads 'local' or 'gs://' by runner; a field without
 # help has no flag.
 def option(default: Any, help: str, **metadata: Any) -> Any:

@@ -129,15 +129,10 @@ def test_ctrl_c_stops_every_process_the_rehearsal_started(first, tiny_data):
   root, _ = first
   argv = [sys.executable, 'run_vertex.py', '--rehearse', *VERTEX, '--data-root', tiny_data]
   argv += ['--rehearsal-root', str(root), *TINY, '--num-parallel-trials', '2', '--max-trials', '5']
-  rehearsal = subprocess.Popen(
-    argv,
-    cwd=REPO,
-    stdout=subprocess.PIPE,
-    stderr=subprocess.PIPE,
-    text=True,
-    # As from a terminal: a suite started in the background inherits an ignored SIGINT.
-    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-  )
+  # As from a terminal: a suite started in the background inherits an ignored SIGINT.
+  as_from_a_terminal = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+  pipes = {'stdout': subprocess.PIPE, 'stderr': subprocess.PIPE, 'text': True}
+  rehearsal = subprocess.Popen(argv, cwd=REPO, preexec_fn=as_from_a_terminal, **pipes)
   replicas = []
   for line in rehearsal.stdout:  # The upstream tasks come from the cache; the Tuner reruns.
     replicas += [
