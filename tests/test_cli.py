@@ -259,3 +259,21 @@ def test_a_configuration_becomes_flags_that_parse_back_to_it(tmp_path):
   assert '--no-tune' in argv and '--no-cache' in argv and '--data-root' not in argv
   assert cli.config_from_args(cli.run_parser().parse_args(argv)) == config
   assert options.to_flags(PipelineConfig(), 'local') == []
+
+
+def test_a_component_broken_by_a_ctrl_c_ends_as_an_interrupted_run(monkeypatch, tmp_path, capsys):
+  """A KeyboardInterrupt raised under a TensorFlow C++ call comes back as pybind11's error."""
+  from tfx_pipeline.local import interrupt as interrupt_module
+
+  def stopped_inside_tensorflow(config, session, interrupt):
+    interrupt.requested_at = 0.0  # What the SIGINT handler records.
+    raise RuntimeError(
+      'pybind11::error_already_set: MISMATCH of original and normalized active exception '
+      'types: ORIGINAL InvalidArgumentError REPLACED BY KeyboardInterrupt: stop requested'
+    )
+
+  monkeypatch.setattr(cli, '_run', stopped_inside_tensorflow)
+  rc = cli.main(['--verbose', '--pipeline-root', str(tmp_path / 'root')])
+  assert rc == interrupt_module.EXIT_CODE
+  out = capsys.readouterr().out.splitlines()
+  assert out[-1] == interrupt_module.INTERRUPTED and not any('error:' in line for line in out)

@@ -167,6 +167,13 @@ def _run_command(args: argparse.Namespace) -> int:
     session.close()
     raise options.UsageError(console_log.shown(str(e) + (f'\nlog: {log}' if log else ''))) from None
   except Exception as e:
+    if interrupt.requested:
+      # The stop request broke a component in its own way: a KeyboardInterrupt raised
+      # in a Python callback under a TensorFlow C++ call reaches here as pybind11's
+      # RuntimeError. The run stopped as asked, and resumes like any interrupted run.
+      traceback.print_exc()  # Into the log (onto the terminal with --verbose).
+      session.line(interrupt_module.INTERRUPTED)
+      return interrupt_module.EXIT_CODE
     if session.verbose:
       raise  # The traceback, as it comes.
     traceback.print_exc()  # Into the log.
