@@ -118,11 +118,7 @@ def from_args(
     if field.name in values:
       continue
     if dataclasses.is_dataclass(kind):
-      inner = _nested(field, prefix)[0]
-      try:
-        values[field.name] = from_args(kind, args, runner, path, inner)
-      except ValueError as e:
-        raise ValueError(f'--{inner}*: {e}' if inner != prefix else str(e)) from None
+      values[field.name] = _nested_from_args(field, kind, args, runner, path, prefix)
     elif flag:
       value = getattr(args, _dest(flag))
       if _scalar(kind) is bool and flag.startswith('--no-'):
@@ -133,6 +129,17 @@ def from_args(
         value = path(value)
       values[field.name] = value
   return cls(**values)
+
+
+def _nested_from_args(field, kind, args, runner, path, prefix):
+  """A nested dataclass from its flags; with a flag prefix, its errors name the flags."""
+  inner = _nested(field, prefix)[0]
+  if inner == prefix:
+    return from_args(kind, args, runner, path, prefix)
+  try:
+    return from_args(kind, args, runner, path, inner)
+  except ValueError as e:
+    raise ValueError(f'--{inner}*: {e}') from None
 
 
 def to_flags(config, runner: str, prefix: str = '') -> list:

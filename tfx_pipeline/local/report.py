@@ -257,8 +257,8 @@ def write(path: str, out_dir: Optional[str] = None) -> dict:
 
 def best_score(report: dict) -> Optional[float]:
   """The best score among the report's scored trials; None if none scored."""
-  scores = [r['score'] for r in report['rows'] if r['status'] in SCORED and r['score'] is not None]
-  return max(scores) if scores else None
+  best = _best(report['rows'])
+  return best['score'] if best else None
 
 
 def print_report(report: dict, echo=print) -> None:

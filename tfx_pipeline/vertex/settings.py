@@ -130,9 +130,9 @@ class VertexSettings:
     if not self.project or not self.region:
       raise ValueError('Vertex AI needs a project and a region.')
     if self.num_parallel_trials < 1:
-      raise ValueError(f'num_parallel_trials={self.num_parallel_trials}: must be at least 1.')
+      raise ValueError(f'--num-parallel-trials {self.num_parallel_trials}: must be at least 1.')
     if self.dataflow_max_workers < 1:
-      raise ValueError(f'dataflow_max_workers={self.dataflow_max_workers}: must be at least 1.')
+      raise ValueError(f'--dataflow-max-workers {self.dataflow_max_workers}: must be at least 1.')
 
   @staticmethod
   def image_for(project: str, region: str) -> str:
