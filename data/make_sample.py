@@ -15,7 +15,7 @@ arguments (and the same Pillow/TensorFlow versions) writes byte-identical files.
 Usage::
 
     python -m data.make_sample [--out data/sample] [--train-per-class 40]
-                               [--eval-per-class 10] [--seed 0]
+                               [--eval-per-class 10] [--test-per-class 10] [--seed 0]
 """
 
 import argparse
@@ -49,9 +49,9 @@ def make_records(seed, split_id, first_index, per_class):
   """(filename, label, jpeg, width, height) tuples for one split, in shuffled order.
 
   Image ``i`` of class ``c`` (``i`` counts from ``first_index``, which continues
-  after the train images for validation) gets its own generator seeded from
-  (seed, c, i): images do not depend on each other, train and validation images
-  never share a seed, and ``i`` is also the number in the file name.
+  after the train images for validation, and after those for test) gets its own
+  generator seeded from (seed, c, i): images do not depend on each other, no two
+  splits share a seed, and ``i`` is also the number in the file name.
   """
   rows = []
   for label, name in enumerate(CLASS_NAMES):
@@ -105,6 +105,13 @@ def parse_args(argv=None):
     help='validation images per class (default: %(default)s)',
   )
   parser.add_argument(
+    '--test-per-class',
+    type=int,
+    default=10,
+    help='test images per class, scored by the Evaluator alone; 0 writes no test shards '
+    '(default: %(default)s)',
+  )
+  parser.add_argument(
     '--seed',
     type=int,
     default=0,
@@ -113,22 +120,30 @@ def parse_args(argv=None):
   args = parser.parse_args(argv)
   if args.train_per_class < 1 or args.eval_per_class < 1 or args.seed < 0:
     parser.error('--train-per-class and --eval-per-class must be >= 1, --seed >= 0')
+  if args.test_per_class < 0:
+    parser.error('--test-per-class must be >= 0')
   return args
 
 
 def main(argv=None):
   args = parse_args(argv)
   os.makedirs(args.out, exist_ok=True)
-  train = make_records(args.seed, 0, 0, args.train_per_class)
-  evaluation = make_records(args.seed, 1, args.train_per_class, args.eval_per_class)
-  paths = write_split(args.out, 'train', train, TRAIN_SHARDS) + write_split(
-    args.out, 'validation', evaluation, EVAL_SHARDS
+  counts = (
+    ('train', args.train_per_class, TRAIN_SHARDS),
+    ('validation', args.eval_per_class, EVAL_SHARDS),
+    ('test', args.test_per_class, EVAL_SHARDS),
   )
+  paths, first = [], 0
+  for split_id, (split, per_class, shards) in enumerate(counts):
+    if per_class:
+      rows = make_records(args.seed, split_id, first, per_class)
+      paths += write_split(args.out, split, rows, shards)
+    first += per_class
   total = sum(os.path.getsize(p) for p in paths)
   print(
     f'Wrote {len(paths)} files ({total / 1e6:.2f} MB) to {args.out}: '
-    f'{args.train_per_class} train + {args.eval_per_class} validation images '
-    f'per class x {len(CLASS_NAMES)} classes.'
+    + ' + '.join(f'{n} {split}' for split, n, _ in counts if n)
+    + f' images per class x {len(CLASS_NAMES)} classes.'
   )
 
 

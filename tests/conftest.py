@@ -22,17 +22,25 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(items):
-  """The unit tests first, then those marked `pipeline` (in their own order: a stable sort)."""
+  """The unit tests first, then those marked `pipeline` (in their own order: a stable sort).
+
+  Under pytest-xdist (`make test` runs `-n auto --dist loadfile`) a module's
+  tests run on one worker, in this order: a module-scoped fixture (a real run,
+  a compiled pipeline) is built once, and runs on one pipeline root follow
+  each other. A session fixture is built once per worker that uses it.
+  """
   items.sort(key=lambda item: item.get_closest_marker('pipeline') is not None)
 
 
 @pytest.fixture(scope='session')
 def tiny_data(tmp_path_factory):
-  """A tiny synthetic flower folder in the published layout (5 classes, 6 + 2 photos each)."""
+  """A tiny synthetic flower folder in the published layout (5 classes, 6 + 2 + 2 photos each)."""
   from data import make_sample
 
   out = str(tmp_path_factory.mktemp('tiny_data'))
-  make_sample.main(['--out', out, '--train-per-class', '6', '--eval-per-class', '2'])
+  make_sample.main(
+    ['--out', out, '--train-per-class', '6', '--eval-per-class', '2', '--test-per-class', '2']
+  )
   return out
 
 

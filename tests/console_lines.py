@@ -37,11 +37,16 @@ SHAPES = {
   'best hyperparameters': r'best hyperparameters: \{.+\}',
   'hyperparameters file': rf'  \({_PATH}/best_hyperparameters\.txt\)',
   'no tuning': r'hyperparameters: search space defaults \(no tuning\)',
-  'eval accuracy': rf'eval accuracy: {_COUNTED}',
+  'accuracy': rf'(test|eval) accuracy: {_COUNTED}',
   'class accuracy': rf'  [^ ].*: ({_COUNTED}|-)',
   'optimism': (
     r'  measured on the eval split the search picked its best trial by'
     r'( \(best trial: \d\.\d{3}\))?: optimistic for new photos'
+    r' \(add test shards for an unbiased figure\)'
+  ),
+  'best trial': (
+    r"  best trial's eval accuracy: (\d\.\d{3}|-) "
+    r'\(the split the search picked it by; the gap to test is its optimism\)'
   ),
   'pushed model': rf'pushed model: {_PATH}',
   'not pushed': rf'model not pushed: .+; TFMA results in {_PATH}',

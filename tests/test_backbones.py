@@ -217,6 +217,9 @@ def test_default_run_learns_real_photos_offline_and_predicts(shared_flowers, tmp
   accuracy = float(done.out.split('eval accuracy: ')[1].split()[0])
   assert accuracy >= 0.5  # 10 photos it never trained on; chance is 0.2.
   assert 'pushed model: ' in done.out
+  # No test shards here: the figure is the one the search picked by, and the run says so.
+  (optimism,) = [line for line in done.lines if line.startswith('  measured on the eval split')]
+  assert optimism.endswith('optimistic for new photos (add test shards for an unbiased figure)')
 
   # The pushed model holds all it needs: predicting in this process reads nothing else.
   capsys.readouterr()

@@ -78,13 +78,16 @@ def test_a_pipe_gets_the_lines_alone_without_control_characters():
 
 def test_console_shapes_know_the_summary_and_nothing_else():
   for line in (
+    'test accuracy: 0.800 (8/10, 95% CI 0.49-0.94)',
+    "  best trial's eval accuracy: 0.900 (the split the search picked it by; the gap to test "
+    'is its optimism)',
     'eval accuracy: 0.800 (8/10, 95% CI 0.49-0.94)',
     '  measured on the eval split the search picked its best trial by (best trial: 0.900): '
-    'optimistic for new photos',
+    'optimistic for new photos (add test shards for an unbiased figure)',
     '[6/9] Tuner done in 12.3s',
     'trial 3/10: units=192 optimizer=adam score=0.6250 best=0.7500 (41s) elapsed 2m05s eta 4m10s',
     'pushed model: pipeline_output/serving_model/flower-tuner/1795848622',
-    "model not pushed: eval accuracy 0.810 is below the serving model's 0.860 "
+    "model not pushed: test accuracy 0.810 is below the serving model's 0.860 "
     '(--max-accuracy-drop); TFMA results in pipeline_output/Evaluator/evaluation/18',
     '  daisy: 1.000 (2/2, 95% CI 0.34-1.00)',
   ):

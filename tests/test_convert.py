@@ -175,7 +175,7 @@ def test_rgb_jpegs_are_kept_and_other_images_reencoded_with_their_colours(conver
   assert gray.shape == (16, 24, 3) and abs(gray.mean() - 128) < 3
 
 
-def test_splits_follow_the_path_hash_and_shards_read_as_train_and_eval(converted):
+def test_splits_follow_the_path_hash_and_shards_read_as_train_eval_and_test(converted):
   _, out, _, _ = converted
   ratios = {'train': 0.5, 'validation': 0.25, 'test': 0.25}
   for split in records.SPLITS:
@@ -184,7 +184,8 @@ def test_splits_follow_the_path_hash_and_shards_read_as_train_and_eval(converted
   assert not (out / records.shard_name('train', 3, 9)).exists()  # the stale shard is gone
   assert not (out / '.convert-tmp').exists()
   layout = data_layout.find_splits(str(out))
-  assert {s.name for s in layout.input_config.splits} == {'train', 'eval'}
+  assert {s.name for s in layout.input_config.splits} == {'train', 'eval', 'test'}
+  assert layout.evaluated_split == 'test'
 
 
 def test_split_is_stable_and_near_the_ratios():

@@ -10,7 +10,7 @@ def _touch(folder, *names):
     (folder / name).write_bytes(b'')
 
 
-def test_published_layout_gives_train_and_validation_as_train_and_eval(tmp_path):
+def test_published_layout_gives_train_validation_and_test_as_train_eval_and_test(tmp_path):
   _touch(
     tmp_path,
     'image_classification_builder-train.tfrecord-00000-of-00002',
@@ -23,17 +23,32 @@ def test_published_layout_gives_train_and_validation_as_train_and_eval(tmp_path)
   assert splits == {
     'train': 'image_classification_builder-train.tfrecord-*',
     'eval': 'image_classification_builder-validation.tfrecord-*',
+    'test': 'image_classification_builder-test.tfrecord-*',
   }
   assert layout.output_config is None
+  assert layout.evaluated_split == 'test'  # The Evaluator's alone.
+  assert layout.description.endswith(f'2 train, 1 validation and 1 test shards in {tmp_path}')
 
 
-def test_other_tfrecords_are_hash_split_80_20(tmp_path):
+def test_published_layout_without_test_shards_is_evaluated_on_eval(tmp_path):
+  _touch(
+    tmp_path,
+    'image_classification_builder-train.tfrecord-00000-of-00001',
+    'image_classification_builder-validation.tfrecord-00000-of-00001',
+  )
+  layout = data_layout.find_splits(str(tmp_path))
+  assert [s.name for s in layout.input_config.splits] == ['train', 'eval']
+  assert layout.evaluated_split == 'eval' and 'no test shards' in layout.description
+
+
+def test_other_tfrecords_are_hash_split_80_10_10(tmp_path):
   _touch(tmp_path, 'image_classification_builder-test.tfrecord-00000-of-00001', 'README.md')
   layout = data_layout.find_splits(str(tmp_path))
   (split,) = layout.input_config.splits
   assert split.pattern == 'image_classification_builder-*.tfrecord-*'
   buckets = {s.name: s.hash_buckets for s in layout.output_config.split_config.splits}
-  assert buckets == {'train': 4, 'eval': 1}
+  assert buckets == {'train': 8, 'eval': 1, 'test': 1}
+  assert layout.evaluated_split == 'test'
 
 
 def test_missing_folder_is_one_clear_error(tmp_path):
@@ -99,11 +114,13 @@ def test_non_tfrecord_file_among_the_shards_is_named(tmp_path, content):
 def test_layout_lists_the_files_of_each_split(tmp_path):
   _tfrecord(tmp_path / 'image_classification_builder-train.tfrecord-00000-of-00001', b'x')
   _tfrecord(tmp_path / 'image_classification_builder-validation.tfrecord-00000-of-00001', b'y')
+  _tfrecord(tmp_path / 'image_classification_builder-test.tfrecord-00000-of-00001', b't')
   (tmp_path / 'labels.txt').write_text('roses\n')  # Not a shard: not read.
   layout = data_layout.find_splits(str(tmp_path))
   assert layout.split_files == {
     'train': (str(tmp_path / 'image_classification_builder-train.tfrecord-00000-of-00001'),),
     'eval': (str(tmp_path / 'image_classification_builder-validation.tfrecord-00000-of-00001'),),
+    'test': (str(tmp_path / 'image_classification_builder-test.tfrecord-00000-of-00001'),),
   }
   other = tmp_path / 'other'
   other.mkdir()

@@ -31,12 +31,13 @@ def _config(data_root, root, **module):
 
 
 def test_real_photos_through_a_user_builder(shared_flowers, tmp_path, capsys):
-  """The published shard (test split only) is hash-split and trains; predict names real classes."""
+  """The published shard (its test split alone) is hash-split 80/10/10; predict names classes."""
   lines = []
   config = _config(shared_flowers, tmp_path / 'root', hypermodel=BUILDER)
   summary = local_runner.run(config, echo=lines.append)
   (data,) = [line for line in lines if line.startswith('data: ')]
-  assert 'splitting them 80/20' in data
+  assert 'splitting them 80/10/10 into train/eval/test' in data
+  assert summary.evaluation.split == 'test'  # Hash-split data has a test split too.
   assert f'search space: the hyperparameters {BUILDER} declares' in lines
   assert summary.states == {c: 'executed' for c in (*COMPONENTS, RESOLVER)}
   check_hyperparameters(summary, BUILDER_HYPERPARAMETERS)

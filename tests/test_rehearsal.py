@@ -292,3 +292,16 @@ def test_a_rehearsal_without_data_says_where_to_put_it_in_one_line(tmp_path):
   (line,) = err
   assert line.startswith(f'error: --data-root gs://b/flowers is {gcs} in a rehearsal, which ')
   assert line.endswith('or pass a local folder as --data-root.')
+
+
+def test_a_rehearsal_on_data_without_test_shards_names_the_flag_in_one_line(tiny_data, tmp_path):
+  """The compiled pipeline reads test shards unless --no-test-split says there are none."""
+  data = tmp_path / 'no_test'
+  shutil.copytree(tiny_data, data, ignore=shutil.ignore_patterns('*-test.tfrecord-*'))
+  rc, out, err = _rehearse(REPO, tmp_path, str(data))
+  assert rc == 2
+  (line,) = err
+  assert line == (
+    f'error: --data-root {data} has no test shards (image_classification_builder-test.tfrecord-*): '
+    'add them, or pass --no-test-split to evaluate on the validation split.'
+  )

@@ -23,7 +23,7 @@ from tests.conftest import COMPONENTS, REPO, RESOLVER, UPSTREAM
 from tests.console_lines import shape, strays
 from tests.outputs import check_hyperparameters, check_outputs
 from tests.runs import Done, OnTerminal, run_local
-from tfx_pipeline.local import predict
+from tfx_pipeline.local import predict, results
 from tfx_pipeline.local import runner as local_runner
 
 pytestmark = pytest.mark.pipeline
@@ -38,7 +38,7 @@ def _served(root) -> List[str]:
 
 
 def _accuracy(done: Done) -> float:
-  return float(done.line('eval accuracy: ').split()[2])
+  return float(done.line('test accuracy: ').split()[2])
 
 
 def _flags(tiny_data, root, **module):
@@ -110,6 +110,13 @@ def test_first_run_executes_every_component_once(tiny_run, tiny_data, tmp_path):
   check_hyperparameters(summary, BUILTIN_HYPERPARAMETERS)
   check_outputs(summary, tmp_path, tiny_data)
   assert predict.latest_pushed_model(tiny_run.config.serving_model_dir) == summary.pushed_model
+  # Each split has one job: Transform leaves test to the Evaluator, which scores it alone.
+  config = tiny_run.config
+  run = results.run_results(config.metadata_path, config.pipeline_name, tiny_run.done.run_id)
+  assert json.loads(run['Evaluator'].properties['example_splits']) == ['test']
+  assert summary.evaluation.split == 'test' and summary.evaluation.examples == 10
+  transformed = results.output_uri(run, 'Transform', 'transformed_examples')
+  assert sorted(os.listdir(transformed)) == ['Split-eval', 'Split-train']
 
 
 def test_rerun_is_served_from_the_cache(tiny_run):
@@ -163,13 +170,15 @@ def test_the_default_run_shows_only_progress_and_the_summary(default_run):
   assert kinds.count('trial') == 5  # Hyperband, --max-epochs 2 --factor 2.
   assert lines[0].startswith('log: ') and kinds[1:3] == ['search space', 'data']
   assert kinds.count('class accuracy') == 5 and kinds.count('pushed model') == 1
-  assert kinds.count('optimism') == 1
+  # The tiny data has test shards: the Evaluator scores them, beside the best trial's eval score.
+  assert kinds.count('best trial') == 1 and kinds.count('optimism') == 0
+  assert kinds[kinds.index('accuracy') + 6] == 'best trial'  # After the 5 classes' lines.
 
 
 def test_every_accuracy_has_its_count_and_interval(default_run):
   """Overall and per class: k/n is the accuracy, the counts add up, the interval holds it."""
   counted = re.compile(r'(\d\.\d{3}) \((\d+)/(\d+), 95% CI (\d\.\d{2})-(\d\.\d{2})\)')
-  overall = counted.search(default_run.line('eval accuracy: ')).groups()
+  overall = counted.search(default_run.line('test accuracy: ')).groups()
   classes = [
     counted.search(line).groups()
     for line in default_run.lines
@@ -178,10 +187,10 @@ def test_every_accuracy_has_its_count_and_interval(default_run):
   for accuracy, correct, n, low, high in [overall] + classes:
     assert abs(float(accuracy) - int(correct) / int(n)) < 1e-3
     assert float(low) <= float(accuracy) <= float(high)
-  assert int(overall[2]) == sum(int(n) for *_, n, _, _ in classes) == 10  # 2 eval photos a class.
+  assert int(overall[2]) == sum(int(n) for *_, n, _, _ in classes) == 10  # 2 test photos a class.
   assert int(overall[1]) == sum(int(c) for _, c, *_ in classes)
-  best = re.search(r'best trial: (\d\.\d{3})', default_run.line('  measured on the eval split'))
-  assert best, 'the search ran, so its best score is shown beside the eval accuracy'
+  best = re.search(r"best trial's eval accuracy: (\d\.\d{3}) ", default_run.line('  best trial'))
+  assert best, 'the search ran, so its best score is shown beside the test accuracy'
 
 
 def test_the_log_keeps_everything_else(default_run):
@@ -215,7 +224,7 @@ def test_a_worse_model_is_not_pushed_and_the_run_says_why(default_run, worse_run
   assert strays(done.lines) == [] and not CONTROL.search(done.out)
   not_pushed = done.line('model not pushed: ')
   assert re.fullmatch(
-    r"model not pushed: eval accuracy (\d\.\d{3}) is below the serving model's (\d\.\d{3}) "
+    r"model not pushed: test accuracy (\d\.\d{3}) is below the serving model's (\d\.\d{3}) "
     r'\(--max-accuracy-drop\); TFMA results in \S+/Evaluator/evaluation/\d+',
     not_pushed,
   ), not_pushed
@@ -224,7 +233,6 @@ def test_a_worse_model_is_not_pushed_and_the_run_says_why(default_run, worse_run
 
 def test_each_summary_reads_its_own_run(root, default_run, worse_run):
   """The runs' ML Metadata records, by the run id each log is named after."""
-  from tfx_pipeline.local import results
 
   def run_id(done):
     return os.path.basename(done.line('log: '))[: -len('.log')]
@@ -251,7 +259,7 @@ def test_a_parallel_search_on_a_terminal(parallel_run, root):
   assert '\x1b[K' in done.out
   # The floor failed (a CNN after 2 epochs), and so did the comparison with the serving model.
   not_pushed = done.line('model not pushed: ')
-  assert re.search(r'eval accuracy \d\.\d{3} < 0\.900 \(--accuracy-threshold\)', not_pushed)
+  assert re.search(r'test accuracy \d\.\d{3} < 0\.900 \(--accuracy-threshold\)', not_pushed)
   assert "below the serving model's" in not_pushed
   log = done.log()
   assert '[tuner0] ' in log and '[tuner1] ' in log  # The workers' own output.

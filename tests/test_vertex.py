@@ -259,6 +259,38 @@ def test_tfx_cloud_executors_start_the_configured_vertex_jobs(compiled, monkeypa
   assert dict((e.name, e.value) for e in pool.container_spec.env) == {'TF_USE_LEGACY_KERAS': '0'}
 
 
+def test_each_split_keeps_its_job_in_the_compiled_pipeline(compiled):
+  """train fits, eval selects and stops early, test is the Evaluator's alone."""
+  _, spec = compiled
+  splits = json.loads(_parameters(spec, 'ImportExampleGen')['input_config'])['splits']
+  assert [(s['name'], s['pattern']) for s in splits] == [
+    (name, f'image_classification_builder-{shards}.tfrecord-*')
+    for name, shards in (('train', 'train'), ('eval', 'validation'), ('test', 'test'))
+  ]
+  assert json.loads(_parameters(spec, 'Transform')['splits_config']) == {
+    'analyze': ['train'],
+    'transform': ['train', 'eval'],
+  }
+  assert json.loads(_parameters(spec, 'Evaluator')['example_splits']) == ['test']
+
+
+@pytest.mark.parametrize(
+  'flags, evaluated',
+  [([], 'test'), (['--no-test-split'], 'eval'), (['--split-by-hash'], 'test')],
+)
+def test_split_flags_declare_the_layout_compiling_cannot_list(flags, evaluated):
+  from tfx_pipeline.vertex import data_splits
+
+  args = vertex_runner.parser().parse_args(['--compile-only', *REQUIRED, *flags])
+  config, _ = vertex_runner.settings_from_args(args)
+  layout = data_splits.layout_from_args(config, args)
+  assert layout.evaluated_split == evaluated
+  names = [s.name for s in layout.input_config.splits]
+  if layout.output_config:
+    names = [s.name for s in layout.output_config.split_config.splits]
+  assert names == ['train', 'eval'] + (['test'] if evaluated == 'test' else [])
+
+
 def test_beam_steps_run_on_dataflow(compiled):
   _, spec = compiled
   for task in ('ImportExampleGen', 'StatisticsGen', 'Transform', 'Evaluator'):

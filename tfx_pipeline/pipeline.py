@@ -57,7 +57,7 @@ def create_pipeline(
   trainer = _trainer(config, transform, tuner or importer, user_code, vertex)
   # The model the latest blessing was for: the Evaluator's baseline (none on the first run).
   baseline = blessing.latest_blessed_model()
-  evaluator = _evaluator(example_gen, trainer, baseline, config)
+  evaluator = _evaluator(example_gen, trainer, baseline, config, layout.evaluated_split)
   pusher = _pusher(trainer, evaluator, config.serving_model_dir)
   components = [
     example_gen,
@@ -154,6 +154,8 @@ def _transform(example_gen, schema_gen, config: PipelineConfig):
     # (224*224*3 features) and took ~40% of Transform's time; StatisticsGen
     # already profiles the raw data.
     disable_statistics=True,
+    # The test split is the Evaluator's alone, and it reads raw examples.
+    splits_config=tfx.proto.SplitsConfig(analyze=['train'], transform=['train', data_layout.EVAL]),
   )
 
 
@@ -243,9 +245,11 @@ def _vertex_job(vertex: VertexSettings, args_key: str, job: dict) -> dict:
   return {_cloud.ENABLE_VERTEX_KEY: True, _cloud.VERTEX_REGION_KEY: vertex.region, args_key: job}
 
 
-def _evaluator(example_gen, trainer, baseline, config: PipelineConfig):
+def _evaluator(example_gen, trainer, baseline, config: PipelineConfig, split: str):
+  """Scores `split` (test where the data has one: a split no search or early stopping saw)."""
   return tfx.components.Evaluator(
     examples=example_gen.outputs['examples'],
+    example_splits=[split],
     model=trainer.outputs['model'],
     baseline_model=baseline.outputs['model'],
     eval_config=blessing.eval_config(config.accuracy_threshold, config.max_accuracy_drop),

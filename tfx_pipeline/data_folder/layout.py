@@ -1,9 +1,12 @@
-"""Finds the train/eval splits in a data folder before any component runs.
+"""Finds the train/eval/test splits in a data folder before any component runs.
 
-A folder laid out like the published flower TFRecords
+Each split has one job: train fits, eval is what the Tuner selects trials by
+and the Trainer stops early on, test is scored by the Evaluator alone. A folder
+laid out like the published flower TFRecords
 (`image_classification_builder-{train,validation,test}.tfrecord-*`) gives its
-train and validation shards as the train and eval splits. Any other folder of
-TFRecord files is split 80/20 by a hash of each example.
+train, validation and (optional) test shards as the three splits; without test
+shards the Evaluator scores the eval split, so its figure is optimistic. Any
+other folder of TFRecord files is split 80/10/10 by a hash of each example.
 
 Called by the runners and `create_pipeline` before any component runs, so an
 unusable folder is one error line, not a failed Beam job: a missing or empty
@@ -22,6 +25,7 @@ import tensorflow as tf
 from tfx import v1 as tfx
 
 PUBLISHED_PATTERN = 'image_classification_builder-{split}.tfrecord-*'
+EVAL, TEST = 'eval', 'test'
 TFRECORD_PATTERNS = ('*.tfrecord*', '*.tfrec')
 
 
@@ -36,8 +40,15 @@ class DataLayout:
   input_config: tfx.proto.Input
   output_config: Optional[tfx.proto.Output]
   description: str
-  # The files each split reads: 'train' and 'eval', or 'all' for a folder split by hash.
+  # The files each split reads: 'train', 'eval' (and 'test'), or 'all' for a folder split by hash.
   split_files: Dict[str, Tuple[str, ...]] = dataclasses.field(default_factory=dict)
+  # Whether there is a test split; without one the Evaluator scores the eval split.
+  has_test: bool = False
+
+  @property
+  def evaluated_split(self) -> str:
+    """The split the Evaluator scores: the one no search or early stopping has seen, if any."""
+    return TEST if self.has_test else EVAL
 
 
 def _published(split: str) -> str:
@@ -58,10 +69,16 @@ def find_splits(data_root: str) -> DataLayout:
       'with python -m data.convert.'
     )
   if train and validation:
-    _check_tfrecords(data_root, train + validation)
+    test = fnmatch.filter(names, _published('test'))
+    _check_tfrecords(data_root, train + validation + test)
+    split_files = {'train': _paths(data_root, train), EVAL: _paths(data_root, validation)}
+    if test:
+      split_files[TEST] = _paths(data_root, test)
+    shards = f'{len(train)} train, {len(validation)} validation and '
     return published_layout(
-      description=(f'{len(train)} train and {len(validation)} validation shards in {data_root}'),
-      split_files={'train': _paths(data_root, train), 'eval': _paths(data_root, validation)},
+      description=shards + f'{len(test) or "no"} test shards in {data_root}',
+      split_files=split_files,
+      test=bool(test),
     )
 
   return _hash_split(data_root, names)
@@ -102,41 +119,39 @@ def _hash_split(data_root: str, names: List[str]) -> DataLayout:
     pattern,
     description=(
       f'{len(files)} TFRecord files in {data_root} with no train/validation '
-      'shards: splitting them 80/20 into train/eval by hash'
+      'shards: splitting them 80/10/10 into train/eval/test by hash'
     ),
     split_files={'all': _paths(data_root, files)},
   )
 
 
-def published_layout(description: str, split_files=None) -> DataLayout:
-  """Train and validation shards of the published naming as the train and eval splits."""
+def published_layout(description: str, split_files=None, test: bool = True) -> DataLayout:
+  """Train, validation (and `test`) shards of the published naming as train, eval (and test)."""
+  splits = [('train', 'train'), (EVAL, 'validation')] + ([(TEST, 'test')] if test else [])
   return DataLayout(
     input_config=tfx.proto.Input(
-      splits=[
-        tfx.proto.Input.Split(name='train', pattern=_published('train')),
-        tfx.proto.Input.Split(name='eval', pattern=_published('validation')),
-      ]
+      splits=[tfx.proto.Input.Split(name=n, pattern=_published(shards)) for n, shards in splits]
     ),
     output_config=None,
     description=description,
     split_files=split_files or {},
+    has_test=test,
   )
 
 
 def hash_split_layout(pattern: str, description: str, split_files=None) -> DataLayout:
-  """Every file matching `pattern`, split 80/20 into train/eval by a hash of each example."""
+  """Every file matching `pattern`, split 80/10/10 into train/eval/test by hash of each example."""
+  buckets = (('train', 8), (EVAL, 1), (TEST, 1))
   return DataLayout(
     input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name='single', pattern=pattern)]),
     output_config=tfx.proto.Output(
       split_config=tfx.proto.SplitConfig(
-        splits=[
-          tfx.proto.SplitConfig.Split(name='train', hash_buckets=4),
-          tfx.proto.SplitConfig.Split(name='eval', hash_buckets=1),
-        ]
+        splits=[tfx.proto.SplitConfig.Split(name=n, hash_buckets=b) for n, b in buckets]
       )
     ),
     description=description,
     split_files=split_files or {},
+    has_test=True,
   )
 
 

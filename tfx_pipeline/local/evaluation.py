@@ -37,10 +37,11 @@ class Evaluation:
   failures: List[str]
   # Examples by (true class id, predicted class id); None when TFMA gave no matrix.
   confusion: Optional[List[List[float]]]
+  split: str = 'eval'  # The split scored: 'test' where the data has one.
 
 
-def read(uri: str, max_accuracy_drop: float = 0.0) -> Evaluation:
-  """The Evaluator output at `uri`."""
+def read(uri: str, max_accuracy_drop: float = 0.0, split: str = 'eval') -> Evaluation:
+  """The Evaluator output at `uri`, which scored `split`."""
   import tensorflow_model_analysis as tfma  # Heavy; only the summary needs it.
 
   two_models = os.path.exists(uri) and _has_baseline(uri)
@@ -70,13 +71,13 @@ def read(uri: str, max_accuracy_drop: float = 0.0) -> Evaluation:
       threshold = failure.metric_threshold
       if threshold.HasField('value_threshold'):
         failures.append(
-          f'eval accuracy {overall:.3f} < {threshold.value_threshold.lower_bound.value:.3f} '
+          f'{split} accuracy {overall:.3f} < {threshold.value_threshold.lower_bound.value:.3f} '
           '(--accuracy-threshold)'
         )
       elif threshold.HasField('change_threshold') and baseline is not None:
         drop = f' by more than {max_accuracy_drop:g}' if max_accuracy_drop else ''
         failures.append(
-          f"eval accuracy {overall:.3f} is below the serving model's {baseline:.3f}{drop} "
+          f"{split} accuracy {overall:.3f} is below the serving model's {baseline:.3f}{drop} "
           '(--max-accuracy-drop)'
         )
   return Evaluation(
@@ -88,6 +89,7 @@ def read(uri: str, max_accuracy_drop: float = 0.0) -> Evaluation:
     validation_ok=validation.validation_ok,
     failures=failures,
     confusion=_confusion(candidate.plots),
+    split=split,
   )
 
 
@@ -156,21 +158,23 @@ def counted(accuracy: float, n: int) -> str:
 
 
 def summary_lines(evaluation: Evaluation) -> List[str]:
-  """`eval accuracy: 0.800 (40/50, 95% CI ...)` and a line per class; tools parse the first number.
+  """`test accuracy: 0.800 (40/50, 95% CI ...)` and a line per class; tools parse the first number.
 
   The interval says how far the figure could move on other photos like these:
   on 50 photos one photo is 2 points.
   """
   lines = []
   if evaluation.accuracy is not None:
-    lines.append(f'eval accuracy: {counted(evaluation.accuracy, evaluation.examples)}')
+    lines.append(
+      f'{evaluation.split} accuracy: {counted(evaluation.accuracy, evaluation.examples)}'
+    )
   for name, accuracy, count in evaluation.per_class:
     lines.append(f'  {name}: ' + ('-' if accuracy is None else counted(accuracy, count)))
   return lines
 
 
 def why_not_pushed(evaluation: Optional[Evaluation]) -> str:
-  """`model not pushed: eval accuracy 0.200 < 0.500 (--accuracy-threshold); results in ...`."""
+  """`model not pushed: test accuracy 0.200 < 0.500 (--accuracy-threshold); results in ...`."""
   if evaluation is None:
     return 'model not pushed: no evaluation in this run'
   reasons = '; '.join(evaluation.failures) or 'the Evaluator did not bless it'
@@ -203,7 +207,7 @@ def write_confusion_matrix(
       ax.text(
         j, i, f'{value:g}', ha='center', va='center', color='white' if value > top / 2 else 'black'
       )
-  title = 'eval confusion matrix'
+  title = f'{evaluation.split} confusion matrix'
   if evaluation.accuracy is not None:
     title += f' (accuracy {evaluation.accuracy:.3f})'
   ax.set_title(title)

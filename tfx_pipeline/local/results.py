@@ -20,10 +20,12 @@ _STATE_NAMES = {
 
 @dataclasses.dataclass
 class NodeResult:
-  """One component's execution in a run and its output artifacts by key."""
+  """One component's execution in a run, its output artifacts by key and its text properties."""
 
   state: str
   outputs: Dict[str, List[metadata_store_pb2.Artifact]]
+  # TFX records a component's execution properties here (the Evaluator's example_splits...).
+  properties: Dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def sqlite_config(path: str) -> metadata_store_pb2.ConnectionConfig:
@@ -78,7 +80,13 @@ def _results(store, run, pipeline_name: str) -> Dict[str, NodeResult]:
     outputs: Dict[str, List[metadata_store_pb2.Artifact]] = {}
     for event in events:
       outputs.setdefault(event.path.steps[0].key, []).append(artifacts[event.artifact_id])
-    results[node] = NodeResult(_STATE_NAMES.get(execution.last_known_state, 'unknown'), outputs)
+    properties = {
+      k: v.string_value
+      for k, v in execution.custom_properties.items()
+      if v.HasField('string_value')
+    }
+    state = _STATE_NAMES.get(execution.last_known_state, 'unknown')
+    results[node] = NodeResult(state, outputs, properties)
   return results
 
 
@@ -95,6 +103,13 @@ def output_uri(run: Dict[str, NodeResult], node: str, key: str) -> Optional[str]
   if result and result.outputs.get(key):
     return result.outputs[key][0].uri
   return None
+
+
+def evaluated_split(run: Dict[str, NodeResult]) -> str:
+  """The split the run's Evaluator scored ('test', or 'eval' for data without a test split)."""
+  result = run.get('Evaluator')
+  splits = json.loads(result.properties.get('example_splits') or 'null') if result else None
+  return ','.join(splits) if splits else 'eval'
 
 
 def best_hyperparameters(uri: str) -> dict:

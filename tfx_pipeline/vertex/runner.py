@@ -18,7 +18,7 @@ from typing import List, Optional, Tuple
 from tfx_pipeline import cli_paths, options
 from tfx_pipeline.config import DEFAULT_PIPELINE_ROOT, PipelineConfig
 from tfx_pipeline.options import UsageError
-from tfx_pipeline.vertex import image
+from tfx_pipeline.vertex import data_splits, image
 from tfx_pipeline.vertex.settings import VertexSettings
 
 DEFAULT_OUTPUT = os.path.join(
@@ -44,23 +44,6 @@ _MODES = (
 )
 
 
-def _data_flags(p: argparse.ArgumentParser) -> None:
-  """Where the data and the artifacts are: gs:// folders, unlike run_local.py's."""
-  g = p.add_argument_group('data')
-  g.add_argument('--pipeline-root', help='gs:// folder for artifacts and pushed models (required)')
-  g.add_argument(
-    '--data-root',
-    help='gs:// folder of flower TFRecords (required; with --rehearse, a local folder too)',
-  )
-  g.add_argument(
-    '--split-by-hash',
-    action='store_true',
-    help='the data folder is not in the published layout '
-    '(image_classification_builder-{train,validation}.tfrecord-*): split its '
-    '*.tfrecord* files 80/20 into train/eval by hash',
-  )
-
-
 def parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(prog='run_vertex.py', description=_DESCRIPTION)
   mode = p.add_mutually_exclusive_group(required=True)
@@ -84,7 +67,7 @@ def parser() -> argparse.ArgumentParser:
     "ROOT/gcs/BUCKET/x), with the image's files, the artifact record and the logs "
     '(default: %(default)s)',
   )
-  _data_flags(p)
+  data_splits.add_flags(p)
   options.add_flags(p.add_argument_group('Google Cloud and machines'), VertexSettings, 'vertex')
   options.add_flags(
     p.add_argument_group('search and training (as in run_local.py)'), PipelineConfig, 'vertex'
@@ -181,32 +164,20 @@ def check_search(config: PipelineConfig, dockerfile: Optional[str] = None) -> Pi
   return config
 
 
-def data_layout_for(data_root: str, split_by_hash: bool):
-  """The splits of a gs:// data folder, declared rather than listed (compiling is offline).
+def build(config: PipelineConfig, vertex: VertexSettings, layout=None):
+  """The pipeline for Vertex AI: ML Metadata is Vertex's own, so no connection config.
 
-  The same two layouts `data_layout.find_splits` finds in a local folder.
+  `layout`: the data's splits (`data_splits.data_layout_for`); the published layout by default.
   """
-  from tfx_pipeline.data_folder import layout as data_layout
-
-  if not split_by_hash:
-    return data_layout.published_layout(f'published train and validation shards in {data_root}')
-  return data_layout.hash_split_layout(
-    data_layout.TFRECORD_PATTERNS[0],
-    f'TFRecord files in {data_root}, split 80/20 into train/eval by hash',
-  )
-
-
-def build(config: PipelineConfig, vertex: VertexSettings, split_by_hash: bool = False):
-  """The pipeline for Vertex AI: ML Metadata is Vertex's own, so no connection config."""
   from tfx_pipeline.pipeline import create_pipeline
 
   return create_pipeline(
-    config, vertex=vertex, layout=data_layout_for(config.data_root, split_by_hash)
+    config, vertex=vertex, layout=layout or data_splits.data_layout_for(config.data_root)
   )
 
 
 def compile_pipeline(
-  config: PipelineConfig, vertex: VertexSettings, output: str, split_by_hash: bool = False
+  config: PipelineConfig, vertex: VertexSettings, output: str, layout=None
 ) -> str:
   """Writes the pipeline JSON to `output` and returns its path."""
   from tfx import v1 as tfx
@@ -219,7 +190,7 @@ def compile_pipeline(
     output_dir=os.path.dirname(output),
     output_filename=os.path.basename(output),
   )
-  runner.run(build(config, vertex, split_by_hash))
+  runner.run(build(config, vertex, layout))
   return output
 
 
@@ -268,9 +239,9 @@ def main(argv: Optional[List[str]] = None) -> int:
   if args.rehearse:
     from tfx_pipeline.vertex.rehearsal import rehearse
 
-    def compile_for_rehearsal():
+    def compile_for_rehearsal(layout):
       checked = check_search(config)
-      output = compile_pipeline(checked, vertex, args.output, args.split_by_hash)
+      output = compile_pipeline(checked, vertex, args.output, layout)
       return output, vertex.describe(checked.tune)
 
     return rehearse.main(config, vertex, args, compile_for_rehearsal)
@@ -280,7 +251,7 @@ def main(argv: Optional[List[str]] = None) -> int:
   except UsageError as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
-  output = compile_pipeline(config, vertex, args.output, args.split_by_hash)
+  output = compile_pipeline(config, vertex, args.output, data_splits.layout_from_args(config, args))
   print(f'compiled: {output}')
   for line in vertex.describe(config.tune):
     print(line)

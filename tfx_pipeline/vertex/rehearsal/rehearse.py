@@ -21,6 +21,7 @@ from tfx_pipeline.config import PROJECT_ROOT, PipelineConfig
 from tfx_pipeline.local import console_log, summary
 from tfx_pipeline.local import interrupt as interrupt_module
 from tfx_pipeline.options import UsageError
+from tfx_pipeline.vertex import data_splits
 from tfx_pipeline.vertex.rehearsal import execute, image, pipeline_spec
 from tfx_pipeline.vertex.settings import VertexSettings
 
@@ -32,13 +33,25 @@ class RehearsalError(ValueError):
   """Settings a rehearsal cannot run with; one line."""
 
 
-def check_inputs(config: PipelineConfig, rehearsal_root: str) -> None:
-  """The data folder (and --hparams-from) must be there, gs:// ones at their mapped folders."""
+def check_inputs(config: PipelineConfig, rehearsal_root: str, layout) -> None:
+  """The data folder (and --hparams-from) must be there, gs:// ones at their mapped folders.
+
+  With the splits `layout` declares: test shards where it expects them.
+  """
   local = pipeline_spec.local_path(config.data_root, rehearsal_root)
   if not glob.glob(os.path.join(local, '*.tfrecord*')):
     raise RehearsalError(
       f'--data-root {_where(config.data_root, local)} holds no TFRecord files: copy a sample of '
       'the data there, or pass a local folder as --data-root.'
+    )
+  from tfx_pipeline.data_folder import layout as data_layout
+
+  test_shards = data_layout.PUBLISHED_PATTERN.format(split=data_layout.TEST)
+  published = layout.output_config is None  # A hash split makes its test split itself.
+  if published and layout.has_test and not glob.glob(os.path.join(local, test_shards)):
+    raise RehearsalError(
+      f'--data-root {_where(config.data_root, local)} has no test shards ({test_shards}): '
+      'add them, or pass --no-test-split to evaluate on the validation split.'
     )
   if config.hparams_from:
     local = pipeline_spec.local_path(config.hparams_from, rehearsal_root)
@@ -59,8 +72,12 @@ def rehearse(
   compiled: str,
   rehearsal_root: str,
   echo: Callable[[str], None],
+  split: str = 'test',
 ) -> Tuple[summary.RunSummary, Optional[str]]:
-  """Runs the compiled pipeline at `compiled`: (its summary, the Evaluator's baseline model)."""
+  """Runs the compiled pipeline at `compiled`: (its summary, the Evaluator's baseline model).
+
+  `split`: the one its Evaluator scores.
+  """
   from tfx_pipeline.local import beam
 
   run_id = f'{config.pipeline_name}-{time.strftime("%Y%m%d%H%M%S")}'
@@ -84,15 +101,15 @@ def rehearse(
     outputs, states = execute.run(job, rehearsal, processes)
   finally:
     execute.stop_all(processes)
-  return _summary(outputs, states, run_id, time.monotonic() - start, config), _first_uri(
+  return _summary(outputs, states, run_id, time.monotonic() - start, config, split), _first_uri(
     outputs, BASELINE_TASK, 'model'
   )
 
 
 def _summary(
-  outputs: dict, states: dict, run_id: str, seconds: float, config
+  outputs: dict, states: dict, run_id: str, seconds: float, config, split: str
 ) -> summary.RunSummary:
-  """What the rehearsal produced, as a local run's summary says it."""
+  """What the rehearsal produced, as a local run's summary says it; its Evaluator scored `split`."""
   from tfx_pipeline.local import evaluation
 
   hp_uri = _first_uri(outputs, 'Tuner', 'best_hyperparameters') or _first_uri(
@@ -104,7 +121,7 @@ def _summary(
     states=states,
     best_hyperparameters=summary.hyperparameters(hp_uri) if hp_uri else None,
     best_hyperparameters_uri=hp_uri,
-    evaluation=evaluation.read(evaluated, config.max_accuracy_drop) if evaluated else None,
+    evaluation=(evaluation.read(evaluated, config.max_accuracy_drop, split) if evaluated else None),
     transform_graph_uri=_first_uri(outputs, 'Transform', 'transform_graph'),
     pushed_model=execute.pushed_model(outputs),
     seconds=seconds,
@@ -119,22 +136,25 @@ def _first_uri(outputs: dict, task: str, key: str) -> Optional[str]:
 def main(config: PipelineConfig, vertex: VertexSettings, args, compile_fn) -> int:
   """The --rehearse command: console and log, compile, run, summary. Returns the exit code.
 
-  `compile_fn()` checks the search and compiles as --submit does: (JSON path, machine lines).
+  `compile_fn(layout)` checks the search and compiles as --submit does: (JSON path,
+  machine lines).
   """
   root = os.path.abspath(args.rehearsal_root)
   session = console_log.Session(args.verbose).start()
   run_log = console_log.log_path(root, time.strftime('%Y%m%d-%H%M%S'))
   try:
-    check_inputs(config, root)
+    layout = data_splits.layout_from_args(config, args)
+    check_inputs(config, root, layout)
     session.open_log(run_log)
     if session.log_path:
       session.line(f'log: {session.log_path}')
     session.line(f'gs://BUCKET/... is {pipeline_spec.gcs_root(root)}/BUCKET/... in this rehearsal')
-    compiled, machines = compile_fn()
+    compiled, machines = compile_fn(layout)
     session.line(f'compiled: {compiled}')
     for line in machines:
       session.line(line)
-    result, baseline = rehearse(config, vertex, compiled, root, session.line)
+    split = layout.evaluated_split
+    result, baseline = rehearse(config, vertex, compiled, root, session.line, split)
     for line in summary.lines(result):
       session.line(line)
     session.line(f'baseline: {baseline or "none (no blessed model yet)"}')
