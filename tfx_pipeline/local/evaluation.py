@@ -63,23 +63,6 @@ def read(uri: str, max_accuracy_drop: float = 0.0, split: str = 'eval') -> Evalu
       if not slice_key:
         baseline = _metrics(metrics).get(ACCURACY_METRIC)
   validation = tfma.load_validation_result(uri)
-  failures = []
-  for per_slice in validation.metric_validations_per_slice:
-    for failure in per_slice.failures:
-      if failure.metric_key.name != ACCURACY_METRIC:
-        continue
-      threshold = failure.metric_threshold
-      if threshold.HasField('value_threshold'):
-        failures.append(
-          f'{split} accuracy {overall:.3f} < {threshold.value_threshold.lower_bound.value:.3f} '
-          '(--accuracy-threshold)'
-        )
-      elif threshold.HasField('change_threshold') and baseline is not None:
-        drop = f' by more than {max_accuracy_drop:g}' if max_accuracy_drop else ''
-        failures.append(
-          f"{split} accuracy {overall:.3f} is below the serving model's {baseline:.3f}{drop} "
-          '(--max-accuracy-drop)'
-        )
   return Evaluation(
     uri=uri,
     accuracy=overall,
@@ -87,10 +70,32 @@ def read(uri: str, max_accuracy_drop: float = 0.0, split: str = 'eval') -> Evalu
     per_class=sorted(per_class),
     baseline_accuracy=baseline,
     validation_ok=validation.validation_ok,
-    failures=failures,
+    failures=_failures(validation, f'{split} accuracy {overall:.3f}', baseline, max_accuracy_drop),
     confusion=_confusion(candidate.plots),
     split=split,
   )
+
+
+def _failures(validation, accuracy: str, baseline: Optional[float], max_drop: float) -> List[str]:
+  """The accuracy thresholds TFMA's `validation` result failed, each as one clause.
+
+  `accuracy` names the candidate's figure (`test accuracy 0.200`).
+  """
+  failures = []
+  for per_slice in validation.metric_validations_per_slice:
+    for failure in per_slice.failures:
+      if failure.metric_key.name != ACCURACY_METRIC:
+        continue
+      threshold = failure.metric_threshold
+      if threshold.HasField('value_threshold'):
+        bound = threshold.value_threshold.lower_bound.value
+        failures.append(f'{accuracy} < {bound:.3f} (--accuracy-threshold)')
+      elif threshold.HasField('change_threshold') and baseline is not None:
+        drop = f' by more than {max_drop:g}' if max_drop else ''
+        failures.append(
+          f"{accuracy} is below the serving model's {baseline:.3f}{drop} (--max-accuracy-drop)"
+        )
+  return failures
 
 
 def _has_baseline(uri: str) -> bool:
