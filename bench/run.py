@@ -347,15 +347,14 @@ def summarize(result: dict, epochs: int) -> dict:
 
 
 def _write_report(out: str, figures: dict) -> None:
-  from bench.accuracy import SECTION_END, SECTION_START
+  """Rewrites results.md, keeping what other benchmarks wrote there (<!-- x --> to <!-- /x -->)."""
+  import re
 
   path = os.path.join(out, 'results.md')
   kept = ''
   if os.path.exists(path):
-    current = open(path).read()
-    if SECTION_START in current and SECTION_END in current:
-      start = current.index(SECTION_START)
-      kept = current[start : current.index(SECTION_END, start) + len(SECTION_END)] + '\n'
+    sections = re.finditer(r'<!-- ([^/].*?) -->\n.*?<!-- /\1 -->\n', open(path).read(), re.S)
+    kept = ''.join(m.group(0) for m in sections)
   with open(path, 'w') as f:
     f.write(report(figures) + ('\n' + kept if kept else ''))
 
