@@ -1,7 +1,7 @@
 """Finds the train/eval/test splits in a data folder before any component runs.
 
 Each split has one job: train fits, eval is what the Tuner selects trials by
-and the Trainer stops early on, test is scored by the Evaluator alone. A folder
+(and stops them early on), test is scored by the Evaluator alone. A folder
 laid out like the published flower TFRecords
 (`image_classification_builder-{train,validation,test}.tfrecord-*`) gives its
 train, validation and (optional) test shards as the three splits; without test
