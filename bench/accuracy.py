@@ -64,13 +64,18 @@ def read_records(data_root: str) -> list:
   return records
 
 
-def stratified_folds(records: list, folds: int) -> list:
-  """Fold index of each record: within each class, records ordered by a hash of their name."""
+def stratified_folds(records: list, folds: int, seed: int = 0) -> list:
+  """Fold index of each record: within each class, records ordered by a hash of their name.
+
+  Another `seed` hashes `seed:name`: another stratified split of the same records.
+  """
   assignment = [0] * len(records)
   for label in sorted({r[1] for r in records}):
     members = sorted(
       (i for i, r in enumerate(records) if r[1] == label),
-      key=lambda i: hashlib.sha256(records[i][2].encode()).hexdigest(),
+      key=lambda i: hashlib.sha256(
+        (f'{seed}:{records[i][2]}' if seed else records[i][2]).encode()
+      ).hexdigest(),
     )
     for rank, i in enumerate(members):
       assignment[i] = rank % folds

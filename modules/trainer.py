@@ -1,8 +1,10 @@
-"""`run_fn` for the TFX Trainer: trains with the best hyperparameters and exports.
+"""`run_fn` for the TFX Trainer: trains with the best hyperparameters, calibrates and exports.
 
 Hyperparameters come from the Tuner (or an imported file); with neither, the
 search space defaults are used. The model and its fit are the Tuner's
 (modules/model/hypermodel.py), so a trial's batch size and augmentation apply here too.
+A temperature fitted on the eval split after training (modules/model/calibration.py)
+goes into the serving model; the test split stays the Evaluator's alone.
 """
 
 import math
@@ -16,7 +18,7 @@ from tfx import v1 as tfx
 
 from modules import labels
 from modules.backbones import backbone
-from modules.model import hypermodel, model, serving
+from modules.model import calibration, hypermodel, model, serving
 from modules.module_config import ModuleConfig
 from modules.runtime import gcs, stop, strategy
 from modules.search import search_space
@@ -48,9 +50,6 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   with strategy.choose().scope():
     classifier = trained.build(hp)
 
-  checkpoints = os.path.join(
-    gcs.local_path(fn_args.model_run_dir), 'checkpoints', 'epoch-{epoch:03d}.weights.h5'
-  )
   trained.fit(
     hp,
     classifier,
@@ -58,18 +57,34 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     # None: the data's own epoch (a pass over the images, or the head's step floor).
     steps_per_epoch=math.ceil(fn_args.train_steps / config.epochs) if repeat else None,
     verbose=2,
-    callbacks=[
-      keras.callbacks.ModelCheckpoint(checkpoints, save_weights_only=True),
-      keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir),
-      # A Ctrl-C of the local run stops training at the next batch.
-      stop.keras_callback(),
-    ],
+    callbacks=_callbacks(fn_args),
   )
+  calibrated = calibration.fit(
+    classifier, data.eval(hypermodel.fit_settings(hp, config).batch_size), split='eval'
+  )
+  logging.info('Calibration: %s', calibrated.describe())
   if data.cached_features:
     # One serving model that still takes raw images: backbone + the trained head.
     classifier = model.attach(
       backbone.build_backbone(config.backbone, fine_tune=False), classifier, config.image_size
     )
   serving.export(
-    classifier, tf_transform_output, class_names, fn_args.serving_model_dir, config.image_size
+    classifier,
+    tf_transform_output,
+    class_names,
+    fn_args.serving_model_dir,
+    config.image_size,
+    calibrated,
   )
+
+
+def _callbacks(fn_args: tfx.components.FnArgs) -> list:
+  """A checkpoint each epoch, TensorBoard logs, and a stop at the next batch on Ctrl-C."""
+  checkpoints = os.path.join(
+    gcs.local_path(fn_args.model_run_dir), 'checkpoints', 'epoch-{epoch:03d}.weights.h5'
+  )
+  return [
+    keras.callbacks.ModelCheckpoint(checkpoints, save_weights_only=True),
+    keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir),
+    stop.keras_callback(),
+  ]

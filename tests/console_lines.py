@@ -48,9 +48,14 @@ SHAPES = {
     r"  best trial's eval accuracy: (\d\.\d{3}|-) "
     r'\(the split the search picked it by; the gap to test is its optimism\)'
   ),
+  'calibration': (
+    r'calibration: temperature (\d+\.\d{2}|-) \(fitted on \w+\); (test|eval) ECE '
+    r'\d\.\d{3} -> \d\.\d{3} \(15 bins(, the photos it was fitted on)?\)'
+  ),
   'pushed model': rf'pushed model: {_PATH}',
   'not pushed': rf'model not pushed: .+; TFMA results in {_PATH}',
   'confusion matrix': rf'confusion matrix: {_PATH}\.png',
+  'reliability diagram': rf'reliability diagram: {_PATH}\.png',
   'tuning report': (
     r'tuning report: \d+ of \d+ trials completed(, \d+ of them pruned)? \(\* best\)'
   ),

@@ -1,6 +1,7 @@
 """The frozen-backbone feature cache: right features, keyed on data and backbone, one model."""
 
 import glob
+import json
 import os
 import shutil
 
@@ -12,7 +13,7 @@ import tensorflow_transform as tft
 
 from modules import features, preprocessing
 from modules import tuner as tuner_module
-from modules.model import model
+from modules.model import calibration, model
 from modules.module_config import ModuleConfig, RunPaths
 from modules.search import search_space
 from modules.trainer import run_fn
@@ -155,9 +156,18 @@ def test_search_and_training_on_cached_features_export_one_jpeg_model(
 
   exported = tf.saved_model.load(train_args.serving_model_dir)
   images = _jpegs(tiny_data, 3)
-  probs = exported.signatures['serving_jpeg'](images=tf.constant(images))['probabilities'].numpy()
+  out = exported.signatures['serving_jpeg'](images=tf.constant(images))
+  probs = out['uncalibrated_probabilities'].numpy()
   assert probs.shape == (3, 5)
   np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+  # Served: the head's softmax at the temperature run_fn fitted on the eval split's features.
+  temperature = float(exported.temperature.numpy())
+  calibrated = calibration.rescale(probs, temperature)
+  np.testing.assert_allclose(out['probabilities'].numpy(), calibrated, atol=1e-5)
+  with open(os.path.join(train_args.serving_model_dir, calibration.CALIBRATION_FILE)) as f:
+    fitted = json.load(f)
+  assert fitted['temperature'] == pytest.approx(temperature) and fitted['split'] == 'eval'
+  assert fitted['examples'] == 10  # Every eval photo of the tiny data, once.
 
   # The same numbers as the backbone and the trained head applied by hand.
   head = model.build_head(best, num_classes=5, feature_dim=4)

@@ -11,11 +11,13 @@ this order.
 """
 
 import dataclasses
+import glob
 import json
 import os
 import re
 from typing import List, Optional
 
+import numpy as np
 import pytest
 
 from tests import tiny
@@ -213,6 +215,61 @@ def test_per_class_accuracy_and_the_confusion_matrix(default_run, tiny_data):
   path = default_run.line('confusion matrix: ')[len('confusion matrix: ') :]
   report = re.search(r'  \((\S+): trials\.txt', '\n'.join(default_run.lines)).group(1)
   assert os.path.dirname(path) == report  # Beside the tuning report.
+  with open(os.path.join(REPO, path), 'rb') as f:
+    assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+
+
+def _test_photos(tiny_data, class_names):
+  """The tiny data's test photos (encoded) and their class ids in the model's order."""
+  rows = list(predict.iter_photos(glob.glob(os.path.join(tiny_data, '*-test.tfrecord-*')), 100))
+  return [encoded for _, encoded, _ in rows], np.array([class_names.index(t) for *_, t in rows])
+
+
+def test_the_served_probabilities_are_calibrated_and_the_summary_measures_it(tiny_run, tiny_data):
+  """The temperature fitted on eval is in the pushed model; ECE on test, before and after."""
+  import tensorflow as tf
+  import tensorflow_transform as tft
+
+  from modules import labels
+  from modules.model import calibration
+
+  line = tiny_run.done.line('calibration: ')
+  found = re.fullmatch(
+    r'calibration: temperature (\S+) \(fitted on eval\); test ECE (\S+) -> (\S+) \(15 bins\)',
+    line,
+  )
+  assert found, line
+  pushed = tiny_run.summary.pushed_model
+  model = tf.saved_model.load(pushed)
+  with open(os.path.join(pushed, calibration.CALIBRATION_FILE)) as f:
+    fitted = calibration.Fitted(**json.load(f))
+  assert fitted.split == 'eval' and fitted.examples == 10  # 2 eval photos a class.
+  assert float(model.temperature.numpy()) == pytest.approx(fitted.temperature)
+  assert found.group(1) == f'{fitted.temperature:.2f}'
+
+  # The summary's ECE (from the Evaluator's plots) is the served model's on the test photos.
+  names = labels.class_names(tft.TFTransformOutput(tiny_run.summary.transform_graph_uri))
+  images, truth = _test_photos(tiny_data, names)
+  out = model.signatures['serving_jpeg'](images=tf.constant(images))
+  served, own = out['probabilities'].numpy(), out['uncalibrated_probabilities'].numpy()
+  assert float(found.group(2)) == pytest.approx(calibration.ece(own, truth), abs=2e-3)
+  assert float(found.group(3)) == pytest.approx(calibration.ece(served, truth), abs=2e-3)
+  np.testing.assert_allclose(served, calibration.rescale(own, fitted.temperature), atol=1e-5)
+  assert (served.argmax(-1) == own.argmax(-1)).all()
+  evaluation_uri = tiny_run.summary.evaluation.uri
+  with open(os.path.join(evaluation_uri, 'eval_config.json')) as f:
+    assert 'uncalibrated_probabilities' in f.read()
+
+  # predict prints the served (calibrated) probability.
+  shards = glob.glob(os.path.join(tiny_data, '*-test.tfrecord-*'))
+  rows = predict.predict(pushed, shards, 100, echo=lambda *_: None)
+  assert [r['probability'] for r in rows] == pytest.approx(list(served.max(-1)), abs=1e-5)
+  if not np.allclose(served, own, atol=1e-3):
+    assert [r['probability'] for r in rows] != pytest.approx(list(own.max(-1)), abs=1e-5)
+
+  # The diagram is beside the confusion matrix.
+  path = tiny_run.done.line('reliability diagram: ')[len('reliability diagram: ') :]
+  assert os.path.dirname(path) == os.path.dirname(tiny_run.done.line('confusion matrix: ')[18:])
   with open(os.path.join(REPO, path), 'rb') as f:
     assert f.read(8) == b'\x89PNG\r\n\x1a\n'
 

@@ -14,6 +14,10 @@ from modules import features
 
 ACCURACY_METRIC = 'sparse_categorical_accuracy'
 ACCURACY_CLASS = 'SparseCategoricalAccuracy'
+# The serving model's softmax before its temperature (modules/model/serving.py).
+UNCALIBRATED_OUTPUT = 'uncalibrated_probabilities'
+# The top class's probability in equal-width bins: a reliability diagram's data.
+RELIABILITY_BINS = 15
 # The Evaluator's baseline: the model behind the newest blessing (TFX's own resolver).
 BASELINE_RESOLVER = 'latest_blessed_model_resolver'
 # A candidate that equals its baseline passes the change threshold despite float rounding.
@@ -30,12 +34,13 @@ def latest_blessed_model() -> tfx.dsl.Resolver:
 
 
 def eval_config(accuracy_threshold: float, max_accuracy_drop: float = 0.0) -> tfma.EvalConfig:
-  """TFMA accuracy overall and per class, and the confusion matrix; the overall value gates.
+  """TFMA accuracy overall and per class, the confusion matrix and reliability; overall gates.
 
   The candidate is blessed when its accuracy is at least `accuracy_threshold`
   and, given a baseline (the latest blessed model), at most `max_accuracy_drop`
   below the baseline's. TFX's Evaluator ignores the change threshold when no
-  baseline is given (the first blessed run).
+  baseline is given (the first blessed run). The candidate's reliability is
+  kept before and after its temperature (`reliability_specs`).
   """
   return tfma.EvalConfig(
     model_specs=[
@@ -71,6 +76,29 @@ def eval_config(accuracy_threshold: float, max_accuracy_drop: float = 0.0) -> tf
           ),
           tfma.MetricConfig(class_name='MultiClassConfusionMatrixPlot'),
         ]
-      )
+      ),
+      *reliability_specs(),
     ],
   )
+
+
+def reliability_specs() -> list:
+  """CalibrationPlots of the top class's probability, calibrated ('') and uncalibrated.
+
+  Top-1 binarization turns each example into (top class's probability, right
+  or not): the reliability diagram's points. The candidate only: a baseline
+  exported before calibration has no uncalibrated output.
+  """
+  plot = tfma.MetricConfig(
+    class_name='CalibrationPlot',
+    config=f'{{"num_buckets": {RELIABILITY_BINS}, "left": 0.0, "right": 1.0}}',
+  )
+  return [
+    tfma.MetricsSpec(
+      model_names=[tfma.CANDIDATE_KEY],
+      output_names=[output],
+      binarize=tfma.BinarizationOptions(top_k_list={'values': [1]}),
+      metrics=[plot],
+    )
+    for output in ('', UNCALIBRATED_OUTPUT)
+  ]

@@ -1,17 +1,25 @@
-"""The exported serving model: raw input in, class probabilities and names out.
+"""The exported serving model: raw input in, calibrated class probabilities and names out.
 
 The Transform graph is embedded, so both signatures take raw data:
 - `serving_default`: serialized tf.Example (what TFMA's Evaluator feeds);
 - `serving_jpeg`: encoded image bytes, one photo per element.
+Both return `probabilities` rescaled by the temperature the Trainer fitted
+(modules/model/calibration.py), `uncalibrated_probabilities` (the model's own
+softmax), and the top class's `class_id` and `class_name`, the same for both.
 """
 
-from typing import Dict, Sequence
+import dataclasses
+import json
+import os
+from typing import Dict, Optional, Sequence
 
 import keras
 import tensorflow as tf
 import tensorflow_transform as tft
 
 from modules import features, image_codec
+from modules.model import calibration
+from modules.runtime import whole_file
 
 
 class ClassifierModule(tf.Module):
@@ -27,10 +35,13 @@ class ClassifierModule(tf.Module):
     tf_transform_output: tft.TFTransformOutput,
     class_names: Sequence[str],
     image_size: int,
+    temperature: float = 1.0,
   ):
     super().__init__()
     self.model = model
     self.image_size = image_size
+    # A variable, so it is saved: `tf.saved_model.load(dir).temperature`.
+    self.temperature = tf.Variable(temperature, trainable=False, dtype=tf.float32)
     self.tft_layer = tf_transform_output.transform_features_layer()
     self.class_names = tf.constant(list(class_names))
     raw_spec = tf_transform_output.raw_feature_spec()
@@ -49,11 +60,15 @@ class ClassifierModule(tf.Module):
     return image_codec.model_input(transformed[features.IMAGE], self.image_size)
 
   def classify(self, encoded: tf.Tensor) -> Dict[str, tf.Tensor]:
-    """[N] encoded images -> probabilities [N, K], class_id [N], class_name [N]."""
-    probabilities = self.model(self.model_input(encoded), training=False)
-    class_id = tf.argmax(probabilities, axis=-1)
+    """[N] encoded images -> (uncalibrated_)probabilities [N, K], class_id [N], class_name [N]."""
+    uncalibrated = self.model(self.model_input(encoded), training=False)
+    # log(p) is the logits up to a constant per row, which softmax ignores.
+    logits = tf.math.log(tf.maximum(uncalibrated, 1e-30)) / self.temperature
+    # The class comes from the model's own output: calibration never changes it.
+    class_id = tf.argmax(uncalibrated, axis=-1)
     return {
-      'probabilities': probabilities,
+      'probabilities': tf.nn.softmax(logits, axis=-1),
+      'uncalibrated_probabilities': uncalibrated,
       'class_id': class_id,
       'class_name': tf.gather(self.class_names, class_id),
     }
@@ -74,9 +89,11 @@ def export(
   class_names: Sequence[str],
   export_dir: str,
   image_size: int,
+  calibrated: Optional[calibration.Fitted] = None,
 ) -> None:
-  """Writes the SavedModel with both serving signatures."""
-  module = ClassifierModule(model, tf_transform_output, class_names, image_size)
+  """Writes the SavedModel with both serving signatures, and `calibrated` beside it."""
+  temperature = calibrated.temperature if calibrated else 1.0
+  module = ClassifierModule(model, tf_transform_output, class_names, image_size, temperature)
   tf.saved_model.save(
     module,
     export_dir,
@@ -85,3 +102,8 @@ def export(
       'serving_jpeg': module.serve_jpeg,
     },
   )
+  if calibrated:
+    whole_file.write(
+      os.path.join(export_dir, calibration.CALIBRATION_FILE),
+      json.dumps(dataclasses.asdict(calibrated), indent=2),
+    )

@@ -118,7 +118,8 @@ def _parsers():
 
   predict = commands.add_parser(
     'predict',
-    description='Classify photos with the latest pushed model: prints class name and probability.',
+    description='Classify photos with the latest pushed model: prints the class name and its '
+    'calibrated probability (the temperature the Trainer fitted on the eval split).',
   )
   predict.add_argument(
     'photos', nargs='+', help='image files, or flower TFRecord files (their first --limit photos)'

@@ -1,5 +1,7 @@
 """What the Evaluator found: accuracy overall and per class, the gate's verdict, a confusion matrix.
 
+And the served probabilities' reliability (tfx_pipeline/local/reliability.py).
+
 Read from the Evaluator's TFMA output (`tfma.load_eval_result` and
 `load_validation_result`): the overall slice, one slice per class
 (`image/class/text`), the validation result that decided the blessing, and
@@ -13,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 from modules import features
 from modules.runtime import whole_file
@@ -38,11 +40,15 @@ class Evaluation:
   # Examples by (true class id, predicted class id); None when TFMA gave no matrix.
   confusion: Optional[List[List[float]]]
   split: str = 'eval'  # The split scored: 'test' where the data has one.
+  # The top class's probability against accuracy, before and after the temperature.
+  reliability: Any = None  # reliability.Reliability; None from a model without both outputs.
 
 
 def read(uri: str, max_accuracy_drop: float = 0.0, split: str = 'eval') -> Evaluation:
   """The Evaluator output at `uri`, which scored `split`."""
   import tensorflow_model_analysis as tfma  # Heavy; only the summary needs it.
+
+  from tfx_pipeline.local import reliability
 
   two_models = os.path.exists(uri) and _has_baseline(uri)
   candidate = tfma.load_eval_result(uri, model_name=CANDIDATE if two_models else None)
@@ -73,6 +79,7 @@ def read(uri: str, max_accuracy_drop: float = 0.0, split: str = 'eval') -> Evalu
     failures=_failures(validation, f'{split} accuracy {overall:.3f}', baseline, max_accuracy_drop),
     confusion=_confusion(candidate.plots),
     split=split,
+    reliability=reliability.from_plots(candidate.plots),
   )
 
 

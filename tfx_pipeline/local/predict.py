@@ -60,7 +60,10 @@ def iter_photos(paths: List[str], limit: int) -> Iterator[Tuple[str, bytes, str]
 
 
 def predict(model_dir: str, paths: List[str], limit: int = 5, echo=print) -> List[dict]:
-  """Prints and returns the top class and its probability for each photo."""
+  """Prints and returns the top class and its probability for each photo.
+
+  The served `probabilities`: calibrated by the temperature baked into the model.
+  """
   for path in paths:  # Before the model takes its seconds to load.
     if not os.path.isfile(path):
       raise FileNotFoundError(f'{path}: no such photo or TFRecord file.')

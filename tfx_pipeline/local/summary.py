@@ -2,7 +2,8 @@
 
 `runner.run` returns a `RunSummary`: the run's component states, the
 hyperparameters the Trainer used, the evaluation, the pushed model, and the
-files the summary wrote (the confusion matrix; the search's tuning report).
+files the summary wrote (the confusion matrix, the reliability diagram; the
+search's tuning report).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ class RunSummary:
   seconds: Optional[float] = None  # The components' run time.
   confusion_matrix: Optional[str] = None  # The PNG written beside the tuning report.
   best_trial_score: Optional[float] = None  # The search's best validation score, if one ran.
+  calibration: Any = None  # modules.model.calibration.Fitted: the Trainer's temperature.
+  reliability_diagram: Optional[str] = None  # The PNG written beside the confusion matrix.
 
   @property
   def tuned(self) -> bool:
@@ -53,7 +56,7 @@ def hyperparameters(uri: str) -> Dict[str, Any]:
 
 def read(config: PipelineConfig, run_id: Optional[str] = None) -> RunSummary:
   """What run `run_id` (default: the newest) of `config`'s pipeline produced."""
-  from tfx_pipeline.local import evaluation, results
+  from tfx_pipeline.local import evaluation, reliability, results
 
   if run_id:
     run = results.run_results(config.metadata_path, config.pipeline_name, run_id)
@@ -74,17 +77,19 @@ def read(config: PipelineConfig, run_id: Optional[str] = None) -> RunSummary:
     ),
     transform_graph_uri=results.output_uri(run, 'Transform', 'transform_graph'),
     pushed_model=results.pushed_destination(run),
+    calibration=reliability.fitted(results.output_uri(run, 'Trainer', 'model')),
   )
 
 
 def finish(config: PipelineConfig, summary: RunSummary, echo) -> RunSummary:
-  """Writes the tuning report and the confusion matrix, prints the summary; returns it."""
+  """Writes the tuning report and the evaluation's PNGs, prints the summary; returns it."""
   from tfx_pipeline.local import report as tuning_report
 
   report = report_tuning(config) if config.tune else None
   summary = dataclasses.replace(
     summary,
     confusion_matrix=_confusion_matrix(config, summary, report),
+    reliability_diagram=_reliability_diagram(config, summary, report),
     best_trial_score=tuning_report.best_score(report) if report else None,
   )
   for line in lines(summary):
@@ -96,7 +101,7 @@ def finish(config: PipelineConfig, summary: RunSummary, echo) -> RunSummary:
 
 def lines(summary: RunSummary) -> List[str]:
   """The console's summary of a finished run."""
-  from tfx_pipeline.local import evaluation
+  from tfx_pipeline.local import evaluation, reliability
 
   cached = sorted(n for n, s in summary.states.items() if s == 'cached')
   out = [
@@ -112,6 +117,12 @@ def lines(summary: RunSummary) -> List[str]:
     out += evaluation.summary_lines(summary.evaluation)
     if summary.tuned:
       out.append(_optimism(summary.evaluation.split, summary.best_trial_score))
+    if summary.evaluation.reliability:
+      out.append(
+        reliability.summary_line(
+          summary.evaluation.split, summary.evaluation.reliability, summary.calibration
+        )
+      )
   out.append(
     f'pushed model: {summary.pushed_model}'
     if summary.pushed_model
@@ -119,6 +130,8 @@ def lines(summary: RunSummary) -> List[str]:
   )
   if summary.confusion_matrix:
     out.append(f'confusion matrix: {summary.confusion_matrix}')
+  if summary.reliability_diagram:
+    out.append(f'reliability diagram: {summary.reliability_diagram}')
   return out
 
 
@@ -157,18 +170,36 @@ def report_tuning(config: PipelineConfig) -> Optional[dict]:
   return tuning_report.write(search) if search else None
 
 
+def _beside_report(config: PipelineConfig, summary: RunSummary, report, name: str) -> str:
+  """`name` in the search's report folder, or run-stamped in the run's log folder without one."""
+  if report:
+    return os.path.join(report['dir'], name)
+  return os.path.join(config.pipeline_root, console_log.LOGS_DIR, f'{summary.run_id}-{name}')
+
+
 def _confusion_matrix(config: PipelineConfig, summary: RunSummary, report) -> Optional[str]:
-  """Writes the eval confusion matrix beside the tuning report (or the run's log); its path."""
+  """Writes the evaluated split's confusion matrix beside the tuning report; its path."""
   from tfx_pipeline.local import evaluation
 
   if not summary.evaluation or not summary.evaluation.confusion:
     return None
-  folder = report['dir'] if report else os.path.join(config.pipeline_root, console_log.LOGS_DIR)
-  name = evaluation.CONFUSION_MATRIX_FILE
   return evaluation.write_confusion_matrix(
     summary.evaluation,
     _class_names(summary.transform_graph_uri),
-    os.path.join(folder, name if report else f'{summary.run_id}-{name}'),
+    _beside_report(config, summary, report, evaluation.CONFUSION_MATRIX_FILE),
+  )
+
+
+def _reliability_diagram(config: PipelineConfig, summary: RunSummary, report) -> Optional[str]:
+  """Writes the reliability diagram beside the confusion matrix; its path."""
+  from tfx_pipeline.local import reliability
+
+  if not summary.evaluation or not summary.evaluation.reliability:
+    return None
+  return reliability.write_diagram(
+    summary.evaluation.reliability,
+    summary.evaluation.split,
+    _beside_report(config, summary, report, reliability.RELIABILITY_FILE),
   )
 
 
