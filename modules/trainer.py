@@ -14,7 +14,7 @@ import keras
 import keras_tuner
 import tensorflow_transform as tft
 from absl import logging
-from tfx import v1 as tfx
+from tfx.components.trainer.fn_args_utils import FnArgs
 
 from modules import labels
 from modules.backbones import backbone
@@ -25,7 +25,7 @@ from modules.search import search_space
 from modules.training import training_data
 
 
-def hyperparameters_from(fn_args: tfx.components.FnArgs) -> keras_tuner.HyperParameters:
+def hyperparameters_from(fn_args: FnArgs) -> keras_tuner.HyperParameters:
   """The Tuner's best hyperparameters, or the search space defaults without a Tuner."""
   if fn_args.hyperparameters:
     return keras_tuner.HyperParameters.from_config(fn_args.hyperparameters)
@@ -33,7 +33,7 @@ def hyperparameters_from(fn_args: tfx.components.FnArgs) -> keras_tuner.HyperPar
   return search_space.from_custom_config(fn_args.custom_config).hyperparameters()
 
 
-def run_fn(fn_args: tfx.components.FnArgs) -> None:
+def run_fn(fn_args: FnArgs) -> None:
   """The Trainer component's entry point."""
   config = ModuleConfig.from_custom_config(fn_args.custom_config)
   keras.utils.set_random_seed(config.seed)
@@ -78,7 +78,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   )
 
 
-def _callbacks(fn_args: tfx.components.FnArgs) -> list:
+def _callbacks(fn_args: FnArgs) -> list:
   """A checkpoint each epoch, TensorBoard logs, and a stop at the next batch on Ctrl-C."""
   checkpoints = os.path.join(
     gcs.local_path(fn_args.model_run_dir), 'checkpoints', 'epoch-{epoch:03d}.weights.h5'

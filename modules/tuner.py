@@ -13,7 +13,8 @@ import keras
 import keras_tuner
 import tensorflow_transform as tft
 from keras_tuner.src import utils as keras_tuner_utils
-from tfx import v1 as tfx
+from tfx.components.trainer.fn_args_utils import FnArgs
+from tfx.components.tuner.component import TunerFnResult
 
 from modules import labels
 from modules.model import hypermodel
@@ -119,7 +120,7 @@ def _watched(tuner_cls):
   return type(tuner_cls.__name__, (hooks.SearchHooks, tuner_cls), {})
 
 
-def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
+def tuner_fn(fn_args: FnArgs) -> TunerFnResult:
   """The Tuner component's entry point."""
   config = ModuleConfig.from_custom_config(fn_args.custom_config)
   keras.utils.set_random_seed(config.seed)
@@ -145,10 +146,10 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
       )
     ],
   )
-  return tfx.components.TunerFnResult(tuner=tuner, fit_kwargs=fit_kwargs)
+  return TunerFnResult(tuner=tuner, fit_kwargs=fit_kwargs)
 
 
-def search_directory(fn_args: tfx.components.FnArgs) -> str:
+def search_directory(fn_args: FnArgs) -> str:
   """Where keras-tuner keeps trials: the Tuner's working dir, or the shared folder on Vertex.
 
   In a parallel search, Hyperband resumes a trial from its checkpoint on

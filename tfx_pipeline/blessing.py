@@ -8,7 +8,12 @@ the evaluation back by `ACCURACY_METRIC`.
 from __future__ import annotations
 
 import tensorflow_model_analysis as tfma
-from tfx import v1 as tfx
+from tfx.dsl.components.common.resolver import Resolver
+from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
+  LatestBlessedModelStrategy,
+)
+from tfx.types import standard_artifacts
+from tfx.types.channel import Channel
 
 from modules import features
 
@@ -24,12 +29,12 @@ BASELINE_RESOLVER = 'latest_blessed_model_resolver'
 _CHANGE_EPSILON = 1e-9
 
 
-def latest_blessed_model() -> tfx.dsl.Resolver:
+def latest_blessed_model() -> Resolver:
   """The latest blessed model of this pipeline (nothing on the first run), for the Evaluator."""
-  return tfx.dsl.Resolver(
-    strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-    model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-    model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+  return Resolver(
+    strategy_class=LatestBlessedModelStrategy,
+    model=Channel(type=standard_artifacts.Model),
+    model_blessing=Channel(type=standard_artifacts.ModelBlessing),
   ).with_id(BASELINE_RESOLVER)
 
 

@@ -14,7 +14,11 @@ import os
 from typing import Optional
 
 from ml_metadata.proto import metadata_store_pb2
-from tfx import v1 as tfx
+from tfx import components as tfx_components
+from tfx.dsl.components.common.importer import Importer
+from tfx.orchestration.pipeline import Pipeline
+from tfx.proto import pusher_pb2, trainer_pb2, transform_pb2, tuner_pb2
+from tfx.types import standard_artifacts
 
 from modules.module_config import RunPaths
 from modules.search import search_space
@@ -29,7 +33,17 @@ from tfx_pipeline.vertex.settings import VertexSettings
 PREPROCESSING_FN = 'modules.preprocessing.preprocessing_fn'
 TUNER_FN = 'modules.tuner.tuner_fn'
 RUN_FN = 'modules.trainer.run_fn'
-_cloud = tfx.extensions.google_cloud_ai_platform
+
+
+def _cloud():
+  """TFX's Google Cloud components, for Vertex AI only.
+
+  Imported on use: they load google-cloud-aiplatform, seconds of CPU in every
+  local process (each Beam worker, trial worker and component task) that never calls Vertex.
+  """
+  from tfx.v1.extensions import google_cloud_ai_platform
+
+  return google_cloud_ai_platform
 
 
 def create_pipeline(
@@ -38,7 +52,7 @@ def create_pipeline(
   vertex: Optional[VertexSettings] = None,
   layout: Optional[data_layout.DataLayout] = None,
   metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
-) -> tfx.dsl.Pipeline:
+) -> Pipeline:
   """The pipeline `config` describes. Raises data_layout.DataLayoutError for unusable data.
 
   `vertex` runs the Tuner and Trainer as Vertex AI custom jobs; `layout` gives
@@ -48,7 +62,7 @@ def create_pipeline(
   layout = layout or data_layout.find_splits(config.data_root)
   user_code = _UserCode(config)
   example_gen = _example_gen(config.data_root, layout)
-  statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
+  statistics_gen = tfx_components.StatisticsGen(examples=example_gen.outputs['examples'])
   schema_gen = _schema_gen(statistics_gen)
   example_validator = _example_validator(statistics_gen, schema_gen)
   transform = _transform(example_gen, schema_gen, config)
@@ -72,7 +86,7 @@ def create_pipeline(
     evaluator,
     pusher,
   ]
-  return tfx.dsl.Pipeline(
+  return Pipeline(
     pipeline_name=config.pipeline_name,
     pipeline_root=config.pipeline_root,
     components=[c for c in components if c is not None],
@@ -124,25 +138,25 @@ def hypermodel_module_file(reference: str) -> str:
 
 
 def _example_gen(data_root: str, layout: data_layout.DataLayout):
-  return tfx.components.ImportExampleGen(
+  return tfx_components.ImportExampleGen(
     input_base=data_root, input_config=layout.input_config, output_config=layout.output_config
   )
 
 
 def _schema_gen(statistics_gen):
-  return tfx.components.SchemaGen(
+  return tfx_components.SchemaGen(
     statistics=statistics_gen.outputs['statistics'], infer_feature_shape=True
   )
 
 
 def _example_validator(statistics_gen, schema_gen):
-  return tfx.components.ExampleValidator(
+  return tfx_components.ExampleValidator(
     statistics=statistics_gen.outputs['statistics'], schema=schema_gen.outputs['schema']
   )
 
 
 def _transform(example_gen, schema_gen, config: PipelineConfig):
-  return tfx.components.Transform(
+  return tfx_components.Transform(
     examples=example_gen.outputs['examples'],
     schema=schema_gen.outputs['schema'],
     preprocessing_fn=PREPROCESSING_FN,
@@ -155,7 +169,9 @@ def _transform(example_gen, schema_gen, config: PipelineConfig):
     # already profiles the raw data.
     disable_statistics=True,
     # The test split is the Evaluator's alone, and it reads raw examples.
-    splits_config=tfx.proto.SplitsConfig(analyze=['train'], transform=['train', data_layout.EVAL]),
+    splits_config=transform_pb2.SplitsConfig(
+      analyze=['train'], transform=['train', data_layout.EVAL]
+    ),
   )
 
 
@@ -169,11 +185,11 @@ def _tuner(
     transform_graph=transform.outputs['transform_graph'],
   )
   if vertex:
-    return _cloud.Tuner(
+    return _cloud().Tuner(
       **inputs,
-      tune_args=tfx.proto.TuneArgs(num_parallel_trials=vertex.num_parallel_trials),
+      tune_args=tuner_pb2.TuneArgs(num_parallel_trials=vertex.num_parallel_trials),
       custom_config=user_code.custom_config(
-        _vertex_job(vertex, _cloud.experimental.TUNING_ARGS_KEY, vertex.tuner_job()),
+        _vertex_job(vertex, _cloud().experimental.TUNING_ARGS_KEY, vertex.tuner_job()),
         # Trials and checkpoints every tuning machine can read (see tuner_fn).
         shared_trials_dir=os.path.join(config.pipeline_root, 'tuner_trials'),
       ),
@@ -188,12 +204,12 @@ def _tuner(
     return ParallelTuner(
       **inputs,
       custom_config=custom_config,
-      tune_args=tfx.proto.TuneArgs(num_parallel_trials=config.parallel_trials),
+      tune_args=tuner_pb2.TuneArgs(num_parallel_trials=config.parallel_trials),
     ).with_id('Tuner')
-  return tfx.components.Tuner(**inputs, custom_config=custom_config)
+  return tfx_components.Tuner(**inputs, custom_config=custom_config)
 
 
-def _hparams_importer(hparams_from: str) -> tfx.dsl.Importer:
+def _hparams_importer(hparams_from: str) -> Importer:
   """Imports an earlier Tuner's best_hyperparameters folder as the Trainer's input.
 
   TFX's Trainer reads the only file in that folder, so it must hold
@@ -203,9 +219,9 @@ def _hparams_importer(hparams_from: str) -> tfx.dsl.Importer:
   folder = hparams_from
   if os.path.basename(hparams_from) == 'best_hyperparameters.txt':
     folder = os.path.dirname(hparams_from)
-  return tfx.dsl.Importer(
-    source_uri=folder, artifact_type=tfx.types.standard_artifacts.HyperParameters
-  ).with_id('hparams_importer')
+  return Importer(source_uri=folder, artifact_type=standard_artifacts.HyperParameters).with_id(
+    'hparams_importer'
+  )
 
 
 def _trainer(
@@ -222,32 +238,36 @@ def _trainer(
   """
   hyperparameters = None
   if hyperparameters_from is not None:
-    imported = isinstance(hyperparameters_from, tfx.dsl.Importer)
+    imported = isinstance(hyperparameters_from, Importer)
     hyperparameters = hyperparameters_from.outputs['result' if imported else 'best_hyperparameters']
-  trainer_cls, custom_config = tfx.components.Trainer, user_code.custom_config()
+  trainer_cls, custom_config = tfx_components.Trainer, user_code.custom_config()
   if vertex:
-    trainer_cls = _cloud.Trainer
+    trainer_cls = _cloud().Trainer
     custom_config = user_code.custom_config(
-      _vertex_job(vertex, _cloud.TRAINING_ARGS_KEY, vertex.trainer_job())
+      _vertex_job(vertex, _cloud().TRAINING_ARGS_KEY, vertex.trainer_job())
     )
   return trainer_cls(
     run_fn=RUN_FN,
     examples=transform.outputs['transformed_examples'],
     transform_graph=transform.outputs['transform_graph'],
     hyperparameters=hyperparameters,
-    train_args=tfx.proto.TrainArgs(num_steps=config.train_steps) if config.train_steps else None,
+    train_args=trainer_pb2.TrainArgs(num_steps=config.train_steps) if config.train_steps else None,
     custom_config=custom_config,
   )
 
 
 def _vertex_job(vertex: VertexSettings, args_key: str, job: dict) -> dict:
   """The custom_config entries TFX's cloud Tuner/Trainer start a Vertex AI custom job from."""
-  return {_cloud.ENABLE_VERTEX_KEY: True, _cloud.VERTEX_REGION_KEY: vertex.region, args_key: job}
+  return {
+    _cloud().ENABLE_VERTEX_KEY: True,
+    _cloud().VERTEX_REGION_KEY: vertex.region,
+    args_key: job,
+  }
 
 
 def _evaluator(example_gen, trainer, baseline, config: PipelineConfig, split: str):
   """Scores `split` (test where the data has one: a split no search or early stopping saw)."""
-  return tfx.components.Evaluator(
+  return tfx_components.Evaluator(
     examples=example_gen.outputs['examples'],
     example_splits=[split],
     model=trainer.outputs['model'],
@@ -257,10 +277,10 @@ def _evaluator(example_gen, trainer, baseline, config: PipelineConfig, split: st
 
 
 def _pusher(trainer, evaluator, serving_model_dir: str):
-  return tfx.components.Pusher(
+  return tfx_components.Pusher(
     model=trainer.outputs['model'],
     model_blessing=evaluator.outputs['blessing'],
-    push_destination=tfx.proto.PushDestination(
-      filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)
+    push_destination=pusher_pb2.PushDestination(
+      filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=serving_model_dir)
     ),
   )

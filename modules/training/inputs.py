@@ -4,7 +4,7 @@ from typing import List, Optional
 
 import tensorflow as tf
 import tensorflow_transform as tft
-from tfx import v1 as tfx
+from tfx.components.trainer.fn_args_utils import DataAccessor
 from tfx_bsl.public import tfxio
 
 from modules import features, image_codec
@@ -21,7 +21,7 @@ def shuffle_buffer_size(image_size: int, batch_size: int) -> int:
 
 def input_fn(
   file_pattern: List[str],
-  data_accessor: tfx.components.DataAccessor,
+  data_accessor: DataAccessor,
   tf_transform_output: tft.TFTransformOutput,
   batch_size: int,
   *,

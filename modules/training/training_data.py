@@ -17,7 +17,7 @@ from typing import Callable, Dict, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
-from tfx import v1 as tfx
+from tfx.components.trainer.fn_args_utils import FnArgs
 
 from modules.backbones import backbone
 from modules.module_config import ModuleConfig
@@ -46,7 +46,7 @@ class TrainingData:
 
 
 def prepare(
-  fn_args: tfx.components.FnArgs,
+  fn_args: FnArgs,
   config: ModuleConfig,
   tf_transform_output: tft.TFTransformOutput,
   *,

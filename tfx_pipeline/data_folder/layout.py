@@ -22,7 +22,7 @@ import os
 from typing import Dict, List, Optional, Tuple
 
 import tensorflow as tf
-from tfx import v1 as tfx
+from tfx.proto.example_gen_pb2 import Input, Output, SplitConfig
 
 PUBLISHED_PATTERN = 'image_classification_builder-{split}.tfrecord-*'
 EVAL, TEST = 'eval', 'test'
@@ -37,8 +37,8 @@ class DataLayoutError(ValueError):
 class DataLayout:
   """ImportExampleGen's input/output configuration for one data folder."""
 
-  input_config: tfx.proto.Input
-  output_config: Optional[tfx.proto.Output]
+  input_config: Input
+  output_config: Optional[Output]
   description: str
   # The files each split reads: 'train', 'eval' (and 'test'), or 'all' for a folder split by hash.
   split_files: Dict[str, Tuple[str, ...]] = dataclasses.field(default_factory=dict)
@@ -129,8 +129,8 @@ def published_layout(description: str, split_files=None, test: bool = True) -> D
   """Train, validation (and `test`) shards of the published naming as train, eval (and test)."""
   splits = [('train', 'train'), (EVAL, 'validation')] + ([(TEST, 'test')] if test else [])
   return DataLayout(
-    input_config=tfx.proto.Input(
-      splits=[tfx.proto.Input.Split(name=n, pattern=_published(shards)) for n, shards in splits]
+    input_config=Input(
+      splits=[Input.Split(name=n, pattern=_published(shards)) for n, shards in splits]
     ),
     output_config=None,
     description=description,
@@ -143,10 +143,10 @@ def hash_split_layout(pattern: str, description: str, split_files=None) -> DataL
   """Every file matching `pattern`, split 80/10/10 into train/eval/test by hash of each example."""
   buckets = (('train', 8), (EVAL, 1), (TEST, 1))
   return DataLayout(
-    input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name='single', pattern=pattern)]),
-    output_config=tfx.proto.Output(
-      split_config=tfx.proto.SplitConfig(
-        splits=[tfx.proto.SplitConfig.Split(name=n, hash_buckets=b) for n, b in buckets]
+    input_config=Input(splits=[Input.Split(name='single', pattern=pattern)]),
+    output_config=Output(
+      split_config=SplitConfig(
+        splits=[SplitConfig.Split(name=n, hash_buckets=b) for n, b in buckets]
       )
     ),
     description=description,

@@ -76,7 +76,7 @@ def build(config: PipelineConfig, layout=None):
 
   `layout` is the data folder's already resolved split layout, if any.
   """
-  from tfx import v1 as tfx
+  from tfx.orchestration import metadata
 
   from tfx_pipeline.local import beam
   from tfx_pipeline.pipeline import create_pipeline
@@ -84,9 +84,7 @@ def build(config: PipelineConfig, layout=None):
   pipeline = create_pipeline(
     config,
     layout=layout,
-    metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-      config.metadata_path
-    ),
+    metadata_connection_config=metadata.sqlite_metadata_connection_config(config.metadata_path),
   )
   beam.keep_on_one_worker(pipeline)
   return pipeline

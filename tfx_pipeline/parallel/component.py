@@ -20,9 +20,9 @@ import os
 from typing import Any, Dict, List
 
 from tfx import types
-from tfx import v1 as tfx
 from tfx.components.trainer import fn_args_utils
 from tfx.components.tuner import executor as tuner_executor
+from tfx.components.tuner.component import Tuner
 from tfx.components.util import udf_utils
 from tfx.dsl.components.base import base_executor, executor_spec
 from tfx.types import artifact_utils
@@ -80,7 +80,7 @@ class Executor(base_executor.BaseExecutor):
     tuner_executor.write_best_hyperparameters(tuner, output_dict)
 
 
-class ParallelTuner(tfx.components.Tuner):
+class ParallelTuner(Tuner):
   """TFX's Tuner component, run by `Executor` (parallel trials through `tune_args`)."""
 
   EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
