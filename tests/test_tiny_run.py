@@ -25,7 +25,7 @@ from tests.conftest import COMPONENTS, REPO, RESOLVER, UPSTREAM
 from tests.console_lines import shape, strays
 from tests.outputs import check_hyperparameters, check_outputs
 from tests.runs import Done, OnTerminal, run_local
-from tfx_pipeline.local import predict, results
+from tfx_pipeline.local import cli, predict, results
 from tfx_pipeline.local import runner as local_runner
 
 pytestmark = pytest.mark.pipeline
@@ -225,7 +225,9 @@ def _test_photos(tiny_data, class_names):
   return [encoded for _, encoded, _ in rows], np.array([class_names.index(t) for *_, t in rows])
 
 
-def test_the_served_probabilities_are_calibrated_and_the_summary_measures_it(tiny_run, tiny_data):
+def test_the_served_probabilities_are_calibrated_and_the_summary_measures_it(
+  tiny_run, tiny_data, capsys
+):
   """The temperature fitted on eval is in the pushed model; ECE on test, before and after."""
   import tensorflow as tf
   import tensorflow_transform as tft
@@ -260,12 +262,15 @@ def test_the_served_probabilities_are_calibrated_and_the_summary_measures_it(tin
   with open(os.path.join(evaluation_uri, 'eval_config.json')) as f:
     assert 'uncalibrated_probabilities' in f.read()
 
-  # predict prints the served (calibrated) probability.
+  # `run_local.py predict` prints the served (calibrated) probability.
   shards = glob.glob(os.path.join(tiny_data, '*-test.tfrecord-*'))
-  rows = predict.predict(pushed, shards, 100, echo=lambda *_: None)
-  assert [r['probability'] for r in rows] == pytest.approx(list(served.max(-1)), abs=1e-5)
-  if not np.allclose(served, own, atol=1e-3):
-    assert [r['probability'] for r in rows] != pytest.approx(list(own.max(-1)), abs=1e-5)
+  capsys.readouterr()
+  assert cli.main(['predict', *shards, '--limit', '100', '--model-dir', pushed]) == 0
+  printed = re.findall(r': \w+ ([\d.]+)%', capsys.readouterr().out)
+  printed = [float(p) / 100 for p in printed]
+  assert printed == pytest.approx(list(served.max(-1)), abs=5.1e-4)  # Shown to 0.1%.
+  if (abs(served.max(-1) - own.max(-1)) > 2e-3).any():
+    assert printed != pytest.approx(list(own.max(-1)), abs=5.1e-4)
 
   # The diagram is beside the confusion matrix.
   path = tiny_run.done.line('reliability diagram: ')[len('reliability diagram: ') :]

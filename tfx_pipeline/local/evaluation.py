@@ -18,7 +18,6 @@ import os
 from typing import Any, List, Optional, Sequence, Tuple
 
 from modules import features
-from modules.runtime import whole_file
 from tfx_pipeline.blessing import ACCURACY_METRIC
 
 CANDIDATE, BASELINE = 'candidate', 'baseline'
@@ -199,10 +198,9 @@ def write_confusion_matrix(
   """A PNG of the confusion matrix (rows: true class, columns: predicted); None without one."""
   if not evaluation.confusion:
     return None
-  import matplotlib
+  from tfx_pipeline.local import figures
 
-  matplotlib.use('Agg')  # Files only: no display on servers.
-  import matplotlib.pyplot as plt
+  plt = figures.pyplot()
 
   matrix = evaluation.confusion
   size = len(matrix)
@@ -223,9 +221,4 @@ def write_confusion_matrix(
   if evaluation.accuracy is not None:
     title += f' (accuracy {evaluation.accuracy:.3f})'
   ax.set_title(title)
-  fig.tight_layout()
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with whole_file.writing(path) as partial:
-    fig.savefig(partial, format='png')
-  plt.close(fig)
-  return path
+  return figures.save(fig, path)

@@ -16,7 +16,6 @@ import os
 from typing import List, Optional
 
 from modules.model import calibration
-from modules.runtime import whole_file
 from tfx_pipeline.blessing import RELIABILITY_BINS, UNCALIBRATED_OUTPUT
 
 RELIABILITY_FILE = 'reliability.png'
@@ -102,10 +101,9 @@ def summary_line(split: str, reliability: Reliability, fit: Optional[calibration
 
 def write_diagram(reliability: Reliability, split: str, path: str) -> str:
   """A PNG: accuracy against confidence per bin, before and after the temperature; its path."""
-  import matplotlib
+  from tfx_pipeline.local import figures
 
-  matplotlib.use('Agg')  # Files only: no display on servers.
-  import matplotlib.pyplot as plt
+  plt = figures.pyplot()
 
   fig, ax = plt.subplots(figsize=(5.0, 5.0))
   ax.plot([0, 1], [0, 1], color='grey', linestyle='--', label='perfectly calibrated')
@@ -128,9 +126,4 @@ def write_diagram(reliability: Reliability, split: str, path: str) -> str:
   examples = int(sum(b.count for b in reliability.after))
   ax.set_title(f'{split} reliability ({examples} examples, {RELIABILITY_BINS} bins)')
   ax.legend(loc='lower right')
-  fig.tight_layout()
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with whole_file.writing(path) as partial:
-    fig.savefig(partial, format='png')
-  plt.close(fig)
-  return path
+  return figures.save(fig, path)
