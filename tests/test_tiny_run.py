@@ -225,9 +225,16 @@ def _test_photos(tiny_data, class_names):
   return [encoded for _, encoded, _ in rows], np.array([class_names.index(t) for *_, t in rows])
 
 
-def test_the_served_probabilities_are_calibrated_and_the_summary_measures_it(
-  tiny_run, tiny_data, capsys
-):
+def _served(pushed, tiny_data, names):
+  """The pushed model on the test photos: (served, uncalibrated probabilities, class ids)."""
+  import tensorflow as tf
+
+  images, truth = _test_photos(tiny_data, names)
+  out = tf.saved_model.load(pushed).signatures['serving_jpeg'](images=tf.constant(images))
+  return out['probabilities'].numpy(), out['uncalibrated_probabilities'].numpy(), truth
+
+
+def test_the_served_probabilities_are_calibrated_and_the_summary_measures_it(tiny_run, tiny_data):
   """The temperature fitted on eval is in the pushed model; ECE on test, before and after."""
   import tensorflow as tf
   import tensorflow_transform as tft
@@ -251,9 +258,7 @@ def test_the_served_probabilities_are_calibrated_and_the_summary_measures_it(
 
   # The summary's ECE (from the Evaluator's plots) is the served model's on the test photos.
   names = labels.class_names(tft.TFTransformOutput(tiny_run.summary.transform_graph_uri))
-  images, truth = _test_photos(tiny_data, names)
-  out = model.signatures['serving_jpeg'](images=tf.constant(images))
-  served, own = out['probabilities'].numpy(), out['uncalibrated_probabilities'].numpy()
+  served, own, truth = _served(pushed, tiny_data, names)
   assert float(found.group(2)) == pytest.approx(calibration.ece(own, truth), abs=2e-3)
   assert float(found.group(3)) == pytest.approx(calibration.ece(served, truth), abs=2e-3)
   np.testing.assert_allclose(served, calibration.rescale(own, fitted.temperature), atol=1e-5)
@@ -262,7 +267,22 @@ def test_the_served_probabilities_are_calibrated_and_the_summary_measures_it(
   with open(os.path.join(evaluation_uri, 'eval_config.json')) as f:
     assert 'uncalibrated_probabilities' in f.read()
 
-  # `run_local.py predict` prints the served (calibrated) probability.
+  # The diagram is beside the confusion matrix.
+  path = tiny_run.done.line('reliability diagram: ')[len('reliability diagram: ') :]
+  assert os.path.dirname(path) == os.path.dirname(tiny_run.done.line('confusion matrix: ')[18:])
+  with open(os.path.join(REPO, path), 'rb') as f:
+    assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+
+
+def test_predict_prints_the_calibrated_probability(tiny_run, tiny_data, capsys):
+  """`run_local.py predict` shows the served probability, not the model's own softmax."""
+  import tensorflow_transform as tft
+
+  from modules import labels
+
+  pushed = tiny_run.summary.pushed_model
+  names = labels.class_names(tft.TFTransformOutput(tiny_run.summary.transform_graph_uri))
+  served, own, _ = _served(pushed, tiny_data, names)
   shards = glob.glob(os.path.join(tiny_data, '*-test.tfrecord-*'))
   capsys.readouterr()
   assert cli.main(['predict', *shards, '--limit', '100', '--model-dir', pushed]) == 0
@@ -271,12 +291,6 @@ def test_the_served_probabilities_are_calibrated_and_the_summary_measures_it(
   assert printed == pytest.approx(list(served.max(-1)), abs=5.1e-4)  # Shown to 0.1%.
   if (abs(served.max(-1) - own.max(-1)) > 2e-3).any():
     assert printed != pytest.approx(list(own.max(-1)), abs=5.1e-4)
-
-  # The diagram is beside the confusion matrix.
-  path = tiny_run.done.line('reliability diagram: ')[len('reliability diagram: ') :]
-  assert os.path.dirname(path) == os.path.dirname(tiny_run.done.line('confusion matrix: ')[18:])
-  with open(os.path.join(REPO, path), 'rb') as f:
-    assert f.read(8) == b'\x89PNG\r\n\x1a\n'
 
 
 def test_a_worse_model_is_not_pushed_and_the_run_says_why(default_run, worse_run):
