@@ -225,7 +225,7 @@ def _test_photos(tiny_data, class_names):
   return [encoded for _, encoded, _ in rows], np.array([class_names.index(t) for *_, t in rows])
 
 
-def _served(pushed, tiny_data, names):
+def _on_test_photos(pushed, tiny_data, names):
   """The pushed model on the test photos: (served, uncalibrated probabilities, class ids)."""
   import tensorflow as tf
 
@@ -258,7 +258,7 @@ def test_the_served_probabilities_are_calibrated_and_the_summary_measures_it(tin
 
   # The summary's ECE (from the Evaluator's plots) is the served model's on the test photos.
   names = labels.class_names(tft.TFTransformOutput(tiny_run.summary.transform_graph_uri))
-  served, own, truth = _served(pushed, tiny_data, names)
+  served, own, truth = _on_test_photos(pushed, tiny_data, names)
   assert float(found.group(2)) == pytest.approx(calibration.ece(own, truth), abs=2e-3)
   assert float(found.group(3)) == pytest.approx(calibration.ece(served, truth), abs=2e-3)
   np.testing.assert_allclose(served, calibration.rescale(own, fitted.temperature), atol=1e-5)
@@ -282,7 +282,7 @@ def test_predict_prints_the_calibrated_probability(tiny_run, tiny_data, capsys):
 
   pushed = tiny_run.summary.pushed_model
   names = labels.class_names(tft.TFTransformOutput(tiny_run.summary.transform_graph_uri))
-  served, own, _ = _served(pushed, tiny_data, names)
+  served, own, _ = _on_test_photos(pushed, tiny_data, names)
   shards = glob.glob(os.path.join(tiny_data, '*-test.tfrecord-*'))
   capsys.readouterr()
   assert cli.main(['predict', *shards, '--limit', '100', '--model-dir', pushed]) == 0
