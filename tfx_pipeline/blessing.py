@@ -16,13 +16,12 @@ from tfx.types import standard_artifacts
 from tfx.types.channel import Channel
 
 from modules import features
+from modules.model import calibration
 
 ACCURACY_METRIC = 'sparse_categorical_accuracy'
 ACCURACY_CLASS = 'SparseCategoricalAccuracy'
 # The serving model's softmax before its temperature (modules/model/serving.py).
 UNCALIBRATED_OUTPUT = 'uncalibrated_probabilities'
-# The top class's probability in equal-width bins: a reliability diagram's data.
-RELIABILITY_BINS = 15
 # The Evaluator's baseline: the model behind the newest blessing (TFX's own resolver).
 BASELINE_RESOLVER = 'latest_blessed_model_resolver'
 # A candidate that equals its baseline passes the change threshold despite float rounding.
@@ -96,7 +95,7 @@ def reliability_specs() -> list:
   """
   plot = tfma.MetricConfig(
     class_name='CalibrationPlot',
-    config=f'{{"num_buckets": {RELIABILITY_BINS}, "left": 0.0, "right": 1.0}}',
+    config=f'{{"num_buckets": {calibration.BINS}, "left": 0.0, "right": 1.0}}',
   )
   return [
     tfma.MetricsSpec(

@@ -258,11 +258,8 @@ def _trainer(
 
 def _vertex_job(vertex: VertexSettings, args_key: str, job: dict) -> dict:
   """The custom_config entries TFX's cloud Tuner/Trainer start a Vertex AI custom job from."""
-  return {
-    _cloud().ENABLE_VERTEX_KEY: True,
-    _cloud().VERTEX_REGION_KEY: vertex.region,
-    args_key: job,
-  }
+  cloud = _cloud()
+  return {cloud.ENABLE_VERTEX_KEY: True, cloud.VERTEX_REGION_KEY: vertex.region, args_key: job}
 
 
 def _evaluator(example_gen, trainer, baseline, config: PipelineConfig, split: str):

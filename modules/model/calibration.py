@@ -30,12 +30,12 @@ MIN_TEMPERATURE, MAX_TEMPERATURE = 0.05, 20.0
 # ones too); the prior weighs like a few photos, so hundreds of them decide.
 PRIOR_SIGMA = 1.0
 # log(0) guard: softmax outputs underflow to 0 for classes far behind.
-_TINY = 1e-30
+TINY = 1e-30
 
 
 def rescale(probabilities: np.ndarray, temperature: float) -> np.ndarray:
   """softmax(log(p) / T) over the last axis: what the serving model returns for `probabilities`."""
-  logits = np.log(np.maximum(np.asarray(probabilities, np.float64), _TINY)) / temperature
+  logits = np.log(np.maximum(np.asarray(probabilities, np.float64), TINY)) / temperature
   logits -= logits.max(axis=-1, keepdims=True)
   scaled = np.exp(logits)
   return scaled / scaled.sum(axis=-1, keepdims=True)
@@ -44,7 +44,7 @@ def rescale(probabilities: np.ndarray, temperature: float) -> np.ndarray:
 def negative_log_likelihood(probabilities: np.ndarray, labels: np.ndarray) -> float:
   """The mean -log p(true class)."""
   picked = np.asarray(probabilities)[np.arange(len(labels)), np.asarray(labels, int)]
-  return float(-np.mean(np.log(np.maximum(picked, _TINY))))
+  return float(-np.mean(np.log(np.maximum(picked, TINY))))
 
 
 def fit_temperature(probabilities: np.ndarray, labels: np.ndarray) -> float:
@@ -146,14 +146,16 @@ class Fitted:
 def fit(model, batches, split: str) -> Fitted:
   """Fits the temperature on `model`'s predictions over `batches` of `split`."""
   probabilities, labels = predictions(model, batches)
+  if not len(labels):
+    return Fitted(1.0, split, 0, 0.0, 0.0, 0.0, 0.0)
   temperature = fit_temperature(probabilities, labels)
-  calibrated = rescale(probabilities, temperature) if len(labels) else probabilities
+  calibrated = rescale(probabilities, temperature)
   return Fitted(
     temperature=temperature,
     split=split,
     examples=int(len(labels)),
     ece_before=ece(probabilities, labels),
     ece_after=ece(calibrated, labels),
-    nll_before=negative_log_likelihood(probabilities, labels) if len(labels) else 0.0,
-    nll_after=negative_log_likelihood(calibrated, labels) if len(labels) else 0.0,
+    nll_before=negative_log_likelihood(probabilities, labels),
+    nll_after=negative_log_likelihood(calibrated, labels),
   )

@@ -63,7 +63,7 @@ class ClassifierModule(tf.Module):
     """[N] encoded images -> (uncalibrated_)probabilities [N, K], class_id [N], class_name [N]."""
     uncalibrated = self.model(self.model_input(encoded), training=False)
     # log(p) is the logits up to a constant per row, which softmax ignores.
-    logits = tf.math.log(tf.maximum(uncalibrated, 1e-30)) / self.temperature
+    logits = tf.math.log(tf.maximum(uncalibrated, calibration.TINY)) / self.temperature
     # The class comes from the model's own output: calibration never changes it.
     class_id = tf.argmax(uncalibrated, axis=-1)
     return {

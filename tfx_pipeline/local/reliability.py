@@ -16,7 +16,7 @@ import os
 from typing import List, Optional
 
 from modules.model import calibration
-from tfx_pipeline.blessing import RELIABILITY_BINS, UNCALIBRATED_OUTPUT
+from tfx_pipeline.blessing import UNCALIBRATED_OUTPUT
 
 RELIABILITY_FILE = 'reliability.png'
 _TOP_1 = 'topK:1'
@@ -48,7 +48,7 @@ def from_plots(plots) -> Optional[Reliability]:
 
 
 def _bins(plot: Optional[dict]) -> List[calibration.Bin]:
-  """TFMA's histogram buckets as RELIABILITY_BINS bins of [0, 1].
+  """TFMA's histogram buckets as calibration.BINS bins of [0, 1].
 
   Top-1 binarization sets every other class's probability to -inf: those fall
   below 0 and are dropped. A probability of exactly 1.0 lands in TFMA's
@@ -56,19 +56,19 @@ def _bins(plot: Optional[dict]) -> List[calibration.Bin]:
   """
   if not plot:
     return []
-  count = [0.0] * RELIABILITY_BINS
-  confidence = [0.0] * RELIABILITY_BINS
-  correct = [0.0] * RELIABILITY_BINS
+  count = [0.0] * calibration.BINS
+  confidence = [0.0] * calibration.BINS
+  correct = [0.0] * calibration.BINS
   for bucket in plot.get('calibrationHistogramBuckets', {}).get('buckets', []):
     lower = float(bucket.get('lowerThresholdInclusive', 0.0))
     if math.isinf(lower) and lower < 0 or not bucket.get('numWeightedExamples'):
       continue
-    index = min(int(lower * RELIABILITY_BINS + 1e-6), RELIABILITY_BINS - 1)
+    index = min(int(lower * calibration.BINS + 1e-6), calibration.BINS - 1)
     count[index] += float(bucket['numWeightedExamples'])
     confidence[index] += float(bucket.get('totalWeightedRefinedPrediction', 0.0))
     correct[index] += float(bucket.get('totalWeightedLabel', 0.0))
   return [
-    calibration.Bin(i / RELIABILITY_BINS, (i + 1) / RELIABILITY_BINS, n, c, k)
+    calibration.Bin(i / calibration.BINS, (i + 1) / calibration.BINS, n, c, k)
     for i, (n, c, k) in enumerate(zip(count, confidence, correct))
   ]
 
@@ -77,7 +77,9 @@ def fitted(model_uri: Optional[str]) -> Optional[calibration.Fitted]:
   """The temperature the Trainer fitted for the model artifact at `model_uri`; None without one."""
   if not model_uri:
     return None
-  path = os.path.join(model_uri, 'Format-Serving', calibration.CALIBRATION_FILE)
+  from tfx.utils import path_utils
+
+  path = os.path.join(path_utils.serving_model_dir(model_uri), calibration.CALIBRATION_FILE)
   try:
     with open(path) as f:
       return calibration.Fitted(**json.load(f))
@@ -95,7 +97,7 @@ def summary_line(split: str, reliability: Reliability, fit: Optional[calibration
   same = ', the photos it was fitted on' if fit and fit.split == split else ''
   return (
     f'calibration: {how}; {split} ECE {reliability.ece_before:.3f} -> '
-    f'{reliability.ece_after:.3f} ({RELIABILITY_BINS} bins{same})'
+    f'{reliability.ece_after:.3f} ({calibration.BINS} bins{same})'
   )
 
 
@@ -124,6 +126,6 @@ def write_diagram(reliability: Reliability, split: str, path: str) -> str:
   ax.set_xlabel("top class's probability (mean per bin)")
   ax.set_ylabel('accuracy in the bin')
   examples = int(sum(b.count for b in reliability.after))
-  ax.set_title(f'{split} reliability ({examples} examples, {RELIABILITY_BINS} bins)')
+  ax.set_title(f'{split} reliability ({examples} examples, {calibration.BINS} bins)')
   ax.legend(loc='lower right')
   return figures.save(fig, path)
