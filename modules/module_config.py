@@ -18,6 +18,20 @@ PRUNERS = ('median',)
 # (modules/backbones/efficientnet_lite.py).
 BUILTIN_BACKBONE = 'cnn'
 PRETRAINED_BACKBONE = 'efficientnet-lite0'
+# The pretrained family and the image size each was trained at: a run's
+# --image-size unless the flag says otherwise.
+PRETRAINED_BACKBONES = {
+  'efficientnet-lite0': 224,
+  'efficientnet-lite1': 240,
+  'efficientnet-lite2': 260,
+}
+# Every other backbone's (the CNN's, a TF-Hub handle's, a SavedModel's).
+DEFAULT_IMAGE_SIZE = 224
+
+
+def native_image_size(backbone: str) -> int:
+  """The image size `backbone` sees without --image-size."""
+  return PRETRAINED_BACKBONES.get(backbone, DEFAULT_IMAGE_SIZE)
 
 
 # To add an option, add a field with `option(default, help)` to ModuleConfig
@@ -46,12 +60,17 @@ def option(default: Any, help: str, **metadata: Any) -> Any:
 class ModuleConfig:
   """Model, search and training options (defaults are the documented ones)."""
 
-  image_size: int = option(
-    224, 'square size images are resized to (default: %(default)s)', transform=True
+  # None: the backbone's native size (resolved on construction, so readers see an int).
+  image_size: Optional[int] = option(
+    None,
+    "square size images are resized to (default: the backbone's own: 224, 240 for "
+    'efficientnet-lite1, 260 for efficientnet-lite2)',
+    transform=True,
   )
   backbone: str = option(
     PRETRAINED_BACKBONE,
-    "'efficientnet-lite0' (default: ImageNet-pretrained, no download), "
+    "'efficientnet-lite0' (default), 'efficientnet-lite1' or 'efficientnet-lite2' "
+    '(ImageNet-pretrained, no download; larger is more accurate and slower), '
     "'cnn' (a small CNN trained from scratch), a TF-Hub handle, or a {storage} SavedModel path",
   )
   fine_tune: bool = option(False, 'train the SavedModel backbone too (default: frozen)')
@@ -122,6 +141,8 @@ class ModuleConfig:
   )
 
   def __post_init__(self):
+    if self.image_size is None:
+      object.__setattr__(self, 'image_size', native_image_size(self.backbone))
     if self.tuner not in TUNERS:
       raise ValueError(f'tuner={self.tuner!r}: choose one of {", ".join(TUNERS)}.')
     if self.image_size < 32:

@@ -1,8 +1,8 @@
-"""The built-in efficientnet-lite0 backbone: its weights are read and laid out right.
+"""The built-in EfficientNet-Lite backbones: their weights are read and laid out right.
 
-Evidence on real photos (ImageNet's own "daisy" class on the shared daisies),
-a numpy re-computation of the first layers from the raw file, and one clear
-line for every bad weights file.
+Evidence for each of Lite0, Lite1 and Lite2 on real photos (ImageNet's own
+"daisy" class on the shared daisies) and a numpy re-computation of the first
+layers from the raw file; one clear line for every bad weights file.
 """
 
 import collections
@@ -15,10 +15,24 @@ import pytest
 import tensorflow as tf
 
 from modules.backbones import efficientnet_lite, torch_checkpoint
+from modules.module_config import PRETRAINED_BACKBONES
 from tests.conftest import read_examples
 from tests.torch_files import write_legacy
 
 IMAGENET_DAISY = 985
+FAMILY = sorted(PRETRAINED_BACKBONES)
+# The published architectures: MBConv blocks, and the channels into the 1280-d head.
+LAYOUT = {
+  'efficientnet-lite0': (16, 320),
+  'efficientnet-lite1': (21, 320),
+  'efficientnet-lite2': (21, 352),
+}
+
+
+@pytest.fixture(scope='module', params=FAMILY)
+def member(request):
+  """(name, its state dict) for each member of the family."""
+  return request.param, torch_checkpoint.load(efficientnet_lite.weights_path(request.param))
 
 
 @pytest.fixture(scope='module')
@@ -28,26 +42,46 @@ def state():
 
 @pytest.fixture(scope='module')
 def shared_photos(shared_flowers):
-  """(images [50, 224, 224, 3] in [0, 1], class names) of the real shard, decoded like Transform."""
-  from modules.preprocessing import decode_and_resize
-
+  """(encoded JPEGs, class names) of the real shard."""
   examples = read_examples(os.path.join(shared_flowers, '*.tfrecord*'))
   encoded = tf.constant([e['image/encoded'].bytes_list.value[0] for e in examples])
   names = [e['image/class/text'].bytes_list.value[0].decode() for e in examples]
-  return decode_and_resize(encoded, 224).numpy(), names
+  return encoded, names
 
 
-def test_checkpoint_has_the_lite0_layout(state):
+def test_checkpoint_has_the_published_layout(member):
+  name, state = member
+  blocks, head_in = LAYOUT[name]
   assert state['_conv_stem.weight'].shape == (32, 3, 3, 3)
-  assert state['_conv_head.weight'].shape == (1280, 320, 1, 1)
+  assert state['_conv_head.weight'].shape == (1280, head_in, 1, 1)
   assert state['_fc.weight'].shape == (1000, 1280)
   assert not any('_se_' in k for k in state)  # Lite: no squeeze-excite.
-  assert len({k.split('.')[1] for k in state if k.startswith('_blocks.')}) == 16
+  assert len({k.split('.')[1] for k in state if k.startswith('_blocks.')}) == blocks
+  # Every block's depth and width as the scaled stages say.
+  built = [
+    (kernel, filters)
+    for repeats, kernel, _, _, filters in efficientnet_lite.stages(name)
+    for _ in range(repeats)
+  ]
+  found = [
+    (
+      state[f'_blocks.{i}._depthwise_conv.weight'].shape[-1],
+      state[f'_blocks.{i}._project_conv.weight'].shape[0],
+    )
+    for i in range(blocks)
+  ]
+  assert found == built
 
 
-def test_imagenet_classifier_recognises_real_daisies(shared_photos):
-  images, names = shared_photos
-  logits = efficientnet_lite.pretrained(224, classifier=True).predict(images, verbose=0)
+@pytest.mark.parametrize('name', FAMILY)
+def test_imagenet_classifier_recognises_real_daisies(shared_photos, name):
+  from modules.preprocessing import decode_and_resize
+
+  encoded, names = shared_photos
+  # Each at the size it was trained at, decoded as Transform decodes.
+  images = decode_and_resize(encoded, PRETRAINED_BACKBONES[name]).numpy()
+  model = efficientnet_lite.pretrained(PRETRAINED_BACKBONES[name], classifier=True, name=name)
+  logits = model.predict(images, verbose=0)
   top5 = np.argsort(-logits, axis=1)[:, :5]
   daisies = [i for i, n in enumerate(names) if n == 'daisy']
   assert len(daisies) == 10
@@ -91,7 +125,8 @@ def _bn(x, state, prefix):
   ) * state[prefix + '.weight'] + state[prefix + '.bias']
 
 
-def test_stem_and_first_block_match_a_numpy_recomputation(state):
+def test_stem_and_first_block_match_a_numpy_recomputation(member):
+  name, state = member
   # An odd size exercises SAME padding's uneven split.
   image = np.random.default_rng(0).uniform(size=(33, 33, 3)).astype(np.float32)
   x = (image * 255.0 - 127.0) / 128.0
@@ -100,7 +135,7 @@ def test_stem_and_first_block_match_a_numpy_recomputation(state):
   x = np.clip(_bn(x, state, '_blocks.0._bn1'), 0, 6)
   x = _bn(_conv(x, state['_blocks.0._project_conv.weight'], 1), state, '_blocks.0._bn2')
 
-  model = efficientnet_lite.pretrained()
+  model = efficientnet_lite.pretrained(name=name)
   probe = keras.Model(model.input, model.get_layer('blocks_0_bn2').output)
   keras_out = probe.predict(image[None], verbose=0)[0]
   assert keras_out.shape == x.shape == (17, 17, 16)

@@ -148,11 +148,13 @@ def to_flags(config, runner: str, prefix: str = '') -> list:
   The inverse of `from_args`: parsing them builds `config` back.
   """
   argv = []
+  # The defaults as constructed: a None default may resolve to a value (the image size).
+  defaults = type(config)()
   for field, kind, flag in _fields(type(config), runner, prefix):
     value = getattr(config, field.name)
     if dataclasses.is_dataclass(kind):
       argv += to_flags(value, runner, _nested(field, prefix)[0])
-    elif flag and value != field.default:
+    elif flag and value != getattr(defaults, field.name):
       if _scalar(kind) is bool:
         argv.append(flag)
       elif _repeated(kind):

