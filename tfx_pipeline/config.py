@@ -71,6 +71,18 @@ class PipelineConfig:
     '(default: %(default)s: never push a worse model)',
     metavar='DROP',
   )
+  # A full-integer int8 TFLite model pushed beside the SavedModel (tfx_pipeline/tflite_export.py).
+  tflite: bool = option(
+    True,
+    'push the SavedModel alone, without converting it to an int8 TFLite model',
+    flag='--no-tflite',
+  )
+  max_tflite_drop: float = option(
+    0.02,
+    "push model.tflite only if its accuracy is at most DROP below the SavedModel's on the "
+    'evaluated split (default: %(default)s)',
+    metavar='DROP',
+  )
   # Beam options of every Beam step; empty: the local runner picks them from
   # --beam-workers and the data's size (tfx_pipeline/local/beam.py).
   beam_pipeline_args: Tuple[str, ...] = ()
@@ -114,6 +126,8 @@ class PipelineConfig:
       raise ValueError(
         f'--max-accuracy-drop {self.max_accuracy_drop}: use a value in [0, 1] (0: no drop).'
       )
+    if not 0.0 <= self.max_tflite_drop <= 1.0:
+      raise ValueError(f'--max-tflite-drop {self.max_tflite_drop}: use a value in [0, 1].')
     if self.train_steps is not None and self.train_steps < 1:
       raise ValueError(f'train_steps={self.train_steps}: must be at least 1.')
     if self.beam_workers not in BEAM_WORKERS:

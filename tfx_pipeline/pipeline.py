@@ -1,7 +1,7 @@
 """`create_pipeline`: the flower tuner TFX pipeline, shared by every runner.
 
 ImportExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform
--> Tuner -> Trainer -> Evaluator -> Pusher. The user code is passed by dotted
+-> Tuner -> Trainer -> Evaluator -> TFLiteExport -> Pusher. The user code is passed by dotted
 path, so no module wheel is built and the component cache keys on inputs only.
 With `vertex` settings, the Tuner and Trainer are TFX's Google Cloud flavours,
 which run `tuner_fn` / `run_fn` as Vertex AI custom jobs.
@@ -28,6 +28,7 @@ from tfx_pipeline import blessing, code_version
 from tfx_pipeline.config import PipelineConfig
 from tfx_pipeline.data_folder import layout as data_layout
 from tfx_pipeline.parallel.component import ParallelTuner
+from tfx_pipeline.tflite_export import TFLiteExport
 from tfx_pipeline.vertex.settings import VertexSettings
 
 PREPROCESSING_FN = 'modules.preprocessing.preprocessing_fn'
@@ -72,7 +73,9 @@ def create_pipeline(
   # The model the latest blessing was for: the Evaluator's baseline (none on the first run).
   baseline = blessing.latest_blessed_model()
   evaluator = _evaluator(example_gen, trainer, baseline, config, layout.evaluated_split)
-  pusher = _pusher(trainer, evaluator, config.serving_model_dir)
+  tflite = _tflite(example_gen, transform, trainer, config, layout.evaluated_split)
+  pushed = tflite.outputs['exported_model'] if tflite else trainer.outputs['model']
+  pusher = _pusher(pushed, evaluator, config.serving_model_dir)
   components = [
     example_gen,
     statistics_gen,
@@ -84,6 +87,7 @@ def create_pipeline(
     trainer,
     baseline,
     evaluator,
+    tflite,
     pusher,
   ]
   return Pipeline(
@@ -273,9 +277,23 @@ def _evaluator(example_gen, trainer, baseline, config: PipelineConfig, split: st
   )
 
 
-def _pusher(trainer, evaluator, serving_model_dir: str):
-  return tfx_components.Pusher(
+def _tflite(example_gen, transform, trainer, config: PipelineConfig, split: str):
+  """The SavedModel plus its int8 TFLite model, checked on the Evaluator's split (or None)."""
+  if not config.tflite:
+    return None
+  return TFLiteExport(
     model=trainer.outputs['model'],
+    examples=example_gen.outputs['examples'],
+    transform_graph=transform.outputs['transform_graph'],
+    evaluated_split=split,
+    max_drop=config.max_tflite_drop,
+  )
+
+
+def _pusher(model, evaluator, serving_model_dir: str):
+  """Pushes `model` (TFLiteExport's, or the Trainer's) when the Evaluator blesses."""
+  return tfx_components.Pusher(
+    model=model,
     model_blessing=evaluator.outputs['blessing'],
     push_destination=pusher_pb2.PushDestination(
       filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=serving_model_dir)

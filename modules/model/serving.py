@@ -6,6 +6,9 @@ The Transform graph is embedded, so both signatures take raw data:
 Both return `probabilities` rescaled by the temperature the Trainer fitted
 (modules/model/calibration.py), `uncalibrated_probabilities` (the model's own
 softmax), and the top class's `class_id` and `class_name`, the same for both.
+`model.image_probabilities(images)` takes what the model is fed (decoded
+[N, size, size, 3] images in [0, 1]) and returns the calibrated probabilities:
+the function the TFLite model is converted from (modules/deploy/).
 """
 
 import dataclasses
@@ -47,6 +50,11 @@ class ClassifierModule(tf.Module):
     raw_spec = tf_transform_output.raw_feature_spec()
     # Parse only the image: callers need not send labels or file names.
     self._parse_spec = {features.IMAGE_KEY: raw_spec[features.IMAGE_KEY]}
+    # Traced here: its input shape is this model's image size.
+    self.image_probabilities = tf.function(
+      lambda images: self._calibrated(images)[0],
+      input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.float32, 'images')],
+    )
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='images')])
   def model_input(self, encoded: tf.Tensor) -> tf.Tensor:
@@ -59,15 +67,20 @@ class ClassifierModule(tf.Module):
     transformed = self.tft_layer({features.IMAGE_KEY: tf.reshape(encoded, [-1, 1])})
     return image_codec.model_input(transformed[features.IMAGE], self.image_size)
 
-  def classify(self, encoded: tf.Tensor) -> Dict[str, tf.Tensor]:
-    """[N] encoded images -> (uncalibrated_)probabilities [N, K], class_id [N], class_name [N]."""
-    uncalibrated = self.model(self.model_input(encoded), training=False)
+  def _calibrated(self, images: tf.Tensor):
+    """(calibrated, uncalibrated) probabilities [N, K] of model-input images."""
+    uncalibrated = self.model(images, training=False)
     # log(p) is the logits up to a constant per row, which softmax ignores.
     logits = tf.math.log(tf.maximum(uncalibrated, calibration.TINY)) / self.temperature
+    return tf.nn.softmax(logits, axis=-1), uncalibrated
+
+  def classify(self, encoded: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """[N] encoded images -> (uncalibrated_)probabilities [N, K], class_id [N], class_name [N]."""
+    calibrated, uncalibrated = self._calibrated(self.model_input(encoded))
     # The class comes from the model's own output: calibration never changes it.
     class_id = tf.argmax(uncalibrated, axis=-1)
     return {
-      'probabilities': tf.nn.softmax(logits, axis=-1),
+      'probabilities': calibrated,
       'uncalibrated_probabilities': uncalibrated,
       'class_id': class_id,
       'class_name': tf.gather(self.class_names, class_id),

@@ -129,6 +129,12 @@ def _parsers():
   )
   predict.add_argument('--model-dir', help='a specific exported model folder instead')
   predict.add_argument(
+    '--tflite',
+    action='store_true',
+    help='use the pushed int8 model.tflite, each photo decoded and resized in Python as a '
+    'device app would (default: the SavedModel)',
+  )
+  predict.add_argument(
     '--pipeline-root',
     default=DEFAULT_PIPELINE_ROOT,
     help='the run whose latest pushed model to use (default: %(default)s)',
@@ -219,7 +225,7 @@ def _predict_command(args: argparse.Namespace) -> None:
         PipelineConfig(pipeline_root=os.path.abspath(args.pipeline_root)).serving_model_dir
       )
     )
-    predict.predict(model_dir, args.photos, limit=args.limit)
+    predict.predict(model_dir, args.photos, limit=args.limit, tflite=args.tflite)
   except (FileNotFoundError, PathError) as e:
     raise options.UsageError(str(e)) from None
 

@@ -1,7 +1,7 @@
 """What a local run produced, read back from ML Metadata, and the summary lines that say it.
 
 `runner.run` returns a `RunSummary`: the run's component states, the
-hyperparameters the Trainer used, the evaluation, the pushed model, and the
+hyperparameters the Trainer used, the evaluation, the TFLite check, the pushed model, and the
 files the summary wrote (the confusion matrix, the reliability diagram; the
 search's tuning report).
 """
@@ -32,6 +32,7 @@ class RunSummary:
   best_trial_score: Optional[float] = None  # The search's best validation score, if one ran.
   calibration: Any = None  # modules.model.calibration.Fitted: the Trainer's temperature.
   reliability_diagram: Optional[str] = None  # The PNG written beside the confusion matrix.
+  tflite: Any = None  # tfx_pipeline.tflite_export.TFLiteCheck; None without that step.
 
   @property
   def tuned(self) -> bool:
@@ -56,6 +57,7 @@ def hyperparameters(uri: str) -> Dict[str, Any]:
 
 def read(config: PipelineConfig, run_id: Optional[str] = None) -> RunSummary:
   """What run `run_id` (default: the newest) of `config`'s pipeline produced."""
+  from tfx_pipeline import tflite_export
   from tfx_pipeline.local import evaluation, reliability, results
 
   if run_id:
@@ -78,6 +80,7 @@ def read(config: PipelineConfig, run_id: Optional[str] = None) -> RunSummary:
     transform_graph_uri=results.output_uri(run, 'Transform', 'transform_graph'),
     pushed_model=results.pushed_destination(run),
     calibration=reliability.fitted(results.output_uri(run, 'Trainer', 'model')),
+    tflite=tflite_export.read(results.output_uri(run, 'TFLiteExport', 'exported_model')),
   )
 
 
@@ -123,6 +126,8 @@ def lines(summary: RunSummary) -> List[str]:
           summary.evaluation.split, summary.evaluation.reliability, summary.calibration
         )
       )
+  if summary.tflite:
+    out += summary.tflite.lines()
   out.append(
     f'pushed model: {summary.pushed_model}'
     if summary.pushed_model

@@ -1,0 +1,61 @@
+"""Single-thread, batch-1 latency of a serving model and its TFLite model, in a process of its own.
+
+TensorFlow sizes its thread pools once per process, before its first op, so
+the TFLiteExport step (tfx_pipeline/tflite_export.py) cannot measure one
+thread in its own process: `measure` runs this module as
+`python -m modules.model.latency SAVED_MODEL_DIR TFLITE_FILE` and reads the JSON
+line it prints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Dict, Optional
+
+
+def measure(saved_model_dir: str, tflite_file: Optional[str]) -> Dict[str, float]:
+  """{'saved_model_ms': ..., 'tflite_ms': ...} (the latter only with a TFLite file)."""
+  import modules
+
+  root = os.path.dirname(os.path.dirname(os.path.abspath(modules.__file__)))
+  env = {
+    **os.environ,
+    'PYTHONPATH': os.pathsep.join(filter(None, [root, os.environ.get('PYTHONPATH')])),
+  }
+  env.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+  argv = [sys.executable, '-m', 'modules.model.latency', saved_model_dir] + (
+    [tflite_file] if tflite_file else []
+  )
+  done = subprocess.run(argv, env=env, capture_output=True, text=True)
+  if done.returncode != 0:
+    tail = (done.stderr.strip().splitlines() or ['no output'])[-1]
+    raise RuntimeError(f'measuring latency failed (exit {done.returncode}): {tail}')
+  return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _main(saved_model_dir: str, tflite_file: Optional[str] = None) -> None:
+  import numpy as np
+  import tensorflow as tf
+
+  tf.config.threading.set_intra_op_parallelism_threads(1)
+  tf.config.threading.set_inter_op_parallelism_threads(1)
+  from modules.model import tflite
+
+  loaded = tf.saved_model.load(saved_model_dir)
+  concrete = loaded.image_probabilities.get_concrete_function()
+  size = int(concrete.structured_input_signature[0][0].shape[1])
+  image = np.random.default_rng(0).uniform(size=(size, size, 3)).astype(np.float32)
+  batch = tf.constant(image[None])
+  result = {'saved_model_ms': tflite.median_ms(lambda: loaded.image_probabilities(batch))}
+  if tflite_file:
+    with open(tflite_file, 'rb') as f:
+      classifier = tflite.Classifier(f.read(), threads=1)
+    result['tflite_ms'] = tflite.median_ms(lambda: classifier.one(image))
+  print(json.dumps(result))
+
+
+if __name__ == '__main__':
+  _main(*sys.argv[1:])
