@@ -52,6 +52,13 @@ SHAPES = {
     r'calibration: temperature (\d+\.\d{2}|-) \(fitted on \w+\); (test|eval) ECE '
     r'\d\.\d{3} -> \d\.\d{3} \(15 bins(, the photos it was fitted on)?\)'
   ),
+  'saved model figures': (
+    r'saved model: (test|eval) accuracy \d\.\d{3}, \d+\.\d MB, \d+\.\d ms/image on 1 thread'
+  ),
+  'tflite figures': (
+    r'tflite int8: \d\.\d{3} \([+-]\d\.\d{3}\), \d+\.\d MB, \d+\.\d ms/image on 1 thread'
+    r'(; not pushed: \d\.\d{3} below the SavedModel, more than --max-tflite-drop \S+)?'
+  ),
   'pushed model': rf'pushed model: {_PATH}',
   'not pushed': rf'model not pushed: .+; TFMA results in {_PATH}',
   'confusion matrix': rf'confusion matrix: {_PATH}\.png',

@@ -131,7 +131,7 @@ def tiny_run(data_root: str, pipeline_root: str) -> TinyRun:
   from tests import tiny
   from tfx_pipeline.local import cli, summary
 
-  flags = ['--data-root', data_root, '--pipeline-root', pipeline_root, *tiny.flags()]
+  flags = ['--data-root', data_root, '--pipeline-root', pipeline_root, *tiny.flags(tflite=True)]
   flags += ['--accuracy-threshold', '0']
   done = run_local(*flags)
   assert done.rc == 0, done.out[-3000:] + done.err[-3000:]

@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 
 from tests import tiny
-from tests.conftest import COMPONENTS, RESOLVER
+from tests.conftest import RESOLVER, WITHOUT_TFLITE
 from tests.outputs import check_hyperparameters, check_outputs
 from tfx_pipeline.local import cli, predict
 from tfx_pipeline.local import runner as local_runner
@@ -38,7 +38,7 @@ def test_real_photos_through_a_user_builder(shared_flowers, tmp_path, capsys):
   (data,) = [line for line in lines if line.startswith('data: ')]
   assert '80/10/10 into train/eval/test' in data and summary.evaluation.split == 'test'
   assert f'search space: the hyperparameters {BUILDER} declares' in lines
-  assert summary.states == {c: 'executed' for c in (*COMPONENTS, RESOLVER)}
+  assert summary.states == {c: 'executed' for c in (*WITHOUT_TFLITE, RESOLVER)}
   check_hyperparameters(summary, BUILDER_HYPERPARAMETERS)
   assert set(summary.best_hyperparameters) == BUILDER_HYPERPARAMETERS
   assert summary.best_hyperparameters['units'] in (64, 128, 192, 256)

@@ -293,6 +293,97 @@ def test_predict_prints_the_calibrated_probability(tiny_run, tiny_data, capsys):
     assert printed != pytest.approx(list(own.max(-1)), abs=5.1e-4)
 
 
+def test_the_pushed_folder_holds_the_checked_int8_tflite_model(tiny_run, tiny_data):
+  """model.tflite and labels.txt beside the SavedModel; the summary's figures are theirs."""
+  import tensorflow as tf
+
+  from modules.model import tflite
+  from tfx_pipeline import tflite_export
+
+  saved = re.fullmatch(
+    r'saved model: test accuracy (\S+), (\S+) MB, (\S+) ms/image on 1 thread',
+    tiny_run.done.line('saved model: '),
+  )
+  int8 = re.fullmatch(
+    r'tflite int8: (\S+) \((\S+)\), (\S+) MB, (\S+) ms/image on 1 thread',
+    tiny_run.done.line('tflite int8: '),
+  )
+  assert saved and int8, tiny_run.done.out
+  # The SavedModel's figure is TFMA's, measured again on the same photos.
+  assert float(saved.group(1)) == pytest.approx(_accuracy(tiny_run.done), abs=1e-3)
+  pushed = tiny_run.summary.pushed_model
+  check = tiny_run.summary.tflite
+  assert check.pushed and check.split == 'test' and check.examples == 10
+  with open(os.path.join(pushed, tflite.TFLITE_FILE), 'rb') as f:
+    model = f.read()
+  assert float(int8.group(3)) == pytest.approx(len(model) / 1e6, abs=0.05)
+  with open(os.path.join(pushed, tflite_export.REPORT_FILE)) as f:
+    assert json.load(f)['tflite']['accuracy'] == check.tflite.accuracy
+  with open(os.path.join(pushed, tflite.LABELS_FILE)) as f:
+    names = f.read().splitlines()
+  assert sorted(names) == sorted(tiny.CLASSES)
+
+  # The pushed TFLite model scores the line's figure on the test photos, decoded as served.
+  classifier = tflite.Classifier(model)
+  assert classifier.image_size == tiny.MODULE.image_size
+  images, truth = _test_photos(tiny_data, names)
+  inputs = tf.saved_model.load(pushed).model_input(tf.constant(images)).numpy()
+  probabilities = classifier.probabilities(inputs)
+  np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=0.02)
+  accuracy = float(np.mean(probabilities.argmax(-1) == truth))
+  assert float(int8.group(1)) == pytest.approx(accuracy, abs=1e-3)
+  assert float(int8.group(2)) == pytest.approx(accuracy - float(saved.group(1)), abs=1.1e-3)
+
+
+def test_predict_tflite_classifies_real_photos_as_a_device_would(tiny_run, shared_flowers, capsys):
+  """`predict --tflite` decodes in Python and mostly agrees with the SavedModel on real photos."""
+  pushed = tiny_run.summary.pushed_model
+  shard = glob.glob(os.path.join(shared_flowers, '*.tfrecord*'))
+  found = {}
+  for flags in ([], ['--tflite']):
+    capsys.readouterr()
+    assert cli.main(['predict', *shard, '--limit', '50', '--model-dir', pushed, *flags]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f'model: {pushed}' + ('/model.tflite' if flags else '')
+    found[bool(flags)] = re.findall(r': (\w+) ([\d.]+)%', '\n'.join(out[1:]))
+  assert len(found[True]) == 50 and {c for c, _ in found[True]} <= tiny.CLASSES
+  agree = sum(a[0] == b[0] for a, b in zip(found[False], found[True]))
+  assert agree >= 40, f'int8 and float agree on {agree} of 50 real photos'
+
+
+def test_an_int8_model_that_drops_too_much_is_kept_from_the_push(tiny_run, tmp_path, monkeypatch):
+  """Forced: an int8 model that gets every photo wrong. The SavedModel is still exported."""
+  from tfx.types import standard_artifacts
+  from tfx.utils import path_utils
+
+  from modules.model import tflite
+  from tfx_pipeline import tflite_export
+
+  run = results.run_results(tiny_run.config.metadata_path, 'flower-tuner', tiny_run.done.run_id)
+  examples = standard_artifacts.Examples()
+  examples.uri = results.output_uri(run, 'ImportExampleGen', 'examples')
+  examples.split_names = '["train", "eval", "test"]'
+  trained = path_utils.serving_model_path(results.output_uri(run, 'Trainer', 'model'))
+  wrong = tflite.Classifier.probabilities
+  monkeypatch.setattr(
+    tflite.Classifier, 'probabilities', lambda self, x: np.roll(wrong(self, x), 1, axis=-1)
+  )
+  out = str(tmp_path / 'exported')
+  with open(os.path.join(tiny_run.summary.pushed_model, tflite.LABELS_FILE)) as f:
+    names = f.read().splitlines()
+  check = tflite_export.export(trained, examples, names, 'test', 0.02, out)
+  assert not check.pushed and check.drop > 0.02
+  assert sorted(os.listdir(out)) == sorted(
+    os.listdir(trained) + [tflite.LABELS_FILE, tflite_export.REPORT_FILE]
+  )
+  with open(os.path.join(out, tflite_export.REPORT_FILE)) as f:
+    assert json.load(f)['pushed'] is False
+  line = check.lines()[1]
+  assert line.endswith(
+    f'; not pushed: {check.drop:.3f} below the SavedModel, more than --max-tflite-drop 0.02'
+  )
+
+
 def test_a_worse_model_is_not_pushed_and_the_run_says_why(default_run, worse_run):
   done, before, after = worse_run
   assert _accuracy(done) < _accuracy(default_run), 'the worse model is not worse here'

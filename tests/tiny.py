@@ -25,9 +25,13 @@ def module(**overrides) -> ModuleConfig:
   return dataclasses.replace(MODULE, **overrides)
 
 
-def flags(**overrides) -> List[str]:
-  """run_local.py's flags for `module(**overrides)` (only those that differ from the defaults)."""
-  return options.to_flags(module(**overrides), 'local')
+def flags(tflite: bool = False, **overrides) -> List[str]:
+  """run_local.py's flags for `module(**overrides)` (only those that differ from the defaults).
+
+  Without `tflite`, --no-tflite: converting and checking the int8 model takes
+  ~20 s a run, and the runs that are about it say so.
+  """
+  return options.to_flags(module(**overrides), 'local') + ([] if tflite else ['--no-tflite'])
 
 
 def pipeline(data_root: str, pipeline_root: str, **module_overrides) -> PipelineConfig:
@@ -37,4 +41,5 @@ def pipeline(data_root: str, pipeline_root: str, **module_overrides) -> Pipeline
     pipeline_root=str(pipeline_root),
     module=module(**module_overrides),
     accuracy_threshold=0.0,
+    tflite=False,
   )
