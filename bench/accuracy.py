@@ -231,6 +231,15 @@ def into_results_md(text: str, markers=SECTION) -> None:
     f.write(current)
 
 
+def publish(name: str, result: dict, markdown, markers, start: float) -> None:
+  """`result` with the machine and the time since `start`, saved as bench/results/<name>.*,
+  and its `markdown` text put into bench/results.md between `markers`."""
+  result = {**result, 'machine': machine(), 'seconds': time.monotonic() - start}
+  text = markdown(result)
+  common.save_results(name, result, text)
+  into_results_md(text, markers)
+
+
 def main(argv=None) -> None:
   p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   p.add_argument('--data-root', default=DEFAULT_DATA_ROOT)

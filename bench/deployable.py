@@ -20,8 +20,7 @@ import time
 
 import numpy as np
 
-from bench import accuracy, common, optimism
-from bench.parallel_trials import machine
+from bench import accuracy, optimism
 from modules.module_config import PRETRAINED_BACKBONES
 
 SECTION = ('<!-- deployable model on real photos -->', '<!-- /deployable model on real photos -->')
@@ -145,12 +144,8 @@ def main(argv=None) -> None:
     'folds': args.folds,
     'rotations': min(args.rotations, args.folds),
     'backbones': backbones,
-    'machine': machine(),
-    'seconds': time.monotonic() - start,
   }
-  text = markdown(result)
-  common.save_results('deployable', result, text)
-  accuracy.into_results_md(text, SECTION)
+  accuracy.publish('deployable', result, markdown, SECTION, start)
 
 
 if __name__ == '__main__':

@@ -26,8 +26,7 @@ import time
 
 import numpy as np
 
-from bench import accuracy, common
-from bench.parallel_trials import machine
+from bench import accuracy
 from modules.model import calibration
 from tfx_pipeline.local.evaluation import wilson_interval
 
@@ -206,12 +205,8 @@ def main(argv=None) -> None:
     'seeds': args.seeds,
     'image_size': args.image_size,
     'runs': runs,
-    'machine': machine(),
-    'seconds': time.monotonic() - start,
   }
-  text = markdown(result)
-  common.save_results('optimism', result, text)
-  accuracy.into_results_md(text, SECTION)
+  accuracy.publish('optimism', result, markdown, SECTION, start)
 
 
 if __name__ == '__main__':

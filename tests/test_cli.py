@@ -261,6 +261,31 @@ def test_a_configuration_becomes_flags_that_parse_back_to_it(tmp_path):
   assert options.to_flags(PipelineConfig(), 'local') == []
 
 
+@pytest.mark.parametrize(
+  'flags, size',
+  [
+    ([], 224),
+    (['--backbone', 'efficientnet-lite1'], 240),
+    (['--backbone', 'efficientnet-lite2'], 260),
+    (['--backbone', 'efficientnet-lite2', '--image-size', '200'], 200),
+    (['--backbone', 'cnn'], 224),
+  ],
+)
+def test_each_backbone_sees_its_native_image_size_unless_told(flags, size):
+  from tfx_pipeline import options
+
+  config = cli.config_from_args(cli.run_parser().parse_args(flags))
+  assert config.module.image_size == size
+  assert (
+    cli.config_from_args(cli.run_parser().parse_args(options.to_flags(config, 'local'))) == config
+  )
+
+
+def test_max_tflite_drop_out_of_range_is_one_line(capsys):
+  assert cli.main(['--max-tflite-drop', '1.5']) == 2
+  assert 'error: --max-tflite-drop 1.5: use a value in [0, 1].' in capsys.readouterr().err
+
+
 def test_a_component_broken_by_a_ctrl_c_ends_as_an_interrupted_run(monkeypatch, tmp_path, capsys):
   """A KeyboardInterrupt raised under a TensorFlow C++ call comes back as pybind11's error."""
   from tfx_pipeline.local import interrupt as interrupt_module

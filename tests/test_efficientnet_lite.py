@@ -93,6 +93,25 @@ def test_imagenet_classifier_recognises_real_daisies(shared_photos, name):
   assert max(others.values()) < 0.5 * sum(names[i] != 'daisy' for i in range(len(names)))
 
 
+@pytest.mark.parametrize('name', ['efficientnet-lite1', 'efficientnet-lite2'])
+def test_the_backbone_a_run_loads_is_the_converted_member(
+  shared_photos, name, tmp_path, monkeypatch
+):
+  """`--backbone efficientnet-liteN`: converted once into the cache; its features are Keras'."""
+  from modules.backbones import backbone
+  from modules.preprocessing import decode_and_resize
+
+  monkeypatch.setenv(backbone.CACHE_ENV, str(tmp_path))
+  size = PRETRAINED_BACKBONES[name]
+  assert backbone.check(name, size) == efficientnet_lite.FEATURE_DIM
+  (folder,) = os.listdir(tmp_path)
+  assert folder.startswith(f'{name}-')
+  images = decode_and_resize(shared_photos[0][:4], size)
+  _, features = backbone.load(name)
+  expected = efficientnet_lite.pretrained(size, name=name).predict(images, verbose=0)
+  np.testing.assert_allclose(features(images).numpy(), expected, atol=1e-4)
+
+
 def _same_pad(x, kernel, stride):
   """TensorFlow's SAME padding of an [H, W, C] array (the extra row/column at the end)."""
   pads = []

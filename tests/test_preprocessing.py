@@ -22,8 +22,7 @@ def _encode(image: Image.Image, fmt: str) -> bytes:
 
 def _float_path(encoded, size):
   """The pixels as float32 with no uint8 step: decode, resize, scale."""
-  image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-  return (tf.image.resize(image, [size, size]) / 255.0).numpy()
+  return (tf.image.resize(image_codec.decode(encoded), [size, size]) / 255.0).numpy()
 
 
 def test_transformed_images_are_stored_as_uint8_pixels(transformed):

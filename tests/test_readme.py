@@ -33,6 +33,8 @@ PYTHONS = ('.venv/bin/python', 'python', 'python3')
 # Appended to pipeline runs: small and fast whatever the defaults (the later flag wins);
 # one epoch and one trial, as the commands are checked for running, not for what they learn.
 TINY_RUN = tiny.flags(max_epochs=1, epochs=1, max_trials=1)
+# The runs on the tuned root push what `predict --tflite` reads: the TFLite step stays on.
+TINY_RUN_WITH_TFLITE = tiny.flags(tflite=True, max_epochs=1, epochs=1, max_trials=1)
 # Appended only where the command does not set the flag itself.
 # The default backbone is kept: it is what the README's commands run, and needs no download.
 # Push even a 1-epoch model, and one worse than the last, for predict.
@@ -252,7 +254,7 @@ class Workspace:
     if kind == 'pipeline':
       own = self.tmp / 'roots' / f'line{command.line}'
       words += ['--pipeline-root', str(own if command.has('--data-root') else self.tuned_root)]
-      words += TINY_RUN
+      words += TINY_RUN if command.has('--data-root') else TINY_RUN_WITH_TFLITE
       for flag, value in RUN_DEFAULTS.items():
         if not command.has(flag):
           words += [flag, value]

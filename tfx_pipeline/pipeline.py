@@ -74,8 +74,7 @@ def create_pipeline(
   baseline = blessing.latest_blessed_model()
   evaluator = _evaluator(example_gen, trainer, baseline, config, layout.evaluated_split)
   tflite = _tflite(example_gen, transform, trainer, config, layout.evaluated_split)
-  pushed = tflite.outputs['exported_model'] if tflite else trainer.outputs['model']
-  pusher = _pusher(pushed, evaluator, config.serving_model_dir)
+  pusher = _pusher(tflite or trainer, evaluator, config.serving_model_dir)
   components = [
     example_gen,
     statistics_gen,
@@ -278,7 +277,7 @@ def _evaluator(example_gen, trainer, baseline, config: PipelineConfig, split: st
 
 
 def _tflite(example_gen, transform, trainer, config: PipelineConfig, split: str):
-  """The SavedModel plus its int8 TFLite model, checked on the Evaluator's split (or None)."""
+  """The SavedModel and its int8 TFLite model, checked on the evaluated split; or None."""
   if not config.tflite:
     return None
   return TFLiteExport(
@@ -290,10 +289,10 @@ def _tflite(example_gen, transform, trainer, config: PipelineConfig, split: str)
   )
 
 
-def _pusher(model, evaluator, serving_model_dir: str):
-  """Pushes `model` (TFLiteExport's, or the Trainer's) when the Evaluator blesses."""
+def _pusher(source, evaluator, serving_model_dir: str):
+  """Pushes TFLiteExport's (or without it the Trainer's) model when the Evaluator blesses it."""
   return tfx_components.Pusher(
-    model=model,
+    model=source.outputs.get('exported_model') or source.outputs['model'],
     model_blessing=evaluator.outputs['blessing'],
     push_destination=pusher_pb2.PushDestination(
       filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=serving_model_dir)
