@@ -44,7 +44,8 @@ def run_fn(fn_args: FnArgs) -> None:
   # A fixed step budget (TrainArgs.num_steps) repeats the data; otherwise each
   # epoch is one pass over it.
   repeat = bool(fn_args.train_steps)
-  data = training_data.prepare(fn_args, config, tf_transform_output, repeat=repeat)
+  view = model.backbone_view(hp, config)  # The backbone and the image size it sees.
+  data = training_data.prepare(fn_args, config, tf_transform_output, repeat=repeat, view=view)
   trained = hypermodel.FlowerHyperModel(config, data, len(class_names))
   # Variables made in the scope live on the TPU cores / GPUs the job has.
   with strategy.choose().scope():
@@ -60,13 +61,13 @@ def run_fn(fn_args: FnArgs) -> None:
     callbacks=_callbacks(fn_args),
   )
   calibrated = calibration.fit(
-    classifier, data.eval(hypermodel.fit_settings(hp, config).batch_size), split='eval'
+    classifier, data.eval(hypermodel.fit_settings(hp, config).batch_size, view), split='eval'
   )
   logging.info('Calibration: %s', calibrated.describe())
   if data.cached_features:
     # One serving model that still takes raw images: backbone + the trained head.
     classifier = model.attach(
-      backbone.build_backbone(config.backbone, fine_tune=False), classifier, config.image_size
+      backbone.build_backbone(view[0], fine_tune=False), classifier, config.image_size, view[1]
     )
   serving.export(
     classifier,

@@ -17,7 +17,7 @@ from tfx.components.trainer.fn_args_utils import FnArgs
 from tfx.components.tuner.component import TunerFnResult
 
 from modules import labels
-from modules.model import hypermodel
+from modules.model import hypermodel, model
 from modules.module_config import ModuleConfig, RunPaths
 from modules.runtime import gcs, strategy
 from modules.search import search_space
@@ -126,13 +126,16 @@ def tuner_fn(fn_args: FnArgs) -> TunerFnResult:
   keras.utils.set_random_seed(config.seed)
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
   num_classes = len(labels.class_names(tf_transform_output))
-  data = training_data.prepare(fn_args, config, tf_transform_output)
+  space = search_space.from_custom_config(fn_args.custom_config)
+  # The features of the space's default backbone at once; a searched one's when a trial asks.
+  view = model.backbone_view(space.hyperparameters(), config)
+  data = training_data.prepare(fn_args, config, tf_transform_output, view=view)
   tuner = make_tuner(
     config,
     hypermodel.FlowerHyperModel(config, data, num_classes),
     directory=search_directory(fn_args),
     distribution_strategy=strategy.choose(),
-    space=search_space.from_custom_config(fn_args.custom_config),
+    space=space,
   )
 
   # The hypermodel's fit picks each trial's data (its batch size and augmentation).

@@ -1,5 +1,6 @@
 """Backbones as a user names them: the pretrained default, fine-tuning it, bad --backbone values."""
 
+import glob
 import os
 import re
 
@@ -12,7 +13,7 @@ from modules.backbones import backbone
 from modules.model.model import build_model
 from modules.module_config import ModuleConfig
 from modules.search import search_space
-from tests.conftest import read_examples
+from tests.conftest import REPO, read_examples
 from tests.runs import run_local
 from tfx_pipeline.local import cli
 
@@ -235,3 +236,45 @@ def test_default_run_learns_real_photos_offline_and_predicts(shared_flowers, tmp
     assert name in {t for _, t in jpegs} and 0 < float(probability.rstrip('%')) <= 100
     right += name == truth
   assert right >= 5
+
+
+@pytest.mark.pipeline
+def test_a_search_across_the_family_computes_each_backbones_features_once(tiny_data, tmp_path):
+  """`backbone` as a choice: images stored once at the largest size, each trial on its own."""
+  from tests import tiny
+
+  space = tmp_path / 'family.yaml'
+  space.write_text(
+    'backbone: {type: choice, values: [efficientnet-lite0, efficientnet-lite1], '
+    'default: efficientnet-lite0}\n'
+  )
+  flags = tiny.flags(image_size=None, tuner='random', max_epochs=1, epochs=1)
+  root = str(tmp_path / 'root')
+  done = run_local(
+    *('--data-root', tiny_data, '--pipeline-root', root, '--search-space', str(space)),
+    *(*flags, '--accuracy-threshold', '0'),
+    extra_env=OFFLINE,
+  )
+  assert done.rc == 0, done.out[-3000:] + done.err[-3000:]
+  assert done.line('backbone: ') == (
+    'backbone: searched among efficientnet-lite0 at 224 px, efficientnet-lite1 at 240 px, '
+    'from images stored at 240 px (1280 features per image, frozen)'
+  )
+  tried = sorted(re.findall(r'^trial \d/2: backbone=(\S+) ', done.out, re.M))
+  assert tried == ['efficientnet-lite0', 'efficientnet-lite1']
+  log = done.log()
+  for view in ('efficientnet-lite0, 224 px', 'efficientnet-lite1, 240 px'):
+    for split in ('train', 'eval'):
+      computed = re.findall(rf'feature cache: {split} \({view}\): computed', log)
+      assert len(computed) == 1, (view, split, computed)
+
+  # The served model takes the stored 240 px images and resizes them for its backbone.
+  from tfx_pipeline.local import predict
+
+  pushed = done.line('pushed model: ')[len('pushed model: ') :]
+  shards = sorted(glob.glob(os.path.join(tiny_data, '*-test.tfrecord-*')))
+  photos = [e for _, e, _ in predict.iter_photos(shards[:1], 2)]
+  served = tf.saved_model.load(os.path.join(REPO, pushed))
+  assert served.model_input(tf.constant(photos)).shape == (2, 240, 240, 3)
+  probabilities = served.signatures['serving_jpeg'](images=tf.constant(photos))['probabilities']
+  np.testing.assert_allclose(probabilities.numpy().sum(-1), 1.0, atol=1e-5)

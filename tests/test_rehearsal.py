@@ -95,7 +95,7 @@ def test_the_tuning_job_runs_a_chief_and_a_worker_process_each_running_trials(fi
   assert re.search(rf'\[workerpool1-0\] .*Oracle chief is known to be at: {chief}', log)
   # The chief's two processes: only the one that runs trials reads the backbone features.
   tuning = log[log.index('[8/12] Tuner ...') : log.index('[8/12] Tuner done')]
-  assert len(re.findall(r'^\[workerpool0-0\] feature cache: train: ', tuning, re.M)) == 1
+  assert len(re.findall(r'^\[workerpool0-0\] feature cache: train \(', tuning, re.M)) == 1
 
 
 @pytest.mark.pipeline

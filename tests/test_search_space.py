@@ -175,7 +175,11 @@ def test_a_file_for_the_builtin_model_gets_what_it_leaves_out_at_the_defaults(tm
 def test_the_examples_check_against_the_builtin_model():
   from modules.model import space_check
 
-  for name, options in (('image_space.yaml', {}), ('fine_tune_space.yaml', {'fine_tune': True})):
+  for name, options in (
+    ('image_space.yaml', {}),
+    ('fine_tune_space.yaml', {'fine_tune': True}),
+    ('family_space.yaml', {}),
+  ):
     config = ModuleConfig(search_space=os.path.join(EXAMPLES, name), **options)
     space, _ = search_space.for_module(config)
     space_check.check_space(space, config)  # Every name is read (momentum only under sgd).
@@ -233,3 +237,49 @@ def test_the_readme_example_is_examples_image_space(tmp_path):
   (example,) = [b.split('```')[0] for b in blocks if 'augment_zoom' in b]
   shown = search_space.load(_write(tmp_path, example))
   assert shown.spec == search_space.load(os.path.join(EXAMPLES, 'image_space.yaml')).spec
+
+
+FAMILY_SPACE = (
+  'backbone: {type: choice, values: [efficientnet-lite0, efficientnet-lite2], '
+  'default: efficientnet-lite0}\n'
+)
+
+
+def test_a_backbone_choice_stores_images_at_the_largest_size_and_each_sees_its_own(tmp_path):
+  from modules.model import model
+
+  path = _write(tmp_path, FAMILY_SPACE)
+  config = cli.config_from_args(cli.run_parser().parse_args(['--search-space', path]))
+  assert config.module.image_size == 260  # Lite2's: the largest of the choices.
+  hp = search_space.for_module(config.module)[0].hyperparameters()
+  assert model.backbone_view(hp, config.module) == ('efficientnet-lite0', 224)
+  hp.values['backbone'] = 'efficientnet-lite2'
+  assert model.backbone_view(hp, config.module) == ('efficientnet-lite2', 260)
+  told = cli.config_from_args(
+    cli.run_parser().parse_args(['--search-space', path, '--image-size', '64'])
+  )
+  assert told.module.image_size == 64 and model.backbone_view(hp, told.module)[1] == 64
+
+
+@pytest.mark.parametrize(
+  'text, flags, message',
+  [
+    (
+      'backbone: {type: choice, values: [efficientnet-lite0, resnet50], default: resnet50}',
+      [],
+      'backbone: "resnet50" cannot be used: it must be one of efficientnet-lite0, ',
+    ),
+    (FAMILY_SPACE, ['--backbone', 'cnn'], 'would not be used: drop --backbone'),
+    (
+      FAMILY_SPACE,
+      ['--hypermodel', 'examples.flower_builder:model_builder'],
+      'backbone: examples.flower_builder:model_builder does not read it',
+    ),
+  ],
+)
+def test_a_backbone_choice_that_cannot_work_is_one_line(tmp_path, capsys, text, flags, message):
+  path = _write(tmp_path, text)
+  argv = ['--search-space', path, '--pipeline-root', str(tmp_path / 'root'), *flags]
+  assert cli.main(argv) == 2
+  (line,) = capsys.readouterr().err.strip().splitlines()
+  assert line.startswith(f'error: --search-space {path}: ') and message in line, line

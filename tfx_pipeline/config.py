@@ -12,7 +12,7 @@ import dataclasses
 import os
 from typing import Optional, Tuple
 
-from modules.module_config import ModuleConfig, option
+from modules.module_config import ModuleConfig, native_image_size, option
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DATA_ROOT = os.path.join(PROJECT_ROOT, 'data', 'sample')
@@ -146,3 +146,20 @@ class PipelineConfig:
   def serving_model_dir(self) -> str:
     """Where Pusher writes blessed models, one timestamped folder each."""
     return os.path.join(self.pipeline_root, 'serving_model', self.pipeline_name)
+
+
+def sized_for_search(config: PipelineConfig) -> PipelineConfig:
+  """`config` storing images at the largest size a backbone of its search space sees.
+
+  For a run without --image-size: a space that chooses among the
+  EfficientNet-Lites keeps each image once, at the largest one's size, and each
+  trial's model resizes it for its own backbone (modules/model/model.py).
+  Raises SearchSpaceError for a space file that cannot be read.
+  """
+  from modules.search import search_space
+
+  choices = search_space.backbone_choices(search_space.for_module(config.module)[0])
+  if not choices:
+    return config
+  size = max(native_image_size(name) for name in choices)
+  return dataclasses.replace(config, module=dataclasses.replace(config.module, image_size=size))

@@ -68,10 +68,14 @@ class FlowerHyperModel(keras_tuner.HyperModel):
     settings = fit_settings(hp, self.config)
     for key in ('x', 'y', 'validation_data', 'batch_size'):
       kwargs.pop(key, None)
-    steps = kwargs.pop('steps_per_epoch', None) or self.data.steps_per_epoch(settings.batch_size)
+    # On cached features: those of this trial's backbone at its image size.
+    view = model.backbone_view(hp, self.config)
+    steps = kwargs.pop('steps_per_epoch', None) or self.data.steps_per_epoch(
+      settings.batch_size, view
+    )
     return model_to_fit.fit(
-      self.data.train(settings.batch_size, settings.augment),
-      validation_data=self.data.eval(settings.batch_size),
+      self.data.train(settings.batch_size, settings.augment, view),
+      validation_data=self.data.eval(settings.batch_size, view),
       steps_per_epoch=steps,
       **kwargs,
     )

@@ -8,19 +8,21 @@ trained head to the backbone for export.
 
 The hyperparameters come from the search space (modules/search/search_space.py):
 `units`, `dense_activation`, `learning_rate` and `optimizer` always; `dropout`,
-`label_smoothing`, `momentum` (SGD only) and `fine_tune_layers` (--fine-tune
-only) where the space declares them, and otherwise off (all layers, for
-fine-tuning). A user's `--hypermodel` replaces all of this (modules/model/builder.py).
+`label_smoothing`, `momentum` (SGD only), `fine_tune_layers` (--fine-tune
+only) and `backbone` where the space declares them, and otherwise off (all
+layers, for fine-tuning; --backbone). A searched backbone sees its own image
+size: the model resizes the stored images first (`backbone_view`). A user's
+`--hypermodel` replaces all of this (modules/model/builder.py).
 """
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import keras
 import keras_tuner
 
 from modules import features
 from modules.backbones import backbone
-from modules.module_config import BUILTIN_BACKBONE, ModuleConfig
+from modules.module_config import BUILTIN_BACKBONE, ModuleConfig, native_image_size
 
 
 def optional(hp: keras_tuner.HyperParameters, name: str, fallback=None):
@@ -42,12 +44,34 @@ def build_head(hp: keras_tuner.HyperParameters, num_classes: int, feature_dim: i
   return head
 
 
+def backbone_view(hp: keras_tuner.HyperParameters, config: ModuleConfig) -> Tuple[str, int]:
+  """(backbone, the image size it sees) for a trial.
+
+  --backbone at --image-size; where the space declares `backbone`, that one at
+  its own size, or at the stored --image-size where that is smaller.
+  """
+  chosen = optional(hp, 'backbone')
+  if chosen is None:
+    return config.backbone, config.image_size
+  return chosen, min(native_image_size(chosen), config.image_size)
+
+
 def attach(
-  feature_extractor: keras.layers.Layer, head: keras.Model, image_size: int
+  feature_extractor: keras.layers.Layer,
+  head: keras.Model,
+  image_size: int,
+  backbone_size: Optional[int] = None,
 ) -> keras.Model:
-  """Images -> `feature_extractor` -> the head's own layers (shared, not copied)."""
+  """Images -> [resize to `backbone_size`] -> `feature_extractor` -> the head's own layers.
+
+  The head's layers are shared, not copied. The resize is `tf.image.resize`'s
+  bilinear, as Transform's and the cached features'.
+  """
   inputs = keras.Input(shape=(image_size, image_size, 3), name=features.IMAGE)
-  x = feature_extractor(inputs)
+  x = inputs
+  if backbone_size and backbone_size != image_size:
+    x = keras.layers.Resizing(backbone_size, backbone_size, name='backbone_size')(x)
+  x = feature_extractor(x)
   # The head's layers, not the head as one nested layer: the classifier keeps
   # a flat layer list (backbone, hidden, probabilities) whichever way it was built.
   for layer in head.layers[1:]:
@@ -66,12 +90,13 @@ def build_model(
   hp: keras_tuner.HyperParameters, config: ModuleConfig, num_classes: int
 ) -> keras.Model:
   """Builds and compiles backbone + head for one set of hyperparameters."""
+  handle, size = backbone_view(hp, config)
   feature_extractor = backbone.build_backbone(
-    config.backbone, config.fine_tune, top_layers=fine_tune_layers(hp, config)
+    handle, config.fine_tune, top_layers=fine_tune_layers(hp, config)
   )
-  size = config.image_size
   feature_dim = feature_extractor.compute_output_shape((None, size, size, 3))[-1]
-  model = attach(feature_extractor, build_head(hp, num_classes, feature_dim), size)
+  head = build_head(hp, num_classes, feature_dim)
+  model = attach(feature_extractor, head, config.image_size, size)
   compile_model(model, hp)
   return model
 

@@ -15,7 +15,7 @@ import keras_tuner
 from modules.model import model
 from modules.model.builder import call_builder, load_builder
 from modules.model.hypermodel import fit_settings
-from modules.module_config import ModuleConfig
+from modules.module_config import PRETRAINED_BACKBONES, ModuleConfig
 from modules.search import declaration, search_space
 from modules.search.search_space import SearchSpaceError, Space
 
@@ -95,6 +95,7 @@ def names_read(space: Space, config: ModuleConfig, until: Optional[Set[str]] = N
     if builder is None:
       model.build_head(hp, num_classes=2, feature_dim=8)
       model.fine_tune_layers(hp, config)
+      model.backbone_view(hp, config)
     else:
       call_builder(config.hypermodel, builder, hp, 2, config.image_size)
     fit_settings(hp, config)
@@ -114,6 +115,11 @@ def check_space(space: Space, config: ModuleConfig) -> None:
   """SearchSpaceError for a name in `space` that neither the model nor the input pipeline reads."""
   if not space.spec:
     return
+  if search_space.backbone_choices(space) and config.backbone not in PRETRAINED_BACKBONES:
+    raise SearchSpaceError(
+      f'--search-space {space.source}: backbone: the space chooses the backbone, so '
+      f'--backbone {config.backbone} would not be used: drop --backbone.'
+    )
   read = names_read(space, config)
   for name in space.names:
     if name in read:

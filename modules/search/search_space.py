@@ -27,10 +27,10 @@ import contextlib
 import dataclasses
 import json
 import os
-import re
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from modules.search import declaration
+from modules.module_config import PRETRAINED_BACKBONES
+from modules.search import declaration, parsing
 
 # What the search maximises (and the Tuner's early stopping and pruning watch).
 OBJECTIVE = 'val_accuracy'
@@ -66,6 +66,11 @@ MODEL_NAMES: Dict[str, Tuple[str, Callable[[Any], bool]]] = {
   'label_smoothing': _Fraction,
   'momentum': _Fraction,
   'fine_tune_layers': _PositiveInt,
+  # A trial's backbone, each at its own image size (modules/model/model.py).
+  'backbone': (
+    f'one of {", ".join(PRETRAINED_BACKBONES)}',
+    lambda v: v in PRETRAINED_BACKBONES,
+  ),
 }
 FIT_NAMES: Dict[str, Tuple[str, Callable[[Any], bool]]] = {
   'batch_size': _PositiveInt,
@@ -131,53 +136,6 @@ class Space:
 # Reading and checking a file ------------------------------------------------
 
 
-def _yaml_loader():
-  import yaml
-
-  class Loader(yaml.SafeLoader):
-    """PyYAML's safe loader, reading 1e-3 as a float (as JSON does) and refusing repeated keys."""
-
-  Loader.add_implicit_resolver(
-    'tag:yaml.org,2002:float',
-    re.compile(r'^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$'),
-    list('-+0123456789'),
-  )
-
-  def mapping(loader, node):
-    seen = set()
-    for key_node, _ in node.value:
-      key = loader.construct_object(key_node)
-      if key in seen:
-        raise SearchSpaceError(f'{key}: declared twice (line {key_node.start_mark.line + 1})')
-      seen.add(key)
-    return loader.construct_mapping(node)
-
-  Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
-  return Loader
-
-
-def _parse_text(text: str, json_file: bool):
-  if json_file:
-
-    def no_duplicates(pairs):
-      keys = [k for k, _ in pairs]
-      for key in keys:
-        if keys.count(key) > 1:
-          raise SearchSpaceError(f'{key}: declared twice')
-      return dict(pairs)
-
-    return json.loads(text, object_pairs_hook=no_duplicates)
-  import yaml
-
-  try:
-    return yaml.load(text, Loader=_yaml_loader())  # noqa: S506 (a SafeLoader subclass)
-  except yaml.YAMLError as e:
-    mark = getattr(e, 'problem_mark', None)
-    where = f' at line {mark.line + 1}' if mark else ''
-    problem = getattr(e, 'problem', None) or str(e).splitlines()[0]
-    raise ValueError(f'not valid YAML{where} ({problem})') from None
-
-
 def load(path: Optional[str] = None, shown: Optional[str] = None) -> Space:
   """The checked space in `path` (default: the built-in one); `shown` names it in errors."""
   path = path or DEFAULT_FILE
@@ -189,8 +147,8 @@ def load(path: Optional[str] = None, shown: Optional[str] = None) -> Space:
   except OSError as e:
     raise SearchSpaceError(f'{prefix}: cannot read it ({e.strerror or e}).') from None
   try:
-    data = _parse_text(text, path.endswith('.json'))
-  except SearchSpaceError as e:
+    data = parsing.parse(text, json_file=path.endswith('.json'))
+  except parsing.RepeatedKey as e:
     raise SearchSpaceError(f'{prefix}: {e}.') from None
   except ValueError as e:  # json.JSONDecodeError too.
     kind = 'JSON' if path.endswith('.json') else 'YAML'
@@ -237,6 +195,11 @@ def check_values(space: Space, names: Mapping[str, Tuple[str, Callable[[Any], bo
 
 def builtin() -> Space:
   return load(DEFAULT_FILE, 'modules/search_space.yaml')
+
+
+def backbone_choices(space: Space) -> List[str]:
+  """The backbones a space searches among (its `backbone` values); [] where it has none."""
+  return declaration.possible_values(space.entry('backbone')) if 'backbone' in space.names else []
 
 
 def for_module(config) -> Tuple[Space, List[str]]:

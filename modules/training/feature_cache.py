@@ -103,17 +103,21 @@ def describe(
   files: Sequence[str],
   split: str,
   augment: Optional[Augmentation] = None,
+  view: Optional[Tuple[str, int]] = None,
 ) -> dict:
-  """Everything an entry's features depend on."""
+  """Everything an entry's features depend on; `view`: (backbone, its image size)."""
+  handle, size = view or (config.backbone, config.image_size)
   description = {
     'format': FORMAT,
     'image_format': image_codec.FORMAT,
-    'backbone': config.backbone,
-    'backbone_files': backbone_fingerprint(config.backbone),
+    'backbone': handle,
+    'backbone_files': backbone_fingerprint(handle),
     'image_size': config.image_size,
     'split': split,
     'data': data_fingerprint(transform_graph_path, files),
   }
+  if size != config.image_size:  # The stored images, resized for this backbone.
+    description['backbone_image_size'] = size
   if augment is not None and augment.any:
     # Features of `copies` augmented copies of each image, drawn with these seeds.
     description['augment'] = {
@@ -130,16 +134,20 @@ def key_of(description: dict) -> str:
   return content_key.of(json.dumps(description, sort_keys=True), length=24)
 
 
-@functools.lru_cache(maxsize=1)
-def _extractor(handle: str, fingerprint: str):
+@functools.lru_cache(maxsize=4)
+def _extractor(handle: str, fingerprint: str, size: int, stored_size: int):
   """The backbone's traced feature function, loaded once for both splits.
 
   Loading and tracing a ResNet-50-class SavedModel takes about 2 s; keying on the
   files' fingerprint too means re-exported weights at the same path are reloaded.
+  Stored images of another size are resized as the served model's Resizing layer
+  does (modules/model/model.py: `tf.image.resize`, bilinear).
   """
   del fingerprint  # Part of the memo key only.
   layer = backbone.build_backbone(handle, fine_tune=False)
-  return tf.function(lambda images: layer(images, training=False))
+  if size == stored_size:
+    return tf.function(lambda images: layer(images, training=False))
+  return tf.function(lambda images: layer(tf.image.resize(images, [size, size]), training=False))
 
 
 def compute(call, dataset: tf.data.Dataset) -> Tuple[np.ndarray, np.ndarray]:
@@ -193,26 +201,31 @@ def features_for(
   files: Sequence[str],
   augment: Optional[Augmentation] = None,
   echo=print,
+  view: Optional[Tuple[str, int]] = None,
 ) -> Tuple[np.ndarray, np.ndarray]:
   """The backbone's features and the labels of one split: from the cache, or computed and stored.
 
   With `augment` switches on, the features of `config.augment_copies` augmented
   copies of every image (copy i drawn with seed `config.seed + i`), one after
-  another: [copies * N, D], and the labels repeated to match.
+  another: [copies * N, D], and the labels repeated to match. `view` is
+  (backbone, image size) where a search chooses the backbone.
   """
+  handle, size = view or (config.backbone, config.image_size)
   folder = RunPaths.from_custom_config(fn_args.custom_config).feature_cache_dir or os.path.join(
     fn_args.working_dir, 'feature_cache'
   )
   augment = augment if augment is not None and augment.any else None
-  description = describe(config, fn_args.transform_graph_path, files, split, augment)
-  what = split + (f' ({augment.describe()} x{config.augment_copies})' if augment else '')
+  description = describe(config, fn_args.transform_graph_path, files, split, augment, view)
+  what = f'{split} ({handle}, {size} px' + (
+    f', {augment.describe()} x{config.augment_copies})' if augment else ')'
+  )
   path = os.path.join(folder, key_of(description) + '.npz')
   if tf.io.gfile.exists(path):
     features, labels = _read(path)
     echo(f'feature cache: {what}: {len(labels)} examples from {path}')
     return features, labels
   start = time.monotonic()
-  call = _extractor(config.backbone, description['backbone_files'])
+  call = _extractor(handle, description['backbone_files'], size, config.image_size)
   features, labels = _compute_split(call, fn_args, config, tf_transform_output, files, augment)
   tf.io.gfile.makedirs(folder)
   _write(path, features, labels)

@@ -33,14 +33,19 @@ from modules.training.inputs import input_fn
 MIN_HEAD_STEPS_PER_EPOCH = 50
 
 
+# (backbone, the image size it sees): whose features a head trains on
+# (modules.model.model.backbone_view); None: --backbone at --image-size.
+View = Optional[Tuple[str, int]]
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainingData:
-  # (batch size, augmentation) -> training batches (repeating where `steps_per_epoch` is set).
-  train: Callable[[int, Augmentation], tf.data.Dataset]
-  # batch size -> one pass over the evaluation batches.
-  eval: Callable[[int], tf.data.Dataset]
-  # batch size -> batches per epoch for `fit`; None: one pass over `train`.
-  steps_per_epoch: Callable[[int], Optional[int]]
+  # (batch size, augmentation, view) -> training batches (repeating where `steps_per_epoch` is set).
+  train: Callable[[int, Augmentation, View], tf.data.Dataset]
+  # (batch size, view) -> one pass over the evaluation batches.
+  eval: Callable[[int, View], tf.data.Dataset]
+  # (batch size, view) -> batches per epoch for `fit`; None: one pass over `train`.
+  steps_per_epoch: Callable[[int, View], Optional[int]]
   cached_features: bool  # True: the model to fit is a head that takes backbone features.
   feature_dim: Optional[int] = None  # The features' size, with cached features.
 
@@ -51,12 +56,18 @@ def prepare(
   tf_transform_output: tft.TFTransformOutput,
   *,
   repeat: bool = False,
+  view: View = None,
 ) -> TrainingData:
-  """The data for `config`; `repeat` repeats the training images (fixed step budgets)."""
+  """The data for `config`; `repeat` repeats the training images (fixed step budgets).
+
+  On cached features, those of `view` (the search space's default backbone, or
+  the trained one) are computed at once, any other view's when a trial asks.
+  The views are ignored on images: the model holds its backbone.
+  """
   if strategy.is_oracle_chief():
     return _for_the_oracle(config)
   if feature_cache.applies(config):
-    return _cached(fn_args, config, tf_transform_output)
+    return _cached(fn_args, config, tf_transform_output, view)
   read = functools.partial(
     input_fn,
     data_accessor=fn_args.data_accessor,
@@ -64,15 +75,17 @@ def prepare(
     image_size=config.image_size,
   )
 
-  def train(batch_size: int, augment: Augmentation) -> tf.data.Dataset:
+  def train(batch_size: int, augment: Augmentation, view: View = None) -> tf.data.Dataset:
     batches = read(fn_args.train_files, batch_size=batch_size, repeat=repeat, seed=config.seed)
     # A new random draw each epoch: the layers' seed generators move on.
     return augment.apply(batches, seed=config.seed)
 
   return TrainingData(
     train=train,
-    eval=lambda batch_size: read(fn_args.eval_files, batch_size=batch_size, shuffle=False),
-    steps_per_epoch=lambda batch_size: None,
+    eval=lambda batch_size, view=None: read(
+      fn_args.eval_files, batch_size=batch_size, shuffle=False
+    ),
+    steps_per_epoch=lambda batch_size, view=None: None,
     cached_features=False,
   )
 
@@ -94,36 +107,45 @@ def _for_the_oracle(config: ModuleConfig) -> TrainingData:
   return TrainingData(
     train=no_data,
     eval=no_data,
-    steps_per_epoch=lambda batch_size: None,
+    steps_per_epoch=lambda batch_size, view=None: None,
     cached_features=cached,
     feature_dim=backbone.check(config.backbone, config.image_size) if cached else None,
   )
 
 
-def _cached(fn_args, config: ModuleConfig, tf_transform_output) -> TrainingData:
-  """A frozen backbone: the head trains on features computed once, shared by trials and Trainer."""
+def _cached(fn_args, config: ModuleConfig, tf_transform_output, view: View) -> TrainingData:
+  """A frozen backbone: the head trains on features computed once, shared by trials and Trainer.
+
+  Per view (backbone and size) and augmentation, the first time it is asked for.
+  """
   compute = functools.partial(feature_cache.features_for, fn_args, config, tf_transform_output)
-  plain = compute('train', fn_args.train_files)
-  evaluation = compute('eval', fn_args.eval_files)
-  # Augmented copies are computed (or read) the first time a trial asks for them.
-  augmented: Dict[Augmentation, Tuple[np.ndarray, np.ndarray]] = {}
+  files = {'train': fn_args.train_files, 'eval': fn_args.eval_files}
+  computed: Dict[tuple, Tuple[np.ndarray, np.ndarray]] = {}
+  default = view or (config.backbone, config.image_size)
 
-  def train(batch_size: int, augment: Augmentation) -> tf.data.Dataset:
-    arrays = plain
-    if augment.any:
-      if augment not in augmented:
-        augmented[augment] = compute('train', fn_args.train_files, augment=augment)
-      arrays = augmented[augment]
-    return feature_cache.dataset(*arrays, batch_size, repeat=True, seed=config.seed)
+  def arrays(split: str, view: View, augment: Optional[Augmentation] = None):
+    key = (split, view or default, augment)
+    if key not in computed:
+      computed[key] = compute(split, files[split], augment=augment, view=key[1])
+    return computed[key]
 
-  images = len(plain[1])
+  def train(batch_size: int, augment: Augmentation, view: View = None) -> tf.data.Dataset:
+    features, labels = arrays('train', view, augment if augment.any else None)
+    return feature_cache.dataset(features, labels, batch_size, repeat=True, seed=config.seed)
+
+  def steps_per_epoch(batch_size: int, view: View = None) -> int:
+    # As many steps with augmented copies as without: an epoch draws from all of them.
+    images = len(arrays('train', view)[1])
+    return max(math.ceil(images / batch_size), MIN_HEAD_STEPS_PER_EPOCH)
+
+  plain = arrays('train', default)
+  arrays('eval', default)
   return TrainingData(
     train=train,
-    eval=lambda batch_size: feature_cache.dataset(*evaluation, batch_size, shuffle=False),
-    # As many steps with augmented copies as without: an epoch draws from all of them.
-    steps_per_epoch=lambda batch_size: max(
-      math.ceil(images / batch_size), MIN_HEAD_STEPS_PER_EPOCH
+    eval=lambda batch_size, view=None: feature_cache.dataset(
+      *arrays('eval', view), batch_size, shuffle=False
     ),
+    steps_per_epoch=steps_per_epoch,
     cached_features=True,
     feature_dim=int(plain[0].shape[-1]),
   )

@@ -20,7 +20,7 @@ from typing import List, Optional
 
 from modules.module_config import split_reference
 from tfx_pipeline import options
-from tfx_pipeline.config import DEFAULT_PIPELINE_ROOT, PipelineConfig
+from tfx_pipeline.config import DEFAULT_PIPELINE_ROOT, PipelineConfig, sized_for_search
 from tfx_pipeline.local import console_log, preflight, run_lock
 from tfx_pipeline.local import interrupt as interrupt_module
 
@@ -66,6 +66,8 @@ def run_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
   """The configuration the flags describe; raises ValueError for values that cannot work."""
   config = options.from_args(PipelineConfig, args, 'local', path=os.path.abspath)
+  if args.image_size is None:
+    config = sized_for_search(config)
   reference = config.module.hypermodel
   if reference and ':' in reference:
     module, function = split_reference(reference)

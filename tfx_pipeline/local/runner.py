@@ -210,12 +210,22 @@ def _beam_args(mode: str) -> tuple:
 def _check_backbone(module, echo) -> None:
   """Loads the backbone once before any component (converting the built-in one the first time)."""
   from modules.backbones import backbone
+  from modules.module_config import native_image_size
+  from modules.search import search_space
 
+  state = 'fine-tuned' if module.fine_tune else 'frozen'
+  choices = search_space.backbone_choices(search_space.for_module(module)[0])
+  if choices:
+    sizes = {name: min(native_image_size(name), module.image_size) for name in choices}
+    dims = {backbone.check(name, size) for name, size in sizes.items()}
+    searched = ', '.join(f'{name} at {size} px' for name, size in sizes.items())
+    echo(
+      f'backbone: searched among {searched}, from images stored at {module.image_size} px '
+      f'({"/".join(map(str, sorted(dims)))} features per image, {state})'
+    )
+    return
   if module.backbone == backbone.BUILTIN_BACKBONE:
     echo(f'backbone: {module.backbone} (small CNN trained from scratch)')
     return
   dim = backbone.check(module.backbone, module.image_size)
-  echo(
-    f'backbone: {module.backbone} ({dim} features per image, '
-    f'{"fine-tuned" if module.fine_tune else "frozen"})'
-  )
+  echo(f'backbone: {module.backbone} ({dim} features per image, {state})')

@@ -16,7 +16,7 @@ import warnings
 from typing import List, Optional, Tuple
 
 from tfx_pipeline import cli_paths, options
-from tfx_pipeline.config import DEFAULT_PIPELINE_ROOT, PipelineConfig
+from tfx_pipeline.config import DEFAULT_PIPELINE_ROOT, PipelineConfig, sized_for_search
 from tfx_pipeline.options import UsageError
 from tfx_pipeline.vertex import data_splits, image
 from tfx_pipeline.vertex.settings import VertexSettings
@@ -136,6 +136,8 @@ def settings_from_args(args: argparse.Namespace) -> Tuple[PipelineConfig, Vertex
       hparams_from=hparams_from,
       beam_pipeline_args=vertex.beam_pipeline_args(os.path.join(pipeline_root, 'beam_tmp')),
     )
+    if args.image_size is None:
+      config = sized_for_search(config)
   except ValueError as e:
     raise UsageError(str(e)) from None
   return config, vertex
