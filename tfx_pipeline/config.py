@@ -154,11 +154,10 @@ def sized_for_search(config: PipelineConfig) -> PipelineConfig:
   For a run without --image-size: a space that chooses among the
   EfficientNet-Lites keeps each image once, at the largest one's size, and each
   trial's model resizes it for its own backbone (modules/model/model.py).
-  Raises SearchSpaceError for a space file that cannot be read.
   """
   from modules.search import search_space
 
-  choices = search_space.backbone_choices(search_space.for_module(config.module)[0])
+  choices = search_space.declared_backbones(config.module)
   if not choices:
     return config
   size = max(native_image_size(name) for name in choices)

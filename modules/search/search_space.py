@@ -202,6 +202,25 @@ def backbone_choices(space: Space) -> List[str]:
   return declaration.possible_values(space.entry('backbone')) if 'backbone' in space.names else []
 
 
+def declared_backbones(config) -> List[str]:
+  """The pretrained backbones the space of `config` (a ModuleConfig) may choose, unchecked.
+
+  A quick read of the file alone, for the runners to size images by before the
+  console is set up (checking it imports keras-tuner, and TensorFlow with it);
+  the full check comes later and reports any problem with the file.
+  """
+  if config.hypermodel and not config.search_space:
+    return []
+  try:
+    with open(config.search_space or DEFAULT_FILE) as f:
+      data = parsing.parse(f.read(), json_file=(config.search_space or '').endswith('.json'))
+    entry = data['backbone']
+    values = entry['values'] if 'values' in entry else [entry['value']]
+    return [v for v in values if v in PRETRAINED_BACKBONES]
+  except (OSError, ValueError, KeyError, TypeError):
+    return []
+
+
 def for_module(config) -> Tuple[Space, List[str]]:
   """The space `config` (a ModuleConfig) searches, and the names fixed at built-in defaults.
 
