@@ -89,20 +89,20 @@ class _Data:
     self.cached_features = False
     self.feature_dim = None
 
-  def train(self, batch_size, augment):
+  def train(self, batch_size, augment, view=None):
     import tensorflow as tf
 
     self.asked.append((batch_size, augment))
     x = np.zeros((12, 32, 32, 3), np.float32)
     return tf.data.Dataset.from_tensor_slices((x, np.arange(12) % 5)).batch(batch_size)
 
-  def eval(self, batch_size):
+  def eval(self, batch_size, view=None):
     import tensorflow as tf
 
     x = np.zeros((4, 32, 32, 3), np.float32)
     return tf.data.Dataset.from_tensor_slices((x, np.arange(4))).batch(batch_size)
 
-  def steps_per_epoch(self, batch_size):
+  def steps_per_epoch(self, batch_size, view=None):
     return None
 
 
@@ -159,7 +159,8 @@ def test_a_trial_with_augmentation_trains_on_cached_augmented_copies(fn_args_for
   again, _ = feature_cache.features_for(
     fn_args, config, output, 'train', fn_args.train_files, augment=zoom, echo=lines.append
   )
-  assert again.shape == (60, 1280) and 'train (zoom x2): 60 examples from' in lines[0]
+  shown = f'train ({config.backbone}, {config.image_size} px, zoom x2): 60 examples from'
+  assert again.shape == (60, 1280) and shown in lines[0]
 
 
 def test_without_cached_features_augmentation_draws_anew_each_epoch(fn_args_for):
