@@ -168,7 +168,7 @@ def load(handle: str):
   """(the loaded SavedModel, its image -> features function); BackboneError in one line."""
   if '://' not in handle and handle not in PRETRAINED_BACKBONES and not os.path.exists(handle):
     raise BackboneError(
-      f'--backbone {handle}: no such folder: pass {PRETRAINED_BACKBONE}, '
+      f'--backbone {handle}: no such folder: pass {", ".join(PRETRAINED_BACKBONES)}, '
       f'{BUILTIN_BACKBONE}, a TF-Hub handle or a SavedModel folder.'
     )
   try:
@@ -186,7 +186,7 @@ def load(handle: str):
   if not tf.io.gfile.exists(os.path.join(path, 'saved_model.pb')):
     raise BackboneError(
       f'--backbone {handle}: no SavedModel at {path} (no saved_model.pb): pass '
-      f'{PRETRAINED_BACKBONE}, {BUILTIN_BACKBONE}, a TF-Hub handle or a '
+      f'{", ".join(PRETRAINED_BACKBONES)}, {BUILTIN_BACKBONE}, a TF-Hub handle or a '
       'SavedModel folder.'
     )
   module = tf.saved_model.load(path)
