@@ -33,7 +33,8 @@ PYTHONS = ('.venv/bin/python', 'python', 'python3')
 # Appended to pipeline runs: small and fast whatever the defaults (the later flag wins);
 # one epoch and one trial, as the commands are checked for running, not for what they learn.
 TINY_RUN = tiny.flags(max_epochs=1, epochs=1, max_trials=1)
-# The runs on the tuned root push what `predict --tflite` reads: the TFLite step stays on.
+# The tuned-root run that pushes what `predict --tflite` reads keeps the TFLite step
+# (`Workspace.with_tflite`); the others skip its ~20 s.
 TINY_RUN_WITH_TFLITE = tiny.flags(tflite=True, max_epochs=1, epochs=1, max_trials=1)
 # Appended only where the command does not set the flag itself.
 # The default backbone is kept: it is what the README's commands run, and needs no download.
@@ -254,7 +255,7 @@ class Workspace:
     if kind == 'pipeline':
       own = self.tmp / 'roots' / f'line{command.line}'
       words += ['--pipeline-root', str(own if command.has('--data-root') else self.tuned_root)]
-      words += TINY_RUN if command.has('--data-root') else TINY_RUN_WITH_TFLITE
+      words += TINY_RUN_WITH_TFLITE if self.with_tflite(command) else TINY_RUN
       for flag, value in RUN_DEFAULTS.items():
         if not command.has(flag):
           words += [flag, value]
@@ -263,6 +264,16 @@ class Workspace:
     elif kind == 'compile':
       words += ['--output', str(self.tmp / 'vertex' / f'line{command.line}.json')]
     return words
+
+  @staticmethod
+  def with_tflite(command: Command) -> bool:
+    """Whether `command` is the last tuned-root run before a `predict --tflite` reads its push."""
+    tuned = lambda c: classify(c) == ('run', 'pipeline') and not c.has('--data-root')  # noqa: E731
+    readers = [c for c in COMMANDS if classify(c) == ('run', 'predict') and c.has('--tflite')]
+    return any(
+      [c for c in COMMANDS if tuned(c) and c.line < reader.line][-1:] == [command]
+      for reader in readers
+    )
 
   def run(self, command: Command) -> subprocess.CompletedProcess:
     """Runs `command` once; whoever asks first runs it (and the steps it needs), others wait."""
