@@ -88,7 +88,7 @@ def main(argv=None) -> int:
   def head_accuracy(train_x, train_y, held_x, held_y, seed, n_photos) -> float:
     keras.utils.set_random_seed(seed)
     head = model.build_head(search_space.builtin().hyperparameters(), 5, plain.shape[-1])
-    steps = max(int(np.ceil(n_photos / batch)), training_data.MIN_HEAD_STEPS_PER_EPOCH)
+    steps = max(int(np.ceil(n_photos / batch)), training_data.MIN_STEPS_PER_EPOCH)
     head.fit(
       feature_cache.dataset(train_x, train_y, batch, repeat=True, seed=seed),
       epochs=args.epochs,
@@ -166,7 +166,7 @@ def main(argv=None) -> int:
   epoch_seconds = []
   for _ in range(args.fallback_epochs):
     start = time.monotonic()
-    for _ in range(training_data.MIN_HEAD_STEPS_PER_EPOCH):
+    for _ in range(training_data.MIN_STEPS_PER_EPOCH):
       x, y = next(fresh)
       head.train_on_batch(extract(x), y)
     epoch_seconds.append(time.monotonic() - start)

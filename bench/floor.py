@@ -44,9 +44,9 @@ def main(argv=None):
     return data.batch(args.batch_size).prefetch(tf.data.AUTOTUNE)
 
   # The head trains as many steps as in the pipeline (training_data): at least
-  # MIN_HEAD_STEPS_PER_EPOCH batches an epoch, so the floor is of the same search.
+  # MIN_STEPS_PER_EPOCH batches an epoch, so the floor is of the same search.
   steps = max(
-    math.ceil(len(arrays['train'][1]) / args.batch_size), training_data.MIN_HEAD_STEPS_PER_EPOCH
+    math.ceil(len(arrays['train'][1]) / args.batch_size), training_data.MIN_STEPS_PER_EPOCH
   )
 
   tuner = common.search(

@@ -82,7 +82,7 @@ def main(argv=None):
     )
 
   tuner.on_trial_end = on_trial_end
-  steps = max(math.ceil(len(train[1]) / args.batch_size), training_data.MIN_HEAD_STEPS_PER_EPOCH)
+  steps = max(math.ceil(len(train[1]) / args.batch_size), training_data.MIN_STEPS_PER_EPOCH)
   with common.Timer() as search:
     tuner.search(
       feature_cache.dataset(*train, args.batch_size, repeat=True, seed=args.seed),

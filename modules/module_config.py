@@ -119,6 +119,13 @@ class ModuleConfig:
     8, 'Trainer epochs with the best hyperparameters (default: %(default)s)', in_search_key=False
   )
   batch_size: int = option(32, '(default: %(default)s)')
+  # One meaning for an epoch on every path (modules/training/training_data.py).
+  steps_per_epoch: Optional[int] = option(
+    None,
+    'optimizer steps in an epoch, on cached features and images alike (default: one pass '
+    'over the train split, at least 50 steps)',
+    metavar='N',
+  )
   seed: int = option(42, '(default: %(default)s)')
   # The Tuner starts no new trial after this many minutes of this run (None: no limit);
   # a rerun with more time resumes the search.
@@ -150,6 +157,8 @@ class ModuleConfig:
     for name in ('max_trials', 'max_epochs', 'epochs', 'batch_size'):
       if getattr(self, name) < 1:
         raise ValueError(f'{name}={getattr(self, name)}: must be at least 1.')
+    if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+      raise ValueError(f'steps_per_epoch={self.steps_per_epoch}: must be at least 1.')
     if self.tuning_budget_minutes is not None and self.tuning_budget_minutes < 0:
       raise ValueError(f'tuning_budget_minutes={self.tuning_budget_minutes}: must be 0 or more.')
     if self.factor < 2:

@@ -41,11 +41,8 @@ def run_fn(fn_args: FnArgs) -> None:
   class_names = labels.class_names(tf_transform_output)
   hp = hyperparameters_from(fn_args)
   logging.info('Training with %s', search_space.public_values(hp.values))
-  # A fixed step budget (TrainArgs.num_steps) repeats the data; otherwise each
-  # epoch is one pass over it.
-  repeat = bool(fn_args.train_steps)
   view = model.backbone_view(hp, config)  # The backbone and the image size it sees.
-  data = training_data.prepare(fn_args, config, tf_transform_output, repeat=repeat, view=view)
+  data = training_data.prepare(fn_args, config, tf_transform_output, view=view)
   trained = hypermodel.FlowerHyperModel(config, data, len(class_names))
   # Variables made in the scope live on the TPU cores / GPUs the job has.
   with strategy.choose().scope():
@@ -55,8 +52,9 @@ def run_fn(fn_args: FnArgs) -> None:
     hp,
     classifier,
     epochs=config.epochs,
-    # None: the data's own epoch (a pass over the images, or the head's step floor).
-    steps_per_epoch=math.ceil(fn_args.train_steps / config.epochs) if repeat else None,
+    # A fixed step budget (TrainArgs.num_steps) spread over the epochs; None: the data's
+    # own epoch (training_data.epoch_steps).
+    steps_per_epoch=math.ceil(fn_args.train_steps / config.epochs) if fn_args.train_steps else None,
     verbose=2,
     callbacks=_callbacks(fn_args),
   )

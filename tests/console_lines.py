@@ -24,6 +24,8 @@ SHAPES = {
   'search': (
     r'search: \w+, \d+ trials, at most \d+ epochs in all(, \d+ at a time)?'
     r'(, median pruning after \d+ completed trials)?'
+    r'; an epoch: (\d+ steps|a pass over the train split, at least \d+ steps)'
+    r'(; each trial trains the head alone first \(--fine-tune\))?'
   ),
   'component starts': r'\[\d+/\d+\] \w+ \.\.\.',
   'component done': r'\[\d+/\d+\] \w+ (done in \d+\.\ds|cached)',

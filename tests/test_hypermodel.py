@@ -134,7 +134,7 @@ def test_each_trial_fits_with_its_own_batch_size_on_cached_features(fn_args_for)
 
     head.fit = recording_fit
     trial.fit(hp, head, epochs=1, verbose=0)
-  # 30 training photos: at least MIN_HEAD_STEPS_PER_EPOCH steps an epoch, whatever the batch.
+  # 30 training photos: at least MIN_STEPS_PER_EPOCH steps an epoch, whatever the batch.
   assert seen == [(4, 4, 50), (16, 10, 50)]
 
 

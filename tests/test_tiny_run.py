@@ -32,6 +32,8 @@ pytestmark = pytest.mark.pipeline
 README = os.path.join(REPO, 'README.md')
 # Controls a terminal would interpret; the log and a pipe must have none.
 CONTROL = re.compile(r'[\x00-\x08\x0b-\x1f\x7f]')
+# The search line's last part: the one meaning of an epoch (training_data.epoch_steps).
+EPOCH = '; an epoch: a pass over the train split, at least 50 steps'
 
 
 def _served(root) -> List[str]:
@@ -106,7 +108,7 @@ def test_first_run_executes_every_component_once(tiny_run, tiny_data, tmp_path):
   assert summary.states == {c: 'executed' for c in (*COMPONENTS, RESOLVER)}
   for component in COMPONENTS:
     assert any(line.startswith('[') and f'] {component} done in' in line for line in lines)
-  assert 'search: hyperband, 5 trials, at most 7 epochs in all' in lines
+  assert f'search: hyperband, 5 trials, at most 7 epochs in all{EPOCH}' in lines
   # TFX's Trainer reads this artifact's only file; anything beside it fails a Trainer.
   assert os.listdir(summary.best_hyperparameters_uri) == ['best_hyperparameters.txt']
   check_hyperparameters(summary, BUILTIN_HYPERPARAMETERS)
@@ -148,8 +150,30 @@ def test_other_tuners_reuse_upstream_and_search_again(tiny_run, tuner):
   assert {c: summary.states[c] for c in TUNER_INPUTS} == {c: 'cached' for c in TUNER_INPUTS}
   assert summary.states['Tuner'] == 'executed'
   assert not {'Trainer', 'Evaluator', 'Pusher'} & set(summary.states)
-  assert f'search: {tuner}, 2 trials, at most 2 epochs in all' in lines
+  assert f'search: {tuner}, 2 trials, at most 2 epochs in all{EPOCH}' in lines
   check_hyperparameters(summary, BUILTIN_HYPERPARAMETERS)
+
+
+def test_fine_tuning_starts_from_a_head_trained_on_the_cached_features(tiny_run, tiny_data, capfd):
+  """--fine-tune --no-tune on the tiny run's root: the head's phase reads the search's features."""
+  config = dataclasses.replace(
+    tiny_run.config,
+    tune=False,
+    tflite=False,
+    module=dataclasses.replace(tiny_run.config.module, fine_tune=True),
+  )
+  capfd.readouterr()
+  summary, lines = _run(config)
+  assert summary.states['Trainer'] == 'executed' and summary.pushed_model
+  printed = capfd.readouterr().out
+  view = f'{config.module.backbone}, {config.module.image_size} px'
+  # Read, not computed: the features the search cached serve the head's phase.
+  assert re.search(rf'^feature cache: train \({view}\): 30 examples from ', printed, re.M)
+  assert f'backbone: {config.module.backbone} (1280 features per image, fine-tuned)' in lines
+  # What was pushed classifies the test photos.
+  shards = glob.glob(os.path.join(tiny_data, '*-test.tfrecord-*'))
+  assert cli.main(['predict', *shards, '--limit', '3', '--model-dir', summary.pushed_model]) == 0
+  assert len(re.findall(r': \w+ [\d.]+%', capfd.readouterr().out)) == 3
 
 
 def test_the_default_run_shows_only_progress_and_the_summary(default_run):

@@ -12,12 +12,14 @@ features too), then calls `model.fit`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import keras_tuner
 
 from modules.model import model
 from modules.model.builder import call_builder, check_model, load_builder
 from modules.module_config import ModuleConfig
+from modules.training import fine_tuning
 from modules.training.augmentation import Augmentation
 
 
@@ -63,19 +65,37 @@ class FlowerHyperModel(keras_tuner.HyperModel):
     """`model.fit` on the batches of this trial's batch size and augmentation.
 
     Training and validation data come from `data`; `x` / `validation_data`
-    given here are ignored. `steps_per_epoch` given here wins (fixed budgets).
+    given here are ignored. `steps_per_epoch` given here wins (fixed budgets). With
+    --fine-tune on the built-in model, the head trains first (modules/training/fine_tuning.py).
     """
     settings = fit_settings(hp, self.config)
     for key in ('x', 'y', 'validation_data', 'batch_size'):
       kwargs.pop(key, None)
     # On cached features: those of this trial's backbone at its image size.
     view = model.backbone_view(hp, self.config)
-    steps = kwargs.pop('steps_per_epoch', None) or self.data.steps_per_epoch(
-      settings.batch_size, view
-    )
-    return model_to_fit.fit(
-      self.data.train(settings.batch_size, settings.augment, view),
-      validation_data=self.data.eval(settings.batch_size, view),
-      steps_per_epoch=steps,
+    steps = kwargs.pop('steps_per_epoch', None)
+    epochs, callbacks = kwargs.pop('epochs', 1), list(kwargs.pop('callbacks', None) or [])
+
+    def fit_on(data, fitted, epochs, callbacks, **more):
+      return fitted.fit(
+        data.train(settings.batch_size, settings.augment, view),
+        validation_data=data.eval(settings.batch_size, view),
+        steps_per_epoch=steps or data.steps_per_epoch(settings.batch_size, view),
+        epochs=epochs,
+        callbacks=callbacks,
+        **more,
+      )
+
+    if not model.fine_tunes(self.config):
+      return fit_on(self.data, model_to_fit, epochs, callbacks, **kwargs)
+    head = self.data.head
+    return fine_tuning.fit(
+      model_to_fit,
+      lambda fitted, factor: model.compile_model(fitted, hp, factor),
+      head,
+      functools.partial(fit_on, self.data),
+      functools.partial(fit_on, head) if head else None,
+      epochs,
+      callbacks,
       **kwargs,
     )

@@ -79,6 +79,11 @@ def attach(
   return keras.Model(inputs, x, name='flower_classifier')
 
 
+def fine_tunes(config: ModuleConfig) -> bool:
+  """Whether the built-in model fine-tunes a SavedModel backbone (training/fine_tuning.py)."""
+  return config.fine_tune and config.backbone != BUILTIN_BACKBONE and not config.hypermodel
+
+
 def fine_tune_layers(hp: keras_tuner.HyperParameters, config: ModuleConfig) -> Optional[int]:
   """How many top backbone layers train: read only when a SavedModel backbone is fine-tuned."""
   if not config.fine_tune or config.backbone == BUILTIN_BACKBONE:
@@ -124,9 +129,14 @@ class SmoothedSparseCrossentropy(keras.losses.Loss):
     return {**super().get_config(), 'label_smoothing': self.label_smoothing}
 
 
-def compile_model(model: keras.Model, hp: keras_tuner.HyperParameters) -> None:
-  """Optimizer, loss and the `accuracy` metric the objective (val_accuracy) reads."""
-  learning_rate = hp.get('learning_rate')
+def compile_model(
+  model: keras.Model, hp: keras_tuner.HyperParameters, learning_rate_factor: float = 1.0
+) -> None:
+  """Optimizer, loss and the `accuracy` metric the objective (val_accuracy) reads.
+
+  `learning_rate_factor` scales the trial's learning rate (fine-tuning's second phase).
+  """
+  learning_rate = hp.get('learning_rate') * learning_rate_factor
   if hp.get('optimizer') == 'sgd':
     optimizer = keras.optimizers.SGD(learning_rate, momentum=optional(hp, 'momentum', 0.0))
   else:

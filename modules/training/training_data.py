@@ -26,11 +26,29 @@ from modules.training import feature_cache
 from modules.training.augmentation import Augmentation
 from modules.training.inputs import input_fn
 
-# On cached features an epoch is at least this many batches (the features
-# repeat): a head on 40 photos would otherwise get 2 optimizer steps an epoch,
-# too few for SGD or small learning rates to move at all, so a search would
-# rank its trials by how few steps they had. Each step costs about a millisecond.
-MIN_HEAD_STEPS_PER_EPOCH = 50
+# An epoch is one pass over the train split, but at least this many batches (the
+# data repeats), on cached features and images alike, unless --steps-per-epoch
+# says otherwise: 40 photos would otherwise give 2 optimizer steps an epoch, too
+# few for SGD or small learning rates to move at all, so a search would rank its
+# trials by how few steps they had, and a path that trains through the backbone
+# would train less than one on its features under the same flags.
+MIN_STEPS_PER_EPOCH = 50
+
+
+def epoch_steps(images: int, batch_size: int, config: ModuleConfig) -> int:
+  """Optimizer steps in an epoch over `images` training images: the one meaning of an epoch."""
+  if config.steps_per_epoch:
+    return config.steps_per_epoch
+  return max(math.ceil(images / batch_size), MIN_STEPS_PER_EPOCH)
+
+
+def count_examples(file_patterns) -> int:
+  """Records in the (GZIP'd, as TFX writes them, or plain) TFRecord files of the patterns."""
+  total = 0
+  for path in sorted(p for pattern in file_patterns for p in tf.io.gfile.glob(pattern)):
+    records = tf.data.TFRecordDataset(path, 'GZIP' if path.endswith('.gz') else '')
+    total += int(records.reduce(np.int64(0), lambda n, _: n + 1))
+  return total
 
 
 # (backbone, the image size it sees): whose features a head trains on
@@ -40,14 +58,17 @@ View = Optional[Tuple[str, int]]
 
 @dataclasses.dataclass(frozen=True)
 class TrainingData:
-  # (batch size, augmentation, view) -> training batches (repeating where `steps_per_epoch` is set).
+  # (batch size, augmentation, view) -> training batches, repeating: `fit` takes `steps_per_epoch`.
   train: Callable[[int, Augmentation, View], tf.data.Dataset]
   # (batch size, view) -> one pass over the evaluation batches.
   eval: Callable[[int, View], tf.data.Dataset]
-  # (batch size, view) -> batches per epoch for `fit`; None: one pass over `train`.
+  # (batch size, view) -> batches per epoch for `fit` (`epoch_steps`).
   steps_per_epoch: Callable[[int, View], Optional[int]]
   cached_features: bool  # True: the model to fit is a head that takes backbone features.
   feature_dim: Optional[int] = None  # The features' size, with cached features.
+  # With --fine-tune: the frozen backbone's cached features, the head's first phase
+  # (modules/training/fine_tuning.py); None without the feature cache.
+  head: Optional['TrainingData'] = None
 
 
 def prepare(
@@ -55,10 +76,9 @@ def prepare(
   config: ModuleConfig,
   tf_transform_output: tft.TFTransformOutput,
   *,
-  repeat: bool = False,
   view: View = None,
 ) -> TrainingData:
-  """The data for `config`; `repeat` repeats the training images (fixed step budgets).
+  """The data for `config`.
 
   On cached features, those of `view` (the search space's default backbone, or
   the trained one) are computed at once, any other view's when a trial asks.
@@ -74,19 +94,24 @@ def prepare(
     tf_transform_output=tf_transform_output,
     image_size=config.image_size,
   )
+  images = count_examples(fn_args.train_files)
 
   def train(batch_size: int, augment: Augmentation, view: View = None) -> tf.data.Dataset:
-    batches = read(fn_args.train_files, batch_size=batch_size, repeat=repeat, seed=config.seed)
+    batches = read(fn_args.train_files, batch_size=batch_size, repeat=True, seed=config.seed)
     # A new random draw each epoch: the layers' seed generators move on.
     return augment.apply(batches, seed=config.seed)
 
+  frozen = dataclasses.replace(config, fine_tune=False)
   return TrainingData(
     train=train,
     eval=lambda batch_size, view=None: read(
       fn_args.eval_files, batch_size=batch_size, shuffle=False
     ),
-    steps_per_epoch=lambda batch_size, view=None: None,
+    steps_per_epoch=lambda batch_size, view=None: epoch_steps(images, batch_size, config),
     cached_features=False,
+    head=_cached(fn_args, frozen, tf_transform_output, view)
+    if config.fine_tune and feature_cache.applies(frozen)
+    else None,
   )
 
 
@@ -135,8 +160,7 @@ def _cached(fn_args, config: ModuleConfig, tf_transform_output, view: View) -> T
 
   def steps_per_epoch(batch_size: int, view: View = None) -> int:
     # As many steps with augmented copies as without: an epoch draws from all of them.
-    images = len(arrays('train', view)[1])
-    return max(math.ceil(images / batch_size), MIN_HEAD_STEPS_PER_EPOCH)
+    return epoch_steps(len(arrays('train', view)[1]), batch_size, config)
 
   plain = arrays('train', default)
   arrays('eval', default)

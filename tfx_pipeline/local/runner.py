@@ -147,7 +147,17 @@ def _search_line(config: PipelineConfig) -> str:
     f'at most {tuner_module.epoch_count(m)} epochs in all'
     + (f', {config.parallel_trials} at a time' if config.parallel_trials > 1 else '')
     + (f', {m.prune} pruning after {m.prune_warmup} completed trials' if m.prune else '')
+    + f'; an epoch: {_epoch(m)}'
+    + ('; each trial trains the head alone first (--fine-tune)' if m.fine_tune else '')
   )
+
+
+def _epoch(module) -> str:
+  from modules.training.training_data import MIN_STEPS_PER_EPOCH
+
+  if module.steps_per_epoch:
+    return f'{module.steps_per_epoch} steps'
+  return f'a pass over the train split, at least {MIN_STEPS_PER_EPOCH} steps'
 
 
 def _run_components(pipeline, run_id: str, echo, interrupt, stop_after) -> float:
