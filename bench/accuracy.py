@@ -240,6 +240,29 @@ def publish(name: str, result: dict, markdown, markers, start: float) -> None:
   into_results_md(text, markers)
 
 
+def run_folds(records, assignment, settings: dict, work: str, flags: list, folds: int, run=None):
+  """{setting: [result per fold]}: each setting's run_local.py flags (plus `flags`) on each of
+  the first `folds` folds, the settings of a fold sharing one pipeline root under `work`.
+
+  `run(data, root, flags, log)` runs one (default: run_pipeline)."""
+  run = run or run_pipeline
+  total = max(assignment) + 1
+  per_setting = {name: [] for name in settings}
+  for fold in range(folds):
+    data = os.path.join(work, f'fold-{fold}', 'data')
+    write_fold(records, assignment, fold, data)
+    for i, (name, own) in enumerate(settings.items()):
+      log = os.path.join(work, f'fold-{fold}', f'setting-{i}.log')
+      result = run(data, os.path.join(work, f'fold-{fold}', 'root'), [*own, *flags], log)
+      per_setting[name].append(result)
+      print(
+        f'fold {fold + 1}/{total}: {name}: eval accuracy {result["accuracy"]:.3f} '
+        f'({result["seconds"]:.0f}s)',
+        flush=True,
+      )
+  return per_setting
+
+
 def main(argv=None) -> None:
   p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   p.add_argument('--data-root', default=DEFAULT_DATA_ROOT)
@@ -252,20 +275,10 @@ def main(argv=None) -> None:
   work = args.work or tempfile.mkdtemp(prefix='flower-accuracy-')
   records = read_records(args.data_root)
   assignment = stratified_folds(records, args.folds)
-  per_setting = {name: [] for name in args.settings}
-  for fold in range(args.folds):
-    data = os.path.join(work, f'fold-{fold}', 'data')
-    write_fold(records, assignment, fold, data)
-    for i, name in enumerate(args.settings):
-      flags = SETTINGS[name] + ['--image-size', str(args.image_size)]
-      log = os.path.join(work, f'fold-{fold}', f'setting-{i}.log')
-      result = run_pipeline(data, os.path.join(work, f'fold-{fold}', 'root'), flags, log)
-      per_setting[name].append(result)
-      print(
-        f'fold {fold + 1}/{args.folds}: {name}: eval accuracy {result["accuracy"]:.3f} '
-        f'({result["seconds"]:.0f}s)',
-        flush=True,
-      )
+  settings = {name: SETTINGS[name] for name in args.settings}
+  per_setting = run_folds(
+    records, assignment, settings, work, ['--image-size', str(args.image_size)], args.folds
+  )
   logistic = logistic_regression(records, assignment, args.folds, args.image_size)
   print(f'logistic regression on efficientnet-lite0 features: {np.mean(logistic):.3f}', flush=True)
   eval_size = len(records) // args.folds

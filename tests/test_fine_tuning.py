@@ -59,7 +59,7 @@ def _recorded(data, label, calls):
 @pytest.mark.parametrize('cache', [True, False])
 def test_fine_tuning_trains_the_head_first_then_keeps_the_best_epoch(fn_args_for, cache):
   """The head's phase on cached features, or through the frozen backbone without the cache."""
-  config, data = _data(fn_args_for, fine_tune=True, feature_cache=cache)
+  config, data = _data(fn_args_for, fine_tune=True, feature_cache=cache, steps_per_epoch=10)
   assert not data.cached_features and (data.head is not None) == cache
   calls = []
   data = _recorded(data, 'images', calls)
