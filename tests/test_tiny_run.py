@@ -78,7 +78,8 @@ def worse_run(default_run, tiny_data, root):
 @pytest.fixture(scope='module')
 def parallel_run(worse_run, tiny_data, root):
   """A parallel search on a terminal; a second run on the same root meanwhile."""
-  flags = _flags(tiny_data, root, tuner='random', max_trials=3, backbone='cnn')
+  # One step an epoch: a CNN that fails the floor and the serving model's accuracy.
+  flags = _flags(tiny_data, root, tuner='random', max_trials=3, backbone='cnn', steps_per_epoch=1)
   run = OnTerminal(*flags, '--parallel-trials', '2', '--accuracy-threshold', '0.9')
   try:
     run.wait_for(r'^log: ')  # It holds the root from before this line.
@@ -155,24 +156,26 @@ def test_other_tuners_reuse_upstream_and_search_again(tiny_run, tuner):
 
 
 def test_fine_tuning_starts_from_a_head_trained_on_the_cached_features(tiny_run, tiny_data, capfd):
-  """--fine-tune --no-tune on the tiny run's root: the head's phase reads the search's features."""
+  """--fine-tune --no-tune on the tiny run's root, up to the Trainer (so nothing it blesses
+  becomes the later runs' baseline): the head's phase reads the features the search cached."""
+  from tfx.utils import path_utils
+
   config = dataclasses.replace(
-    tiny_run.config,
-    tune=False,
-    tflite=False,
-    module=dataclasses.replace(tiny_run.config.module, fine_tune=True),
+    tiny_run.config, tune=False, module=dataclasses.replace(tiny_run.config.module, fine_tune=True)
   )
   capfd.readouterr()
-  summary, lines = _run(config)
-  assert summary.states['Trainer'] == 'executed' and summary.pushed_model
+  summary, lines = _run(config, stop_after='Trainer')
+  assert summary.states['Trainer'] == 'executed'
   printed = capfd.readouterr().out
   view = f'{config.module.backbone}, {config.module.image_size} px'
   # Read, not computed: the features the search cached serve the head's phase.
   assert re.search(rf'^feature cache: train \({view}\): 30 examples from ', printed, re.M)
   assert f'backbone: {config.module.backbone} (1280 features per image, fine-tuned)' in lines
-  # What was pushed classifies the test photos.
+  # The fine-tuned model classifies the test photos.
+  run = results.run_results(config.metadata_path, config.pipeline_name, summary.run_id)
+  trained = path_utils.serving_model_path(results.output_uri(run, 'Trainer', 'model'))
   shards = glob.glob(os.path.join(tiny_data, '*-test.tfrecord-*'))
-  assert cli.main(['predict', *shards, '--limit', '3', '--model-dir', summary.pushed_model]) == 0
+  assert cli.main(['predict', *shards, '--limit', '3', '--model-dir', trained]) == 0
   assert len(re.findall(r': \w+ [\d.]+%', capfd.readouterr().out)) == 3
 
 
@@ -462,7 +465,7 @@ def test_a_parallel_search_on_a_terminal(parallel_run, root):
   # While it ran: a status row per worker, redrawn in place.
   assert re.search(r'\[tuner[01]\] trial \d/3 epoch \d/2 val_accuracy ', done.out)
   assert '\x1b[K' in done.out
-  # The floor failed (a CNN after 2 epochs), and so did the comparison with the serving model.
+  # The floor failed (a CNN after 2 steps), and so did the comparison with the serving model.
   not_pushed = done.line('model not pushed: ')
   assert re.search(r'test accuracy \d\.\d{3} < 0\.900 \(--accuracy-threshold\)', not_pushed)
   assert "below the serving model's" in not_pushed
