@@ -12,7 +12,6 @@ features too), then calls `model.fit`.
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import keras_tuner
 
@@ -88,13 +87,11 @@ class FlowerHyperModel(keras_tuner.HyperModel):
 
     if not model.fine_tunes(self.config):
       return fit_on(self.data, model_to_fit, epochs, callbacks, **kwargs)
-    head = self.data.head
     return fine_tuning.fit(
       model_to_fit,
       lambda fitted, factor: model.compile_model(fitted, hp, factor),
-      head,
-      functools.partial(fit_on, self.data),
-      functools.partial(fit_on, head) if head else None,
+      fit_on,
+      self.data,
       epochs,
       callbacks,
       **kwargs,

@@ -20,13 +20,14 @@ checkpoint (`initial_epoch` > 0) is already past the first phase.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable
 
 import keras
 
+from modules.search.search_space import OBJECTIVE as _OBJECTIVE
+
 # Phase 2's learning rate: a tenth of the head's, the usual transfer-learning step.
 LEARNING_RATE_FACTOR = 0.1
-_OBJECTIVE = 'val_accuracy'
 
 
 def backbone_layer(classifier: keras.Model) -> keras.layers.Layer:
@@ -63,9 +64,8 @@ class KeepBest(keras.callbacks.Callback):
 def fit(
   classifier: keras.Model,
   compile_with: Callable[[keras.Model, float], None],
-  head_data,
-  fit_images: Callable[..., keras.callbacks.History],
-  fit_features: Optional[Callable[..., keras.callbacks.History]],
+  fit_on: Callable[..., keras.callbacks.History],
+  data,
   epochs: int,
   callbacks: list,
   **kwargs,
@@ -73,29 +73,29 @@ def fit(
   """Both phases on `classifier` (see the module docstring); one History of all their epochs.
 
   `compile_with(model, factor)` compiles at `factor` times the trial's learning
-  rate; `fit_images(model, epochs, callbacks, **kwargs)` fits on images,
-  `fit_features(model, epochs, callbacks)` on cached features (None: no cache).
+  rate; `fit_on(data, model, epochs, callbacks, **kwargs)` fits on a
+  TrainingData: `data` (images), or `data.head` (cached features; None: no cache).
   The caller's callbacks (checkpoints, pruning, progress) see the second phase:
   the first trains another model, the head alone.
   """
   if kwargs.get('initial_epoch'):
-    return fit_images(classifier, epochs, callbacks, **kwargs)
+    return fit_on(data, classifier, epochs, callbacks, **kwargs)
   stop = [c for c in callbacks if not _reads_the_model(c)]
   quiet = {k: v for k, v in kwargs.items() if k == 'verbose'}
-  if fit_features is not None:
-    head = head_of(classifier, head_data.feature_dim)
+  if data.head is not None:
+    head = head_of(classifier, data.head.feature_dim)
     compile_with(head, 1.0)
-    first = fit_features(head, epochs, stop, **quiet)
+    first = fit_on(data.head, head, epochs, stop, **quiet)
   else:
     backbone_layer(classifier).trainable = False
     compile_with(classifier, 1.0)
-    first = fit_images(classifier, epochs, stop, **quiet)
+    first = fit_on(data, classifier, epochs, stop, **quiet)
     backbone_layer(classifier).trainable = True
   # The head's last epoch: the weights the second phase starts from.
   start = (first.history.get(_OBJECTIVE) or [float('-inf')])[-1]
   compile_with(classifier, LEARNING_RATE_FACTOR)
   keep = KeepBest(start, classifier.get_weights())
-  second = fit_images(classifier, epochs, [*callbacks, keep], **kwargs)
+  second = fit_on(data, classifier, epochs, [*callbacks, keep], **kwargs)
   # The search scores a trial by its History's best epoch: the head's last one counts too.
   for key, values in first.history.items():
     second.history[key] = [values[-1], *second.history.get(key, [])]

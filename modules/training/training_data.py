@@ -94,7 +94,11 @@ def prepare(
     tf_transform_output=tf_transform_output,
     image_size=config.image_size,
   )
-  images = count_examples(fn_args.train_files)
+  # Counted once, and only when an epoch's length depends on it: it reads the train split.
+  images = functools.cache(lambda: count_examples(fn_args.train_files))
+
+  def steps_per_epoch(batch_size: int, view: View = None) -> int:
+    return config.steps_per_epoch or epoch_steps(images(), batch_size, config)
 
   def train(batch_size: int, augment: Augmentation, view: View = None) -> tf.data.Dataset:
     batches = read(fn_args.train_files, batch_size=batch_size, repeat=True, seed=config.seed)
@@ -107,7 +111,7 @@ def prepare(
     eval=lambda batch_size, view=None: read(
       fn_args.eval_files, batch_size=batch_size, shuffle=False
     ),
-    steps_per_epoch=lambda batch_size, view=None: epoch_steps(images, batch_size, config),
+    steps_per_epoch=steps_per_epoch,
     cached_features=False,
     head=_cached(fn_args, frozen, tf_transform_output, view)
     if config.fine_tune and feature_cache.applies(frozen)
