@@ -254,6 +254,7 @@ def test_a_search_across_the_family_computes_each_backbones_features_once(tiny_d
     *('--data-root', tiny_data, '--pipeline-root', root, '--search-space', str(space)),
     *(*flags, '--accuracy-threshold', '0'),
     extra_env=OFFLINE,
+    cold=True,  # What it prints before its log is part of the test.
   )
   assert done.rc == 0, done.out[-3000:] + done.err[-3000:]
   assert done.err == ''  # Sizing the images from the space imports no TensorFlow before the log.

@@ -19,7 +19,7 @@ import pytest
 from tests import tiny
 from tests.conftest import REPO
 from tests.console_lines import strays
-from tests.runs import argv, env
+from tests.runs import argv, env, popen
 from tfx_pipeline.local.interrupt import EXIT_CODE, INTERRUPTED
 
 pytestmark = pytest.mark.pipeline
@@ -35,16 +35,18 @@ class Stopped:
   served: List[str] = dataclasses.field(default_factory=list)  # Pushed models after it.
 
 
-def run_until(data, root, pattern: Optional[str], delay: float) -> Stopped:
-  """Runs the command; `delay` seconds after a line matching `pattern`, sends it SIGINT."""
-  process = subprocess.Popen(
-    argv('--data-root', data, '--pipeline-root', root, *tiny.flags()),
-    cwd=REPO,
-    stdout=subprocess.PIPE,
-    stderr=subprocess.STDOUT,
-    text=True,
-    env=env(),
-  )
+def run_until(data, root, pattern: Optional[str], delay: float, cold=False) -> Stopped:
+  """Runs the command; `delay` seconds after a line matching `pattern`, sends it SIGINT.
+
+  Started warm (tests/runs.py) unless `cold`: the data check needs a cold
+  start's pace to be interrupted half-way.
+  """
+  flags = ['--data-root', data, '--pipeline-root', root, *tiny.flags()]
+  if cold:
+    pipes = {'stdout': subprocess.PIPE, 'stderr': subprocess.STDOUT, 'text': True}
+    process = subprocess.Popen(argv(*flags), cwd=REPO, env=env(), **pipes)
+  else:
+    process = popen(['run_local.py', *flags])
   lines, sent = [], None
   try:
     for line in process.stdout:
@@ -82,7 +84,7 @@ def _assert_stopped(stopped: Stopped, must_not_show: str) -> None:
 def runs(tiny_data, tmp_path_factory):
   root = str(tmp_path_factory.mktemp('interrupted') / 'root')
   stops = {}
-  stops['data check'] = run_until(tiny_data, root, r'^backbone: ', 0.5)
+  stops['data check'] = run_until(tiny_data, root, r'^backbone: ', 0.5, cold=True)
   stops['Transform'] = run_until(tiny_data, root, r'\] Transform \.\.\.$', 2)
   stops['trial'] = run_until(tiny_data, root, r'^trial 1/', 0.5)
   stops['Trainer'] = run_until(tiny_data, root, r'\] Trainer \.\.\.$', 2)

@@ -19,13 +19,14 @@ import re
 import shlex
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from typing import Dict, List, Optional
 
 import pytest
 
-from tests import tiny
+from tests import runs, tiny
 from tests.conftest import REPO
 
 README = Path(REPO) / 'README.md'
@@ -158,7 +159,7 @@ class Workspace:
     self.argvs: Dict[int, List[str]] = {}
     self._lock = threading.Lock()
     self._runners: Dict[int, int] = {}  # Command line -> the thread that runs it.
-    self._processes: List[subprocess.Popen] = []
+    self._processes: list = []
     self._closing = False
 
   def start_independent(self, selected: List[Command]) -> None:
@@ -193,8 +194,7 @@ class Workspace:
     """Stops what still runs once the tests are done (after -x, say)."""
     self._closing = True
     for process in self._processes:
-      if process.poll() is None:
-        process.kill()
+      process.kill()
 
   # Placeholders -----------------------------------------------------------
 
@@ -291,21 +291,15 @@ class Workspace:
           raise RuntimeError('the README tests are over')
         argv = self.argv(command)
         self.argvs[command.line] = argv
-        process = subprocess.Popen(
-          argv,
-          cwd=REPO,
-          stdout=subprocess.PIPE,
-          stderr=subprocess.PIPE,
-          text=True,
-          env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3'},
-        )
-        self._processes.append(process)
-        try:
-          out, err = process.communicate(timeout=600)
-        finally:
-          if process.poll() is None:
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+          # Started warm (tests/runs.py): the command's own code is imported afresh.
+          process = runs.popen(argv[1:], None, out.fileno(), err.fileno())
+          self._processes.append(process)
+          try:
+            process.wait(timeout=600)
+          finally:
             process.kill()
-            process.communicate()
+          out, err = (f.seek(0) or f.read().decode(errors='replace') for f in (out, err))
         future.set_result(subprocess.CompletedProcess(argv, process.returncode, out, err))
       except BaseException as e:  # pytest's skip and fail too: the asking test reports them.
         future.set_exception(e)

@@ -24,7 +24,7 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional
 
-from tfx_pipeline.vertex.rehearsal import artifacts, jobs, pipeline_spec
+from tfx_pipeline.vertex.rehearsal import artifacts, jobs, pipeline_spec, warm
 
 _TRIAL = re.compile(r'^\[(workerpool\d+-\d+)\] (trial \d+/\S+: .*)$')
 _REPLICA = re.compile(r'^\[workerpool\d+-\d+\] ')
@@ -160,20 +160,28 @@ def _local_beam(words: List[str], task: str, rehearsal: Rehearsal) -> List[str]:
   return kept + list(rehearsal.beam_args) + list(extra)
 
 
+def task_env(image_dir: str) -> dict:
+  """The environment of a task's process: the image's working directory on the import path."""
+  return dict(os.environ, PYTHONPATH=image_dir, TF_USE_LEGACY_KERAS='0')
+
+
 def _run_process(task: str, command: List[str], rehearsal: Rehearsal, processes: list) -> None:
   """Runs one command of `task`, its output into the log; TaskFailed if it fails."""
-  env = dict(os.environ, PYTHONPATH=rehearsal.image_dir, TF_USE_LEGACY_KERAS='0')
-  process = subprocess.Popen(
-    command,
-    cwd=rehearsal.image_dir,
-    env=env,
-    stdout=subprocess.PIPE,
-    stderr=subprocess.STDOUT,
-    text=True,
-    errors='replace',
-    # Its own process group, with its jobs' replicas: stopped together (stop_all).
-    start_new_session=True,
-  )
+  env = task_env(rehearsal.image_dir)
+  if warm.available():  # Its own session there too (warm.py).
+    process = warm.start(command, cwd=rehearsal.image_dir, env=env)
+  else:
+    process = subprocess.Popen(
+      command,
+      cwd=rehearsal.image_dir,
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+      errors='replace',
+      # Its own process group, with its jobs' replicas: stopped together (stop_all).
+      start_new_session=True,
+    )
   processes.append(process)
   last_error, job_error = '', ''
   try:

@@ -32,6 +32,8 @@ import threading
 import time
 from typing import List, Optional
 
+from tfx_pipeline.vertex.rehearsal import warm
+
 # Lines the rehearsal shows on its console, not only in the log.
 TAG = '[rehearsal] '
 _ERROR = re.compile(r'^(\w+\.)*\w*(Error|Exception|Exit|Interrupt)\b:?.*')
@@ -179,9 +181,12 @@ def _start(pools: List[dict], job_id: str) -> List[_Replica]:
       env.update({e['name']: e['value'] for e in container.get('env', [])})
       env.update(cluster_env(pools, addresses, i, j))
       env['CLOUD_ML_JOB_ID'] = job_id
-      process = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-      )
+      if warm.available() and command[1:2] == ['-m']:
+        process = warm.start(command, env=env)
+      else:
+        process = subprocess.Popen(
+          command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
       replica = _Replica(i, j, process)
       replica.relay = threading.Thread(target=_relay, args=(replica,), daemon=True)
       replica.relay.start()

@@ -1,0 +1,308 @@
+"""Warm starts: a rehearsal's tasks and job replicas fork from a process that has imported TF.
+
+A task's container runs `python -m MODULE ARGS...`, and importing TensorFlow,
+TFX and the rest takes ~11 s of CPU before the module does anything: most of
+a tiny rehearsal's time. `Server` imports those libraries once (never this
+project's own code, which each task imports afresh from the image stand-in)
+and then forks one child per command. A child is a new process with its own
+session, working directory, environment, `sys.path` (as `python` builds it
+from that `PYTHONPATH`), `sys.argv` and stdout/stderr (the requester's pipe);
+it runs the module (or script) as `__main__` and exits with its code, as the
+container's process would. What differs: environment variables that
+TensorFlow reads while it is imported take the server's values.
+
+`start(argv, cwd, env)` returns a `subprocess.Popen` look-alike (pid,
+stdout, poll, wait, terminate). Stopping the server (`Server.stop`) stops
+every process it forked and everything they started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Dict, List, Optional
+
+# The environment variable that tells a process (a task, and so its job replicas) the server.
+ADDRESS_ENV = 'FLOWER_TUNER_WARM_STARTS'
+# What a container's Python imports before a task does anything: the image's libraries.
+PRELOAD = (
+  'tensorflow',
+  'keras',
+  'apache_beam',
+  'tensorflow_transform',
+  'tensorflow_model_analysis',
+  'keras_tuner',
+  'tfx.v1',
+  'tfx.components',
+  'tfx.extensions.google_cloud_ai_platform.tuner.executor',
+  'tfx.extensions.google_cloud_ai_platform.trainer.executor',
+)
+_MAX_REQUEST = 1 << 20
+
+
+class Server:
+  """The forking process, started by the rehearsal; `stop` ends it and every child."""
+
+  def __init__(self, cwd: str, env: Dict[str, str]):
+    # A socket's path has at most 107 bytes: not under a deep rehearsal root.
+    self._folder = tempfile.mkdtemp(prefix='flower-tuner-warm-')
+    self.address = os.path.join(self._folder, 'socket')
+    log = os.path.join(self._folder, 'server.log')  # What its imports print.
+    with open(log, 'w') as errors:
+      self._process = subprocess.Popen(
+        [sys.executable, '-m', __name__, self.address],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,  # And so its children's.
+        stdout=subprocess.PIPE,
+        stderr=errors,
+        start_new_session=True,  # Ctrl-C reaches the rehearsal, which stops it.
+      )
+    ready = self._process.stdout.readline()
+    if ready.strip() != b'ready':
+      self._process.wait()
+      with open(log) as f:
+        last = (f.read().strip().splitlines() or [''])[-1]
+      shutil.rmtree(self._folder, ignore_errors=True)
+      raise RuntimeError(f'the warm-start process failed: {last or self._process.returncode}')
+
+  def stop(self) -> None:
+    if self._process.poll() is None:
+      self._process.terminate()
+    self._process.wait()
+    shutil.rmtree(self._folder, ignore_errors=True)
+
+
+class Started:
+  """A command the server started: what callers read of a `subprocess.Popen`."""
+
+  def __init__(self, connection: socket.socket, pid: int, stdout):
+    self._connection = connection
+    self.pid = pid
+    self.stdout = stdout
+    self.returncode: Optional[int] = None
+
+  def poll(self) -> Optional[int]:
+    if self.returncode is None and select.select([self._connection], [], [], 0)[0]:
+      self._read_status()
+    return self.returncode
+
+  def wait(self, timeout: Optional[float] = None) -> int:
+    if self.returncode is None:
+      self._connection.settimeout(timeout)
+      try:
+        self._read_status()
+      except socket.timeout:
+        raise subprocess.TimeoutExpired(str(self.pid), timeout) from None
+    return self.returncode
+
+  def terminate(self) -> None:
+    self.send_signal(signal.SIGTERM)
+
+  def kill(self) -> None:
+    self.send_signal(signal.SIGKILL)
+
+  def send_signal(self, sig: int) -> None:
+    if self.returncode is None:
+      try:
+        os.kill(self.pid, sig)
+      except ProcessLookupError:
+        pass
+
+  def _read_status(self) -> None:
+    data = self._connection.recv(64)
+    self.returncode = int(data.decode()) if data else -signal.SIGKILL
+    self._connection.close()
+
+
+def available() -> bool:
+  return bool(os.environ.get(ADDRESS_ENV))
+
+
+def start(
+  argv: List[str],
+  cwd: Optional[str] = None,
+  env: Optional[Dict[str, str]] = None,
+  stdout: Optional[int] = None,
+  stderr: Optional[int] = None,
+  address: Optional[str] = None,
+) -> Started:
+  """Starts `argv` (`python -m MODULE ...` or `python SCRIPT ...`) from the server at `address`.
+
+  `stdout`, `stderr`: file descriptors the child writes to (the caller keeps
+  its own). Without `stdout`, a new pipe, read from `Started.stdout`; without
+  `stderr`, where stdout goes. `address`: the ADDRESS_ENV variable's by default.
+  """
+  if len(argv) < 2 or (argv[1] == '-m' and len(argv) < 3):
+    raise ValueError(f'a warm start runs `python -m MODULE` or `python SCRIPT`, not {argv[:3]}')
+  cwd = os.path.abspath(cwd or os.getcwd())
+  request = {'argv': argv[1:], 'cwd': cwd, 'env': dict(os.environ if env is None else env)}
+  read, write = os.pipe() if stdout is None else (None, stdout)
+  connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+  try:
+    connection.connect(address or os.environ[ADDRESS_ENV])
+    fds = [write, write if stderr is None else stderr]
+    socket.send_fds(connection, [json.dumps(request).encode()], fds)
+    pid = int(_line(connection))
+  except BaseException:
+    connection.close()
+    if read is not None:
+      os.close(read)
+    raise
+  finally:
+    if read is not None:
+      os.close(write)
+  out = None if read is None else open(read, encoding='utf-8', errors='replace')
+  return Started(connection, pid, out)
+
+
+def _line(connection: socket.socket) -> str:
+  data = b''
+  while not data.endswith(b'\n'):
+    chunk = connection.recv(1)
+    if not chunk:
+      raise RuntimeError('the warm-start process ended')
+    data += chunk
+  return data.decode()
+
+
+# The server ------------------------------------------------------------------
+
+
+def _serve(address: str) -> dict:
+  """Forks a child per request; returns the request in the child, never in the server."""
+  listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+  listener.bind(address)
+  listener.listen(16)
+  children: Dict[int, socket.socket] = {}
+
+  def stop(*_):
+    for pid in children:
+      _kill_group(pid)
+    os._exit(0)
+
+  signal.signal(signal.SIGTERM, stop)
+  print('ready', flush=True)
+  while True:
+    listener.settimeout(0.2)
+    try:
+      connection, _ = listener.accept()
+    except socket.timeout:
+      connection = None
+    if connection is not None:
+      connection.settimeout(None)
+      message, fds, _, _ = socket.recv_fds(connection, _MAX_REQUEST, 2)
+      sys.stdout.flush()
+      sys.stderr.flush()
+      pid = os.fork()
+      if pid == 0:
+        listener.close()
+        for other in children.values():
+          other.close()
+        # Its own session first, so that the requester never signals the server's group.
+        os.setsid()
+        connection.sendall(f'{os.getpid()}\n'.encode())
+        connection.close()
+        request = json.loads(message)
+        request['fds'] = fds
+        return request
+      for fd in fds:
+        os.close(fd)
+      children[pid] = connection
+    _reap(children)
+
+
+def _reap(children: Dict[int, socket.socket]) -> None:
+  while children:
+    try:
+      pid, status = os.waitpid(-1, os.WNOHANG)
+    except ChildProcessError:
+      return
+    if pid == 0:
+      return
+    connection = children.pop(pid, None)
+    if connection is not None:
+      try:
+        connection.sendall(str(os.waitstatus_to_exitcode(status)).encode())
+      except OSError:
+        pass  # The requester is gone.
+      connection.close()
+
+
+def _kill_group(pid: int) -> None:
+  try:
+    os.killpg(pid, signal.SIGTERM)
+  except (ProcessLookupError, PermissionError):
+    pass
+  deadline = time.monotonic() + 5
+  while time.monotonic() < deadline:
+    try:
+      os.killpg(pid, 0)
+    except (ProcessLookupError, PermissionError):
+      return
+    time.sleep(0.1)
+  try:
+    os.killpg(pid, signal.SIGKILL)
+  except (ProcessLookupError, PermissionError):
+    pass
+
+
+def _become(request: dict, site: List[str], project: str) -> None:
+  """Turns the forked child into the process `python ARGV...` would have started."""
+  for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+    signal.signal(sig, signal.SIG_DFL)
+  stdout, stderr = request['fds']
+  os.dup2(stdout, 1)
+  os.dup2(stderr, 2)
+  for fd in {stdout, stderr}:
+    os.close(fd)
+  os.chdir(request['cwd'])
+  os.environ.clear()
+  os.environ.update(request['env'])
+  argv = request['argv']
+  # sys.path[0] as Python sets it: the working directory for -m, the script's folder otherwise.
+  first = request['cwd'] if argv[0] == '-m' else os.path.dirname(os.path.abspath(argv[0]))
+  pythonpath = [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]
+  sys.path[:] = [first, *pythonpath, *site]
+  # This project's packages are imported afresh, from where the command finds them
+  # (in a rehearsal, the image stand-in): forget the server's own, but not the
+  # packages installed in a virtualenv inside the project.
+  installed = tuple(p + os.sep for p in site)
+  for name, module in list(sys.modules.items()):
+    path = getattr(module, '__file__', None) or ''
+    if name != '__main__' and path.startswith(project) and not path.startswith(installed):
+      del sys.modules[name]
+  sys.argv = argv[1:] if argv[0] == '-m' else list(argv)
+
+
+def _run(argv: List[str]) -> None:
+  if argv[0] == '-m':
+    runpy.run_module(argv[1], run_name='__main__', alter_sys=True)
+  else:
+    runpy.run_path(argv[0], run_name='__main__')
+
+
+def main(address: str) -> None:
+  project = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+  pythonpath = [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]
+  site = [p for p in sys.path[1:] if p not in pythonpath]
+  import importlib
+
+  for name in PRELOAD:
+    importlib.import_module(name)
+  request = _serve(address)
+  _become(request, site, project + os.sep)
+  _run(request['argv'])
+
+
+if __name__ == '__main__':
+  main(sys.argv[1])
