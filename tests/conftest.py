@@ -34,6 +34,15 @@ def pytest_collection_modifyitems(items):
   items.sort(key=lambda item: item.get_closest_marker('pipeline') is not None)
 
 
+@pytest.fixture(autouse=True)
+def warm_starts(request):
+  """A test that runs the pipeline starts its processes warm (tests/runs.py)."""
+  if request.node.get_closest_marker('pipeline') is not None:
+    from tests import runs
+
+    runs.warm_address()
+
+
 @pytest.fixture(scope='session')
 def tiny_data(tmp_path_factory):
   """A tiny synthetic flower folder in the published layout (5 classes, 6 + 2 + 2 photos each)."""

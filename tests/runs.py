@@ -61,7 +61,7 @@ _server = None
 
 
 def warm_address() -> str:
-  """This test process's warm-start server (tfx_pipeline/vertex/rehearsal/warm.py), started once.
+  """This test process's warm-start server (tfx_pipeline/warm_start.py), started once.
 
   A process it starts imports this project afresh but finds TensorFlow, TFX and
   the rest already imported: ~11 s of CPU less than a cold `python run_local.py`.
@@ -70,19 +70,21 @@ def warm_address() -> str:
   """
   global _server
   if _server is None:
-    from tfx_pipeline.vertex.rehearsal import warm
+    from tfx_pipeline import warm_start
 
     # The level the runner sets itself (tfx_pipeline/local/cli.py), before TF is imported.
-    _server = warm.Server(REPO, env({'TF_CPP_MIN_LOG_LEVEL': '3'}))
+    _server = warm_start.Server(REPO, env({'TF_CPP_MIN_LOG_LEVEL': '3'}))
     atexit.register(_server.stop)
+    # The parallel runs' workers start from it too (tfx_pipeline/parallel/pool.py).
+    os.environ[warm_start.ADDRESS_ENV] = _server.address
   return _server.address
 
 
 def popen(args: List[str], extra_env=None, stdout=None, stderr=None):
-  """`python *args` as a new process started warm: a Popen look-alike (warm.Started)."""
-  from tfx_pipeline.vertex.rehearsal import warm
+  """`python *args` as a new process started warm: a Popen look-alike (warm_start.Started)."""
+  from tfx_pipeline import warm_start
 
-  return warm.start(
+  return warm_start.start(
     [sys.executable, *args], REPO, env(extra_env), stdout, stderr, address=warm_address()
   )
 

@@ -23,6 +23,14 @@ from tfx_pipeline.parallel import chief, component, pool
 TRIALS = 3
 
 
+@pytest.fixture(autouse=True)
+def warm_workers():
+  """Worker processes fork from this test process's warm-start server (tests/runs.py)."""
+  from tests import runs
+
+  runs.warm_address()
+
+
 def _executor_args(transformed, tmp_path, workers, **extra_config):
   """input_dict, output_dict and exec_properties as TFX hands them to the Tuner executor."""
   transform_dir, files, config = transformed

@@ -160,9 +160,9 @@ def test_fine_tuning_starts_from_a_head_trained_on_the_cached_features(tiny_run,
   becomes the later runs' baseline): the head's phase reads the features the search cached."""
   from tfx.utils import path_utils
 
-  config = dataclasses.replace(
-    tiny_run.config, tune=False, module=dataclasses.replace(tiny_run.config.module, fine_tune=True)
-  )
+  # Three steps an epoch: what each phase learns is tests/test_fine_tuning.py's subject.
+  module = dataclasses.replace(tiny_run.config.module, fine_tune=True, steps_per_epoch=3)
+  config = dataclasses.replace(tiny_run.config, tune=False, module=module)
   capfd.readouterr()
   summary, lines = _run(config, stop_after='Trainer')
   assert summary.states['Trainer'] == 'executed'

@@ -21,6 +21,7 @@ import sys
 import threading
 from typing import Callable, Dict, List, Optional
 
+from tfx_pipeline import warm_start
 from tfx_pipeline.config import PROJECT_ROOT
 
 THREADS_ENV = 'FLOWER_TUNER_WORKER_THREADS'
@@ -77,7 +78,7 @@ def describe_lost(record: dict) -> str:
 @dataclasses.dataclass
 class Worker:
   tuner_id: str
-  process: subprocess.Popen
+  process: subprocess.Popen  # Or warm_start.Started.
   log_path: str
   _reader: threading.Thread
 
@@ -125,18 +126,22 @@ class WorkerPool:
     """Starts (or restarts, under the same id) worker `tuner_id`."""
     os.makedirs(self._log_dir, exist_ok=True)
     log_path = os.path.join(self._log_dir, f'{tuner_id}.log')
-    process = subprocess.Popen(
-      [sys.executable, '-m', WORKER_MODULE, self._spec_path],
-      cwd=PROJECT_ROOT,
-      env=self._env(tuner_id),
-      stdin=subprocess.DEVNULL,
-      stdout=subprocess.PIPE,
-      stderr=subprocess.STDOUT,
-      text=True,
-      errors='replace',
-      # Not in the terminal's process group: the run stops its workers in order.
-      start_new_session=True,
-    )
+    command = [sys.executable, '-m', WORKER_MODULE, self._spec_path]
+    if warm_start.available():  # Forked with TF imported, in a session of its own too.
+      process = warm_start.start(command, cwd=PROJECT_ROOT, env=self._env(tuner_id))
+    else:
+      process = subprocess.Popen(
+        command,
+        cwd=PROJECT_ROOT,
+        env=self._env(tuner_id),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors='replace',
+        # Not in the terminal's process group: the run stops its workers in order.
+        start_new_session=True,
+      )
     reader = threading.Thread(target=self._forward, args=(tuner_id, process, log_path), daemon=True)
     reader.start()
     worker = Worker(tuner_id, process, log_path, reader)

@@ -24,7 +24,8 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional
 
-from tfx_pipeline.vertex.rehearsal import artifacts, jobs, pipeline_spec, warm
+from tfx_pipeline import warm_start
+from tfx_pipeline.vertex.rehearsal import artifacts, jobs, pipeline_spec
 
 _TRIAL = re.compile(r'^\[(workerpool\d+-\d+)\] (trial \d+/\S+: .*)$')
 _REPLICA = re.compile(r'^\[workerpool\d+-\d+\] ')
@@ -168,8 +169,8 @@ def task_env(image_dir: str) -> dict:
 def _run_process(task: str, command: List[str], rehearsal: Rehearsal, processes: list) -> None:
   """Runs one command of `task`, its output into the log; TaskFailed if it fails."""
   env = task_env(rehearsal.image_dir)
-  if warm.available():  # Its own session there too (warm.py).
-    process = warm.start(command, cwd=rehearsal.image_dir, env=env)
+  if warm_start.available():  # Its own session there too (tfx_pipeline/warm_start.py).
+    process = warm_start.start(command, cwd=rehearsal.image_dir, env=env)
   else:
     process = subprocess.Popen(
       command,

@@ -32,7 +32,7 @@ import threading
 import time
 from typing import List, Optional
 
-from tfx_pipeline.vertex.rehearsal import warm
+from tfx_pipeline import warm_start
 
 # Lines the rehearsal shows on its console, not only in the log.
 TAG = '[rehearsal] '
@@ -181,8 +181,8 @@ def _start(pools: List[dict], job_id: str) -> List[_Replica]:
       env.update({e['name']: e['value'] for e in container.get('env', [])})
       env.update(cluster_env(pools, addresses, i, j))
       env['CLOUD_ML_JOB_ID'] = job_id
-      if warm.available() and command[1:2] == ['-m']:
-        process = warm.start(command, env=env)
+      if warm_start.available() and command[1:2] == ['-m']:
+        process = warm_start.start(command, env=env)
       else:
         process = subprocess.Popen(
           command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True

@@ -17,12 +17,13 @@ import time
 import traceback
 from typing import Callable, Optional, Tuple
 
+from tfx_pipeline import warm_start
 from tfx_pipeline.config import PROJECT_ROOT, PipelineConfig
 from tfx_pipeline.local import console_log, summary
 from tfx_pipeline.local import interrupt as interrupt_module
 from tfx_pipeline.options import UsageError
 from tfx_pipeline.vertex import data_splits
-from tfx_pipeline.vertex.rehearsal import execute, image, pipeline_spec, warm
+from tfx_pipeline.vertex.rehearsal import execute, image, pipeline_spec
 from tfx_pipeline.vertex.settings import VertexSettings
 
 # The task whose output is the Evaluator's baseline: TFX's latest-blessed-model resolver.
@@ -97,14 +98,14 @@ def rehearse(
   job = pipeline_spec.load(compiled, rehearsal_root)
   processes = []
   start = time.monotonic()
-  server = warm.Server(image_dir, execute.task_env(image_dir))
-  os.environ[warm.ADDRESS_ENV] = server.address
+  server = warm_start.Server(image_dir, execute.task_env(image_dir))
+  os.environ[warm_start.ADDRESS_ENV] = server.address
   try:
     outputs, states = execute.run(job, rehearsal, processes)
   finally:
     execute.stop_all(processes)
     server.stop()  # And every process it started: the jobs' replicas too.
-    os.environ.pop(warm.ADDRESS_ENV, None)
+    os.environ.pop(warm_start.ADDRESS_ENV, None)
   return _summary(outputs, states, run_id, time.monotonic() - start, config, split), _first_uri(
     outputs, BASELINE_TASK, 'model'
   )

@@ -14,10 +14,16 @@ TensorFlow reads while it is imported take the server's values.
 `start(argv, cwd, env)` returns a `subprocess.Popen` look-alike (pid,
 stdout, poll, wait, terminate). Stopping the server (`Server.stop`) stops
 every process it forked and everything they started.
+
+Who uses it: the rehearsal (its tasks and the jobs' replicas) and the test
+suite (tests/runs.py) start a server and name it in ADDRESS_ENV; where that
+variable is set, a parallel search's workers (tfx_pipeline/parallel/pool.py)
+start from it too.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import runpy
@@ -29,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 # The environment variable that tells a process (a task, and so its job replicas) the server.
 ADDRESS_ENV = 'FLOWER_TUNER_WARM_STARTS'
@@ -50,16 +56,16 @@ _MAX_REQUEST = 1 << 20
 
 
 class Server:
-  """The forking process, started by the rehearsal; `stop` ends it and every child."""
+  """The forking process, `preload` imported; `stop` ends it and every process it started."""
 
-  def __init__(self, cwd: str, env: Dict[str, str]):
+  def __init__(self, cwd: str, env: Dict[str, str], preload: Tuple[str, ...] = PRELOAD):
     # A socket's path has at most 107 bytes: not under a deep rehearsal root.
     self._folder = tempfile.mkdtemp(prefix='flower-tuner-warm-')
     self.address = os.path.join(self._folder, 'socket')
     log = os.path.join(self._folder, 'server.log')  # What its imports print.
     with open(log, 'w') as errors:
       self._process = subprocess.Popen(
-        [sys.executable, '-m', __name__, self.address],
+        [sys.executable, '-m', __name__, self.address, *preload],
         cwd=cwd,
         env=env,
         stdin=subprocess.DEVNULL,  # And so its children's.
@@ -186,8 +192,7 @@ def _serve(address: str) -> dict:
   children: Dict[int, socket.socket] = {}
 
   def stop(*_):
-    for pid in children:
-      _kill_group(pid)
+    _stop_groups(list(children))
     os._exit(0)
 
   signal.signal(signal.SIGTERM, stop)
@@ -238,20 +243,27 @@ def _reap(children: Dict[int, socket.socket]) -> None:
       connection.close()
 
 
-def _kill_group(pid: int) -> None:
+def _stop_groups(pids: List[int], grace: float = 5.0) -> None:
+  """TERM to each child's process group; KILL to what is left of them after `grace` seconds."""
+  for pid in pids:
+    _signal_group(pid, signal.SIGTERM)
+  alive, deadline = set(pids), time.monotonic() + grace
+  while alive and time.monotonic() < deadline:
+    for pid in list(alive):
+      try:
+        ended = os.waitpid(pid, os.WNOHANG)[0] == pid
+      except ChildProcessError:
+        ended = True
+      if ended:
+        alive.discard(pid)
+    time.sleep(0.05)
+  for pid in pids:  # The processes a child started, and a child that ignored TERM.
+    _signal_group(pid, signal.SIGKILL)
+
+
+def _signal_group(pid: int, sig: int) -> None:
   try:
-    os.killpg(pid, signal.SIGTERM)
-  except (ProcessLookupError, PermissionError):
-    pass
-  deadline = time.monotonic() + 5
-  while time.monotonic() < deadline:
-    try:
-      os.killpg(pid, 0)
-    except (ProcessLookupError, PermissionError):
-      return
-    time.sleep(0.1)
-  try:
-    os.killpg(pid, signal.SIGKILL)
+    os.killpg(pid, sig)
   except (ProcessLookupError, PermissionError):
     pass
 
@@ -291,13 +303,13 @@ def _run(argv: List[str]) -> None:
     runpy.run_path(argv[0], run_name='__main__')
 
 
-def main(address: str) -> None:
-  project = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+def main(argv: List[str]) -> None:
+  """`python -m tfx_pipeline.warm_start ADDRESS [MODULE...]`: imports the modules, then serves."""
+  address, preload = argv[0], argv[1:]
+  project = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   pythonpath = [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]
-  site = [p for p in sys.path[1:] if p not in pythonpath]
-  import importlib
-
-  for name in PRELOAD:
+  site = [p for p in sys.path[1:] if p and p not in pythonpath]
+  for name in preload:
     importlib.import_module(name)
   request = _serve(address)
   _become(request, site, project + os.sep)
@@ -305,4 +317,4 @@ def main(address: str) -> None:
 
 
 if __name__ == '__main__':
-  main(sys.argv[1])
+  main(sys.argv[1:])

@@ -1,0 +1,120 @@
+"""tfx_pipeline/warm_start.py: a forked child is the process `python ARGV...` would have started."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import REPO
+from tfx_pipeline import warm_start
+
+# Prints what a process knows of itself, then exits with the code it is given.
+SCRIPT = """
+import json, os, sys
+print(json.dumps({
+  'pid': os.getpid(), 'sid': os.getsid(0), 'cwd': os.getcwd(), 'argv': sys.argv,
+  'path0': sys.path[0], 'flag': os.environ.get('FLAG'),
+  'project_imported': [m for m in sys.modules if m.split('.')[0] == 'tfx_pipeline'],
+}), flush=True)
+print('to stderr', file=sys.stderr, flush=True)
+if sys.argv[-1] == 'raise':
+  raise ValueError('broken')
+sys.exit(int(sys.argv[-1]))
+"""
+
+
+@pytest.fixture(scope='module')
+def server():
+  # A cheap preload: what is under test is the fork, not TensorFlow's import.
+  started = warm_start.Server(REPO, dict(os.environ), preload=('json',))
+  yield started
+  started.stop()
+
+
+def _read(process):
+  out = process.stdout.read()
+  return process.wait(timeout=60), out
+
+
+def test_a_script_runs_as_its_own_process(server, tmp_path):
+  script = tmp_path / 'show.py'
+  script.write_text(SCRIPT)
+  env = {**os.environ, 'FLAG': 'set'}
+  process = warm_start.start(
+    [sys.executable, str(script), 'x', '3'], cwd=str(tmp_path), env=env, address=server.address
+  )
+  rc, out = _read(process)
+  assert rc == 3
+  first, err = out.splitlines()
+  shown = json.loads(first)
+  assert err == 'to stderr'  # stderr goes where stdout goes, when not given.
+  assert shown['pid'] == process.pid != os.getpid()
+  assert shown['sid'] == process.pid  # A session, and process group, of its own.
+  assert shown['cwd'] == str(tmp_path) and shown['flag'] == 'set'
+  assert shown['argv'] == [str(script), 'x', '3']
+  assert shown['path0'] == str(tmp_path)
+  # The server's own copy of this project is forgotten: the child imports it afresh.
+  assert shown['project_imported'] == []
+
+
+def test_a_module_gets_the_working_directory_first_on_its_path(server, tmp_path):
+  (tmp_path / 'shown.py').write_text(SCRIPT)
+  out_file, err_file = tmp_path / 'out', tmp_path / 'err'
+  with open(out_file, 'w') as out, open(err_file, 'w') as err:
+    process = warm_start.start(
+      [sys.executable, '-m', 'shown', '0'],
+      cwd=str(tmp_path),
+      stdout=out.fileno(),
+      stderr=err.fileno(),
+      address=server.address,
+    )
+    assert process.stdout is None and process.wait(timeout=60) == 0
+  shown = json.loads(out_file.read_text())
+  assert shown['argv'][1:] == ['0'] and shown['argv'][0].endswith('shown.py')
+  assert shown['path0'] == str(tmp_path)
+  assert err_file.read_text() == 'to stderr\n'
+
+
+def test_an_exception_is_a_traceback_and_exit_code_1(server, tmp_path):
+  script = tmp_path / 'show.py'
+  script.write_text(SCRIPT)
+  rc, out = _read(warm_start.start([sys.executable, str(script), 'raise'], address=server.address))
+  assert rc == 1
+  assert out.splitlines()[-1] == 'ValueError: broken' and 'Traceback' in out
+
+
+def test_a_signal_and_stopping_the_server_end_its_processes(tmp_path):
+  server = warm_start.Server(REPO, dict(os.environ), preload=('json',))
+  code = 'import time; print("up", flush=True); time.sleep(600)'
+  (tmp_path / 'sleep.py').write_text(code)
+  argv = [sys.executable, str(tmp_path / 'sleep.py')]
+  killed = warm_start.start(argv, address=server.address)
+  assert killed.stdout.readline() == 'up\n' and killed.poll() is None
+  killed.send_signal(signal.SIGKILL)
+  assert killed.wait(timeout=60) == -signal.SIGKILL
+  left = warm_start.start(argv, address=server.address)
+  assert left.stdout.readline() == 'up\n'
+  with pytest.raises(subprocess.TimeoutExpired):
+    left.wait(timeout=0.5)
+  server.stop()
+  deadline = time.monotonic() + 30
+  while os.path.exists(f'/proc/{left.pid}') and _state(left.pid) != 'Z':
+    assert time.monotonic() < deadline, 'the server left a child running'
+    time.sleep(0.1)
+
+
+def _state(pid):
+  try:
+    with open(f'/proc/{pid}/stat') as f:
+      return f.read().rsplit(')', 1)[1].split()[0]
+  except FileNotFoundError:
+    return 'gone'
+
+
+def test_a_bad_command_is_refused(server):
+  with pytest.raises(ValueError, match='runs `python -m MODULE` or `python SCRIPT`'):
+    warm_start.start([sys.executable], address=server.address)
