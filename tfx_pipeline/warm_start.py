@@ -23,10 +23,8 @@ start from it too.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
-import runpy
 import select
 import shutil
 import signal
@@ -34,7 +32,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from typing import Dict, List, Optional, Tuple
 
 # The environment variable that tells a process (a task, and so its job replicas) the server.
@@ -52,7 +49,6 @@ PRELOAD = (
   'tfx.extensions.google_cloud_ai_platform.tuner.executor',
   'tfx.extensions.google_cloud_ai_platform.trainer.executor',
 )
-_MAX_REQUEST = 1 << 20
 
 
 class Server:
@@ -65,7 +61,7 @@ class Server:
     log = os.path.join(self._folder, 'server.log')  # What its imports print.
     with open(log, 'w') as errors:
       self._process = subprocess.Popen(
-        [sys.executable, '-m', __name__, self.address, *preload],
+        [sys.executable, '-m', 'tfx_pipeline.warm_server', self.address, *preload],
         cwd=cwd,
         env=env,
         stdin=subprocess.DEVNULL,  # And so its children's.
@@ -179,142 +175,3 @@ def _line(connection: socket.socket) -> str:
       raise RuntimeError('the warm-start process ended')
     data += chunk
   return data.decode()
-
-
-# The server ------------------------------------------------------------------
-
-
-def _serve(address: str) -> dict:
-  """Forks a child per request; returns the request in the child, never in the server."""
-  listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-  listener.bind(address)
-  listener.listen(16)
-  children: Dict[int, socket.socket] = {}
-
-  def stop(*_):
-    _stop_groups(list(children))
-    os._exit(0)
-
-  signal.signal(signal.SIGTERM, stop)
-  print('ready', flush=True)
-  while True:
-    listener.settimeout(0.2)
-    try:
-      connection, _ = listener.accept()
-    except socket.timeout:
-      connection = None
-    if connection is not None:
-      connection.settimeout(None)
-      message, fds, _, _ = socket.recv_fds(connection, _MAX_REQUEST, 2)
-      sys.stdout.flush()
-      sys.stderr.flush()
-      pid = os.fork()
-      if pid == 0:
-        listener.close()
-        for other in children.values():
-          other.close()
-        # Its own session first, so that the requester never signals the server's group.
-        os.setsid()
-        connection.sendall(f'{os.getpid()}\n'.encode())
-        connection.close()
-        request = json.loads(message)
-        request['fds'] = fds
-        return request
-      for fd in fds:
-        os.close(fd)
-      children[pid] = connection
-    _reap(children)
-
-
-def _reap(children: Dict[int, socket.socket]) -> None:
-  while children:
-    try:
-      pid, status = os.waitpid(-1, os.WNOHANG)
-    except ChildProcessError:
-      return
-    if pid == 0:
-      return
-    connection = children.pop(pid, None)
-    if connection is not None:
-      try:
-        connection.sendall(str(os.waitstatus_to_exitcode(status)).encode())
-      except OSError:
-        pass  # The requester is gone.
-      connection.close()
-
-
-def _stop_groups(pids: List[int], grace: float = 5.0) -> None:
-  """TERM to each child's process group; KILL to what is left of them after `grace` seconds."""
-  for pid in pids:
-    _signal_group(pid, signal.SIGTERM)
-  alive, deadline = set(pids), time.monotonic() + grace
-  while alive and time.monotonic() < deadline:
-    for pid in list(alive):
-      try:
-        ended = os.waitpid(pid, os.WNOHANG)[0] == pid
-      except ChildProcessError:
-        ended = True
-      if ended:
-        alive.discard(pid)
-    time.sleep(0.05)
-  for pid in pids:  # The processes a child started, and a child that ignored TERM.
-    _signal_group(pid, signal.SIGKILL)
-
-
-def _signal_group(pid: int, sig: int) -> None:
-  try:
-    os.killpg(pid, sig)
-  except (ProcessLookupError, PermissionError):
-    pass
-
-
-def _become(request: dict, site: List[str], project: str) -> None:
-  """Turns the forked child into the process `python ARGV...` would have started."""
-  for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
-    signal.signal(sig, signal.SIG_DFL)
-  stdout, stderr = request['fds']
-  os.dup2(stdout, 1)
-  os.dup2(stderr, 2)
-  for fd in {stdout, stderr}:
-    os.close(fd)
-  os.chdir(request['cwd'])
-  os.environ.clear()
-  os.environ.update(request['env'])
-  argv = request['argv']
-  # sys.path[0] as Python sets it: the working directory for -m, the script's folder otherwise.
-  first = request['cwd'] if argv[0] == '-m' else os.path.dirname(os.path.abspath(argv[0]))
-  pythonpath = [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]
-  sys.path[:] = [first, *pythonpath, *site]
-  # This project's packages are imported afresh, from where the command finds them
-  # (in a rehearsal, the image stand-in): forget the server's own, but not the
-  # packages installed in a virtualenv inside the project.
-  installed = tuple(p + os.sep for p in site)
-  for name, module in list(sys.modules.items()):
-    path = getattr(module, '__file__', None) or ''
-    if name != '__main__' and path.startswith(project) and not path.startswith(installed):
-      del sys.modules[name]
-  sys.argv = argv[1:] if argv[0] == '-m' else list(argv)
-
-
-def _run(argv: List[str]) -> None:
-  if argv[0] == '-m':
-    runpy.run_module(argv[1], run_name='__main__', alter_sys=True)
-  else:
-    runpy.run_path(argv[0], run_name='__main__')
-
-
-def main(argv: List[str]) -> None:
-  """`python -m tfx_pipeline.warm_start ADDRESS [MODULE...]`: imports the modules, then serves."""
-  address, preload = argv[0], argv[1:]
-  project = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  pythonpath = [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]
-  site = [p for p in sys.path[1:] if p and p not in pythonpath]
-  for name in preload:
-    importlib.import_module(name)
-  request = _serve(address)
-  _become(request, site, project + os.sep)
-  _run(request['argv'])
-
-
-if __name__ == '__main__':
-  main(sys.argv[1:])
