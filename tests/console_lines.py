@@ -19,7 +19,9 @@ SHAPES = {
   'data': r'data: .+',
   'backbone': r'backbone: .+',
   'data check': r'data check: .+',
-  'beam': r'beam: (one worker in this process|a worker (thread|process) per core)',
+  'beam': (
+    r'beam: (one worker in this process|a worker (thread|process) per core) \([\d.]+ MB of data\)'
+  ),
   'skipped record': r'  (skipped .+|\.\.\. and \d+ more, all in \S+)',  # --bad-images skip
   'search': (
     r'search: \w+, \d+ trials, at most \d+ epochs in all(, \d+ at a time)?'

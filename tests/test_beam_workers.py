@@ -9,13 +9,23 @@ from tests.conftest import REPO
 from tfx_pipeline.local import beam
 
 
-def test_auto_takes_processes_only_for_large_data():
-  assert beam.workers_mode('auto', 100, cores=2) == 'threads'
-  assert beam.workers_mode('auto', beam.PROCESSES_FROM_RECORDS, cores=2) == 'processes'
-  assert beam.workers_mode('auto', 10**6, cores=1) == 'one'
-  assert beam.workers_mode('one', 10**6) == 'one'
+def test_auto_goes_by_the_size_of_the_data():
+  mb = 2**20
+  assert beam.workers_mode('auto', 0, cores=2) == 'one'
+  assert beam.workers_mode('auto', beam.THREADS_FROM_MB * mb - 1, cores=2) == 'one'
+  assert beam.workers_mode('auto', beam.THREADS_FROM_MB * mb, cores=2) == 'threads'
+  assert beam.workers_mode('auto', beam.PROCESSES_FROM_MB * mb, cores=2) == 'processes'
+  assert beam.workers_mode('auto', 10**12, cores=1) == 'one'
+  assert beam.workers_mode('threads', 0) == 'threads'
   with pytest.raises(ValueError, match='--beam-workers many'):
     beam.workers_mode('many', 1)
+
+
+def test_the_size_is_the_data_folders_tfrecord_files(tmp_path):
+  (tmp_path / 'a-train.tfrecord-00000-of-00001').write_bytes(b'x' * 300)
+  (tmp_path / 'a-test.tfrecord-00000-of-00001.gz').write_bytes(b'x' * 20)
+  (tmp_path / 'labels.txt').write_bytes(b'x' * 1000)
+  assert beam.data_bytes(str(tmp_path)) == 320
 
 
 def test_tfx_does_not_package_itself_for_the_direct_runner():

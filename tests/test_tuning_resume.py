@@ -3,12 +3,11 @@
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 from modules.module_config import RunPaths
 from modules.tuning import state as tuning_state
+from tests import runs
 from tests.conftest import REPO
 
 # Runs tuner_fn and the search the way TFX's Tuner executor does. With --hang,
@@ -72,7 +71,6 @@ def _search_starter(transformed, tmp_path, tuning_dir: str, log: str):
   script = tmp_path / 'search.py'
   script.write_text(SEARCH_SCRIPT)
   env = {
-    **os.environ,
     'PYTHONPATH': REPO,
     'TF_CPP_MIN_LOG_LEVEL': '3',
     'OMP_NUM_THREADS': '1',
@@ -90,14 +88,7 @@ def _search_starter(transformed, tmp_path, tuning_dir: str, log: str):
       log=log,
       hang=hang,
     )
-    return subprocess.Popen(
-      [sys.executable, str(script), json.dumps(args)],
-      cwd=REPO,
-      env=env,
-      stdout=subprocess.PIPE,
-      stderr=subprocess.STDOUT,
-      text=True,
-    )
+    return runs.popen([str(script), json.dumps(args)], extra_env=env)  # Started warm.
 
   return start
 
@@ -123,8 +114,8 @@ def test_killed_search_resumes_without_rerunning_finished_trials(transformed, tm
   assert first.returncode == -signal.SIGKILL
 
   second = start(hang=False, work='work2')
-  output, _ = second.communicate(timeout=600)
-  assert second.returncode == 0, output
+  output = second.stdout.read()
+  assert second.wait(timeout=600) == 0, output
   assert 'resuming the search' in output and '(1 trials already done)' in output, output
 
   after = _trials(project)

@@ -22,8 +22,10 @@ DEFAULT_PIPELINE_ROOT = os.path.join(PROJECT_ROOT, 'pipeline_output')
 BAD_IMAGE_POLICIES = ('fail', 'skip')
 # How the local runner runs its Beam steps (tfx_pipeline/local/beam.py).
 BEAM_WORKERS = ('auto', 'one', 'threads', 'processes')
-# From this many records, `auto` runs them in one process per core.
-BEAM_PROCESSES_FROM_RECORDS = 10_000
+# `auto`, by the size of the data's TFRecord files: one worker below the first,
+# a thread per core from it, a process per core from the second.
+BEAM_THREADS_FROM_MB = 32
+BEAM_PROCESSES_FROM_MB = 500
 
 
 # Adding an option: see `option` in modules/module_config.py (one field, here or in ModuleConfig).
@@ -90,8 +92,9 @@ class PipelineConfig:
     'auto',
     'Beam workers of the data check, ImportExampleGen, StatisticsGen, Transform and '
     "Evaluator: 'one' (one core), 'threads' (a thread per core), 'processes' (a process "
-    "per core, each importing TensorFlow first), or 'auto' (default: processes from "
-    f'{BEAM_PROCESSES_FROM_RECORDS:,} records on, threads below)',
+    "per core, each importing TensorFlow first), or 'auto' (default, by the size of the "
+    f'data: one below {BEAM_THREADS_FROM_MB} MB, threads below {BEAM_PROCESSES_FROM_MB} MB, '
+    'processes from there)',
     choices=BEAM_WORKERS,
     runners=('local',),
   )

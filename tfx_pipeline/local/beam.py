@@ -12,8 +12,13 @@ step (ImportExampleGen, StatisticsGen, Transform, Evaluator).
   each). Transform over 3,670 images at 224 px on 2 busy cores (load 6): one
   worker 53 s (24 s of CPU), threads 47 s (26 s), processes 62 s (38 s, the
   workers' start-up included; ImportExampleGen and StatisticsGen went from 4 and
-  8 s to 25 and 26 s). So `auto` (the default) takes threads, and processes only
-  from `PROCESSES_FROM_RECORDS` records, where the start-up is a small share.
+  8 s to 25 and 26 s). Threads cost a fixed start-up in every step, too:
+  ImportExampleGen, StatisticsGen and Transform at 224 px took 15-17 s with one
+  worker and 21-22 s with threads on 300 real photos (14 MB), but 32 s and 27 s
+  on 1,000 (47 MB); on 2,000 small synthetic images (6 MB) 14 s and 22 s. So
+  `auto` (the default) goes by the size of the data's files: one worker below
+  `THREADS_FROM_MB`, threads below `PROCESSES_FROM_MB`, processes from there,
+  where their start-up is a small share.
   Outputs are the same in every mode (tests/test_beam_workers.py).
 - TFX repackages its own installation as an sdist for remote workers whenever
   Beam args are given and none names the job's dependencies
@@ -38,10 +43,12 @@ peaked at 3.45 GB with it, 1.08 GB without.
 
 from __future__ import annotations
 
+import glob
 import os
 from typing import Tuple
 
-from tfx_pipeline.config import BEAM_PROCESSES_FROM_RECORDS as PROCESSES_FROM_RECORDS
+from tfx_pipeline.config import BEAM_PROCESSES_FROM_MB as PROCESSES_FROM_MB
+from tfx_pipeline.config import BEAM_THREADS_FROM_MB as THREADS_FROM_MB
 from tfx_pipeline.config import BEAM_WORKERS as WORKERS
 
 _COMMON = ('--extra_packages=', '--pickle_library=cloudpickle')
@@ -50,15 +57,22 @@ ONE_WORKER = ('--direct_running_mode=in_memory', '--direct_num_workers=1')
 ONE_WORKER_STEPS = ('Evaluator',)
 
 
-def workers_mode(workers: str, records: int, cores: int | None = None) -> str:
-  """The mode `workers` means for data of `records` records: one, threads or processes."""
+def workers_mode(workers: str, data_bytes: int, cores: int | None = None) -> str:
+  """The mode `workers` means for data files of `data_bytes` bytes: one, threads or processes."""
   if workers not in WORKERS:
     raise ValueError(f'--beam-workers {workers}: choose one of {", ".join(WORKERS)}.')
   if workers != 'auto':
     return workers
-  if (cores or os.cpu_count() or 1) < 2:
+  megabytes = data_bytes / 2**20
+  if (cores or os.cpu_count() or 1) < 2 or megabytes < THREADS_FROM_MB:
     return 'one'
-  return 'processes' if records >= PROCESSES_FROM_RECORDS else 'threads'
+  return 'processes' if megabytes >= PROCESSES_FROM_MB else 'threads'
+
+
+def data_bytes(data_root: str) -> int:
+  """The size of the TFRecord files in `data_root` (a local folder), what `auto` goes by."""
+  files = glob.glob(os.path.join(data_root, '*.tfrecord*'))
+  return sum(os.path.getsize(f) for f in files if os.path.isfile(f))
 
 
 def pipeline_args(mode: str) -> Tuple[str, ...]:

@@ -109,6 +109,8 @@ def _settle_inputs(config: PipelineConfig, layout, echo):
 
   echo(f'data: {layout.description}')
   _check_backbone(config.module, echo)
+  beam_args, size = config.beam_pipeline_args, beam.data_bytes(config.data_root)
+  mode = beam.workers_mode(config.beam_workers, size)
   # Reads every record first, so bad data fails here in one line; under
   # --bad-images skip the pipeline reads a copy without the bad records.
   checked = data_check.check(
@@ -116,16 +118,14 @@ def _settle_inputs(config: PipelineConfig, layout, echo):
     layout,
     config.pipeline_root,
     config.bad_images,
-    config.beam_pipeline_args or _beam_args(beam.workers_mode(config.beam_workers, 0)),
+    beam_args or _beam_args(mode),
     echo,
   )
+  if not beam_args:
+    echo(f'beam: {_BEAM_LINES[mode]} ({size / 2**20:.1f} MB of data)')
+    beam_args = _beam_args(mode)
   # A cleaned copy: its layout is resolved afresh when the pipeline is built.
   layout = layout if checked.data_root == config.data_root else None
-  beam_args = config.beam_pipeline_args
-  if not beam_args:
-    mode = beam.workers_mode(config.beam_workers, checked.records)
-    echo(f'beam: {_BEAM_LINES[mode]}')
-    beam_args = _beam_args(mode)
   # The Trainer reads the only file in the artifact's folder: import a copy that is alone.
   hparams_from = config.hparams_from and hparams_file.stage(
     config.hparams_from, config.pipeline_root

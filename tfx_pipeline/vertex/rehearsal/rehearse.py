@@ -84,7 +84,8 @@ def rehearse(
   run_id = f'{config.pipeline_name}-{time.strftime("%Y%m%d%H%M%S")}'
   image_dir = image.stage(PROJECT_ROOT, rehearsal_root)
   echo(f"image stand-in: {image_dir} (what ./Dockerfile copies) and this environment's packages")
-  mode = beam.workers_mode('auto', 0)
+  data = pipeline_spec.local_path(config.data_root, rehearsal_root)
+  mode = beam.workers_mode('auto', beam.data_bytes(data))
   rehearsal = execute.Rehearsal(
     root=rehearsal_root,
     image_dir=image_dir,
