@@ -2,6 +2,7 @@
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -27,10 +28,14 @@ sys.exit(int(sys.argv[-1]))
 """
 
 
+# Without PYTHONUNBUFFERED (which CI machines set), so that buffering shows.
+BUFFERED = {k: v for k, v in os.environ.items() if k != 'PYTHONUNBUFFERED'}
+
+
 @pytest.fixture(scope='module')
 def server():
   # A cheap preload: what is under test is the fork, not TensorFlow's import.
-  started = warm_start.Server(REPO, dict(os.environ), preload=('json',))
+  started = warm_start.Server(REPO, BUFFERED, preload=('json',))
   yield started
   started.stop()
 
@@ -105,6 +110,27 @@ def test_a_signal_and_stopping_the_server_end_its_processes(tmp_path):
   while os.path.exists(f'/proc/{left.pid}') and _state(left.pid) != 'Z':
     assert time.monotonic() < deadline, 'the server left a child running'
     time.sleep(0.1)
+
+
+@pytest.mark.parametrize('how', ['PYTHONUNBUFFERED', 'terminal'])
+def test_output_is_buffered_as_python_buffers_it_at_start_up(server, tmp_path, how):
+  """Unbuffered under PYTHONUNBUFFERED, line by line on a terminal: seen before the process ends."""
+  import pty
+
+  (tmp_path / 'wait.py').write_text('import time\nprint("up")\ntime.sleep(600)\n')
+  argv = [sys.executable, str(tmp_path / 'wait.py')]
+  if how == 'PYTHONUNBUFFERED':
+    process = warm_start.start(argv, env={**BUFFERED, how: '1'}, address=server.address)
+    fd = process.stdout.fileno()
+  else:
+    fd, slave = pty.openpty()
+    process = warm_start.start(argv, env=BUFFERED, stdout=slave, address=server.address)
+    os.close(slave)
+  # Block-buffered output would come only when the process ends: not for 600 s.
+  assert select.select([fd], [], [], 30)[0], 'nothing printed yet'
+  assert os.read(fd, 100).decode().strip() == 'up'
+  process.kill()
+  assert process.wait(timeout=60) == -signal.SIGKILL
 
 
 def _state(pid):

@@ -12,6 +12,7 @@ SIGTERM it stops every child's process group.
 from __future__ import annotations
 
 import importlib
+import io
 import json
 import os
 import runpy
@@ -120,6 +121,7 @@ def _become(request: dict, site: List[str], project: str) -> None:
   os.chdir(request['cwd'])
   os.environ.clear()
   os.environ.update(request['env'])
+  _open_streams()
   argv = request['argv']
   # sys.path[0] as Python sets it: the working directory for -m, the script's folder otherwise.
   first = request['cwd'] if argv[0] == '-m' else os.path.dirname(os.path.abspath(argv[0]))
@@ -134,6 +136,27 @@ def _become(request: dict, site: List[str], project: str) -> None:
     if name != '__main__' and path.startswith(project) and not path.startswith(installed):
       del sys.modules[name]
   sys.argv = argv[1:] if argv[0] == '-m' else list(argv)
+
+
+def _open_streams() -> None:
+  """sys.stdout and sys.stderr as Python makes them at start-up, for the new fds 1 and 2.
+
+  Line-buffered on a terminal (and stderr always), unbuffered under
+  PYTHONUNBUFFERED: the server's own were made for its pipes.
+  """
+  unbuffered = bool(os.environ.get('PYTHONUNBUFFERED'))
+  for fd, name in ((1, 'stdout'), (2, 'stderr')):
+    old = getattr(sys, name)
+    raw = io.FileIO(fd, 'w', closefd=False)
+    stream = io.TextIOWrapper(
+      raw if unbuffered else io.BufferedWriter(raw),
+      encoding=old.encoding,
+      errors=old.errors,
+      line_buffering=name == 'stderr' or os.isatty(fd),
+      write_through=unbuffered,
+    )
+    setattr(sys, name, stream)
+    setattr(sys, f'__{name}__', stream)
 
 
 def _run(argv: List[str]) -> None:
