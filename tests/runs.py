@@ -18,7 +18,7 @@ import tempfile
 import termios
 import threading
 import time
-from typing import Any, List
+from typing import Any, List, Tuple
 
 from tests.conftest import REPO
 from tests.console_lines import screen
@@ -80,13 +80,24 @@ def warm_address() -> str:
   return _server.address
 
 
-def popen(args: List[str], extra_env=None, stdout=None, stderr=None):
+def popen(args: List[str], extra_env=None, stdout=None, stderr=None, cwd=REPO):
   """`python *args` as a new process started warm: a Popen look-alike (warm_start.Started)."""
   from tfx_pipeline import warm_start
 
   return warm_start.start(
-    [sys.executable, *args], REPO, env(extra_env), stdout, stderr, address=warm_address()
+    [sys.executable, *args], cwd, env(extra_env), stdout, stderr, address=warm_address()
   )
+
+
+def run(args: List[str], timeout=900, extra_env=None, cwd=REPO) -> Tuple[int, str, str]:
+  """`python *args` started warm, to its end: (exit code, stdout, stderr)."""
+  with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    process = popen(args, extra_env, out.fileno(), err.fileno(), cwd)
+    try:
+      rc = process.wait(timeout)
+    finally:
+      process.kill()
+    return (rc, *(f.seek(0) or f.read().decode(errors='replace') for f in (out, err)))
 
 
 def run_local(*flags, timeout=900, extra_env=None, cold=False) -> Done:
@@ -98,13 +109,7 @@ def run_local(*flags, timeout=900, extra_env=None, cold=False) -> Done:
     )
     out, err, rc = done.stdout, done.stderr, done.returncode
   else:
-    with tempfile.TemporaryFile() as out_file, tempfile.TemporaryFile() as err_file:
-      process = popen(['run_local.py', *flags], extra_env, out_file.fileno(), err_file.fileno())
-      try:
-        rc = process.wait(timeout)
-      finally:
-        process.kill()
-      out, err = (f.seek(0) or f.read().decode(errors='replace') for f in (out_file, err_file))
+    rc, out, err = run(['run_local.py', *flags], timeout, extra_env)
   return Done(rc, out, err, time.monotonic() - start, out.splitlines())
 
 

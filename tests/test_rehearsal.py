@@ -17,6 +17,7 @@ import sys
 
 import pytest
 
+from tests import runs
 from tests.conftest import COMPONENTS, REPO
 
 VERTEX = ['--project', 'p', '--region', 'us-central1', '--pipeline-root', 'gs://b/root']
@@ -29,11 +30,12 @@ CONTAINER_TASKS = COMPONENTS  # The local run's components are the compiled pipe
 
 def _rehearse(checkout, root, data, *flags):
   """`python run_vertex.py --rehearse ...` in `checkout`: (exit code, stdout, stderr lines)."""
-  argv = [sys.executable, os.path.join(checkout, 'run_vertex.py'), '--rehearse', *VERTEX]
+  argv = [os.path.join(checkout, 'run_vertex.py'), '--rehearse', *VERTEX]
   argv += ['--data-root', data, '--rehearsal-root', str(root), *TINY, *flags]
   argv += ['--output', os.path.join(str(root), 'pipeline.json')]
-  done = subprocess.run(argv, cwd=checkout, capture_output=True, text=True, timeout=1500)
-  return done.returncode, done.stdout.splitlines(), done.stderr.strip().splitlines()
+  # Started warm, and its tasks too, from this test process's server (tests/runs.py).
+  rc, out, err = runs.run(argv, timeout=1500, cwd=checkout)
+  return rc, out.splitlines(), err.strip().splitlines()
 
 
 def _value(lines, prefix):
@@ -67,14 +69,9 @@ def test_a_rehearsal_runs_every_task_and_pushes_a_model_predict_uses(first, tiny
   ((_, encoded, _),) = predict.iter_photos(sorted(glob.glob(f'{tiny_data}/*train*'))[:1], 1)
   photo = tmp_path / 'photo.jpg'
   photo.write_bytes(encoded)
-  done = subprocess.run(
-    [sys.executable, 'run_local.py', 'predict', '--model-dir', pushed, str(photo)],
-    cwd=REPO,
-    capture_output=True,
-    text=True,
-  )
-  assert done.returncode == 0, done.stderr
-  assert re.search(r'(daisy|dandelion|roses|sunflowers|tulips) +\d+\.\d%', done.stdout)
+  done = runs.run_local('predict', '--model-dir', pushed, str(photo))
+  assert done.rc == 0, done.err
+  assert re.search(r'(daisy|dandelion|roses|sunflowers|tulips) +\d+\.\d%', done.out)
 
 
 @pytest.mark.pipeline

@@ -17,7 +17,7 @@ from tfx_pipeline import warm_start
 SCRIPT = """
 import json, os, sys
 print(json.dumps({
-  'pid': os.getpid(), 'sid': os.getsid(0), 'cwd': os.getcwd(), 'argv': sys.argv,
+  'pid': os.getpid(), 'pgid': os.getpgid(0), 'cwd': os.getcwd(), 'argv': sys.argv,
   'path0': sys.path[0], 'flag': os.environ.get('FLAG'),
   'project_imported': [m for m in sys.modules if m.split('.')[0] == 'tfx_pipeline'],
 }), flush=True)
@@ -58,7 +58,7 @@ def test_a_script_runs_as_its_own_process(server, tmp_path):
   shown = json.loads(first)
   assert err == 'to stderr'  # stderr goes where stdout goes, when not given.
   assert shown['pid'] == process.pid != os.getpid()
-  assert shown['sid'] == process.pid  # A session, and process group, of its own.
+  assert shown['pgid'] == process.pid  # A process group of its own.
   assert shown['cwd'] == str(tmp_path) and shown['flag'] == 'set'
   assert shown['argv'] == [str(script), 'x', '3']
   assert shown['path0'] == str(tmp_path)
@@ -131,6 +131,19 @@ def test_output_is_buffered_as_python_buffers_it_at_start_up(server, tmp_path, h
   assert os.read(fd, 100).decode().strip() == 'up'
   process.kill()
   assert process.wait(timeout=60) == -signal.SIGKILL
+
+
+def test_a_process_can_join_a_group_and_is_stopped_with_it(server, tmp_path):
+  """As a job's replicas join their task's group: one killpg stops them all."""
+  (tmp_path / 'wait.py').write_text('import time\nprint("up", flush=True)\ntime.sleep(600)\n')
+  argv = [sys.executable, str(tmp_path / 'wait.py')]
+  leader = warm_start.start(argv, address=server.address)
+  member = warm_start.start(argv, address=server.address, group=leader.pid)
+  for process in (leader, member):
+    assert process.stdout.readline() == 'up\n'
+  assert os.getpgid(leader.pid) == leader.pid == os.getpgid(member.pid) != os.getpgid(0)
+  os.killpg(leader.pid, signal.SIGKILL)
+  assert leader.wait(timeout=60) == member.wait(timeout=60) == -signal.SIGKILL
 
 
 def _state(pid):

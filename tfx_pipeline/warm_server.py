@@ -7,6 +7,8 @@ directory, environment, `sys.path` and `sys.argv`, forgets the server's own
 copy of this project, and runs the module or script as `__main__`. The
 server reports each child's exit code on the request's connection; on
 SIGTERM it stops every child's process group.
+The server runs in a session of its own (no terminal's Ctrl-C reaches it);
+each child is a process group in it.
 """
 
 from __future__ import annotations
@@ -54,17 +56,29 @@ def _serve(address: str) -> dict:
         listener.close()
         for other in children.values():
           other.close()
-        # Its own session first, so that the requester never signals the server's group.
-        os.setsid()
-        connection.sendall(f'{os.getpid()}\n'.encode())
-        connection.close()
         request = json.loads(message)
         request['fds'] = fds
+        _join_group(request.get('group'))
+        connection.sendall(f'{os.getpid()}\n'.encode())
+        connection.close()
         return request
       for fd in fds:
         os.close(fd)
       children[pid] = connection
     _reap(children)
+
+
+def _join_group(group) -> None:
+  """Its own process group, or the requester's `group`, before the requester learns its pid.
+
+  So that signalling its group never reaches the server's. A process the
+  requester starts in its own group is stopped with it, as a `subprocess`
+  child would be; a group in another session cannot be joined (EPERM).
+  """
+  try:
+    os.setpgid(0, group or 0)
+  except OSError:
+    os.setpgid(0, 0)
 
 
 def _reap(children: Dict[int, socket.socket]) -> None:

@@ -5,8 +5,9 @@ TFX and the rest takes ~11 s of CPU before the module does anything: most of
 a tiny rehearsal's time. `Server` imports those libraries once (never this
 project's own code, which each task imports afresh from the image stand-in)
 and then forks one child per command. A child is a new process with its own
-session, working directory, environment, `sys.path` (as `python` builds it
-from that `PYTHONPATH`), `sys.argv` and stdout/stderr (the requester's pipe);
+process group (or its requester's), working directory, environment,
+`sys.path` (as `python` builds it from that `PYTHONPATH`), `sys.argv` and
+stdout/stderr (the requester's pipe);
 it runs the module (or script) as `__main__` and exits with its code, as the
 container's process would. What differs: environment variables that
 TensorFlow reads while it is imported take the server's values.
@@ -137,17 +138,21 @@ def start(
   stdout: Optional[int] = None,
   stderr: Optional[int] = None,
   address: Optional[str] = None,
+  group: Optional[int] = None,
 ) -> Started:
   """Starts `argv` (`python -m MODULE ...` or `python SCRIPT ...`) from the server at `address`.
 
   `stdout`, `stderr`: file descriptors the child writes to (the caller keeps
   its own). Without `stdout`, a new pipe, read from `Started.stdout`; without
   `stderr`, where stdout goes. `address`: the ADDRESS_ENV variable's by default.
+  `group`: a process group to join (the caller's, itself started by the same
+  server), so that stopping that group stops it; by default, a group of its own.
   """
   if len(argv) < 2 or (argv[1] == '-m' and len(argv) < 3):
     raise ValueError(f'a warm start runs `python -m MODULE` or `python SCRIPT`, not {argv[:3]}')
   cwd = os.path.abspath(cwd or os.getcwd())
   request = {'argv': argv[1:], 'cwd': cwd, 'env': dict(os.environ if env is None else env)}
+  request['group'] = group
   read, write = os.pipe() if stdout is None else (None, stdout)
   connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
   try:

@@ -127,7 +127,7 @@ class WorkerPool:
     os.makedirs(self._log_dir, exist_ok=True)
     log_path = os.path.join(self._log_dir, f'{tuner_id}.log')
     command = [sys.executable, '-m', WORKER_MODULE, self._spec_path]
-    if warm_start.available():  # Forked with TF imported, in a session of its own too.
+    if warm_start.available():  # Forked with TF imported, away from the terminal's Ctrl-C too.
       process = warm_start.start(command, cwd=PROJECT_ROOT, env=self._env(tuner_id))
     else:
       process = subprocess.Popen(

@@ -169,7 +169,7 @@ def task_env(image_dir: str) -> dict:
 def _run_process(task: str, command: List[str], rehearsal: Rehearsal, processes: list) -> None:
   """Runs one command of `task`, its output into the log; TaskFailed if it fails."""
   env = task_env(rehearsal.image_dir)
-  if warm_start.available():  # Its own session there too (tfx_pipeline/warm_start.py).
+  if warm_start.available():  # A process group of its own there too.
     process = warm_start.start(command, cwd=rehearsal.image_dir, env=env)
   else:
     process = subprocess.Popen(
@@ -209,11 +209,12 @@ def _run_process(task: str, command: List[str], rehearsal: Rehearsal, processes:
 
 def stop_all(processes: list, grace: float = 5.0) -> None:
   """Stops each process and everything it started (its process group): TERM, then KILL."""
-  groups = []
-  for p in processes:
+  # Each was started as the leader of its group: the group outlives it while its
+  # replicas run.
+  groups = [p.pid for p in processes]
+  for group in groups:
     try:
-      groups.append(os.getpgid(p.pid))
-      os.killpg(groups[-1], signal.SIGTERM)
+      os.killpg(group, signal.SIGTERM)
     except (ProcessLookupError, PermissionError):
       pass
   deadline = time.monotonic() + grace

@@ -182,7 +182,8 @@ def _start(pools: List[dict], job_id: str) -> List[_Replica]:
       env.update(cluster_env(pools, addresses, i, j))
       env['CLOUD_ML_JOB_ID'] = job_id
       if warm_start.available() and command[1:2] == ['-m']:
-        process = warm_start.start(command, env=env)
+        # In this task's process group, as a child process would be: stopped with it.
+        process = warm_start.start(command, env=env, group=os.getpgid(0))
       else:
         process = subprocess.Popen(
           command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True

@@ -99,14 +99,19 @@ def rehearse(
   job = pipeline_spec.load(compiled, rehearsal_root)
   processes = []
   start = time.monotonic()
-  server = warm_start.Server(image_dir, execute.task_env(image_dir))
-  os.environ[warm_start.ADDRESS_ENV] = server.address
+  # A server named in the environment already (the test suite's) serves as well: a
+  # child takes its working directory, environment and imports from each request.
+  server = None
+  if not warm_start.available():
+    server = warm_start.Server(image_dir, execute.task_env(image_dir))
+    os.environ[warm_start.ADDRESS_ENV] = server.address
   try:
     outputs, states = execute.run(job, rehearsal, processes)
   finally:
-    execute.stop_all(processes)
-    server.stop()  # And every process it started: the jobs' replicas too.
-    os.environ.pop(warm_start.ADDRESS_ENV, None)
+    execute.stop_all(processes)  # Each task's group: its jobs' replicas too.
+    if server is not None:
+      server.stop()
+      os.environ.pop(warm_start.ADDRESS_ENV, None)
   return _summary(outputs, states, run_id, time.monotonic() - start, config, split), _first_uri(
     outputs, BASELINE_TASK, 'model'
   )
