@@ -19,6 +19,7 @@ import pytest
 
 from tests import runs
 from tests.conftest import COMPONENTS, REPO
+from tfx_pipeline import warm_start
 
 VERTEX = ['--project', 'p', '--region', 'us-central1', '--pipeline-root', 'gs://b/root']
 TINY = [
@@ -129,7 +130,9 @@ def test_ctrl_c_stops_every_process_the_rehearsal_started(first, tiny_data):
   # As from a terminal: a suite started in the background inherits an ignored SIGINT.
   as_from_a_terminal = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
   pipes = {'stdout': subprocess.PIPE, 'stderr': subprocess.PIPE, 'text': True}
-  rehearsal = subprocess.Popen(argv, cwd=REPO, preexec_fn=as_from_a_terminal, **pipes)
+  # As a person starts it: cold, with a warm-start server of its own to stop too.
+  env = {k: v for k, v in os.environ.items() if k != warm_start.ADDRESS_ENV}
+  rehearsal = subprocess.Popen(argv, cwd=REPO, env=env, preexec_fn=as_from_a_terminal, **pipes)
   replicas = []
   for line in rehearsal.stdout:  # The upstream tasks come from the cache; the Tuner reruns.
     replicas += [
@@ -138,11 +141,30 @@ def test_ctrl_c_stops_every_process_the_rehearsal_started(first, tiny_data):
     if len(replicas) == 2:
       break
   assert len(replicas) == 2 and all(_running(p) for p in replicas)
+  servers = _children(rehearsal.pid, 'tfx_pipeline.warm_server')
+  assert len(servers) == 1
   rehearsal.send_signal(signal.SIGINT)
   out, _ = rehearsal.communicate(timeout=120)
   assert rehearsal.returncode == 130
   assert 'interrupted: every process of the rehearsal is stopped' in out
   assert not any(_running(p) for p in replicas)
+  assert not any(_running(p) for p in servers)  # Its warm-start server too.
+
+
+def _children(pid, command):
+  """The running processes whose parent is `pid` and whose command line holds `command`."""
+  found = []
+  for entry in filter(str.isdigit, os.listdir('/proc')):
+    try:
+      with open(f'/proc/{entry}/stat') as f:
+        parent = f.read().rsplit(')', 1)[1].split()[1]
+      with open(f'/proc/{entry}/cmdline', 'rb') as f:
+        line = f.read().replace(b'\0', b' ').decode(errors='replace')
+    except (FileNotFoundError, ProcessLookupError):
+      continue
+    if parent == str(pid) and command in line and _running(int(entry)):
+      found.append(int(entry))
+  return found
 
 
 def _checkout_copy(tmp_path):
