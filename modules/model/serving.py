@@ -54,9 +54,10 @@ class ClassifierModule(tf.Module):
     self.image_probabilities = tf.function(
       lambda images: self._calibrated(images)[0],
       input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.float32, 'images')],
+      autograph=False,
     )
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='images')])
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='images')], autograph=False)
   def model_input(self, encoded: tf.Tensor) -> tf.Tensor:
     """[N] encoded images -> the [N, size, size, 3] tensor the model is fed.
 
@@ -86,12 +87,12 @@ class ClassifierModule(tf.Module):
       'class_name': tf.gather(self.class_names, class_id),
     }
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')], autograph=False)
   def serve_examples(self, examples):
     parsed = tf.io.parse_example(examples, self._parse_spec)
     return self.classify(tf.reshape(parsed[features.IMAGE_KEY], [-1]))
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='images')])
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='images')], autograph=False)
   def serve_jpeg(self, images):
     return self.classify(images)
 
