@@ -2,13 +2,13 @@
 
 `python -m tfx_pipeline.warm_server ADDRESS [MODULE...]` imports the modules,
 prints `ready`, and forks a child for each request on the socket at ADDRESS.
-The child takes the requester's stdout and stderr, session, working
-directory, environment, `sys.path` and `sys.argv`, forgets the server's own
-copy of this project, and runs the module or script as `__main__`. The
-server reports each child's exit code on the request's connection; on
-SIGTERM it stops every child's process group.
-The server runs in a session of its own (no terminal's Ctrl-C reaches it);
-each child is a process group in it.
+The child takes the requester's stdout and stderr, working directory,
+environment, `sys.path` and `sys.argv`, forgets the server's own copy of this
+project, and runs the module or script as `__main__`. The server runs in a
+session of its own (no terminal's Ctrl-C reaches it); each child is a process
+group in it, or joins the one its requester names. The server reports each
+child's exit code on the request's connection; on SIGTERM it stops every
+child and its group.
 """
 
 from __future__ import annotations
@@ -117,10 +117,12 @@ def _stop_groups(pids: List[int], grace: float = 5.0) -> None:
 
 
 def _signal_group(pid: int, sig: int) -> None:
-  try:
-    os.killpg(pid, sig)
-  except (ProcessLookupError, PermissionError):
-    pass
+  """`sig` to child `pid` and to the group it leads (none, if it joined another)."""
+  for send in (os.kill, os.killpg):
+    try:
+      send(pid, sig)
+    except (ProcessLookupError, PermissionError):
+      pass
 
 
 def _become(request: dict, site: List[str], project: str) -> None:
