@@ -15,7 +15,7 @@ step (ImportExampleGen, StatisticsGen, Transform, Evaluator).
   8 s to 25 and 26 s). Threads cost a fixed start-up in every step, too:
   ImportExampleGen, StatisticsGen and Transform at 224 px took 15-17 s with one
   worker and 21-22 s with threads on 300 real photos (14 MB), but 32 s and 27 s
-  on 1,000 (47 MB); on 2,000 small synthetic images (6 MB) 14 s and 22 s. So
+  on 1,000 (47 MB); on 2,000 small synthetic images at 32 px (6 MB) 16 s and 25 s. So
   `auto` (the default) goes by the size of the data's files: one worker below
   `THREADS_FROM_MB`, threads below `PROCESSES_FROM_MB`, processes from there,
   where their start-up is a small share.
