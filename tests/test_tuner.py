@@ -42,13 +42,33 @@ def test_tuner_fn_returns_the_chosen_keras_tuner(name, fn_args_for):
   assert next(iter(data.eval(4)))[0].shape == (4, 1280)
 
 
-def test_search_runs_and_finds_best_hyperparameters(fn_args_for):
+def test_search_runs_finds_the_best_and_leaves_no_traced_graph_behind(fn_args_for):
+  from modules.runtime import gradient_registry
+
   result = tuner_module.tuner_fn(fn_args_for({'tuner': 'random', 'max_trials': 2, 'max_epochs': 1}))
+  graphs, gradients = _train_step_graphs(), gradient_registry.names()
   result.tuner.search(**result.fit_kwargs)
   trials = result.tuner.oracle.trials.values()
   assert len(trials) == 2 and all(t.status == 'COMPLETED' for t in trials)
   best = result.tuner.get_best_hyperparameters()[0]
   assert best.values == max(trials, key=lambda t: t.score).hyperparameters.values
+  # Each trial traced a train step, whose all-reduce registered custom gradients; they go
+  # with the trial (modules/runtime/gradient_registry.py), so a long search stays flat.
+  keras.backend.clear_session()  # What keras-tuner does before each build.
+  assert gradient_registry.names() <= gradients
+  assert _train_step_graphs() <= graphs
+
+
+def _train_step_graphs() -> int:
+  """Traced train steps still in memory."""
+  import gc
+
+  from tensorflow.python.framework import func_graph
+
+  gc.collect()
+  return sum(
+    isinstance(o, func_graph.FuncGraph) and o.name == 'one_step_on_data' for o in gc.get_objects()
+  )
 
 
 def _oracle_schedule(max_epochs, factor, directory):

@@ -21,6 +21,9 @@ on_epoch_end, on_trial_end), so the search loop stays keras-tuner's.
   resumed by the next run.
 - Disk: checkpoints no later trial or the best model needs are deleted as
   each trial ends (modules/tuning/checkpoints.py).
+- Memory: what a trial's traced train step left in TensorFlow's global
+  gradient registry is forgotten as the trial ends
+  (modules/runtime/gradient_registry.py), so a long search stays flat.
 - Budget: once `budget_minutes` of this run are spent, no new trial starts and
   the best so far stands. keras-tuner ends its search loop when the oracle
   answers a trial request with STOPPED, which it does once `oracle.max_trials`
@@ -40,7 +43,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from modules.runtime import console, stop, whole_file
+from modules.runtime import console, gradient_registry, stop, whole_file
 from modules.search.search_space import OBJECTIVE
 from modules.tuning import checkpoints, pruning
 from modules.tuning.search_progress import SearchProgress, TuningBudget
@@ -105,6 +108,7 @@ class SearchHooks:
     super().on_trial_begin(trial)
     self.progress.trial_began(trial.trial_id)
     self._value = None
+    self._gradients = gradient_registry.names()
     if hasattr(self.oracle, 'trials'):
       self._show_status(trial)
     else:  # A retried trial's folder may hold an earlier attempt's epochs.
@@ -146,6 +150,7 @@ class SearchHooks:
 
   def on_trial_end(self, trial):
     super().on_trial_end(trial)  # The oracle scores the trial here.
+    gradient_registry.forget_since(self._gradients)
     if hasattr(self.oracle, 'trials'):
       # A worker of a parallel search has a remote oracle: its chief deletes them.
       self.checkpoint_bytes_freed += checkpoints.prune(self.oracle, self._get_checkpoint_fname)
