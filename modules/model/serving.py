@@ -14,6 +14,7 @@ the function the TFLite model is converted from (modules/deploy/).
 import dataclasses
 import json
 import os
+import types
 from typing import Dict, Optional, Sequence
 
 import keras
@@ -45,7 +46,13 @@ class ClassifierModule(tf.Module):
     self.image_size = image_size
     # A variable, so it is saved: `tf.saved_model.load(dir).temperature`.
     self.temperature = tf.Variable(temperature, trainable=False, dtype=tf.float32)
-    self.tft_layer = tf_transform_output.transform_features_layer()
+    layer = tf_transform_output.transform_features_layer()
+    # Called from the tf.functions below, but not an attribute: saving a tf_keras Model
+    # traces a default signature and its call functions (7 s of a tiny Trainer's 14 s) that
+    # nothing here serves. What the layer needs saved, the loaded Transform SavedModel (its
+    # resources and assets), is tracked on its own, as the layer itself tracks it.
+    self._transform = types.SimpleNamespace(layer=layer)
+    self.transform_model = layer._saved_model_loader._imported
     self.class_names = tf.constant(list(class_names))
     raw_spec = tf_transform_output.raw_feature_spec()
     # Parse only the image: callers need not send labels or file names.
@@ -65,7 +72,7 @@ class ClassifierModule(tf.Module):
     uses. Saved with the model (`loaded.model_input(images)`), to check what it sees.
     """
     # The Transform graph expects the [N, 1] shape SchemaGen inferred.
-    transformed = self.tft_layer({features.IMAGE_KEY: tf.reshape(encoded, [-1, 1])})
+    transformed = self._transform.layer({features.IMAGE_KEY: tf.reshape(encoded, [-1, 1])})
     return image_codec.model_input(transformed[features.IMAGE], self.image_size)
 
   def _calibrated(self, images: tf.Tensor):
