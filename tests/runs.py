@@ -14,7 +14,6 @@ import re
 import struct
 import subprocess
 import sys
-import tempfile
 import termios
 import threading
 import time
@@ -91,13 +90,10 @@ def popen(args: List[str], extra_env=None, stdout=None, stderr=None, cwd=REPO):
 
 def run(args: List[str], timeout=900, extra_env=None, cwd=REPO) -> Tuple[int, str, str]:
   """`python *args` started warm, to its end: (exit code, stdout, stderr)."""
-  with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-    process = popen(args, extra_env, out.fileno(), err.fileno(), cwd)
-    try:
-      rc = process.wait(timeout)
-    finally:
-      process.kill()
-    return (rc, *(f.seek(0) or f.read().decode(errors='replace') for f in (out, err)))
+  from tfx_pipeline import warm_start
+
+  argv = [sys.executable, *args]
+  return warm_start.run(argv, timeout, cwd=cwd, env=env(extra_env), address=warm_address())
 
 
 def run_local(*flags, timeout=900, extra_env=None, cold=False) -> Done:

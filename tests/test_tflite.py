@@ -45,3 +45,26 @@ def test_the_summary_lines_give_both_models_figures():
     'tflite int8: 0.740 (-0.040), 4.1 MB, 5.1 ms/image on 1 thread; not pushed: 0.040 below '
     'the SavedModel, more than --max-tflite-drop 0.02'
   )
+
+
+@pytest.mark.pipeline  # Starts processes: one cold, one from the warm-start server.
+def test_latency_is_measured_in_a_process_of_its_own_started_cold_or_warm(tmp_path, monkeypatch):
+  from modules.model import latency
+  from tests import runs
+  from tfx_pipeline import warm_start
+
+  module = tf.Module()
+  module.image_probabilities = tf.function(
+    lambda images: tf.nn.softmax(tf.reduce_mean(images, axis=[1, 2])),
+    input_signature=[tf.TensorSpec([None, 8, 8, 3], tf.float32)],
+  )
+  tf.saved_model.save(module, str(tmp_path / 'model'))
+  monkeypatch.delenv(warm_start.ADDRESS_ENV, raising=False)
+  assert tflite_export._warm_runner() is None  # A plain run: a new `python`.
+  cold = latency.measure(str(tmp_path / 'model'), None)
+  monkeypatch.setenv(warm_start.ADDRESS_ENV, runs.warm_address())
+  warm = latency.measure(str(tmp_path / 'model'), None, tflite_export._warm_runner())
+  assert set(cold) == set(warm) == {'saved_model_ms'}
+  assert 0 < cold['saved_model_ms'] < 1000 and 0 < warm['saved_model_ms'] < 1000
+  with pytest.raises(RuntimeError, match=r'^measuring latency failed \(exit 1\): \S'):
+    latency.measure(str(tmp_path / 'missing'), None, tflite_export._warm_runner())

@@ -172,6 +172,20 @@ def start(
   return Started(connection, pid, out)
 
 
+def run(argv: List[str], timeout: Optional[float] = None, **where) -> Tuple[int, str, str]:
+  """`start`ed and waited for: (exit code, stdout, stderr); killed once `timeout` has passed.
+
+  `where`: `start`'s `cwd`, `env` and `address`.
+  """
+  with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    process = start(argv, stdout=out.fileno(), stderr=err.fileno(), **where)
+    try:
+      rc = process.wait(timeout)
+    finally:
+      process.kill()
+    return (rc, *(f.seek(0) or f.read().decode(errors='replace') for f in (out, err)))
+
+
 def _line(connection: socket.socket) -> str:
   data = b''
   while not data.endswith(b'\n'):

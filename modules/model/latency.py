@@ -13,11 +13,25 @@ import json
 import os
 import subprocess
 import sys
-from typing import Dict, Optional
+from typing import Callable, Dict, List, Optional, Tuple
+
+# (argv, env) -> (exit code, stdout, stderr).
+Runner = Callable[[List[str], Dict[str, str]], Tuple[int, str, str]]
 
 
-def measure(saved_model_dir: str, tflite_file: Optional[str]) -> Dict[str, float]:
-  """{'saved_model_ms': ..., 'tflite_ms': ...} (the latter only with a TFLite file)."""
+def _run(argv: List[str], env: Dict[str, str]) -> Tuple[int, str, str]:
+  done = subprocess.run(argv, env=env, capture_output=True, text=True)
+  return done.returncode, done.stdout, done.stderr
+
+
+def measure(
+  saved_model_dir: str, tflite_file: Optional[str], run: Optional[Runner] = None
+) -> Dict[str, float]:
+  """{'saved_model_ms': ..., 'tflite_ms': ...} (the latter only with a TFLite file).
+
+  `run(argv, env)` runs the process to its end: (exit code, stdout, stderr); by
+  default a new `python`.
+  """
   import modules
 
   root = os.path.dirname(os.path.dirname(os.path.abspath(modules.__file__)))
@@ -29,11 +43,11 @@ def measure(saved_model_dir: str, tflite_file: Optional[str]) -> Dict[str, float
   argv = [sys.executable, '-m', 'modules.model.latency', saved_model_dir] + (
     [tflite_file] if tflite_file else []
   )
-  done = subprocess.run(argv, env=env, capture_output=True, text=True)
-  if done.returncode != 0:
-    tail = (done.stderr.strip().splitlines() or ['no output'])[-1]
-    raise RuntimeError(f'measuring latency failed (exit {done.returncode}): {tail}')
-  return json.loads(done.stdout.strip().splitlines()[-1])
+  rc, out, err = (run or _run)(argv, env)
+  if rc != 0:
+    tail = (err.strip().splitlines() or ['no output'])[-1]
+    raise RuntimeError(f'measuring latency failed (exit {rc}): {tail}')
+  return json.loads(out.strip().splitlines()[-1])
 
 
 def _main(saved_model_dir: str, tflite_file: Optional[str] = None) -> None:
