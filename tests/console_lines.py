@@ -24,7 +24,8 @@ SHAPES = {
   ),
   'skipped record': r'  (skipped .+|\.\.\. and \d+ more, all in \S+)',  # --bad-images skip
   'search': (
-    r'search: \w+, \d+ trials, at most \d+ epochs in all(, \d+ at a time)?'
+    r'search: \w+, \d+ trials( \(the space has at most \d+ points: [^)]+\))?, '
+    r'at most \d+ epochs in all(, \d+ at a time)?'
     r'(, median pruning after \d+ completed trials)?'
     r'; an epoch: (\d+ steps|a pass over the train split, at least \d+ steps)'
     r'(; each trial trains the head alone first \(--fine-tune\))?'

@@ -283,3 +283,32 @@ def test_a_backbone_choice_that_cannot_work_is_one_line(tmp_path, capsys, text, 
   assert cli.main(argv) == 2
   (line,) = capsys.readouterr().err.strip().splitlines()
   assert line.startswith(f'error: --search-space {path}: ') and message in line, line
+
+
+def test_a_random_search_asking_more_trials_than_the_space_has_points_says_so(tmp_path):
+  """keras-tuner's random search ends once it draws no untried point: the run says so first."""
+  from tests import tiny
+  from tfx_pipeline.local import runner
+
+  assert search_space.builtin().points() == 4 * 3 * 3 * 2  # units, activation, rate, optimizer
+  counted = _write(
+    tmp_path,
+    'units: {type: int, min: 1, max: 10, default: 1}\n'
+    'learning_rate: {type: float, min: 1.0e-4, max: 1.0e-2, step: 10, sampling: log, '
+    'default: 1.0e-3}\n'
+    'dropout: {type: float, min: 0.0, max: 0.5, step: 0.25, default: 0.0}\n',
+  )
+  assert search_space.load(counted).points() == 10 * 3 * 3
+  endless = _write(tmp_path, 'dropout: {type: float, min: 0.0, max: 0.5, default: 0.0}\n', 'f.yaml')
+  assert search_space.load(endless).points() is None
+
+  def line(**module):
+    return runner._search_line(tiny.pipeline(str(tmp_path), tmp_path / 'root', **module))
+
+  assert line(tuner='random', max_trials=100).startswith(
+    'search: random, 100 trials (the space has at most 72 points: the search ends when it '
+    'draws no new one), at most 200 epochs in all;'
+  )
+  assert 'points' not in line(tuner='random', max_trials=72)
+  assert 'points' not in line(tuner='random', max_trials=100, search_space=endless)
+  assert 'points' not in line(tuner='hyperband')

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, List, Mapping
+from typing import Any, List, Mapping, Optional
 
 TYPES = ('int', 'float', 'choice', 'boolean', 'fixed')
 SAMPLINGS = ('linear', 'log', 'reverse_log')
@@ -55,6 +55,22 @@ def possible_values(entry: Mapping[str, Any]) -> list:
   if kind == 'fixed':
     return [entry['value']]
   return [entry['min'], entry['max'], entry['default']]
+
+
+def value_count(entry: Mapping[str, Any]) -> Optional[int]:
+  """How many values keras-tuner can draw for an entry; None where it is not counted here.
+
+  A linear range's step adds (an int's is 1 by default); a log range's step
+  multiplies; a range without one (a float's, or a log int's) is not counted.
+  """
+  kind = entry['type']
+  if kind not in ('int', 'float'):
+    return len(possible_values(entry))
+  step, low, high = entry.get('step'), entry['min'], entry['max']
+  if entry.get('sampling', 'linear') != 'linear':
+    return None if step is None else math.floor(math.log(high / low) / math.log(step) + 1e-9) + 1
+  step = step or (1 if kind == 'int' else None)
+  return None if step is None else math.floor((high - low) / step + 1e-9) + 1
 
 
 def _range_keywords(entry: Mapping[str, Any]) -> dict:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -128,6 +129,11 @@ class Space:
           {'name': name, 'type': 'fixed', 'value': declaration.default_value(defaults.entry(name))}
         )
     return dataclasses.replace(self, spec=self.spec + tuple(added)), [e['name'] for e in added]
+
+  def points(self) -> Optional[int]:
+    """An upper bound on its distinct points (conditions not counted); None: no bound counted."""
+    counts = [declaration.value_count(entry) for entry in self.spec]
+    return None if not counts or None in counts else math.prod(counts)
 
   def describe(self) -> str:
     return ', '.join(self.names) if self.spec else 'none declared'

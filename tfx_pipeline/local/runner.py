@@ -143,13 +143,23 @@ def _search_line(config: PipelineConfig) -> str:
 
   m = config.module
   return (
-    f'search: {m.tuner}, {tuner_module.trial_count(m)} trials, '
+    f'search: {m.tuner}, {tuner_module.trial_count(m)} trials{_fewer_points(m)}, '
     f'at most {tuner_module.epoch_count(m)} epochs in all'
     + (f', {config.parallel_trials} at a time' if config.parallel_trials > 1 else '')
     + (f', {m.prune} pruning after {m.prune_warmup} completed trials' if m.prune else '')
     + f'; an epoch: {_epoch(m)}'
     + ('; each trial trains the head alone first (--fine-tune)' if m.fine_tune else '')
   )
+
+
+def _fewer_points(module) -> str:
+  """Where the space has fewer points than trials asked for: keras-tuner stops short, and why."""
+  from modules.search import search_space
+
+  points = search_space.for_module(module)[0].points()
+  if module.tuner == 'hyperband' or points is None or points >= module.max_trials:
+    return ''
+  return f' (the space has at most {points} points: the search ends when it draws no new one)'
 
 
 def _epoch(module) -> str:
