@@ -312,3 +312,4 @@ def test_a_random_search_asking_more_trials_than_the_space_has_points_says_so(tm
   assert 'points' not in line(tuner='random', max_trials=72)
   assert 'points' not in line(tuner='random', max_trials=100, search_space=endless)
   assert 'points' not in line(tuner='hyperband')
+  assert 'points' not in line(tuner='bayesian', max_trials=100)  # It may repeat points.

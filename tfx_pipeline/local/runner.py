@@ -153,11 +153,16 @@ def _search_line(config: PipelineConfig) -> str:
 
 
 def _fewer_points(module) -> str:
-  """Where the space has fewer points than trials asked for: keras-tuner stops short, and why."""
+  """A random search asking more trials than its space has points: keras-tuner stops short.
+
+  (Its Bayesian oracle draws at random only at first; its Gaussian process may repeat points.)
+  """
   from modules.search import search_space
 
+  if module.tuner != 'random':
+    return ''
   points = search_space.for_module(module)[0].points()
-  if module.tuner == 'hyperband' or points is None or points >= module.max_trials:
+  if points is None or points >= module.max_trials:
     return ''
   return f' (the space has at most {points} points: the search ends when it draws no new one)'
 
