@@ -62,6 +62,7 @@ def run_fn(fn_args: FnArgs) -> None:
     classifier, data.eval(hypermodel.fit_settings(hp, config).batch_size, view), split='eval'
   )
   logging.info('Calibration: %s', calibrated.describe())
+  stop.check()  # The export has no batches to check between.
   if data.cached_features:
     # One serving model that still takes raw images: backbone + the trained head.
     classifier = model.attach(
@@ -75,6 +76,9 @@ def run_fn(fn_args: FnArgs) -> None:
     config.image_size,
     calibrated,
   )
+  # A Ctrl-C during the export can be lost in its finalizers (modules/runtime/stop.py):
+  # the run was asked to stop, so the Trainer does not report a model done.
+  stop.check()
 
 
 def _callbacks(fn_args: FnArgs) -> list:
