@@ -12,7 +12,15 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_FLOWERS = os.path.join(os.path.dirname(REPO), 'shared', 'flowers')
 # The pipeline's components, in order; those before the Tuner do not depend on search options.
 UPSTREAM = ('ImportExampleGen', 'StatisticsGen', 'SchemaGen', 'ExampleValidator', 'Transform')
-COMPONENTS = UPSTREAM + ('Tuner', 'Trainer', 'Evaluator', 'TFLiteExport', 'Pusher')
+# BackboneFeatures: with the default frozen backbone (tests/tiny.py's too).
+COMPONENTS = UPSTREAM + (
+  'BackboneFeatures',
+  'Tuner',
+  'Trainer',
+  'Evaluator',
+  'TFLiteExport',
+  'Pusher',
+)
 # A run with --no-tflite (tests/tiny.py's default).
 WITHOUT_TFLITE = tuple(c for c in COMPONENTS if c != 'TFLiteExport')
 # The Evaluator's baseline, TFX's resolver node: it runs in every run (it has no cache).

@@ -136,6 +136,7 @@ def test_the_same_command_then_finishes_the_run(runs):
     'SchemaGen',
     'ExampleValidator',
     'Transform',
+    'BackboneFeatures',
     'Tuner',
   }
   assert any(line.startswith('pushed model: ') for line in final.lines)

@@ -334,7 +334,13 @@ def test_the_local_pipeline_runs_a_parallel_tuner(tiny_data, tmp_path):
   parallel = tuner(parallel_trials=2)
   assert isinstance(parallel, component.ParallelTuner)
   assert '"num_parallel_trials": 2' in parallel.exec_properties['tune_args']
-  assert type(tuner()).EXECUTOR_SPEC.executor_class.__module__ == 'tfx.components.tuner.executor'
+  # One trial at a time: the same component, whose executor runs TFX's own search.
+  sequential = tuner()
+  assert isinstance(sequential, component.ParallelTuner)
+  assert '"num_parallel_trials": 1' in sequential.exec_properties['tune_args']
+  # Both read the BackboneFeatures step's artifact.
+  for node in (parallel, sequential):
+    assert node.inputs['features'].producer_component_id == 'BackboneFeatures'
 
 
 def test_parallel_trials_below_one_is_one_error_line(capsys):

@@ -27,6 +27,8 @@ TINY = [
   *('--epochs', '1', '--max-epochs', '1', '--batch-size', '8', '--accuracy-threshold', '0'),
 ]
 CONTAINER_TASKS = COMPONENTS  # The local run's components are the compiled pipeline's containers.
+# Every task the rehearsal counts: the containers and the two queries of the baseline's resolver.
+TASKS = len(CONTAINER_TASKS) + 2
 
 
 def _rehearse(checkout, root, data, *flags):
@@ -61,7 +63,7 @@ def first(tmp_path_factory, tiny_data):
 def test_a_rehearsal_runs_every_task_and_pushes_a_model_predict_uses(first, tiny_data, tmp_path):
   root, out = first
   for task in CONTAINER_TASKS:
-    assert any(re.fullmatch(rf'\[\d+/12\] {task} done in [\d.]+s', line) for line in out), task
+    assert any(re.fullmatch(rf'\[\d+/{TASKS}\] {task} done in [\d.]+s', line) for line in out), task
   assert _value(out, 'baseline:') == 'none (no blessed model yet)'
   pushed = _value(out, 'pushed model:')
   assert pushed.startswith(os.path.join(str(root), 'gcs', 'b', 'root', 'serving_model'))
@@ -91,9 +93,13 @@ def test_the_tuning_job_runs_a_chief_and_a_worker_process_each_running_trials(fi
   assert '[workerpool0-0] ' in log and 'Binding chief oracle server at: 0.0.0.0:' in log
   assert '[workerpool1-0] ' in log
   assert re.search(rf'\[workerpool1-0\] .*Oracle chief is known to be at: {chief}', log)
-  # The chief's two processes: only the one that runs trials reads the backbone features.
-  tuning = log[log.index('[8/12] Tuner ...') : log.index('[8/12] Tuner done')]
-  assert len(re.findall(r'^\[workerpool0-0\] feature cache: train \(', tuning, re.M)) == 1
+  # The chief's two processes: only the one that runs trials reads the BackboneFeatures
+  # step's records (and no process computes features of its own).
+  (tuner,) = set(re.findall(rf'^\[\d+/{TASKS}\] Tuner(?= \.\.\.$)', log, re.M))
+  tuning = log[log.index(f'{tuner} ...') : log.index(f'{tuner} done')]
+  step = r'features: .* from the BackboneFeatures step \('
+  assert len(re.findall(rf'^\[workerpool0-0\] {step}', tuning, re.M)) == 1
+  assert 'feature cache:' not in tuning
 
 
 @pytest.mark.pipeline
@@ -105,7 +111,7 @@ def test_a_second_rehearsal_has_the_first_blessed_model_as_baseline(first, tiny_
   assert _value(out, 'baseline:') == first_model
   # Vertex's cache: nothing upstream of the baseline changed.
   for task in ('ImportExampleGen', 'Transform', 'Tuner', 'Trainer'):
-    assert any(re.fullmatch(rf'\[\d+/12\] {task} cached', line) for line in out), task
+    assert any(re.fullmatch(rf'\[\d+/{TASKS}\] {task} cached', line) for line in out), task
   from tfx_pipeline.local import evaluation
 
   evaluations = [a for a in _record(root) if a['task'] == 'Evaluator']

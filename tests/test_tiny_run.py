@@ -93,7 +93,7 @@ def parallel_run(worse_run, tiny_data, root):
 
 
 # What the Tuner reads from: a run that stops after it runs only these before it.
-TUNER_INPUTS = ('ImportExampleGen', 'StatisticsGen', 'SchemaGen', 'Transform')
+TUNER_INPUTS = ('ImportExampleGen', 'StatisticsGen', 'SchemaGen', 'Transform', 'BackboneFeatures')
 # The built-in model's search space (modules/search_space.yaml).
 BUILTIN_HYPERPARAMETERS = {'units', 'dense_activation', 'learning_rate', 'optimizer'}
 
@@ -127,7 +127,7 @@ def test_first_run_executes_every_component_once(tiny_run, tiny_data, tmp_path):
 def test_rerun_is_served_from_the_cache(tiny_run):
   summary, lines = _run(tiny_run.config)
   # The TFLite model depends on the trained model and the data alone.
-  trained = (*UPSTREAM, 'Tuner', 'Trainer', 'TFLiteExport')
+  trained = (*UPSTREAM, 'BackboneFeatures', 'Tuner', 'Trainer', 'TFLiteExport')
   assert {c: summary.states[c] for c in trained} == {c: 'cached' for c in trained}
   # The first run's model is the latest blessed one now: the Evaluator's new baseline
   # (itself), so the evaluation runs once more, and blesses it.
@@ -137,7 +137,7 @@ def test_rerun_is_served_from_the_cache(tiny_run):
   }
   assert summary.evaluation.baseline_accuracy == summary.accuracy
   assert summary.pushed_model
-  assert any('8 of 11 components from cache' in line for line in lines)
+  assert any('9 of 12 components from cache' in line for line in lines)
 
 
 @pytest.mark.parametrize('tuner', ['bayesian', 'random'])
@@ -155,9 +155,10 @@ def test_other_tuners_reuse_upstream_and_search_again(tiny_run, tuner):
   check_hyperparameters(summary, BUILTIN_HYPERPARAMETERS)
 
 
-def test_fine_tuning_starts_from_a_head_trained_on_the_cached_features(tiny_run, tiny_data, capfd):
+def test_fine_tuning_starts_from_a_head_trained_on_the_step_features(tiny_run, tiny_data, capfd):
   """--fine-tune --no-tune on the tiny run's root, up to the Trainer (so nothing it blesses
-  becomes the later runs' baseline): the head's phase reads the features the search cached."""
+  becomes the later runs' baseline): the head's phase reads the BackboneFeatures step's
+  records, which TFX's cache serves from the tiny run."""
   from tfx.utils import path_utils
 
   # Three steps an epoch: what each phase learns is tests/test_fine_tuning.py's subject.
@@ -166,10 +167,16 @@ def test_fine_tuning_starts_from_a_head_trained_on_the_cached_features(tiny_run,
   capfd.readouterr()
   summary, lines = _run(config, stop_after='Trainer')
   assert summary.states['Trainer'] == 'executed'
+  assert summary.states['BackboneFeatures'] == 'cached'
   printed = capfd.readouterr().out
-  view = f'{config.module.backbone}, {config.module.image_size} px'
-  # Read, not computed: the features the search cached serve the head's phase.
-  assert re.search(rf'^feature cache: train \({view}\): 30 examples from ', printed, re.M)
+  view = f'{config.module.backbone} at {config.module.image_size} px'
+  # Read, not computed: the step's features serve the head's phase.
+  assert re.search(
+    rf"^features: {view}, {{'train': 30, 'eval': 10}} examples, from the BackboneFeatures step",
+    printed,
+    re.M,
+  )
+  assert 'feature cache:' not in printed
   assert f'backbone: {config.module.backbone} (1280 features per image, fine-tuned)' in lines
   # The fine-tuned model classifies the test photos.
   run = results.run_results(config.metadata_path, config.pipeline_name, summary.run_id)
@@ -198,7 +205,7 @@ def test_the_default_run_shows_only_progress_and_the_summary(default_run):
     'tflite figures',
   ):
     assert kinds.count(kind) == 1, (kind, lines)
-  assert kinds.count('component done') == kinds.count('component starts') == 11
+  assert kinds.count('component done') == kinds.count('component starts') == 12
   assert kinds.count('trial') == 5  # Hyperband, --max-epochs 2 --factor 2.
   assert lines[0].startswith('log: ') and kinds[1:3] == ['search space', 'data']
   assert kinds.count('class accuracy') == 5 and kinds.count('pushed model') == 1
@@ -518,5 +525,5 @@ def test_a_failing_component_is_one_line_and_the_log(parallel_run, tiny_data, ro
   error, log = done.err.splitlines()
   assert error.startswith('error: Trainer failed: ValueError: ') and 'many' in error
   assert log == done.line('log: ')  # The log the run named at its start.
-  assert strays(done.lines) == [] and done.lines[-1] == '[8/10] Trainer ...'
+  assert strays(done.lines) == [] and done.lines[-1] == '[9/11] Trainer ...'
   assert 'Traceback (most recent call last)' in done.log()

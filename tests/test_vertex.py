@@ -116,9 +116,31 @@ def test_every_step_runs_in_the_project_image(compiled):
       container['command'][-1] == 'tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor'
     )
   assert spec['runtimeConfig']['gcsOutputDirectory'] == ROOT
-  # The cloud flavours start custom jobs; the rest are the standard executors.
-  assert 'google_cloud_ai_platform.tuner.executor' in ' '.join(_executor(spec, 'Tuner')['args'])
-  assert 'google_cloud_ai_platform.trainer.executor' in ' '.join(_executor(spec, 'Trainer')['args'])
+  # The cloud flavours start custom jobs (TFX's executors, which also pass the features
+  # artifact on); the rest are the standard executors.
+  from tfx.extensions.google_cloud_ai_platform.trainer import executor as trainer_executor
+  from tfx.extensions.google_cloud_ai_platform.tuner import executor as tuner_executor
+
+  from tfx_pipeline.vertex import components
+
+  assert issubclass(components.TunerExecutor, tuner_executor.Executor)
+  assert issubclass(components.TrainerExecutor, trainer_executor.GenericExecutor)
+  for task, executor in (('Tuner', 'TunerExecutor'), ('Trainer', 'TrainerExecutor')):
+    assert f'tfx_pipeline.vertex.components.{executor}' in ' '.join(_executor(spec, task)['args'])
+
+
+def test_the_features_step_runs_on_dataflow_and_feeds_the_tuner_and_trainer(compiled):
+  _, spec = compiled
+  tasks = _tasks(spec)
+  for task in ('Tuner', 'Trainer'):
+    assert tasks[task]['inputs']['artifacts']['features']['taskOutputArtifact'] == {
+      'outputArtifactKey': 'features',
+      'producerTask': 'BackboneFeatures',
+    }
+  assert json.loads(_parameters(spec, 'BackboneFeatures')['views']) == [['efficientnet-lite0', 224]]
+  assert 'tfx_pipeline.backbone_features.Executor' in ' '.join(
+    _executor(spec, 'BackboneFeatures')['args']
+  )
 
 
 def test_evaluator_compares_with_the_latest_blessed_model(compiled):
@@ -219,9 +241,13 @@ def _custom_jobs(spec, monkeypatch):
   monkeypatch.setattr(runner, 'start_cloud_training', start_cloud_training)
   monkeypatch.setattr(training_clients.VertexJobClient, 'create_client', lambda self: None)
 
-  def custom_job(executor_cls, task):
+  def custom_job(executor_cls, task, features_uri):
+    from tfx.types import standard_artifacts
+
     started.clear()
-    executor_cls().Do({}, {}, _parameters(spec, task))
+    features = standard_artifacts.Examples()
+    features.uri = features_uri
+    executor_cls().Do({'features': [features]}, {}, _parameters(spec, task))
     assert started['enable_vertex'] and started['region'] == REGION
     job_args = started['job_args']
     assert job_args.pop('project') == PROJECT  # What runner.start_cloud_training does.
@@ -239,17 +265,27 @@ def test_tfx_cloud_executors_start_the_configured_vertex_jobs(compiled, monkeypa
 
   _, spec = compiled
   custom_job = _custom_jobs(spec, monkeypatch)
-  from tfx.extensions.google_cloud_ai_platform.trainer import executor as trainer_executor
-  from tfx.extensions.google_cloud_ai_platform.tuner import executor as tuner_executor
+  from modules.training import feature_records
+  from tfx_pipeline.vertex import components
 
-  tuner_job = custom_job(tuner_executor.Executor, 'Tuner')
+  def features_uri(job):
+    (pool, *_) = job.job_spec.worker_pool_specs
+    command = list(pool.container_spec.command)  # TFX's run_executor, with its flags.
+    properties = json.loads(command[command.index('--exec-properties') + 1])
+    return json.loads(properties['custom_config'])[feature_records.CUSTOM_CONFIG_KEY]
+
+  features = f'{ROOT}/BackboneFeatures/features/7'
+  tuner_job = custom_job(components.TunerExecutor, 'Tuner', features)
+  # The job's tuner_fn reads the step's artifact.
+  assert features_uri(tuner_job) == features
   pools = tuner_job.job_spec.worker_pool_specs
   # TFX rewrites pool 1 when it disagrees with num_parallel_trials; it agrees.
   assert [p.replica_count for p in pools] == [1, 3]
   assert pools[0].machine_spec.accelerator_type == aiplatform_v1.AcceleratorType.NVIDIA_TESLA_T4
   assert tuner_job.job_spec.service_account == SERVICE_ACCOUNT
 
-  trainer_job = custom_job(trainer_executor.GenericExecutor, 'Trainer')
+  trainer_job = custom_job(components.TrainerExecutor, 'Trainer', features)
+  assert features_uri(trainer_job) == features
   (pool,) = trainer_job.job_spec.worker_pool_specs
   assert pool.machine_spec.machine_type == 'cloud-tpu'
   assert pool.machine_spec.accelerator_type == aiplatform_v1.AcceleratorType.TPU_V3
@@ -293,7 +329,7 @@ def test_split_flags_declare_the_layout_compiling_cannot_list(flags, evaluated):
 
 def test_beam_steps_run_on_dataflow(compiled):
   _, spec = compiled
-  for task in ('ImportExampleGen', 'StatisticsGen', 'Transform', 'Evaluator'):
+  for task in ('ImportExampleGen', 'StatisticsGen', 'Transform', 'BackboneFeatures', 'Evaluator'):
     args = _executor(spec, task)['args']
     for expected in (
       '--runner=DataflowRunner',

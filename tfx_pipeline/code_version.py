@@ -13,14 +13,16 @@ the files of the checkout (or of its own folder) that it imports.
 import ast
 import glob
 import os
-from typing import Iterable, Optional, Set
+from typing import Iterable, Optional, Set, Tuple
 
+from modules.module_config import BUILTIN_BACKBONE, PRETRAINED_BACKBONES
 from modules.runtime.content_key import ContentKey
 from tfx_pipeline.config import PROJECT_ROOT
 
 MODULES_DIR = os.path.join(PROJECT_ROOT, 'modules')
 PACKAGE = 'modules'
 TRANSFORM_ENTRY = 'preprocessing.py'  # preprocessing_fn's file.
+FEATURES_ENTRY = os.path.join('training', 'feature_records.py')  # BackboneFeatures' records.
 
 
 def fingerprint(paths: Iterable[str], root: str) -> str:
@@ -72,10 +74,9 @@ def _imported(path: str, modules_dir: str) -> Set[str]:
   return found
 
 
-def transform_sources(modules_dir: Optional[str] = None) -> Set[str]:
-  """preprocessing.py and every file of `modules` it imports, directly or not."""
-  modules_dir = modules_dir or MODULES_DIR
-  todo, seen = [os.path.join(modules_dir, TRANSFORM_ENTRY)], set()
+def closure(entries: Iterable[str], modules_dir: str) -> Set[str]:
+  """The files `entries` and every file of `modules` they import, directly or not."""
+  todo, seen = list(entries), set()
   while todo:
     path = todo.pop()
     if path not in seen:
@@ -84,9 +85,29 @@ def transform_sources(modules_dir: Optional[str] = None) -> Set[str]:
   return seen
 
 
+def transform_sources(modules_dir: Optional[str] = None) -> Set[str]:
+  """preprocessing.py and every file of `modules` it imports, directly or not."""
+  modules_dir = modules_dir or MODULES_DIR
+  return closure([os.path.join(modules_dir, TRANSFORM_ENTRY)], modules_dir)
+
+
 def transform_code(modules_dir: Optional[str] = None) -> str:
   modules_dir = modules_dir or MODULES_DIR
   return fingerprint(transform_sources(modules_dir), modules_dir)
+
+
+def features_code(views: Iterable[Tuple[str, int]]) -> str:
+  """The BackboneFeatures step's code (feature_records.py and what it imports), and the
+  files of every backbone given as a SavedModel folder (built-in ones are pinned)."""
+  key = ContentKey().add(
+    fingerprint(closure([os.path.join(MODULES_DIR, FEATURES_ENTRY)], MODULES_DIR), MODULES_DIR)
+  )
+  for handle, _ in views:
+    if handle not in PRETRAINED_BACKBONES and handle != BUILTIN_BACKBONE:
+      from modules.training import feature_cache
+
+      key.add(handle).add(feature_cache.backbone_fingerprint(handle))
+  return key.hex()
 
 
 def training_code(modules_dir: Optional[str] = None) -> str:

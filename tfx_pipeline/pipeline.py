@@ -1,8 +1,10 @@
 """`create_pipeline`: the flower tuner TFX pipeline, shared by every runner.
 
 ImportExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform
--> Tuner -> Trainer -> Evaluator -> TFLiteExport -> Pusher. The user code is passed by dotted
-path, so no module wheel is built and the component cache keys on inputs only.
+-> [BackboneFeatures] -> Tuner -> Trainer -> Evaluator -> TFLiteExport -> Pusher.
+BackboneFeatures runs where a head trains on a frozen SavedModel backbone
+(tfx_pipeline/backbone_features.py). The user code is passed by dotted path,
+so no module wheel is built and the component cache keys on inputs only.
 With `vertex` settings, the Tuner and Trainer are TFX's Google Cloud flavours,
 which run `tuner_fn` / `run_fn` as Vertex AI custom jobs.
 """
@@ -24,7 +26,8 @@ from modules.module_config import RunPaths
 from modules.search import search_space
 from modules.training import feature_cache
 from modules.tuning import state as tuning_state
-from tfx_pipeline import blessing, code_version
+from tfx_pipeline import backbone_features, blessing, code_version, features_input
+from tfx_pipeline.backbone_features import BackboneFeatures
 from tfx_pipeline.config import PipelineConfig
 from tfx_pipeline.data_folder import layout as data_layout
 from tfx_pipeline.parallel.component import ParallelTuner
@@ -34,17 +37,6 @@ from tfx_pipeline.vertex.settings import VertexSettings
 PREPROCESSING_FN = 'modules.preprocessing.preprocessing_fn'
 TUNER_FN = 'modules.tuner.tuner_fn'
 RUN_FN = 'modules.trainer.run_fn'
-
-
-def _cloud():
-  """TFX's Google Cloud components, for Vertex AI only.
-
-  Imported on use: they load google-cloud-aiplatform, seconds of CPU in every
-  local process (each Beam worker, trial worker and component task) that never calls Vertex.
-  """
-  from tfx.v1.extensions import google_cloud_ai_platform
-
-  return google_cloud_ai_platform
 
 
 def create_pipeline(
@@ -67,9 +59,17 @@ def create_pipeline(
   schema_gen = _schema_gen(statistics_gen)
   example_validator = _example_validator(statistics_gen, schema_gen)
   transform = _transform(example_gen, schema_gen, config)
-  tuner = _tuner(config, transform, user_code, vertex) if config.tune else None
+  features = None
+  if backbone_features.applies(config.module):
+    features = BackboneFeatures(transform.outputs['transformed_examples'], config.module)
+  inputs = dict(
+    examples=transform.outputs['transformed_examples'],
+    transform_graph=transform.outputs['transform_graph'],
+    features=features and features.outputs['features'],
+  )
+  tuner = _tuner(config, inputs, user_code, vertex) if config.tune else None
   importer = _hparams_importer(config.hparams_from) if config.hparams_from else None
-  trainer = _trainer(config, transform, tuner or importer, user_code, vertex)
+  trainer = _trainer(config, inputs, tuner or importer, user_code, vertex)
   # The model the latest blessing was for: the Evaluator's baseline (none on the first run).
   baseline = blessing.latest_blessed_model()
   evaluator = _evaluator(example_gen, trainer, baseline, config, layout.evaluated_split)
@@ -81,6 +81,7 @@ def create_pipeline(
     schema_gen,
     example_validator,
     transform,
+    features,
     tuner,
     importer,
     trainer,
@@ -178,21 +179,16 @@ def _transform(example_gen, schema_gen, config: PipelineConfig):
   )
 
 
-def _tuner(
-  config: PipelineConfig, transform, user_code: _UserCode, vertex: Optional[VertexSettings]
-):
-  """The Tuner: TFX's Google Cloud one on Vertex AI; locally TFX's, or the parallel one."""
-  inputs = dict(
-    tuner_fn=TUNER_FN,
-    examples=transform.outputs['transformed_examples'],
-    transform_graph=transform.outputs['transform_graph'],
-  )
+def _tuner(config: PipelineConfig, inputs, user_code: _UserCode, vertex: Optional[VertexSettings]):
+  """The Tuner: TFX's Google Cloud one on Vertex AI; locally the parallel one."""
+  inputs = dict(tuner_fn=TUNER_FN, **inputs)
   if vertex:
-    return _cloud().Tuner(
+    components = _vertex_components()
+    return components.Tuner(
       **inputs,
       tune_args=tuner_pb2.TuneArgs(num_parallel_trials=vertex.num_parallel_trials),
       custom_config=user_code.custom_config(
-        _vertex_job(vertex, _cloud().experimental.TUNING_ARGS_KEY, vertex.tuner_job()),
+        components.tuner_job_config(vertex),
         # Trials and checkpoints every tuning machine can read (see tuner_fn).
         shared_trials_dir=os.path.join(config.pipeline_root, 'tuner_trials'),
       ),
@@ -201,15 +197,14 @@ def _tuner(
   custom_config = user_code.custom_config(
     tuning_dir=tuning_state.base_dir(config.pipeline_root, config.pipeline_name)
   )
-  if config.parallel_trials > 1:
-    # A keras-tuner chief and workers on this machine; the id keeps the
-    # node (and what reads its outputs by name) the same as the stock Tuner's.
-    return ParallelTuner(
-      **inputs,
-      custom_config=custom_config,
-      tune_args=tuner_pb2.TuneArgs(num_parallel_trials=config.parallel_trials),
-    ).with_id('Tuner')
-  return tfx_components.Tuner(**inputs, custom_config=custom_config)
+  # With one trial at a time, TFX's stock search; otherwise a keras-tuner chief
+  # and workers on this machine. The id is the stock Tuner's, which what reads
+  # its outputs by name knows.
+  return ParallelTuner(
+    **inputs,
+    custom_config=custom_config,
+    tune_args=tuner_pb2.TuneArgs(num_parallel_trials=config.parallel_trials),
+  ).with_id('Tuner')
 
 
 def _hparams_importer(hparams_from: str) -> Importer:
@@ -229,7 +224,7 @@ def _hparams_importer(hparams_from: str) -> Importer:
 
 def _trainer(
   config: PipelineConfig,
-  transform,
+  inputs,
   hyperparameters_from,
   user_code: _UserCode,
   vertex: Optional[VertexSettings],
@@ -243,26 +238,28 @@ def _trainer(
   if hyperparameters_from is not None:
     imported = isinstance(hyperparameters_from, Importer)
     hyperparameters = hyperparameters_from.outputs['result' if imported else 'best_hyperparameters']
-  trainer_cls, custom_config = tfx_components.Trainer, user_code.custom_config()
+  trainer_cls, custom_config = features_input.Trainer, user_code.custom_config()
   if vertex:
-    trainer_cls = _cloud().Trainer
-    custom_config = user_code.custom_config(
-      _vertex_job(vertex, _cloud().TRAINING_ARGS_KEY, vertex.trainer_job())
-    )
+    trainer_cls = _vertex_components().Trainer
+    custom_config = user_code.custom_config(_vertex_components().trainer_job_config(vertex))
   return trainer_cls(
     run_fn=RUN_FN,
-    examples=transform.outputs['transformed_examples'],
-    transform_graph=transform.outputs['transform_graph'],
+    **inputs,
     hyperparameters=hyperparameters,
     train_args=trainer_pb2.TrainArgs(num_steps=config.train_steps) if config.train_steps else None,
     custom_config=custom_config,
   )
 
 
-def _vertex_job(vertex: VertexSettings, args_key: str, job: dict) -> dict:
-  """The custom_config entries TFX's cloud Tuner/Trainer start a Vertex AI custom job from."""
-  cloud = _cloud()
-  return {cloud.ENABLE_VERTEX_KEY: True, cloud.VERTEX_REGION_KEY: vertex.region, args_key: job}
+def _vertex_components():
+  """TFX's Google Cloud Tuner and Trainer, for Vertex AI only.
+
+  Imported on use: they load google-cloud-aiplatform, seconds of CPU in every
+  local process (each Beam worker, trial worker and component task) that never calls Vertex.
+  """
+  from tfx_pipeline.vertex import components
+
+  return components
 
 
 def _evaluator(example_gen, trainer, baseline, config: PipelineConfig, split: str):

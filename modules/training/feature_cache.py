@@ -1,9 +1,13 @@
-"""Backbone features computed once per split, for tuning and training a head on a frozen backbone.
+"""Backbone features computed in the Tuner or Trainer: augmented copies, and runs without the step.
 
-`tuner_fn` and `run_fn` call `features_for` when `applies(config)`: a frozen
-SavedModel backbone computes the same features in every epoch of every trial,
-so its output over each split is computed once and every trial trains only the
-head on it.
+A frozen SavedModel backbone computes the same features in every epoch of
+every trial, so each split's are computed once and every trial trains only the
+head on them. The pipeline's BackboneFeatures step computes the plain features
+of every view (tfx_pipeline/backbone_features.py, read through
+modules/training/feature_records.py); `training_data` calls `features_for`
+when `applies(config)` for what the step does not hold: the features of
+augmented copies, and any features where no step ran (`tuner_fn` or `run_fn`
+called outside the pipeline).
 
 Where: `<feature_cache_dir>/<key>.npz` (features float32 [N, D], labels [N])
 and `<key>.json` (what the key was made of), where `feature_cache_dir` comes
@@ -24,7 +28,6 @@ half-written entry.
 
 from __future__ import annotations
 
-import functools
 import io
 import json
 import os
@@ -39,7 +42,7 @@ from modules.backbones import backbone
 from modules.module_config import BUILTIN_BACKBONE, ModuleConfig, RunPaths
 from modules.runtime import content_key, whole_file
 from modules.runtime.content_key import ContentKey
-from modules.training import augmentation
+from modules.training import augmentation, feature_records
 from modules.training.augmentation import Augmentation
 from modules.training.inputs import input_fn
 from modules.tuning import state as tuning_state
@@ -134,22 +137,6 @@ def key_of(description: dict) -> str:
   return content_key.of(json.dumps(description, sort_keys=True), length=24)
 
 
-@functools.lru_cache(maxsize=4)
-def _extractor(handle: str, fingerprint: str, size: int, stored_size: int):
-  """The backbone's traced feature function, loaded once for both splits.
-
-  Loading and tracing a ResNet-50-class SavedModel takes about 2 s; keying on the
-  files' fingerprint too means re-exported weights at the same path are reloaded.
-  Stored images of another size are resized as the served model's Resizing layer
-  does (modules/model/model.py: `tf.image.resize`, bilinear).
-  """
-  del fingerprint  # Part of the memo key only.
-  layer = backbone.build_backbone(handle, fine_tune=False)
-  if size == stored_size:
-    return tf.function(lambda images: layer(images, training=False))
-  return tf.function(lambda images: layer(tf.image.resize(images, [size, size]), training=False))
-
-
 def compute(call, dataset: tf.data.Dataset) -> Tuple[np.ndarray, np.ndarray]:
   """One pass of the feature function `call` over (image, label) batches.
 
@@ -225,7 +212,9 @@ def features_for(
     echo(f'feature cache: {what}: {len(labels)} examples from {path}')
     return features, labels
   start = time.monotonic()
-  call = _extractor(handle, description['backbone_files'], size, config.image_size)
+  call = feature_records.extractor(
+    handle, size, config.image_size, fingerprint=description['backbone_files']
+  )
   features, labels = _compute_split(call, fn_args, config, tf_transform_output, files, augment)
   tf.io.gfile.makedirs(folder)
   _write(path, features, labels)

@@ -24,9 +24,10 @@ from tfx.components.trainer import fn_args_utils
 from tfx.components.tuner import executor as tuner_executor
 from tfx.components.tuner.component import Tuner
 from tfx.components.util import udf_utils
-from tfx.dsl.components.base import base_executor, executor_spec
+from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
+from tfx_pipeline import features_input
 from tfx_pipeline.parallel import chief
 
 
@@ -80,7 +81,10 @@ class Executor(base_executor.BaseExecutor):
     tuner_executor.write_best_hyperparameters(tuner, output_dict)
 
 
-class ParallelTuner(Tuner):
-  """TFX's Tuner component, run by `Executor` (parallel trials through `tune_args`)."""
+class FeaturesExecutor(features_input.FeaturesIntoConfig, Executor):
+  """`Executor`, with the BackboneFeatures artifact's folder in `tuner_fn`'s custom_config."""
 
-  EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
+
+# TFX's Tuner component, run by `FeaturesExecutor` (parallel trials through
+# `tune_args`), that also takes the BackboneFeatures artifact as `features`.
+ParallelTuner = features_input.with_features(Tuner, FeaturesExecutor, name='ParallelTuner')

@@ -1,0 +1,180 @@
+"""The BackboneFeatures step's records: how they are made, and how the Tuner and Trainer read them.
+
+The step (tfx_pipeline/backbone_features.py) runs each frozen backbone a search
+can choose (a "view": backbone and the image size it sees) over the train and
+eval splits once, on Beam, and writes one gzip'd tf.Example per image: `label`
+and, per view, `view<i>` (its feature vector). `features.json` beside the
+splits names the views, their feature sizes and each split's count.
+`tuner_fn` and `run_fn` find the artifact's folder in their custom_config
+(`CUSTOM_CONFIG_KEY`, put there by the components that take the step's output)
+and `training_data` reads batches of it with `dataset`: streamed from disk,
+held in memory only while a split is small.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from modules import features, image_codec
+from modules.backbones import backbone
+from modules.training import inputs
+
+# tuner_fn's and run_fn's custom_config entry with the artifact's folder.
+CUSTOM_CONFIG_KEY = 'backbone_features_uri'
+SPLITS = ('train', 'eval')
+SUMMARY_FILE = 'features.json'
+LABEL = 'label'
+# Bump when what a record holds, or how it is computed, changes.
+FORMAT = 1
+# A split up to this size is read from disk once and then served from memory (an
+# epoch of a small split is mostly its gunzip); larger ones stream every epoch.
+IN_MEMORY_BYTES = 512 * 2**20
+
+View = Tuple[str, int]  # (backbone, the image size it sees)
+
+
+def view_key(index: int) -> str:
+  return f'view{index}'
+
+
+@dataclasses.dataclass(frozen=True)
+class Summary:
+  """What `features.json` says: the views (in record-key order), their sizes, the split counts."""
+
+  views: Tuple[View, ...]
+  dims: Tuple[int, ...]
+  counts: Mapping[str, int]
+
+  def key(self, view: View) -> Optional[str]:
+    """The record key of `view`'s features, or None when the step did not compute it."""
+    view = (view[0], int(view[1]))
+    return view_key(self.views.index(view)) if view in self.views else None
+
+  def dim(self, view: View) -> int:
+    return self.dims[self.views.index((view[0], int(view[1])))]
+
+
+def write_summary(uri: str, views: Sequence[View], dims: Sequence[int], counts: Mapping) -> None:
+  with tf.io.gfile.GFile(os.path.join(uri, SUMMARY_FILE), 'w') as f:
+    json.dump(
+      {
+        'format': FORMAT,
+        'views': [{'backbone': h, 'image_size': s, 'dim': d} for (h, s), d in zip(views, dims)],
+        'counts': dict(counts),
+      },
+      f,
+      indent=1,
+    )
+
+
+def write_summary_of(counts: Mapping, uri: str, views: Sequence[View], dims: Sequence[int]):
+  """`write_summary` with the counts first: a Beam step's element."""
+  write_summary(uri, views, dims, counts)
+
+
+def read_summary(uri: str) -> Summary:
+  with tf.io.gfile.GFile(os.path.join(uri, SUMMARY_FILE)) as f:
+    summary = json.load(f)
+  views = summary['views']
+  return Summary(
+    views=tuple((v['backbone'], int(v['image_size'])) for v in views),
+    dims=tuple(int(v['dim']) for v in views),
+    counts=summary['counts'],
+  )
+
+
+def uri_from(custom_config: Optional[Mapping]) -> Optional[str]:
+  return (custom_config or {}).get(CUSTOM_CONFIG_KEY)
+
+
+def split_files(uri: str, split: str) -> str:
+  return os.path.join(uri, f'Split-{split}', '*')
+
+
+@functools.lru_cache(maxsize=4)
+def extractor(handle: str, size: int, stored_size: int, fingerprint: str = ''):
+  """The backbone's traced feature function at `size`, for images stored at `stored_size`.
+
+  Loading and tracing a ResNet-50-class SavedModel takes about 2 s, so it is
+  loaded once per process; `fingerprint` (of its files) is part of the memo key,
+  so re-exported weights at the same path are reloaded. Stored images of another
+  size are resized as the served model's Resizing layer does
+  (modules/model/model.py: `tf.image.resize`, bilinear).
+  """
+  del fingerprint  # Part of the memo key only.
+  layer = backbone.build_backbone(handle, fine_tune=False)
+  if size == stored_size:
+    return tf.function(lambda images: layer(images, training=False))
+  return tf.function(lambda images: layer(tf.image.resize(images, [size, size]), training=False))
+
+
+def extract(
+  extractors: Mapping[str, object], serialized: Sequence[bytes], stored_size: int
+) -> Tuple[np.ndarray, Dict[str, np.ndarray]]:
+  """Labels [N] and each view's features [N, D] of a batch of serialized transformed examples."""
+  parsed = tf.io.parse_example(
+    tf.constant(list(serialized)),
+    {
+      features.IMAGE: tf.io.FixedLenFeature([], tf.string),
+      features.LABEL: tf.io.VarLenFeature(tf.int64),
+    },
+  )
+  images = image_codec.model_input(parsed[features.IMAGE], stored_size)
+  labels = tf.sparse.to_dense(parsed[features.LABEL]).numpy().reshape([-1])
+  return labels, {key: call(images).numpy().astype(np.float32) for key, call in extractors.items()}
+
+
+def to_example(label: int, vectors: Mapping[str, np.ndarray]) -> bytes:
+  """One record: the label and each view's feature vector."""
+  feature = {LABEL: tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)]))}
+  for key, vector in vectors.items():
+    feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=vector.tolist()))
+  return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def dataset(
+  uri: str,
+  split: str,
+  view: View,
+  batch_size: int,
+  *,
+  shuffle: bool = True,
+  repeat: bool = False,
+  seed: Optional[int] = None,
+  summary: Optional[Summary] = None,
+) -> tf.data.Dataset:
+  """Batches of (features [B, D] float32, label [B] int64) of `view` over `split`."""
+  summary = summary or read_summary(uri)
+  key, dim = summary.key(view), summary.dim(view)
+  count = summary.counts[split]
+  files = tf.io.gfile.glob(split_files(uri, split))
+  records = tf.data.TFRecordDataset(files, compression_type='GZIP')
+  if count * (dim * 4 + 64) <= IN_MEMORY_BYTES:
+    records = records.cache()
+  if shuffle:
+    # As many records as the bytes allow: the whole split where it is small.
+    buffer = max(batch_size, min(count, inputs.SHUFFLE_BUFFER_BYTES // (dim * 4 + 64)))
+    records = records.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+  if repeat:
+    records = records.repeat()
+  spec = {key: tf.io.FixedLenFeature([dim], tf.float32), LABEL: tf.io.FixedLenFeature([], tf.int64)}
+
+  def parse(batch):
+    parsed = tf.io.parse_example(batch, spec)
+    return parsed[key], parsed[LABEL]
+
+  return records.batch(batch_size).map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
+
+
+def views_of(default: View, choices: Optional[List[str]], native_size) -> List[View]:
+  """The views a run can train on: each searched backbone at its size, or the default one."""
+  if not choices:
+    return [default]
+  return [(name, min(native_size(name), default[1])) for name in choices]

@@ -1,0 +1,154 @@
+"""BackboneFeatures: the frozen backbones' features of every train and eval image, on Beam.
+
+Between Transform and the Tuner, in runs that train the built-in head on a
+SavedModel backbone (`applies`). Beam's `RunInference` loads each backbone once
+per worker and runs it over batches of the transformed images; the records
+(modules/training/feature_records.py) are an Examples artifact that the Tuner
+and the Trainer read (tfx_pipeline/features_input.py). So the pass spreads over
+every local core or Dataflow worker with the pipeline's Beam settings, and TFX's
+cache decides when it runs again: new data or Transform graph (new input
+artifacts), another backbone, image size or feature code (new parameters).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Dict, List
+
+import apache_beam as beam
+from apache_beam.ml.inference import base as inference
+from tfx import types
+from tfx.dsl.components.base import base_beam_component, base_beam_executor, executor_spec
+from tfx.types import artifact_utils, standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ExecutionParameter
+
+from modules.module_config import ModuleConfig, native_image_size
+from modules.search import search_space
+from modules.training import feature_cache, feature_records
+from tfx_pipeline import code_version
+
+VIEWS_KEY = 'views'
+IMAGE_SIZE_KEY = 'image_size'
+FINGERPRINT_KEY = 'fingerprint'
+# Images per backbone call: RunInference batches between these.
+_MIN_BATCH, _MAX_BATCH = 16, 64
+
+
+def applies(module: ModuleConfig) -> bool:
+  """The built-in head on a frozen SavedModel backbone: the head trains on features.
+
+  With --fine-tune too: its first phase trains the head on the frozen features.
+  """
+  return feature_cache.applies(dataclasses.replace(module, fine_tune=False))
+
+
+def views(module: ModuleConfig) -> List[feature_records.View]:
+  """Every (backbone, image size) a run of `module` can train a head on."""
+  choices = search_space.backbone_choices(search_space.for_module(module)[0])
+  return feature_records.views_of((module.backbone, module.image_size), choices, native_image_size)
+
+
+class BackboneFeaturesSpec(types.ComponentSpec):
+  PARAMETERS = {
+    VIEWS_KEY: ExecutionParameter(type=str),  # JSON [[backbone, image size], ...]
+    IMAGE_SIZE_KEY: ExecutionParameter(type=int),  # The size Transform stores images at.
+    # The feature code and any user SavedModel's files: a change is a new execution.
+    FINGERPRINT_KEY: ExecutionParameter(type=str),
+  }
+  INPUTS = {
+    'examples': ChannelParameter(type=standard_artifacts.Examples),
+  }
+  OUTPUTS = {
+    'features': ChannelParameter(type=standard_artifacts.Examples),
+  }
+
+
+class _Extractors(dict):
+  """View key -> traced backbone: a dict subclass, as RunInference holds models by weakref."""
+
+
+class _Backbones(inference.ModelHandler):
+  """RunInference's model: every view's traced backbone, loaded once per worker."""
+
+  def __init__(self, views, stored_size: int):
+    super().__init__()
+    self._views, self._stored_size = [tuple(v) for v in views], stored_size
+
+  def load_model(self):
+    return _Extractors(
+      (feature_records.view_key(i), feature_records.extractor(handle, size, self._stored_size))
+      for i, (handle, size) in enumerate(self._views)
+    )
+
+  def run_inference(self, batch, model, inference_args=None):
+    labels, vectors = feature_records.extract(model, batch, self._stored_size)
+    for i, label in enumerate(labels):
+      record = feature_records.to_example(label, {k: v[i] for k, v in vectors.items()})
+      yield inference.PredictionResult(example=None, inference=record)
+
+  def batch_elements_kwargs(self):
+    return {'min_batch_size': _MIN_BATCH, 'max_batch_size': _MAX_BATCH}
+
+
+class Executor(base_beam_executor.BaseBeamExecutor):
+  """Reads the transformed train and eval splits, writes their features and `features.json`."""
+
+  def Do(
+    self,
+    input_dict: Dict[str, List[types.Artifact]],
+    output_dict: Dict[str, List[types.Artifact]],
+    exec_properties: Dict[str, Any],
+  ) -> None:
+    from modules.backbones import backbone
+
+    view_list = [tuple(v) for v in json.loads(exec_properties[VIEWS_KEY])]
+    stored = int(exec_properties[IMAGE_SIZE_KEY])
+    examples = artifact_utils.get_single_instance(input_dict['examples'])
+    out = artifact_utils.get_single_instance(output_dict['features'])
+    out.split_names = artifact_utils.encode_split_names(list(feature_records.SPLITS))
+    counts = []
+    with self._make_beam_pipeline() as pipeline:
+      for split in feature_records.SPLITS:
+        source = os.path.join(artifact_utils.get_split_uri([examples], split), '*')
+        records = (
+          pipeline
+          | f'Read[{split}]' >> beam.io.ReadFromTFRecord(source, coder=beam.coders.BytesCoder())
+          | f'Features[{split}]' >> inference.RunInference(_Backbones(view_list, stored))
+          | f'Record[{split}]' >> beam.Map(lambda result: result.inference)
+        )
+        _ = records | f'Write[{split}]' >> beam.io.WriteToTFRecord(
+          os.path.join(artifact_utils.get_split_uri([out], split), 'features'),
+          file_name_suffix='.gz',
+        )
+        counts.append(
+          records
+          | f'Count[{split}]' >> beam.combiners.Count.Globally()
+          | f'Name[{split}]' >> beam.Map(lambda n, split=split: (split, n))
+        )
+      dims = [backbone.check(handle, size) for handle, size in view_list]
+      _ = (
+        counts
+        | 'Counts' >> beam.Flatten()
+        | 'ToDict' >> beam.combiners.ToDict()
+        | 'Summary' >> beam.Map(feature_records.write_summary_of, out.uri, view_list, dims)
+      )
+
+
+class BackboneFeatures(base_beam_component.BaseBeamComponent):
+  """The step: `examples` (Transform's) -> `features` (feature_records)."""
+
+  SPEC_CLASS = BackboneFeaturesSpec
+  EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
+
+  def __init__(self, examples: types.BaseChannel, module: ModuleConfig):
+    super().__init__(
+      spec=BackboneFeaturesSpec(
+        examples=examples,
+        views=json.dumps(views(module)),
+        image_size=module.image_size,
+        fingerprint=code_version.features_code(views(module)),
+        features=types.Channel(type=standard_artifacts.Examples),
+      )
+    )
