@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping, Optional, Tuple
 
-TUNERS = ('hyperband', 'bayesian', 'random')
+TUNERS = ('hyperband', 'bayesian', 'random', 'tpe')
 # --prune: how a trial is judged at the end of each epoch (modules/tuning/pruning.py).
 PRUNERS = ('median',)
 # The small from-scratch CNN, and the ImageNet-pretrained default
@@ -74,8 +74,13 @@ class ModuleConfig:
     "'cnn' (a small CNN trained from scratch), a TF-Hub handle, or a {storage} SavedModel path",
   )
   fine_tune: bool = option(False, 'train the SavedModel backbone too (default: frozen)')
-  tuner: str = option('hyperband', 'search algorithm (default: %(default)s)', choices=TUNERS)
-  max_trials: int = option(8, 'trials for bayesian/random search (default: %(default)s)')
+  tuner: str = option(
+    'hyperband',
+    "search algorithm: keras-tuner's hyperband, bayesian or random, or tpe (Optuna's TPE "
+    'sampler) (default: %(default)s)',
+    choices=TUNERS,
+  )
+  max_trials: int = option(8, 'trials for bayesian/random/tpe search (default: %(default)s)')
   max_epochs: int = option(
     4, 'epochs per trial; for hyperband the most a trial gets (default: %(default)s)'
   )
@@ -100,7 +105,7 @@ class ModuleConfig:
   prune: Optional[str] = option(
     None,
     'median: stop a trial after an epoch where its best val_accuracy so far is below the '
-    'median of completed trials at that epoch (random and bayesian; default: no pruning)',
+    'median of completed trials at that epoch (random, bayesian and tpe; default: no pruning)',
     choices=PRUNERS,
   )
   prune_warmup: int = option(
@@ -167,7 +172,7 @@ class ModuleConfig:
       raise ValueError(f'prune={self.prune!r}: choose one of {", ".join(PRUNERS)}.')
     if self.prune and self.tuner == 'hyperband':
       raise ValueError(
-        f'--prune {self.prune} works with --tuner random or bayesian: Hyperband stops '
+        f'--prune {self.prune} works with --tuner random, bayesian or tpe: Hyperband stops '
         'trials early by its own schedule.'
       )
     if self.prune_warmup < 0:

@@ -3,13 +3,14 @@
 import threading
 
 import keras_tuner
+import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
 from modules.search import parsing, search_space
-from modules.tuning import optuna_oracle
-from modules.tuning.optuna_oracle import OptunaOracle
+from modules.tuning import optuna_oracle, pruning
+from modules.tuning.optuna_oracle import OptunaOracle, OptunaSearch
 
 OBJECTIVE = keras_tuner.Objective('score', 'max')
 # A search-space file with nested conditions: schedule only for sgd, momentum only
@@ -269,3 +270,25 @@ def test_parallel_workers_share_the_chiefs_oracle_over_grpc(tmp_path, monkeypatc
   assert sorted(ran) == sorted(oracle.trials) and len(ran) == 12
   told = oracle.study.get_trials(states=(TrialState.COMPLETE,))
   assert sorted(t.value for t in told) == sorted(t.score for t in oracle.trials.values())
+
+
+def test_tuner_tpe_builds_an_optuna_search_that_prunes(tmp_path):
+  from modules import tuner as tuner_module
+  from modules.module_config import ModuleConfig
+  from tests.conftest import toy_hypermodel
+
+  config = ModuleConfig(tuner='tpe', max_trials=5, max_epochs=3, prune='median', prune_warmup=1)
+  tuner = tuner_module.make_tuner(config, toy_hypermodel, directory=str(tmp_path))
+  oracle = tuner.oracle
+  assert isinstance(tuner, OptunaSearch) and isinstance(oracle, OptunaOracle)
+  assert oracle.max_trials == 5 and oracle.seed == config.seed and oracle.n_startup_trials == 2
+  assert oracle.study.direction == optuna.study.StudyDirection.MAXIMIZE
+  assert tuner_module.trial_count(config) == 5 and tuner_module.epoch_count(config) == 15
+  # The median pruner answers through this oracle as through keras-tuner's own.
+  oracle.verbose = 0
+  for value in (0.9, 0.8):
+    _run(oracle, lambda v: value)
+  late = oracle.create_trial('tuner0')
+  assert oracle.update_trial(late.trial_id, {'val_accuracy': 0.1}).status == pruning.STOPPED
+  # Optuna's default, 10 random trials, would leave a default 8-trial search all random.
+  assert [optuna_oracle.startup_trials(n) for n in (None, 8, 12, 30)] == [10, 2, 4, 10]
