@@ -19,12 +19,12 @@ from tfx.components.tuner.component import TunerFnResult
 
 from modules import labels
 from modules.model import hypermodel, model
-from modules.module_config import ModuleConfig, RunPaths
+from modules.module_config import WARM_START_TUNERS, ModuleConfig, RunPaths
 from modules.runtime import gcs, strategy
 from modules.search import search_space
 from modules.search.search_space import OBJECTIVE
 from modules.training import training_data
-from modules.tuning import hooks, optuna_oracle, pruning
+from modules.tuning import hooks, optuna_oracle, pruning, warm_trials
 from modules.tuning import state as tuning_state
 
 
@@ -82,11 +82,13 @@ def make_tuner(
   project_name: str = 'search',
   distribution_strategy=None,
   space: Optional[search_space.Space] = None,
+  warm: Optional[dict] = None,
 ) -> keras_tuner.Tuner:
   """The keras-tuner tuner for `config.tuner`, writing its trials under `directory`.
 
   `space` is what the oracle starts from (names the hypermodel declares itself
-  are added as keras-tuner adds them); with `config.prune`, trials are pruned.
+  are added as keras-tuner adds them); with `config.prune`, trials are pruned;
+  `warm` (custom_config's warm trials) teaches a Bayesian or TPE oracle.
   """
   objective = keras_tuner.Objective(OBJECTIVE, direction='max')
   common = dict(
@@ -118,6 +120,9 @@ def make_tuner(
   # A parallel search's worker has a remote oracle (no `trials`): the chief's prunes.
   if config.prune and hasattr(tuner.oracle, 'trials'):
     pruning.enable(tuner.oracle, warmup=config.prune_warmup, max_epochs=config.max_epochs)
+  # Also without `warm`: a resumed search keeps the warm trials it saved.
+  if config.tuner in WARM_START_TUNERS and hasattr(tuner.oracle, 'trials'):
+    warm_trials.feed(tuner.oracle, warm)
   return tuner
 
 
@@ -142,6 +147,7 @@ def tuner_fn(fn_args: FnArgs) -> TunerFnResult:
     directory=search_directory(fn_args),
     distribution_strategy=strategy.choose(),
     space=space,
+    warm=fn_args.custom_config.get(warm_trials.CUSTOM_CONFIG_KEY),
   )
 
   # The hypermodel's fit picks each trial's data (its batch size and augmentation).
