@@ -12,6 +12,9 @@ import dataclasses
 from typing import Any, Mapping, Optional, Tuple
 
 TUNERS = ('hyperband', 'bayesian', 'random', 'tpe')
+# --warm-start: the tuners with a model of the scores to teach earlier trials to
+# (Hyperband's brackets and random draws learn from nothing).
+WARM_START_TUNERS = ('bayesian', 'tpe')
 # --prune: how a trial is judged at the end of each epoch (modules/tuning/pruning.py).
 PRUNERS = ('median',)
 # The small from-scratch CNN, and the ImageNet-pretrained default
@@ -108,6 +111,18 @@ class ModuleConfig:
     'median of completed trials at that epoch (random, bayesian and tpe; default: no pruning)',
     choices=PRUNERS,
   )
+  # An earlier search's completed trials that fit this space teach the oracle
+  # (modules/tuning/warm_trials.py); the runner reads them (tfx_pipeline/warm_search.py)
+  # and they travel in custom_config, so changing the path alone resumes the search.
+  warm_start: Optional[str] = option(
+    None,
+    "start the search's model from an earlier search's completed trials that fit this "
+    'search space: its search folder, or a pipeline root (its latest search); '
+    'bayesian and tpe (default: none)',
+    path=True,
+    metavar='PATH',
+    in_search_key=False,
+  )
   prune_warmup: int = option(
     3, 'completed trials before --prune stops any (default: %(default)s)', metavar='N'
   )
@@ -174,6 +189,12 @@ class ModuleConfig:
       raise ValueError(
         f'--prune {self.prune} works with --tuner random, bayesian or tpe: Hyperband stops '
         'trials early by its own schedule.'
+      )
+    if self.warm_start and self.tuner not in WARM_START_TUNERS:
+      raise ValueError(
+        f'--warm-start works with --tuner {" or ".join(WARM_START_TUNERS)}: '
+        f"{self.tuner}'s {'brackets' if self.tuner == 'hyperband' else 'random draws'} "
+        'have no model to learn from earlier trials.'
       )
     if self.prune_warmup < 0:
       raise ValueError(f'prune_warmup={self.prune_warmup}: must be 0 or more.')

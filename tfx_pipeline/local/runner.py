@@ -52,6 +52,8 @@ def run(
   """
   checked = checked or preflight.check(config)  # Each fails in one line, before anything runs.
   echo(checked.search_line)
+  if checked.warm_line:
+    echo(checked.warm_line)
   with run_lock.hold(config.pipeline_root):
     run_id = run_id or new_run_id()
     config, layout = _settle_inputs(config, checked.layout, echo)
