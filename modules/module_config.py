@@ -11,7 +11,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping, Optional, Tuple
 
-TUNERS = ('hyperband', 'bayesian', 'random')
+TUNERS = ('hyperband', 'bayesian', 'random', 'tpe')
+# --warm-start: the tuners with a model of the scores to teach earlier trials to
+# (Hyperband's brackets and random draws learn from nothing).
+WARM_START_TUNERS = ('bayesian', 'tpe')
 # --prune: how a trial is judged at the end of each epoch (modules/tuning/pruning.py).
 PRUNERS = ('median',)
 # The small from-scratch CNN, and the ImageNet-pretrained default
@@ -74,8 +77,13 @@ class ModuleConfig:
     "'cnn' (a small CNN trained from scratch), a TF-Hub handle, or a {storage} SavedModel path",
   )
   fine_tune: bool = option(False, 'train the SavedModel backbone too (default: frozen)')
-  tuner: str = option('hyperband', 'search algorithm (default: %(default)s)', choices=TUNERS)
-  max_trials: int = option(8, 'trials for bayesian/random search (default: %(default)s)')
+  tuner: str = option(
+    'hyperband',
+    "search algorithm: keras-tuner's hyperband, bayesian or random, or tpe (Optuna's TPE "
+    'sampler) (default: %(default)s)',
+    choices=TUNERS,
+  )
+  max_trials: int = option(8, 'trials for bayesian/random/tpe search (default: %(default)s)')
   max_epochs: int = option(
     4, 'epochs per trial; for hyperband the most a trial gets (default: %(default)s)'
   )
@@ -100,8 +108,20 @@ class ModuleConfig:
   prune: Optional[str] = option(
     None,
     'median: stop a trial after an epoch where its best val_accuracy so far is below the '
-    'median of completed trials at that epoch (random and bayesian; default: no pruning)',
+    'median of completed trials at that epoch (random, bayesian and tpe; default: no pruning)',
     choices=PRUNERS,
+  )
+  # An earlier search's completed trials that fit this space teach the oracle
+  # (modules/tuning/warm_trials.py); the runner reads them (tfx_pipeline/warm_search.py)
+  # and they travel in custom_config, so changing the path alone resumes the search.
+  warm_start: Optional[str] = option(
+    None,
+    "start the search's model from an earlier search's completed trials that fit this "
+    'search space: its search folder, or a pipeline root (its latest search); '
+    'bayesian and tpe (default: none)',
+    path=True,
+    metavar='PATH',
+    in_search_key=False,
   )
   prune_warmup: int = option(
     3, 'completed trials before --prune stops any (default: %(default)s)', metavar='N'
@@ -167,8 +187,14 @@ class ModuleConfig:
       raise ValueError(f'prune={self.prune!r}: choose one of {", ".join(PRUNERS)}.')
     if self.prune and self.tuner == 'hyperband':
       raise ValueError(
-        f'--prune {self.prune} works with --tuner random or bayesian: Hyperband stops '
+        f'--prune {self.prune} works with --tuner random, bayesian or tpe: Hyperband stops '
         'trials early by its own schedule.'
+      )
+    if self.warm_start and self.tuner not in WARM_START_TUNERS:
+      raise ValueError(
+        f'--warm-start works with --tuner {" or ".join(WARM_START_TUNERS)}: '
+        f"{self.tuner}'s {'brackets' if self.tuner == 'hyperband' else 'random draws'} "
+        'have no model to learn from earlier trials.'
       )
     if self.prune_warmup < 0:
       raise ValueError(f'prune_warmup={self.prune_warmup}: must be 0 or more.')

@@ -1,6 +1,7 @@
-"""`tuner_fn` for the TFX Tuner: picks keras-tuner's Hyperband, Bayesian or random search.
+"""`tuner_fn` for the TFX Tuner: picks keras-tuner's Hyperband, Bayesian or random search, or TPE.
 
-What to try lives in keras-tuner's oracles; this file only wires them to the
+What to try lives in keras-tuner's oracles (TPE: Optuna's sampler behind one,
+modules/tuning/optuna_oracle.py); this file only wires them to the
 search space (modules/search/search_space.py), the hypermodel (modules/model/hypermodel.py:
 the built-in model or the user's builder, fitted on the transformed data) and,
 with --prune, median pruning (modules/tuning/pruning.py).
@@ -18,12 +19,12 @@ from tfx.components.tuner.component import TunerFnResult
 
 from modules import labels
 from modules.model import hypermodel, model
-from modules.module_config import ModuleConfig, RunPaths
+from modules.module_config import WARM_START_TUNERS, ModuleConfig, RunPaths
 from modules.runtime import gcs, strategy
 from modules.search import search_space
 from modules.search.search_space import OBJECTIVE
 from modules.training import training_data
-from modules.tuning import hooks, pruning
+from modules.tuning import hooks, optuna_oracle, pruning, warm_trials
 from modules.tuning import state as tuning_state
 
 
@@ -66,6 +67,14 @@ def hyperband_schedule(max_epochs: int, factor: int, iterations: int = 1):
   return trials * iterations, epochs * iterations
 
 
+# The tuners that run --max-trials trials (Hyperband sizes its own search).
+_TRIAL_TUNERS = {
+  'bayesian': keras_tuner.BayesianOptimization,
+  'random': keras_tuner.RandomSearch,
+  'tpe': optuna_oracle.OptunaSearch,
+}
+
+
 def make_tuner(
   config: ModuleConfig,
   hypermodel,
@@ -73,11 +82,13 @@ def make_tuner(
   project_name: str = 'search',
   distribution_strategy=None,
   space: Optional[search_space.Space] = None,
+  warm: Optional[dict] = None,
 ) -> keras_tuner.Tuner:
   """The keras-tuner tuner for `config.tuner`, writing its trials under `directory`.
 
   `space` is what the oracle starts from (names the hypermodel declares itself
-  are added as keras-tuner adds them); with `config.prune`, trials are pruned.
+  are added as keras-tuner adds them); with `config.prune`, trials are pruned;
+  `warm` (custom_config's warm trials) teaches a Bayesian or TPE oracle.
   """
   objective = keras_tuner.Objective(OBJECTIVE, direction='max')
   common = dict(
@@ -103,15 +114,15 @@ def make_tuner(
     # TFX's Tuner executor calls oracle.get_best_trials(oracle.max_trials), which
     # fails on Hyperband's None; the exact trial count changes nothing else.
     tuner.oracle.max_trials = hyperband_schedule(config.max_epochs, config.factor)[0]
-  elif config.tuner == 'bayesian':
-    tuner = _watched(keras_tuner.BayesianOptimization)(
-      hypermodel, max_trials=config.max_trials, **common
-    )
   else:
-    tuner = _watched(keras_tuner.RandomSearch)(hypermodel, max_trials=config.max_trials, **common)
+    tuner_cls = _TRIAL_TUNERS[config.tuner]
+    tuner = _watched(tuner_cls)(hypermodel, max_trials=config.max_trials, **common)
   # A parallel search's worker has a remote oracle (no `trials`): the chief's prunes.
   if config.prune and hasattr(tuner.oracle, 'trials'):
     pruning.enable(tuner.oracle, warmup=config.prune_warmup, max_epochs=config.max_epochs)
+  # Also without `warm`: a resumed search keeps the warm trials it saved.
+  if config.tuner in WARM_START_TUNERS and hasattr(tuner.oracle, 'trials'):
+    warm_trials.feed(tuner.oracle, warm)
   return tuner
 
 
@@ -136,6 +147,7 @@ def tuner_fn(fn_args: FnArgs) -> TunerFnResult:
     directory=search_directory(fn_args),
     distribution_strategy=strategy.choose(),
     space=space,
+    warm=fn_args.custom_config.get(warm_trials.CUSTOM_CONFIG_KEY),
   )
 
   # The hypermodel's fit picks each trial's data (its batch size and augmentation).

@@ -72,7 +72,7 @@ def test_flags_become_the_configuration(tmp_path):
     (['--image-size', '8'], 'error: image_size=8: use 32 or more pixels.'),
     (
       ['--prune', 'median'],
-      'error: --prune median works with --tuner random or bayesian: Hyperband stops trials '
+      'error: --prune median works with --tuner random, bayesian or tpe: Hyperband stops trials '
       'early by its own schedule.',
     ),
     (

@@ -286,7 +286,7 @@ def test_a_backbone_choice_that_cannot_work_is_one_line(tmp_path, capsys, text, 
 
 
 def test_a_random_search_asking_more_trials_than_the_space_has_points_says_so(tmp_path):
-  """keras-tuner's random search ends once it draws no untried point: the run says so first."""
+  """A random or TPE search ends once it draws no untried point: the run says so first."""
   from tests import tiny
   from tfx_pipeline.local import runner
 
@@ -313,3 +313,6 @@ def test_a_random_search_asking_more_trials_than_the_space_has_points_says_so(tm
   assert 'points' not in line(tuner='random', max_trials=100, search_space=endless)
   assert 'points' not in line(tuner='hyperband')
   assert 'points' not in line(tuner='bayesian', max_trials=100)  # It may repeat points.
+  # TPE falls back on keras-tuner's random draw once it proposes only tried points.
+  assert line(tuner='tpe', max_trials=100).startswith('search: tpe, 100 trials (the space has')
+  assert 'points' not in line(tuner='tpe', max_trials=72)

@@ -26,7 +26,7 @@ from modules.module_config import RunPaths
 from modules.search import search_space
 from modules.training import feature_cache
 from modules.tuning import state as tuning_state
-from tfx_pipeline import backbone_features, blessing, code_version, features_input
+from tfx_pipeline import backbone_features, blessing, code_version, features_input, warm_search
 from tfx_pipeline.backbone_features import BackboneFeatures
 from tfx_pipeline.config import PipelineConfig
 from tfx_pipeline.data_folder import layout as data_layout
@@ -103,9 +103,8 @@ def create_pipeline(
 class _UserCode:
   """What tuner_fn and run_fn get in custom_config: options, search space, folders, code.
 
-  The search space's checked contents travel in it (not its path), so they key
-  the Tuner's and Trainer's cache and jobs elsewhere need no copy of the file.
-  """
+  The space's checked contents and --warm-start's trials travel in it (not a path): they key the
+  Tuner's and Trainer's cache, and jobs elsewhere (Vertex AI) read no local file."""
 
   def __init__(self, config: PipelineConfig):
     space, _ = search_space.for_module(config.module)
@@ -113,6 +112,7 @@ class _UserCode:
       **config.module.to_custom_config(),
       'code': code_version.training_code(),
       search_space.CUSTOM_CONFIG_KEY: search_space.spec_json(space),
+      **warm_search.custom_config(config),
     }
     if config.module.hypermodel:
       self._options[tuning_state.MODEL_CODE_KEY] = code_version.hypermodel_code(

@@ -22,6 +22,9 @@ from modules.runtime.content_key import ContentKey
 KEY_FILE = 'search.json'
 # custom_config key of a --hypermodel module's fingerprint (tfx_pipeline/code_version.py).
 MODEL_CODE_KEY = 'hypermodel_code'
+# custom_config key of the earlier trials a --warm-start search learns from
+# (tfx_pipeline/warm_search.py reads them, modules/tuning/warm_trials.py feeds them).
+WARM_TRIALS_KEY = 'warm_trials'
 LATEST_FILE = 'LATEST'
 PROJECT_NAME = 'search'
 
@@ -111,7 +114,7 @@ def prepare(base: str, description: dict, echo=console.line) -> str:
   if done:
     echo(f'tuning: resuming the search in {directory} ({done} trials already done)')
   elif previous and previous != key:
-    old = _read_description(os.path.join(base, previous))
+    old = read_description(os.path.join(base, previous))
     echo(
       f'tuning: {_what_changed(old, description)} changed since the last search '
       f'({previous}): starting a fresh search in {directory}'
@@ -135,7 +138,8 @@ def _latest(base: str) -> Optional[str]:
     return None
 
 
-def _read_description(directory: str) -> dict:
+def read_description(directory: str) -> dict:
+  """What identifies the search in `directory` (its search.json; {} without one)."""
   try:
     with open(os.path.join(directory, KEY_FILE)) as f:
       return json.load(f)

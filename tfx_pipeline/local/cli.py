@@ -146,7 +146,7 @@ def _parsers():
   report.add_argument(
     'path',
     help='a search folder under <pipeline-root>/tuning/<pipeline>/, '
-    'or that tuning folder (its latest search)',
+    'or that tuning folder or the pipeline root (its latest search)',
   )
   return p, run_command
 

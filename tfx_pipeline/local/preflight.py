@@ -21,6 +21,7 @@ class Checked:
 
   layout: Any  # data_folder.layout.DataLayout
   search_line: str  # The console line that says what is searched.
+  warm_line: str = ''  # With --warm-start: which earlier trials the search learns from.
 
 
 def check(config: PipelineConfig) -> Checked:
@@ -28,8 +29,12 @@ def check(config: PipelineConfig) -> Checked:
   from tfx_pipeline.data_folder import layout as data_layout
 
   check_paths(config)
+  from tfx_pipeline import warm_search
+
   layout = data_layout.find_splits(config.data_root)
-  return Checked(layout=layout, search_line=check_search(config.module))
+  search_line = check_search(config.module)
+  warm = warm_search.load(config) if config.tune else None
+  return Checked(layout=layout, search_line=search_line, warm_line=warm.line if warm else '')
 
 
 def check_paths(config: PipelineConfig) -> None:
@@ -71,6 +76,7 @@ def usage_errors() -> Tuple[type, ...]:
   from tfx_pipeline.cli_paths import PathError
   from tfx_pipeline.data_folder.layout import DataLayoutError
   from tfx_pipeline.local.run_lock import RunLockError
+  from tfx_pipeline.warm_search import WarmStartError
 
   return (
     DataLayoutError,
@@ -79,4 +85,5 @@ def usage_errors() -> Tuple[type, ...]:
     SearchSpaceError,
     HypermodelError,
     RunLockError,
+    WarmStartError,
   )

@@ -17,7 +17,7 @@ from typing import Dict, List, Optional
 
 from modules.search import search_space
 from modules.search.search_space import OBJECTIVE
-from modules.tuning import hooks, search_progress
+from modules.tuning import hooks, search_progress, warm_trials
 from modules.tuning import state as tuning_state
 from tfx_pipeline.parallel import pool as worker_pool
 
@@ -25,14 +25,22 @@ REPORT_DIR = 'report'
 # A trial --prune stopped early (modules/tuning/pruning.py); keras-tuner's own status is COMPLETED.
 PRUNED = 'PRUNED'
 SCORED = ('COMPLETED', PRUNED)
+# An earlier search's trial a --warm-start search learnt from (modules/tuning/warm_trials.py):
+# shown apart, never scored with this search's own, never the best.
+WARM = 'WARM'
 
 
-def find_project(path: str) -> str:
-  """keras-tuner's project folder for `path`: a search folder, its project, or a tuning dir."""
+def find_project(path: str, pipeline_name: Optional[str] = None) -> str:
+  """keras-tuner's project folder for `path`: a search folder, its project, a tuning dir, or a
+  pipeline root (the latest search of its `pipeline_name`, by default the pipeline's own)."""
+  from tfx_pipeline.config import PipelineConfig
+
+  name = pipeline_name or PipelineConfig.pipeline_name
   candidates = [path, os.path.join(path, tuning_state.PROJECT_NAME)]
-  latest = tuning_state.latest_search(path)
-  if latest:
-    candidates.append(os.path.join(latest, tuning_state.PROJECT_NAME))
+  for base in (path, tuning_state.base_dir(path, name)):
+    latest = tuning_state.latest_search(base)
+    if latest:
+      candidates.append(os.path.join(latest, tuning_state.PROJECT_NAME))
   for candidate in candidates:
     if glob.glob(os.path.join(candidate, 'trial_*', 'trial.json')):
       return candidate
@@ -40,40 +48,46 @@ def find_project(path: str) -> str:
 
 
 def load_trials(project: str) -> List[dict]:
-  """One row per trial, in the order trials started."""
-  rows = []
+  """One row per trial, in the order trials started; then the warm-start trials (status WARM)."""
   order = _space_order(os.path.dirname(project))
-  for path in glob.glob(os.path.join(project, 'trial_*', 'trial.json')):
-    with open(path) as f:
-      trial = json.load(f)
-    values = trial['hyperparameters']['values']
-    # In the search space file's order (keras-tuner's gRPC messages sort them by type).
-    values = {
-      **{name: values[name] for name in order if name in values},
-      **{k: v for k, v in values.items() if k not in order},
-    }
-    run = {}
-    run_path = os.path.join(os.path.dirname(path), hooks.RUN_FILE)
-    if os.path.exists(run_path):
-      with open(run_path) as f:
-        run = json.load(f)
-    planned = values.get('tuner/epochs', 0) - values.get('tuner/initial_epoch', 0)
-    status = trial['status']
-    if status == 'COMPLETED' and run.get('pruned_at_epoch'):
-      # keras-tuner ends a pruned trial COMPLETED (it is scored); the hooks recorded why it stopped.
-      status = PRUNED
-    rows.append(
-      {
-        'trial': trial['trial_id'],
-        'status': status,
-        'score': trial['score'],
-        # Epochs trained (early stopping can cut them); Hyperband's plan when no record.
-        'epochs': run.get('epochs', planned or None),
-        'seconds': run.get('seconds'),
-        'hyperparameters': search_space.public_values(values),
-      }
-    )
-  return sorted(rows, key=lambda r: int(r['trial']) if r['trial'].isdigit() else r['trial'])
+  own = [_row(p, order) for p in glob.glob(os.path.join(project, 'trial_*', 'trial.json'))]
+  warm = [
+    _row(p, order, WARM)
+    for p in glob.glob(os.path.join(project, warm_trials.PREFIX + '*', 'trial.json'))
+  ]
+  return sorted(own, key=lambda r: int(r['trial']) if r['trial'].isdigit() else r['trial']) + (
+    sorted(warm, key=lambda r: r['trial'])
+  )
+
+
+def _row(path: str, order: List[str], status: Optional[str] = None) -> dict:
+  with open(path) as f:
+    trial = json.load(f)
+  values = trial['hyperparameters']['values']
+  # In the search space file's order (keras-tuner's gRPC messages sort them by type).
+  values = {
+    **{name: values[name] for name in order if name in values},
+    **{k: v for k, v in values.items() if k not in order},
+  }
+  run = {}
+  run_path = os.path.join(os.path.dirname(path), hooks.RUN_FILE)
+  if os.path.exists(run_path):
+    with open(run_path) as f:
+      run = json.load(f)
+  planned = values.get('tuner/epochs', 0) - values.get('tuner/initial_epoch', 0)
+  status = status or trial['status']
+  if status == 'COMPLETED' and run.get('pruned_at_epoch'):
+    # keras-tuner ends a pruned trial COMPLETED (it is scored); the hooks recorded why it stopped.
+    status = PRUNED
+  return {
+    'trial': trial['trial_id'],
+    'status': status,
+    'score': trial['score'],
+    # Epochs trained (early stopping can cut them); Hyperband's plan when no record.
+    'epochs': run.get('epochs', planned or None),
+    'seconds': run.get('seconds'),
+    'hyperparameters': search_space.public_values(values),
+  }
 
 
 def _space_order(search: str) -> List[str]:
@@ -248,8 +262,10 @@ def write(path: str, out_dir: Optional[str] = None) -> dict:
         [row['trial'], row['status'], row['score'], row['epochs'], row['seconds']]
         + [row['hyperparameters'].get(n) for n in names]
       )
-  files['plots'] = _plot(rows, out_dir)
-  _tensorboard(rows, files['tensorboard'])
+  # Scores of this search's own trials only: a warm trial's come from other data or folds.
+  own = [r for r in rows if r['status'] != WARM]
+  files['plots'] = _plot(own, out_dir)
+  _tensorboard(own, files['tensorboard'])
   # Trials a parallel search lost with a dead worker (tfx_pipeline/parallel/).
   lost = worker_pool.load_lost(project)
   return {'rows': rows, 'table': text, 'dir': out_dir, 'files': files, 'lost': lost}
@@ -264,10 +280,12 @@ def best_score(report: dict) -> Optional[float]:
 def print_report(report: dict, echo=print) -> None:
   done = sum(r['status'] in SCORED for r in report['rows'])
   pruned = sum(r['status'] == PRUNED for r in report['rows'])
+  warm = sum(r['status'] == WARM for r in report['rows'])
   echo(
-    f'tuning report: {done} of {len(report["rows"])} trials completed'
+    f'tuning report: {done} of {len(report["rows"]) - warm} trials completed'
     + (f', {pruned} of them pruned' if pruned else '')
     + ' (* best)'
+    + (f'; {warm} {WARM}: earlier trials it learnt from, never the best' if warm else '')
   )
   for line in report['table'].splitlines():
     echo('  ' + line)

@@ -52,6 +52,8 @@ def run(
   """
   checked = checked or preflight.check(config)  # Each fails in one line, before anything runs.
   echo(checked.search_line)
+  if checked.warm_line:
+    echo(checked.warm_line)
   with run_lock.hold(config.pipeline_root):
     run_id = run_id or new_run_id()
     config, layout = _settle_inputs(config, checked.layout, echo)
@@ -153,13 +155,15 @@ def _search_line(config: PipelineConfig) -> str:
 
 
 def _fewer_points(module) -> str:
-  """A random search asking more trials than its space has points: keras-tuner stops short.
+  """A random or TPE search asking more trials than its space has points: it stops short.
 
-  (Its Bayesian oracle draws at random only at first; its Gaussian process may repeat points.)
+  Both end once they draw no untried point (modules/tuning/optuna_oracle.py
+  falls back on keras-tuner's random draw for that). keras-tuner's Bayesian
+  oracle draws at random only at first; its Gaussian process may repeat points.
   """
   from modules.search import search_space
 
-  if module.tuner != 'random':
+  if module.tuner not in ('random', 'tpe'):
     return ''
   points = search_space.for_module(module)[0].points()
   if points is None or points >= module.max_trials:
