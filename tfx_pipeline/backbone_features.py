@@ -18,6 +18,7 @@ import os
 from typing import Any, Dict, List
 
 import apache_beam as beam
+import tensorflow as tf
 from apache_beam.ml.inference import base as inference
 from tfx import types
 from tfx.dsl.components.base import base_beam_component, base_beam_executor, executor_spec
@@ -65,25 +66,26 @@ class BackboneFeaturesSpec(types.ComponentSpec):
   }
 
 
-class _Extractors(dict):
-  """View key -> traced backbone: a dict subclass, as RunInference holds models by weakref."""
+class _Extractor:
+  """RunInference's model: every view's backbone in one traced function (held by weakref)."""
+
+  def __init__(self, views, stored_size: int):
+    self.call = feature_records.batch_extractor(views, stored_size)
 
 
 class _Backbones(inference.ModelHandler):
-  """RunInference's model: every view's traced backbone, loaded once per worker."""
+  """Loads the views' backbones once per worker, and runs them over batches of examples."""
 
   def __init__(self, views, stored_size: int):
     super().__init__()
     self._views, self._stored_size = [tuple(v) for v in views], stored_size
 
   def load_model(self):
-    return _Extractors(
-      (feature_records.view_key(i), feature_records.extractor(handle, size, self._stored_size))
-      for i, (handle, size) in enumerate(self._views)
-    )
+    return _Extractor(self._views, self._stored_size)
 
   def run_inference(self, batch, model, inference_args=None):
-    labels, vectors = feature_records.extract(model, batch, self._stored_size)
+    labels, vectors = model.call(tf.constant(list(batch)))
+    labels, vectors = labels.numpy(), {k: v.numpy() for k, v in vectors.items()}
     for i, label in enumerate(labels):
       record = feature_records.to_example(label, {k: v[i] for k, v in vectors.items()})
       yield inference.PredictionResult(example=None, inference=record)
@@ -115,6 +117,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         records = (
           pipeline
           | f'Read[{split}]' >> beam.io.ReadFromTFRecord(source, coder=beam.coders.BytesCoder())
+          # A gzip'd file is read whole by one worker: spread its records over all of them.
+          | f'Spread[{split}]' >> beam.Reshuffle()
           | f'Features[{split}]' >> inference.RunInference(_Backbones(view_list, stored))
           | f'Record[{split}]' >> beam.Map(lambda result: result.inference)
         )

@@ -17,7 +17,7 @@ import dataclasses
 import functools
 import json
 import os
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -110,25 +110,37 @@ def extractor(handle: str, size: int, stored_size: int, fingerprint: str = ''):
   """
   del fingerprint  # Part of the memo key only.
   layer = backbone.build_backbone(handle, fine_tune=False)
+  # Any batch size, one trace: Beam's batches vary in size, and each new shape would
+  # otherwise trace the whole backbone again (seconds each).
+  signature = [tf.TensorSpec([None, stored_size, stored_size, 3], tf.float32)]
   if size == stored_size:
-    return tf.function(lambda images: layer(images, training=False))
-  return tf.function(lambda images: layer(tf.image.resize(images, [size, size]), training=False))
-
-
-def extract(
-  extractors: Mapping[str, object], serialized: Sequence[bytes], stored_size: int
-) -> Tuple[np.ndarray, Dict[str, np.ndarray]]:
-  """Labels [N] and each view's features [N, D] of a batch of serialized transformed examples."""
-  parsed = tf.io.parse_example(
-    tf.constant(list(serialized)),
-    {
-      features.IMAGE: tf.io.FixedLenFeature([], tf.string),
-      features.LABEL: tf.io.VarLenFeature(tf.int64),
-    },
+    return tf.function(lambda images: layer(images, training=False), input_signature=signature)
+  return tf.function(
+    lambda images: layer(tf.image.resize(images, [size, size]), training=False),
+    input_signature=signature,
   )
-  images = image_codec.model_input(parsed[features.IMAGE], stored_size)
-  labels = tf.sparse.to_dense(parsed[features.LABEL]).numpy().reshape([-1])
-  return labels, {key: call(images).numpy().astype(np.float32) for key, call in extractors.items()}
+
+
+def batch_extractor(views: Sequence[View], stored_size: int):
+  """serialized transformed examples [N] -> (labels [N], {view key: features [N, D]}), traced once.
+
+  Parsing and decoding run in the same graph as the backbones: run eagerly, the
+  per-image decode is a Python loop that took longer than the backbone itself.
+  """
+  calls = {view_key(i): extractor(h, s, stored_size) for i, (h, s) in enumerate(views)}
+  spec = {
+    features.IMAGE: tf.io.FixedLenFeature([], tf.string),
+    features.LABEL: tf.io.VarLenFeature(tf.int64),
+  }
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+  def extract(serialized):
+    parsed = tf.io.parse_example(serialized, spec)
+    images = image_codec.model_input(parsed[features.IMAGE], stored_size)
+    labels = tf.reshape(tf.sparse.to_dense(parsed[features.LABEL]), [-1])
+    return labels, {key: call(images) for key, call in calls.items()}
+
+  return extract
 
 
 def to_example(label: int, vectors: Mapping[str, np.ndarray]) -> bytes:
