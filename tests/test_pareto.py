@@ -1,0 +1,210 @@
+"""--objectives val_accuracy,latency_ms[,model_mb]: the front, the choice, Optuna's study, the
+latency probe, the report and the CLI."""
+
+
+import keras_tuner
+import pytest
+
+from modules.module_config import ModuleConfig
+from modules.tuning import multi_objective, pareto
+from modules.tuning.optuna_oracle import OptunaOracle
+
+OBJECTIVES = (pareto.ACCURACY, pareto.LATENCY)
+# trial: (val_accuracy, latency_ms, model_mb). On the accuracy/latency front: 0, 1, 3.
+TRIALS = {
+  '0': (0.90, 9.0, 20.0),
+  '1': (0.80, 3.0, 14.0),
+  '2': (0.70, 4.0, 4.0),  # Slower and less accurate than 1: dominated (but the smallest).
+  '3': (0.60, 1.0, 14.0),
+  '4': (0.80, 5.0, 14.0),  # As accurate as 1, slower: dominated.
+}
+
+
+def _points(trials=TRIALS, objectives=OBJECTIVES):
+  names = (pareto.ACCURACY, pareto.LATENCY, pareto.SIZE)
+  return [
+    pareto.Point(t, {n: v for n, v in zip(names, values) if n in objectives})
+    for t, values in trials.items()
+  ]
+
+
+def test_the_front_keeps_the_trials_no_other_beats_in_every_objective():
+  assert [p.trial for p in pareto.front(_points(), OBJECTIVES)] == ['0', '1', '3']
+  # With size too, trial 2 (the smallest) is on the front.
+  three = OBJECTIVES + (pareto.SIZE,)
+  assert [p.trial for p in pareto.front(_points(objectives=three), three)] == ['0', '1', '2', '3']
+
+
+def test_a_tie_in_accuracy_goes_to_the_faster_trial():
+  tied = {'a': (0.8, 5.0, 1.0), 'b': (0.8, 3.0, 1.0)}
+  assert pareto.choose(_points(tied), OBJECTIVES, {}).point.trial == 'b'
+
+
+@pytest.mark.parametrize(
+  'limits, chosen, within',
+  [
+    ({}, '0', 3),  # No limits: the most accurate trial.
+    ({pareto.LATENCY: 5.0}, '1', 2),
+    ({pareto.LATENCY: 3.0}, '1', 2),  # A limit is inclusive.
+    ({pareto.LATENCY: 2.9}, '3', 1),
+    ({pareto.LATENCY: None}, '0', 3),
+  ],
+)
+def test_the_choice_is_the_most_accurate_trial_on_the_front_within_the_limits(
+  limits, chosen, within
+):
+  choice = pareto.choose(_points(), OBJECTIVES, limits)
+  assert (choice.point.trial, choice.within) == (chosen, within)
+
+
+def test_the_chosen_line_says_which_trial_and_why():
+  line = pareto.choose(_points(), OBJECTIVES, {pareto.LATENCY: 5.0}).line()
+  assert line == (
+    'chosen: trial 1, val_accuracy 0.8 at 3 ms '
+    '(the most accurate of 2 on the front within --max-latency-ms 5)'
+  )
+  assert 'no limits set; 3 on the front' in pareto.choose(_points(), OBJECTIVES, {}).line()
+
+
+def test_no_trial_within_the_limits_is_one_line_naming_the_fastest_and_the_flag():
+  with pytest.raises(pareto.NoTrialFits) as e:
+    pareto.choose(_points(), OBJECTIVES, {pareto.LATENCY: 0.5})
+  assert str(e.value) == (
+    'no trial within --max-latency-ms 0.5: the fastest trial (3) is 1 ms; raise --max-latency-ms'
+  )
+
+
+def _oracle(tmp_path, **kwargs):
+  hp = keras_tuner.HyperParameters()
+  hp.Float('x', 0.0, 1.0)
+  oracle = OptunaOracle(
+    keras_tuner.Objective(pareto.ACCURACY, 'max'),
+    hyperparameters=hp,
+    max_trials=10,
+    seed=1,
+    **kwargs,
+  )
+  oracle._set_project_dir(str(tmp_path), 'search')
+  oracle.verbose = 0
+  return oracle
+
+
+def _run(oracle, metrics):
+  trial = oracle.create_trial('tuner0')
+  oracle.update_trial(trial.trial_id, metrics)
+  trial.status = 'COMPLETED'
+  oracle.end_trial(trial)
+  return trial
+
+
+def test_the_oracle_tells_optuna_every_objective_and_puts_the_chosen_trial_first(tmp_path):
+  oracle = _oracle(tmp_path, objectives=OBJECTIVES, limits={pareto.LATENCY: 5.0})
+  assert oracle.study.directions == [
+    pareto_direction('maximize'),
+    pareto_direction('minimize'),
+  ]
+  ids = [
+    _run(oracle, {pareto.ACCURACY: v[0], pareto.LATENCY: v[1]}).trial_id for v in TRIALS.values()
+  ]
+  told = [t.values for t in oracle.study.trials]
+  assert told == [[v[0], v[1]] for v in TRIALS.values()]
+  # keras-tuner's own ranking would put trial 0 (the most accurate) first.
+  assert oracle.get_best_trials(1)[0].trial_id == ids[1]
+  assert oracle.choice().point.trial == ids[1]
+
+
+def test_an_unmeasured_trial_is_failed_in_the_study(tmp_path):
+  oracle = _oracle(tmp_path, objectives=OBJECTIVES)
+  _run(oracle, {pareto.ACCURACY: 0.5})  # No latency_ms: nothing to tell the front.
+  assert [t.state.name for t in oracle.study.trials] == ['FAIL']
+
+
+def test_one_objective_stays_a_single_objective_study(tmp_path):
+  oracle = _oracle(tmp_path)
+  _run(oracle, {pareto.ACCURACY: 0.5})
+  assert len(oracle.study.directions) == 1 and oracle.study.trials[0].value == 0.5
+
+
+def test_a_reloaded_oracle_rebuilds_the_multi_objective_study(tmp_path):
+  oracle = _oracle(tmp_path, objectives=OBJECTIVES)
+  for v in TRIALS.values():
+    _run(oracle, {pareto.ACCURACY: v[0], pareto.LATENCY: v[1]})
+  oracle.save()
+  again = _oracle(tmp_path, objectives=OBJECTIVES)
+  again.reload()
+  assert sorted(t.values for t in again.study.trials) == sorted(
+    [v[0], v[1]] for v in TRIALS.values()
+  )
+
+
+def pareto_direction(name):
+  import optuna
+
+  return getattr(optuna.study.StudyDirection, name.upper())
+
+
+def test_figures_join_every_epoch_of_a_history():
+  import keras
+
+  history = keras.callbacks.History()
+  history.history = {pareto.ACCURACY: [0.5, 0.7]}
+  out = multi_objective.with_figures(history, {pareto.LATENCY: 3.0})
+  assert out.history[pareto.LATENCY] == [3.0, 3.0]
+  assert multi_objective.with_figures({'a': 1}, {'b': 2.0}) == {'a': 1, 'b': 2.0}
+
+
+def test_the_probe_times_a_tiny_served_model_on_one_thread():
+  from modules.model import latency_probe
+  from modules.search import search_space
+
+  config = ModuleConfig(backbone='cnn', image_size=32)
+  hp = search_space.for_module(config)[0].hyperparameters()
+  probe = latency_probe.Probe()
+  try:
+    first = probe.measure(hp.get_config(), config.to_custom_config(), 5)
+    hp.values['units'] = max(hp.values['units'] * 4, 512)
+    wider = probe.measure(hp.get_config(), config.to_custom_config(), 5)
+  finally:
+    probe.close()
+  assert first['threads'] == 1
+  assert 0.0 < first['latency_ms'] < 1000.0
+  assert first['latency_ms'] == pytest.approx(first['backbone_ms'] + first['head_ms'])
+  # The backbone is timed once; a wider head holds more weights.
+  assert wider['backbone_ms'] == first['backbone_ms']
+  assert 0.0 < first['model_mb'] < wider['model_mb'] < 100.0
+
+
+def test_the_probe_reports_a_bad_request_in_one_line():
+  from modules.model import latency_probe
+
+  probe = latency_probe.Probe()
+  try:
+    with pytest.raises(latency_probe.ProbeError, match='measuring latency failed'):
+      probe.measure({}, {}, 5)
+  finally:
+    probe.close()
+
+
+@pytest.mark.parametrize(
+  'flags, message',
+  [
+    (['--objectives', 'val_accuracy,latency_ms', '--tuner', 'random'], 'works with --tuner tpe'),
+    (['--objectives', 'val_accuracy,speed', '--tuner', 'tpe'], 'choose from val_accuracy'),
+    (['--objectives', 'latency_ms,val_accuracy', '--tuner', 'tpe'], 'start with val_accuracy'),
+    (['--tuner', 'tpe', '--max-latency-ms', '5'], 'needs latency_ms among the objectives'),
+    (
+      ['--tuner', 'tpe', '--objectives', 'val_accuracy,model_mb', '--max-model-mb', '0'],
+      'must be more than 0',
+    ),
+    (
+      ['--objectives', 'val_accuracy,latency_ms', '--tuner', 'tpe', '--warm-start', '.'],
+      '--warm-start works with one objective',
+    ),
+  ],
+)
+def test_each_unusable_setting_is_one_error_line(flags, message, capsys, tmp_path):
+  from tfx_pipeline.local import cli
+
+  rc = cli.main(['--data-root', str(tmp_path), '--pipeline-root', str(tmp_path / 'r'), *flags])
+  err = capsys.readouterr().err.strip().splitlines()
+  assert rc == 2 and len(err) == 1 and err[0].startswith('error: ') and message in err[0]
