@@ -1,6 +1,7 @@
 """--objectives val_accuracy,latency_ms[,model_mb]: the front, the choice, Optuna's study, the
 latency probe, the report and the CLI."""
 
+import os
 
 import keras_tuner
 import pytest
@@ -208,3 +209,56 @@ def test_each_unusable_setting_is_one_error_line(flags, message, capsys, tmp_pat
   rc = cli.main(['--data-root', str(tmp_path), '--pipeline-root', str(tmp_path / 'r'), *flags])
   err = capsys.readouterr().err.strip().splitlines()
   assert rc == 2 and len(err) == 1 and err[0].startswith('error: ') and message in err[0]
+
+
+def _finished_search(tmp_path, limits):
+  """A saved multi-objective search of TRIALS, as the Tuner leaves it; its project folder."""
+  oracle = _oracle(tmp_path, objectives=OBJECTIVES + (pareto.SIZE,), limits=limits)
+  for v in TRIALS.values():
+    _run(oracle, {pareto.ACCURACY: v[0], pareto.LATENCY: v[1], pareto.SIZE: v[2]})
+  oracle.write_choice_file()
+  return str(tmp_path / 'search')
+
+
+def test_the_report_shows_the_front_as_a_table_and_a_png(tmp_path, capsys):
+  import matplotlib.image
+
+  from tfx_pipeline.local import report
+
+  project = _finished_search(tmp_path, {pareto.LATENCY: 5.0, pareto.SIZE: 15.0})
+  written = report.write(project, out_dir=str(tmp_path / 'out'))
+  front = written['front']
+  assert front['trials'] == 5
+  # With size, trial 2 (the smallest) joins the front; trial 1 is chosen within both limits.
+  assert [int(t) for t in front['front']] == [0, 1, 2, 3]
+  assert int(front['chosen']) == 1
+  assert front['line'].startswith('chosen: trial ')
+  assert 'within --max-latency-ms 5 and --max-model-mb 15' in front['line']
+  table_rows = front['table'].splitlines()
+  assert table_rows[0].split() == ['trial', *OBJECTIVES, pareto.SIZE]
+  assert [r.split()[-3] for r in table_rows[1:]] == ['0.9', '0.8', '0.7', '0.6']
+  assert ['*' in r for r in table_rows[1:]] == [False, True, False, False]
+  image = matplotlib.image.imread(os.path.join(tmp_path, 'out', 'pareto_front.png'))
+  assert image.ndim == 3 and image.shape[0] > 100
+  # Trial metrics reach the trial table's rows and the printed report.
+  assert written['rows'][0]['figures'] == {pareto.LATENCY: 9.0, pareto.SIZE: 20.0}
+  report.print_report(written, print)
+  out = capsys.readouterr().out
+  assert 'Pareto front: 4 of 5 trials' in out and front['line'] in out
+
+
+def test_the_report_says_when_no_trial_fits(tmp_path):
+  from tfx_pipeline.local import report
+
+  project = _finished_search(tmp_path, {pareto.LATENCY: 0.5})
+  front = report.write(project, out_dir=str(tmp_path / 'out'))['front']
+  assert front['chosen'] is None
+  assert front['line'].startswith('chosen: none (no trial within --max-latency-ms 0.5')
+
+
+def test_one_objective_has_no_front_in_the_report(tmp_path):
+  from tfx_pipeline.local import report
+
+  oracle = _oracle(tmp_path)
+  _run(oracle, {pareto.ACCURACY: 0.5})
+  assert report.write(str(tmp_path / 'search'), out_dir=str(tmp_path / 'out'))['front'] is None
