@@ -9,6 +9,7 @@ import pytest
 from modules.module_config import ModuleConfig
 from modules.tuning import multi_objective, pareto
 from modules.tuning.optuna_oracle import OptunaOracle
+from tests import tiny
 
 OBJECTIVES = (pareto.ACCURACY, pareto.LATENCY)
 # trial: (val_accuracy, latency_ms, model_mb). On the accuracy/latency front: 0, 1, 3.
@@ -112,6 +113,24 @@ def test_the_oracle_tells_optuna_every_objective_and_puts_the_chosen_trial_first
   # keras-tuner's own ranking would put trial 0 (the most accurate) first.
   assert oracle.get_best_trials(1)[0].trial_id == ids[1]
   assert oracle.choice().point.trial == ids[1]
+
+
+def test_the_tuner_writes_the_chosen_trial_or_fails_in_one_line(tmp_path):
+  tuner_cls = type('Tuner', (multi_objective.MeasuredTrials, keras_tuner.Tuner), {})
+
+  def tuner_for(limits):
+    oracle = _oracle(tmp_path / str(limits), objectives=OBJECTIVES, limits=limits)
+    tuner = tuner_cls(oracle, hypermodel=lambda hp: None, directory=str(tmp_path / str(limits)))
+    for v in TRIALS.values():
+      _run(oracle, {pareto.ACCURACY: v[0], pareto.LATENCY: v[1]})
+    return tuner
+
+  tuner = tuner_for({pareto.LATENCY: 2.0})
+  chosen = tuner.oracle.trials[tuner.oracle.choice().point.trial]
+  assert chosen.score == 0.6  # Trial 3: the one trial within 2 ms, not the most accurate.
+  assert tuner.get_best_hyperparameters()[0].values == chosen.hyperparameters.values
+  with pytest.raises(pareto.NoTrialFits, match=r'the fastest trial \(\d+\) is 1 ms'):
+    tuner_for({pareto.LATENCY: 0.5}).get_best_hyperparameters()
 
 
 def test_an_unmeasured_trial_is_failed_in_the_study(tmp_path):
@@ -262,3 +281,34 @@ def test_one_objective_has_no_front_in_the_report(tmp_path):
   oracle = _oracle(tmp_path)
   _run(oracle, {pareto.ACCURACY: 0.5})
   assert report.write(str(tmp_path / 'search'), out_dir=str(tmp_path / 'out'))['front'] is None
+
+
+@pytest.mark.pipeline
+def test_a_run_trains_the_chosen_trial_and_shows_the_front(tiny_data, tmp_path, capsys):
+  from tfx_pipeline.local import cli
+  from tfx_pipeline.local import report as tuning_report
+
+  argv = [
+    *tiny.flags(tuner='tpe', max_trials=3, max_epochs=1, epochs=1),
+    *('--objectives', 'val_accuracy,latency_ms', '--max-latency-ms', '1000'),
+    *('--data-root', tiny_data, '--pipeline-root', str(tmp_path / 'root')),
+    *('--accuracy-threshold', '0'),
+  ]
+  rc = cli.main(argv)
+  out, err = capsys.readouterr()
+  assert rc == 0, out + err
+  lines = out.splitlines()
+  chosen = [line for line in lines if line.startswith('chosen: trial ')]
+  assert len(chosen) == 1, lines
+  assert chosen[0].endswith('on the front within --max-latency-ms 1000)'), chosen
+  assert any(line.startswith('Pareto front: ') for line in lines), lines
+  written = tuning_report.write(str(tmp_path / 'root'))
+  front = written['front']
+  assert front['chosen'] in front['front'] and front['line'] == chosen[0]
+  latencies = [r['figures'][pareto.LATENCY] for r in written['rows']]
+  assert len(latencies) == 3 and all(0.0 < ms < 1000.0 for ms in latencies)
+  # The Trainer trained the chosen trial: the Tuner wrote its values as the best.
+  row = next(r for r in written['rows'] if r['trial'] == front['chosen'])
+  best = next(line for line in lines if line.startswith('best hyperparameters: '))
+  assert all(f"'{k}': {v!r}" in best for k, v in row['hyperparameters'].items()), (best, row)
+  print('\n'.join(lines))  # The console, for -rP.
