@@ -24,10 +24,7 @@ TRIALS = {
 
 def _points(trials=TRIALS, objectives=OBJECTIVES):
   names = (pareto.ACCURACY, pareto.LATENCY, pareto.SIZE)
-  return [
-    pareto.Point(t, {n: v for n, v in zip(names, values) if n in objectives})
-    for t, values in trials.items()
-  ]
+  return [pareto.Point(t, dict(zip(names, v[: len(objectives)]))) for t, v in trials.items()]
 
 
 def test_the_front_keeps_the_trials_no_other_beats_in_every_objective():
@@ -91,6 +88,10 @@ def _oracle(tmp_path, **kwargs):
   return oracle
 
 
+def _metrics(values, *more):
+  return dict(zip(OBJECTIVES + more, values))
+
+
 def _run(oracle, metrics):
   trial = oracle.create_trial('tuner0')
   oracle.update_trial(trial.trial_id, metrics)
@@ -101,15 +102,9 @@ def _run(oracle, metrics):
 
 def test_the_oracle_tells_optuna_every_objective_and_puts_the_chosen_trial_first(tmp_path):
   oracle = _oracle(tmp_path, objectives=OBJECTIVES, limits={pareto.LATENCY: 5.0})
-  assert oracle.study.directions == [
-    pareto_direction('maximize'),
-    pareto_direction('minimize'),
-  ]
-  ids = [
-    _run(oracle, {pareto.ACCURACY: v[0], pareto.LATENCY: v[1]}).trial_id for v in TRIALS.values()
-  ]
-  told = [t.values for t in oracle.study.trials]
-  assert told == [[v[0], v[1]] for v in TRIALS.values()]
+  assert [d.name for d in oracle.study.directions] == ['MAXIMIZE', 'MINIMIZE']
+  ids = [_run(oracle, _metrics(v)).trial_id for v in TRIALS.values()]
+  assert [t.values for t in oracle.study.trials] == [[v[0], v[1]] for v in TRIALS.values()]
   # keras-tuner's own ranking would put trial 0 (the most accurate) first.
   assert oracle.get_best_trials(1)[0].trial_id == ids[1]
   assert oracle.choice().point.trial == ids[1]
@@ -122,7 +117,7 @@ def test_the_tuner_writes_the_chosen_trial_or_fails_in_one_line(tmp_path):
     oracle = _oracle(tmp_path / str(limits), objectives=OBJECTIVES, limits=limits)
     tuner = tuner_cls(oracle, hypermodel=lambda hp: None, directory=str(tmp_path / str(limits)))
     for v in TRIALS.values():
-      _run(oracle, {pareto.ACCURACY: v[0], pareto.LATENCY: v[1]})
+      _run(oracle, _metrics(v))
     return tuner
 
   tuner = tuner_for({pareto.LATENCY: 2.0})
@@ -148,19 +143,13 @@ def test_one_objective_stays_a_single_objective_study(tmp_path):
 def test_a_reloaded_oracle_rebuilds_the_multi_objective_study(tmp_path):
   oracle = _oracle(tmp_path, objectives=OBJECTIVES)
   for v in TRIALS.values():
-    _run(oracle, {pareto.ACCURACY: v[0], pareto.LATENCY: v[1]})
+    _run(oracle, _metrics(v))
   oracle.save()
   again = _oracle(tmp_path, objectives=OBJECTIVES)
   again.reload()
   assert sorted(t.values for t in again.study.trials) == sorted(
-    [v[0], v[1]] for v in TRIALS.values()
+    [list(v[:2]) for v in TRIALS.values()]
   )
-
-
-def pareto_direction(name):
-  import optuna
-
-  return getattr(optuna.study.StudyDirection, name.upper())
 
 
 def test_figures_join_every_epoch_of_a_history():
@@ -212,14 +201,8 @@ def test_the_probe_reports_a_bad_request_in_one_line():
     (['--objectives', 'val_accuracy,speed', '--tuner', 'tpe'], 'choose from val_accuracy'),
     (['--objectives', 'latency_ms,val_accuracy', '--tuner', 'tpe'], 'start with val_accuracy'),
     (['--tuner', 'tpe', '--max-latency-ms', '5'], 'needs latency_ms among the objectives'),
-    (
-      ['--tuner', 'tpe', '--objectives', 'val_accuracy,model_mb', '--max-model-mb', '0'],
-      'must be more than 0',
-    ),
-    (
-      ['--objectives', 'val_accuracy,latency_ms', '--tuner', 'tpe', '--warm-start', '.'],
-      '--warm-start works with one objective',
-    ),
+    (['--tuner', 'tpe', '--objectives', 'val_accuracy,model_mb', '--max-model-mb', '0'], '> 0'),
+    (['--objectives', 'val_accuracy,model_mb', '--tuner', 'tpe', '--warm-start', '.'], 'one obj'),
   ],
 )
 def test_each_unusable_setting_is_one_error_line(flags, message, capsys, tmp_path):
@@ -234,7 +217,7 @@ def _finished_search(tmp_path, limits):
   """A saved multi-objective search of TRIALS, as the Tuner leaves it; its project folder."""
   oracle = _oracle(tmp_path, objectives=OBJECTIVES + (pareto.SIZE,), limits=limits)
   for v in TRIALS.values():
-    _run(oracle, {pareto.ACCURACY: v[0], pareto.LATENCY: v[1], pareto.SIZE: v[2]})
+    _run(oracle, _metrics(v, pareto.SIZE))
   oracle.write_choice_file()
   return str(tmp_path / 'search')
 

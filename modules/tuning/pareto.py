@@ -62,7 +62,7 @@ def check(objectives: str, tuner: str, limits: Mapping[str, Optional[float]], wa
     if limit is None:
       continue
     if limit <= 0:
-      raise ValueError(f'{LIMIT_FLAGS[name]} {limit:g}: must be more than 0.')
+      raise ValueError(f'{LIMIT_FLAGS[name]} {limit:g}: must be > 0.')
     if name not in names:
       raise ValueError(
         f'{LIMIT_FLAGS[name]} needs {name} among the objectives: '
