@@ -1,5 +1,4 @@
-"""--objectives val_accuracy,latency_ms[,model_mb]: the front, the choice, Optuna's study, the
-latency probe, the report and the CLI."""
+"""--objectives: the front, the choice, Optuna's study, the latency probe, the report, the CLI."""
 
 import os
 
@@ -7,7 +6,7 @@ import keras_tuner
 import pytest
 
 from modules.module_config import ModuleConfig
-from modules.tuning import multi_objective, pareto
+from modules.tuning import multi_objective, pareto, search_progress
 from modules.tuning.optuna_oracle import OptunaOracle
 from tests import tiny
 
@@ -108,6 +107,7 @@ def test_the_oracle_tells_optuna_every_objective_and_puts_the_chosen_trial_first
   # keras-tuner's own ranking would put trial 0 (the most accurate) first.
   assert oracle.get_best_trials(1)[0].trial_id == ids[1]
   assert oracle.choice().point.trial == ids[1]
+  assert search_progress._figures(oracle.trials[ids[1]]) == ' latency_ms=3'
 
 
 def test_the_tuner_writes_the_chosen_trial_or_fails_in_one_line(tmp_path):
@@ -234,6 +234,7 @@ def test_the_report_shows_the_front_as_a_table_and_a_png(tmp_path, capsys):
   # With size, trial 2 (the smallest) joins the front; trial 1 is chosen within both limits.
   assert [int(t) for t in front['front']] == [0, 1, 2, 3]
   assert int(front['chosen']) == 1
+  assert report.best_score(written) == 0.8  # The chosen trial's, for the summary's optimism line.
   assert front['line'].startswith('chosen: trial ')
   assert 'within --max-latency-ms 5 and --max-model-mb 15' in front['line']
   table_rows = front['table'].splitlines()

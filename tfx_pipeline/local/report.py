@@ -267,14 +267,14 @@ def write(path: str, out_dir: Optional[str] = None) -> dict:
   files['plots'] = _plot(own, out_dir)
   _tensorboard(own, files['tensorboard'])
   front = pareto_front.write(project, [r for r in own if r['status'] in SCORED], out_dir)
-  # Trials a parallel search lost with a dead worker (tfx_pipeline/parallel/).
-  lost = worker_pool.load_lost(project)
+  lost = worker_pool.load_lost(project)  # Trials a parallel search lost with a dead worker.
   return {'rows': rows, 'table': text, 'dir': out_dir, 'files': files, 'lost': lost, 'front': front}
 
 
 def best_score(report: dict) -> Optional[float]:
-  """The best score among the report's scored trials; None if none scored."""
-  best = _best(report['rows'])
+  """The score of the trial the Trainer retrains (the best, or the front's chosen); None if none."""
+  chosen = (report.get('front') or {}).get('chosen')
+  best = next((r for r in report['rows'] if r['trial'] == chosen), None) or _best(report['rows'])
   return best['score'] if best else None
 
 
