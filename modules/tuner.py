@@ -115,13 +115,7 @@ def make_tuner(
     # fails on Hyperband's None; the exact trial count changes nothing else.
     tuner.oracle.max_trials = hyperband_schedule(config.max_epochs, config.factor)[0]
   else:
-    tuner_cls, objectives = _TRIAL_TUNERS[config.tuner], pareto.parse(config.objectives)
-    if len(objectives) > 1:  # Only tpe passes the config's check.
-      common.update(objectives=objectives, limits=_limits(config))
-      tuner_cls = type(tuner_cls.__name__, (multi_objective.MeasuredTrials, tuner_cls), {})
-    tuner = _watched(tuner_cls)(hypermodel, max_trials=config.max_trials, **common)
-    if len(objectives) > 1 and hasattr(tuner.oracle, 'trials'):
-      tuner.oracle.write_choice_file()
+    tuner = _trial_tuner(config, hypermodel, common)
   # A parallel search's worker has a remote oracle (no `trials`): the chief's prunes.
   if config.prune and hasattr(tuner.oracle, 'trials'):
     pruning.enable(tuner.oracle, warmup=config.prune_warmup, max_epochs=config.max_epochs)
@@ -131,8 +125,17 @@ def make_tuner(
   return tuner
 
 
-def _limits(config: ModuleConfig) -> dict:
-  return {name: getattr(config, field) for name, field in pareto.LIMIT_FIELDS.items()}
+def _trial_tuner(config: ModuleConfig, hypermodel, common: dict) -> keras_tuner.Tuner:
+  """A tuner that runs --max-trials trials; with several --objectives, measuring each."""
+  tuner_cls, objectives = _TRIAL_TUNERS[config.tuner], pareto.parse(config.objectives)
+  if len(objectives) > 1:  # Only tpe passes the config's check.
+    limits = {name: getattr(config, field) for name, field in pareto.LIMIT_FIELDS.items()}
+    common = {**common, 'objectives': objectives, 'limits': limits}
+    tuner_cls = type(tuner_cls.__name__, (multi_objective.MeasuredTrials, tuner_cls), {})
+  tuner = _watched(tuner_cls)(hypermodel, max_trials=config.max_trials, **common)
+  if len(objectives) > 1 and hasattr(tuner.oracle, 'trials'):
+    tuner.oracle.write_choice_file()  # This run's limits, for the report.
+  return tuner
 
 
 def _watched(tuner_cls):

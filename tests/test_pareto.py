@@ -11,6 +11,7 @@ from modules.tuning.optuna_oracle import OptunaOracle
 from tests import tiny
 
 OBJECTIVES = (pareto.ACCURACY, pareto.LATENCY)
+LIMITS_UNSET = {pareto.LATENCY: None, pareto.SIZE: None}
 # trial: (val_accuracy, latency_ms, model_mb). On the accuracy/latency front: 0, 1, 3.
 TRIALS = {
   '0': (0.90, 9.0, 20.0),
@@ -38,29 +39,19 @@ def test_a_tie_in_accuracy_goes_to_the_faster_trial():
   assert pareto.choose(_points(tied), OBJECTIVES, {}).point.trial == 'b'
 
 
+# latency limit -> (the trial chosen, how many of the front are within it). None: no limit.
 @pytest.mark.parametrize(
-  'limits, chosen, within',
-  [
-    ({}, '0', 3),  # No limits: the most accurate trial.
-    ({pareto.LATENCY: 5.0}, '1', 2),
-    ({pareto.LATENCY: 3.0}, '1', 2),  # A limit is inclusive.
-    ({pareto.LATENCY: 2.9}, '3', 1),
-    ({pareto.LATENCY: None}, '0', 3),
-  ],
+  'limit, chosen', [(None, ('0', 3)), (5, ('1', 2)), (3, ('1', 2)), (2.9, ('3', 1))]
 )
-def test_the_choice_is_the_most_accurate_trial_on_the_front_within_the_limits(
-  limits, chosen, within
-):
-  choice = pareto.choose(_points(), OBJECTIVES, limits)
-  assert (choice.point.trial, choice.within) == (chosen, within)
+def test_the_choice_is_the_most_accurate_trial_on_the_front_within_the_limits(limit, chosen):
+  choice = pareto.choose(_points(), OBJECTIVES, {pareto.LATENCY: limit})
+  assert (choice.point.trial, choice.within) == chosen
 
 
 def test_the_chosen_line_says_which_trial_and_why():
   line = pareto.choose(_points(), OBJECTIVES, {pareto.LATENCY: 5.0}).line()
-  assert line == (
-    'chosen: trial 1, val_accuracy 0.8 at 3 ms '
-    '(the most accurate of 2 on the front within --max-latency-ms 5)'
-  )
+  why = 'the most accurate of 2 on the front within --max-latency-ms 5'
+  assert line == f'chosen: trial 1, val_accuracy 0.8 at 3 ms ({why})'
   assert 'no limits set; 3 on the front' in pareto.choose(_points(), OBJECTIVES, {}).line()
 
 
@@ -75,13 +66,8 @@ def test_no_trial_within_the_limits_is_one_line_naming_the_fastest_and_the_flag(
 def _oracle(tmp_path, **kwargs):
   hp = keras_tuner.HyperParameters()
   hp.Float('x', 0.0, 1.0)
-  oracle = OptunaOracle(
-    keras_tuner.Objective(pareto.ACCURACY, 'max'),
-    hyperparameters=hp,
-    max_trials=10,
-    seed=1,
-    **kwargs,
-  )
+  objective = keras_tuner.Objective(pareto.ACCURACY, 'max')
+  oracle = OptunaOracle(objective, hyperparameters=hp, max_trials=10, seed=1, **kwargs)
   oracle._set_project_dir(str(tmp_path), 'search')
   oracle.verbose = 0
   return oracle
@@ -128,16 +114,39 @@ def test_the_tuner_writes_the_chosen_trial_or_fails_in_one_line(tmp_path):
     tuner_for({pareto.LATENCY: 0.5}).get_best_hyperparameters()
 
 
+@pytest.mark.parametrize('objectives', ['val_accuracy', 'val_accuracy,latency_ms,model_mb'])
+def test_make_tuner_measures_trials_only_with_several_objectives(objectives, tmp_path):
+  import keras
+
+  from modules import tuner as tuner_module
+
+  def build(hp):
+    hp.Int('units', 4, 8)
+    return keras.Sequential([keras.Input((2,)), keras.layers.Dense(2)])
+
+  config = tiny.module(tuner='tpe', objectives=objectives)
+  tuner = tuner_module.make_tuner(config, build, directory=str(tmp_path))
+  several = ',' in objectives
+  assert isinstance(tuner, multi_objective.MeasuredTrials) == several
+  assert len(tuner.oracle.study.directions) == len(objectives.split(','))
+  written = multi_objective.read_choice_file(tuner.oracle._project_dir)
+  expected = {'objectives': objectives.split(','), 'limits': LIMITS_UNSET}
+  assert written == (expected if several else None)
+
+
 def test_an_unmeasured_trial_is_failed_in_the_study(tmp_path):
   oracle = _oracle(tmp_path, objectives=OBJECTIVES)
   _run(oracle, {pareto.ACCURACY: 0.5})  # No latency_ms: nothing to tell the front.
   assert [t.state.name for t in oracle.study.trials] == ['FAIL']
 
 
-def test_one_objective_stays_a_single_objective_study(tmp_path):
+def test_one_objective_stays_a_single_objective_study_with_no_front(tmp_path):
+  from tfx_pipeline.local import report
+
   oracle = _oracle(tmp_path)
   _run(oracle, {pareto.ACCURACY: 0.5})
   assert len(oracle.study.directions) == 1 and oracle.study.trials[0].value == 0.5
+  assert report.write(str(tmp_path / 'search'), out_dir=str(tmp_path / 'out'))['front'] is None
 
 
 def test_a_reloaded_oracle_rebuilds_the_multi_objective_study(tmp_path):
@@ -147,9 +156,8 @@ def test_a_reloaded_oracle_rebuilds_the_multi_objective_study(tmp_path):
   oracle.save()
   again = _oracle(tmp_path, objectives=OBJECTIVES)
   again.reload()
-  assert sorted(t.values for t in again.study.trials) == sorted(
-    [list(v[:2]) for v in TRIALS.values()]
-  )
+  told = sorted(t.values for t in again.study.trials)
+  assert told == sorted([list(v[:2]) for v in TRIALS.values()])
 
 
 def test_figures_join_every_epoch_of_a_history():
@@ -257,14 +265,6 @@ def test_the_report_says_when_no_trial_fits(tmp_path):
   front = report.write(project, out_dir=str(tmp_path / 'out'))['front']
   assert front['chosen'] is None
   assert front['line'].startswith('chosen: none (no trial within --max-latency-ms 0.5')
-
-
-def test_one_objective_has_no_front_in_the_report(tmp_path):
-  from tfx_pipeline.local import report
-
-  oracle = _oracle(tmp_path)
-  _run(oracle, {pareto.ACCURACY: 0.5})
-  assert report.write(str(tmp_path / 'search'), out_dir=str(tmp_path / 'out'))['front'] is None
 
 
 @pytest.mark.pipeline
