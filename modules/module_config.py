@@ -134,13 +134,13 @@ class ModuleConfig:
   # Which trial of the front the Trainer trains: changing them keeps the search.
   max_latency_ms: Optional[float] = option(
     None,
-    'train the most accurate trial within MS (default: no limit)',
+    'train the most accurate trial of the front whose latency_ms is MS or less (default: none)',
     metavar='MS',
     in_search_key=False,
   )
   max_model_mb: Optional[float] = option(
     None,
-    'train the most accurate trial within MB (default: no limit)',
+    'train the most accurate trial of the front whose model_mb is MB or less (default: none)',
     metavar='MB',
     in_search_key=False,
   )

@@ -110,6 +110,7 @@ def test_the_tuner_writes_the_chosen_trial_or_fails_in_one_line(tmp_path):
   chosen = tuner.oracle.trials[tuner.oracle.choice().point.trial]
   assert chosen.score == 0.6  # Trial 3: the one trial within 2 ms, not the most accurate.
   assert tuner.get_best_hyperparameters()[0].values == chosen.hyperparameters.values
+  tuner.on_search_end()  # Closes the measuring process, started or not.
   with pytest.raises(pareto.NoTrialFits, match=r'the fastest trial \(\d+\) is 1 ms'):
     tuner_for({pareto.LATENCY: 0.5}).get_best_hyperparameters()
 

@@ -106,6 +106,10 @@ class MeasuredTrials:
     )
     return with_figures(results, {name: figures[name] for name in FIGURES})
 
+  def on_search_end(self):
+    super().on_search_end()
+    latency_probe.shared().close()  # Its TensorFlow would idle through the Trainer; it restarts.
+
   def get_best_hyperparameters(self, num_trials=1):
     # TFX's Tuner writes the first as best_hyperparameters: the chosen trial,
     # or, where no trial is within the limits, the run ends on that one line.
