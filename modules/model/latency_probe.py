@@ -85,6 +85,9 @@ class Probe:
       except subprocess.TimeoutExpired:
         self._process.kill()
     self._process = None
+    if self._stderr is not None:
+      self._stderr.close()
+      self._stderr = None
 
 
 _SHARED: Optional[Probe] = None
