@@ -53,7 +53,7 @@ def write(project: str, rows: List[dict], out_dir: str) -> Optional[dict]:
     line = choice.line()
   except pareto.NoTrialFits as e:
     choice, line = None, f'chosen: none ({e})'
-  chosen = choice.point.trial if choice else None
+  chosen, limits = choice.point.trial if choice else None, settings.get('limits') or {}
   text = table(on_front, objectives, chosen)
   table_path = os.path.join(out_dir, FRONT_TABLE)
   with open(table_path, 'w') as f:
@@ -65,7 +65,7 @@ def write(project: str, rows: List[dict], out_dir: str) -> Optional[dict]:
     'chosen': chosen,
     'line': line,
     'table': text,
-    'files': [table_path, plot(scored, on_front, chosen, os.path.join(out_dir, FRONT_PNG))],
+    'files': [table_path, plot(scored, on_front, chosen, os.path.join(out_dir, FRONT_PNG), limits)],
   }
 
 
@@ -79,7 +79,7 @@ def table(on_front: List[pareto.Point], objectives, chosen: Optional[str]) -> st
   return '\n'.join('  '.join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)
 
 
-def plot(scored, on_front, chosen: Optional[str], path: str) -> str:
+def plot(scored, on_front, chosen: Optional[str], path: str, limits=None) -> str:
   """Accuracy against latency: every trial, the front as a step line, the chosen one ringed."""
   plt = png.pyplot()
   fig, ax = plt.subplots(figsize=(6, 4))
@@ -104,6 +104,8 @@ def plot(scored, on_front, chosen: Optional[str], path: str) -> str:
       x, y = point.values[x_name], point.values[pareto.ACCURACY]
       ax.scatter([x], [y], s=200, facecolors='none', edgecolors='tab:red', label='chosen')
       ax.annotate(f'trial {chosen}', (x, y), textcoords='offset points', xytext=(8, -12))
+  if (limits or {}).get(x_name) is not None:
+    ax.axvline(limits[x_name], color='tab:red', linestyle='--', label=pareto.LIMIT_FLAGS[x_name])
   ax.set_xlabel(f'{x_name} ({pareto.UNITS[x_name]}, single thread, batch 1)')
   ax.set_ylabel(pareto.ACCURACY)
   ax.set_title(f'{len(on_front)} of {len(scored)} trials on the front')
