@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping, Optional, Tuple
 
+from modules.tuning import pareto
+
 TUNERS = ('hyperband', 'bayesian', 'random', 'tpe')
 # --warm-start: the tuners with a model of the scores to teach earlier trials to
 # (Hyperband's brackets and random draws learn from nothing).
@@ -123,6 +125,25 @@ class ModuleConfig:
     metavar='PATH',
     in_search_key=False,
   )
+  # More than one: a multi-objective TPE search (modules/tuning/pareto.py).
+  objectives: str = option(
+    'val_accuracy',
+    'what trials are scored on: val_accuracy, and latency_ms (single-thread batch-1) and/or '
+    'model_mb for a Pareto front; more than one needs --tuner tpe (default: %(default)s)',
+  )
+  # Which trial of the front the Trainer trains: changing them keeps the search.
+  max_latency_ms: Optional[float] = option(
+    None,
+    'train the most accurate trial of the front whose latency_ms is MS or less (default: none)',
+    metavar='MS',
+    in_search_key=False,
+  )
+  max_model_mb: Optional[float] = option(
+    None,
+    'train the most accurate trial of the front whose model_mb is MB or less (default: none)',
+    metavar='MB',
+    in_search_key=False,
+  )
   prune_warmup: int = option(
     3, 'completed trials before --prune stops any (default: %(default)s)', metavar='N'
   )
@@ -196,6 +217,8 @@ class ModuleConfig:
         f"{self.tuner}'s {'brackets' if self.tuner == 'hyperband' else 'random draws'} "
         'have no model to learn from earlier trials.'
       )
+    limits = {'latency_ms': self.max_latency_ms, 'model_mb': self.max_model_mb}
+    pareto.check(self.objectives, self.tuner, limits, bool(self.warm_start))
     if self.prune_warmup < 0:
       raise ValueError(f'prune_warmup={self.prune_warmup}: must be 0 or more.')
     if self.augment_copies < 1:

@@ -24,7 +24,7 @@ from modules.runtime import gcs, strategy
 from modules.search import search_space
 from modules.search.search_space import OBJECTIVE
 from modules.training import training_data
-from modules.tuning import hooks, optuna_oracle, pruning, warm_trials
+from modules.tuning import hooks, multi_objective, optuna_oracle, pareto, pruning, warm_trials
 from modules.tuning import state as tuning_state
 
 
@@ -115,14 +115,26 @@ def make_tuner(
     # fails on Hyperband's None; the exact trial count changes nothing else.
     tuner.oracle.max_trials = hyperband_schedule(config.max_epochs, config.factor)[0]
   else:
-    tuner_cls = _TRIAL_TUNERS[config.tuner]
-    tuner = _watched(tuner_cls)(hypermodel, max_trials=config.max_trials, **common)
+    tuner = _trial_tuner(config, hypermodel, common)
   # A parallel search's worker has a remote oracle (no `trials`): the chief's prunes.
   if config.prune and hasattr(tuner.oracle, 'trials'):
     pruning.enable(tuner.oracle, warmup=config.prune_warmup, max_epochs=config.max_epochs)
   # Also without `warm`: a resumed search keeps the warm trials it saved.
   if config.tuner in WARM_START_TUNERS and hasattr(tuner.oracle, 'trials'):
     warm_trials.feed(tuner.oracle, warm)
+  return tuner
+
+
+def _trial_tuner(config: ModuleConfig, hypermodel, common: dict) -> keras_tuner.Tuner:
+  """A tuner that runs --max-trials trials; with several --objectives, measuring each."""
+  tuner_cls, objectives = _TRIAL_TUNERS[config.tuner], pareto.parse(config.objectives)
+  if len(objectives) > 1:  # Only tpe passes the config's check.
+    limits = {name: getattr(config, field) for name, field in pareto.LIMIT_FIELDS.items()}
+    common = {**common, 'objectives': objectives, 'limits': limits}
+    tuner_cls = type(tuner_cls.__name__, (multi_objective.MeasuredTrials, tuner_cls), {})
+  tuner = _watched(tuner_cls)(hypermodel, max_trials=config.max_trials, **common)
+  if len(objectives) > 1 and hasattr(tuner.oracle, 'trials'):
+    tuner.oracle.write_choice_file()  # This run's limits, for the report.
   return tuner
 
 

@@ -24,14 +24,8 @@ def _run(argv: List[str], env: Dict[str, str]) -> Tuple[int, str, str]:
   return done.returncode, done.stdout, done.stderr
 
 
-def measure(
-  saved_model_dir: str, tflite_file: Optional[str], run: Optional[Runner] = None
-) -> Dict[str, float]:
-  """{'saved_model_ms': ..., 'tflite_ms': ...} (the latter only with a TFLite file).
-
-  `run(argv, env)` runs the process to its end: (exit code, stdout, stderr); by
-  default a new `python`.
-  """
+def child_env() -> Dict[str, str]:
+  """This environment, plus what a `python -m modules...` child needs to import the project."""
   import modules
 
   root = os.path.dirname(os.path.dirname(os.path.abspath(modules.__file__)))
@@ -40,6 +34,18 @@ def measure(
     'PYTHONPATH': os.pathsep.join(filter(None, [root, os.environ.get('PYTHONPATH')])),
   }
   env.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+  return env
+
+
+def measure(
+  saved_model_dir: str, tflite_file: Optional[str], run: Optional[Runner] = None
+) -> Dict[str, float]:
+  """{'saved_model_ms': ..., 'tflite_ms': ...} (the latter only with a TFLite file).
+
+  `run(argv, env)` runs the process to its end: (exit code, stdout, stderr); by
+  default a new `python`.
+  """
+  env = child_env()
   argv = [sys.executable, '-m', 'modules.model.latency', saved_model_dir] + (
     [tflite_file] if tflite_file else []
   )

@@ -29,6 +29,8 @@ from optuna.distributions import (
 )
 from optuna.trial import TrialState
 
+from modules.tuning import multi_objective, pareto
+
 _RUNNING = keras_tuner.engine.trial.TrialStatus.RUNNING
 _STOPPED = keras_tuner.engine.trial.TrialStatus.STOPPED
 _COMPLETED = keras_tuner.engine.trial.TrialStatus.COMPLETED
@@ -134,8 +136,8 @@ def startup_trials(max_trials: Optional[int]) -> int:
   return 10 if not max_trials else min(10, max(2, max_trials // 3))
 
 
-class OptunaOracle(keras_tuner.Oracle):
-  """keras-tuner's Oracle with Optuna's TPE choosing the values (an in-memory study)."""
+class OptunaOracle(multi_objective.ParetoChoice, keras_tuner.Oracle):
+  """keras-tuner's Oracle with Optuna's TPE choosing values (objectives: multi_objective.py)."""
 
   def __init__(
     self,
@@ -148,7 +150,10 @@ class OptunaOracle(keras_tuner.Oracle):
     max_retries_per_trial=0,
     max_consecutive_failed_trials=3,
     n_startup_trials: Optional[int] = None,
+    objectives=(pareto.ACCURACY,),
+    limits=None,
   ):
+    self.objectives, self.limits = tuple(objectives), dict(limits or {})
     super().__init__(
       objective=objective,
       max_trials=max_trials,
@@ -169,10 +174,12 @@ class OptunaOracle(keras_tuner.Oracle):
     self._asked: Dict[str, optuna.Trial] = {}  # keras-tuner trial id -> its running Optuna trial.
 
   def _new_study(self, seed: int) -> optuna.Study:
-    direction = 'maximize' if self.objective.direction == 'max' else 'minimize'
+    # Optuna 5.1's TPE takes several objectives (its MOTPE); NSGA-II's first
+    # generation (50 trials by default) would be all random in a search this size.
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=self.n_startup_trials)
+    directions = [f'{pareto.DIRECTIONS[name]}imize' for name in self.objectives]
     return optuna.create_study(
-      storage=optuna.storages.InMemoryStorage(), sampler=sampler, direction=direction
+      storage=optuna.storages.InMemoryStorage(), sampler=sampler, directions=directions
     )
 
   def _named_space(self) -> List[Tuple[Any, str]]:
@@ -213,13 +220,14 @@ class OptunaOracle(keras_tuner.Oracle):
     super().end_trial(trial)
     ended = self.trials[trial.trial_id]
     asked = self._asked.pop(ended.trial_id, None)
-    if ended.status == _COMPLETED:
+    values = self.objective_values(ended) if ended.status == _COMPLETED else None
+    if values is not None:
       if asked is not None:
-        self.study.tell(asked, ended.score)
+        self.study.tell(asked, values)
       else:  # Values from the random draw, or a trial rerun after a resume.
         self._add(ended)
     elif asked is not None:
-      # INVALID (a retry may still complete it: then it is added) or FAILED.
+      # INVALID (a retry may still complete it: then it is added), FAILED, or unmeasured.
       self.study.tell(asked, state=TrialState.FAIL)
 
   @keras_tuner.synchronized
@@ -241,7 +249,7 @@ class OptunaOracle(keras_tuner.Oracle):
 
   def frozen_trial(self, trial) -> Optional[optuna.trial.FrozenTrial]:
     """A completed keras-tuner trial as an Optuna one (None: outside the space as it is now)."""
-    values = trial.hyperparameters.values
+    values, scores = trial.hyperparameters.values, self.objective_values(trial)
     hps = keras_tuner.HyperParameters()
     hps.values = dict(values)
     params, distributions = {}, {}
@@ -251,10 +259,8 @@ class OptunaOracle(keras_tuner.Oracle):
         params[name] = dim.to_param(values[hp.name])
         distributions[name] = dim.distribution
     try:
-      return optuna.trial.create_trial(
-        params=params, distributions=distributions, value=trial.score
-      )
-    except ValueError:  # A value the space no longer holds: nothing to learn from it.
+      return optuna.trial.create_trial(params=params, distributions=distributions, values=scores)
+    except ValueError:  # A value the space no longer holds (or no figures): nothing to learn.
       return None
 
 
@@ -272,6 +278,8 @@ class OptunaSearch(keras_tuner.Tuner):
     allow_new_entries=True,
     max_retries_per_trial=0,
     max_consecutive_failed_trials=3,
+    objectives=(pareto.ACCURACY,),
+    limits=None,
     **kwargs,
   ):
     self.seed = seed
@@ -284,5 +292,7 @@ class OptunaSearch(keras_tuner.Tuner):
       allow_new_entries=allow_new_entries,
       max_retries_per_trial=max_retries_per_trial,
       max_consecutive_failed_trials=max_consecutive_failed_trials,
+      objectives=objectives,
+      limits=limits,
     )
     super().__init__(oracle, hypermodel, **kwargs)

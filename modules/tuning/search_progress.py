@@ -53,6 +53,13 @@ def _last_epoch(trial, fit_epochs: int) -> int:
   return trial.hyperparameters.values.get('tuner/epochs', fit_epochs)
 
 
+def _figures(trial) -> str:
+  """` latency_ms=2.9 model_mb=13.6`: what a multi-objective search measured (--objectives)."""
+  metrics = getattr(trial, 'metrics', None)
+  names = [n for n in ('latency_ms', 'model_mb') if metrics is not None and metrics.exists(n)]
+  return ''.join(f' {n}={metrics.get_last_value(n):.3g}' for n in names)
+
+
 class SearchProgress:
   """Counts a search's trials and epochs for the trial lines, the live status and the ETA.
 
@@ -137,7 +144,7 @@ class SearchProgress:
     best = oracle.get_best_trials(1)
     text = (
       f'trial {done}/{oracle.max_trials or "?"}: {format_values(trial.hyperparameters.values)} '
-      f'score={_score(trial.score)} '
+      f'score={_score(trial.score)}{_figures(trial)} '
       f'best={_score(best[0].score if best else None)} ({format_seconds(seconds)}) '
       f'elapsed {format_seconds(self.elapsed)}'
     )

@@ -19,6 +19,7 @@ from modules.search import search_space
 from modules.search.search_space import OBJECTIVE
 from modules.tuning import hooks, search_progress, warm_trials
 from modules.tuning import state as tuning_state
+from tfx_pipeline.local import front as pareto_front
 from tfx_pipeline.parallel import pool as worker_pool
 
 REPORT_DIR = 'report'
@@ -87,6 +88,7 @@ def _row(path: str, order: List[str], status: Optional[str] = None) -> dict:
     'epochs': run.get('epochs', planned or None),
     'seconds': run.get('seconds'),
     'hyperparameters': search_space.public_values(values),
+    'figures': pareto_front.figures(trial),  # latency_ms, model_mb: with --objectives.
   }
 
 
@@ -204,10 +206,6 @@ def _sort_key(text: str):
     return (1, 0.0, text)
 
 
-def _sort_key_of_value(value):
-  return _sort_key(str(value))
-
-
 def _tensorboard(rows: List[dict], log_dir: str) -> None:
   """HParams logs: `tensorboard --logdir <log_dir>` shows every trial in the HParams tab."""
   import tensorflow as tf
@@ -219,12 +217,13 @@ def _tensorboard(rows: List[dict], log_dir: str) -> None:
     for name, value in row['hyperparameters'].items():
       values.setdefault(name, set()).add(value)
   hparams = {
-    name: hp_api.HParam(name, hp_api.Discrete(sorted(seen, key=_sort_key_of_value)))
+    name: hp_api.HParam(name, hp_api.Discrete(sorted(seen, key=lambda v: _sort_key(str(v)))))
     for name, seen in values.items()
   }
+  metrics = [OBJECTIVE] + sorted({n for r in rows for n in r.get('figures', {})})
   with tf.summary.create_file_writer(log_dir).as_default():
     hp_api.hparams_config(
-      hparams=list(hparams.values()), metrics=[hp_api.Metric(OBJECTIVE, display_name=OBJECTIVE)]
+      hparams=list(hparams.values()), metrics=[hp_api.Metric(m) for m in metrics]
     )
   for row in rows:
     if row['score'] is None:
@@ -233,7 +232,8 @@ def _tensorboard(rows: List[dict], log_dir: str) -> None:
       hp_api.hparams(
         {hparams[n]: v for n, v in row['hyperparameters'].items()}, trial_id=row['trial']
       )
-      tf.summary.scalar(OBJECTIVE, row['score'], step=row['epochs'] or 0)
+      for name, value in {OBJECTIVE: row['score'], **row.get('figures', {})}.items():
+        tf.summary.scalar(name, value, step=row['epochs'] or 0)
 
 
 def write(path: str, out_dir: Optional[str] = None) -> dict:
@@ -266,14 +266,15 @@ def write(path: str, out_dir: Optional[str] = None) -> dict:
   own = [r for r in rows if r['status'] != WARM]
   files['plots'] = _plot(own, out_dir)
   _tensorboard(own, files['tensorboard'])
-  # Trials a parallel search lost with a dead worker (tfx_pipeline/parallel/).
-  lost = worker_pool.load_lost(project)
-  return {'rows': rows, 'table': text, 'dir': out_dir, 'files': files, 'lost': lost}
+  front = pareto_front.write(project, [r for r in own if r['status'] in SCORED], out_dir)
+  lost = worker_pool.load_lost(project)  # Trials a parallel search lost with a dead worker.
+  return {'rows': rows, 'table': text, 'dir': out_dir, 'files': files, 'lost': lost, 'front': front}
 
 
 def best_score(report: dict) -> Optional[float]:
-  """The best score among the report's scored trials; None if none scored."""
-  best = _best(report['rows'])
+  """The score of the trial the Trainer retrains (the best, or the front's chosen); None if none."""
+  chosen = (report.get('front') or {}).get('chosen')
+  best = next((r for r in report['rows'] if r['trial'] == chosen), None) or _best(report['rows'])
   return best['score'] if best else None
 
 
@@ -289,6 +290,7 @@ def print_report(report: dict, echo=print) -> None:
   )
   for line in report['table'].splitlines():
     echo('  ' + line)
+  pareto_front.print_front(report.get('front'), echo)
   for record in report.get('lost', []):
     echo(f'  lost with a worker: {worker_pool.describe_lost(record)}')
   echo(

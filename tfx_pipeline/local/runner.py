@@ -151,6 +151,7 @@ def _search_line(config: PipelineConfig) -> str:
     + (f', {m.prune} pruning after {m.prune_warmup} completed trials' if m.prune else '')
     + f'; an epoch: {_epoch(m)}'
     + ('; each trial trains the head alone first (--fine-tune)' if m.fine_tune else '')
+    + (f'; scored on {m.objectives} (single thread, batch 1)' if ',' in m.objectives else '')
   )
 
 

@@ -33,6 +33,8 @@ class RunSummary:
   calibration: Any = None  # modules.model.calibration.Fitted: the Trainer's temperature.
   reliability_diagram: Optional[str] = None  # The PNG written beside the confusion matrix.
   tflite: Any = None  # tfx_pipeline.tflite_export.TFLiteCheck; None without that step.
+  # With several --objectives: which trial of the front the Trainer trained, and why.
+  chosen: Optional[str] = None
 
   @property
   def tuned(self) -> bool:
@@ -94,6 +96,7 @@ def finish(config: PipelineConfig, summary: RunSummary, echo) -> RunSummary:
     confusion_matrix=_confusion_matrix(config, summary, report),
     reliability_diagram=_reliability_diagram(config, summary, report),
     best_trial_score=tuning_report.best_score(report) if report else None,
+    chosen=(report.get('front') or {}).get('line') if report else None,
   )
   for line in lines(summary):
     echo(line)
@@ -114,6 +117,8 @@ def lines(summary: RunSummary) -> List[str]:
   if summary.best_hyperparameters is not None:
     out.append(f'best hyperparameters: {summary.best_hyperparameters}')
     out.append(f'  ({summary.best_hyperparameters_uri}/best_hyperparameters.txt)')
+    if summary.chosen and summary.tuned:
+      out.append(summary.chosen)
   else:
     out.append('hyperparameters: search space defaults (no tuning)')
   if summary.evaluation:
