@@ -20,6 +20,7 @@ from typing import Any, Dict, List
 import apache_beam as beam
 import tensorflow as tf
 from apache_beam.ml.inference import base as inference
+from apache_beam.options.pipeline_options import PipelineOptions
 from tfx import types
 from tfx.dsl.components.base import base_beam_component, base_beam_executor, executor_spec
 from tfx.types import artifact_utils, standard_artifacts
@@ -117,8 +118,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         records = (
           pipeline
           | f'Read[{split}]' >> beam.io.ReadFromTFRecord(source, coder=beam.coders.BytesCoder())
-          # A gzip'd file is read whole by one worker: spread its records over all of them.
-          | f'Spread[{split}]' >> beam.Reshuffle()
+          | f'Spread[{split}]' >> _spread(self._beam_pipeline_args)
           | f'Features[{split}]' >> inference.RunInference(_Backbones(view_list, stored))
           | f'Record[{split}]' >> beam.Map(lambda result: result.inference)
         )
@@ -138,6 +138,22 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         | 'ToDict' >> beam.combiners.ToDict()
         | 'Summary' >> beam.Map(feature_records.write_summary_of, out.uri, view_list, dims)
       )
+
+
+def _spread(beam_args) -> beam.PTransform:
+  """A Reshuffle where workers are processes or machines; nothing in one process.
+
+  A gzip'd file is read whole by one worker, so its records are spread over the
+  others; but a Reshuffle holds every record in memory on the DirectRunner's
+  in-process modes (3.3 GB at 3,670 images), where TensorFlow's threads already
+  use every core.
+  """
+  options = PipelineOptions(list(beam_args or [])).get_all_options()
+  runner = options.get('runner') or 'DirectRunner'
+  in_process = options.get('direct_running_mode') in (None, 'in_memory', 'multi_threading')
+  if runner in ('DirectRunner', 'direct') and in_process:
+    return beam.Map(lambda record: record)
+  return beam.Reshuffle()
 
 
 class BackboneFeatures(base_beam_component.BaseBeamComponent):
