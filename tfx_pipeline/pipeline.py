@@ -1,10 +1,9 @@
 """`create_pipeline`: the flower tuner TFX pipeline, shared by every runner.
 
 ImportExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform
--> [BackboneFeatures] -> Tuner -> Trainer -> Evaluator -> TFLiteExport -> Pusher.
-BackboneFeatures runs where a head trains on a frozen SavedModel backbone
-(tfx_pipeline/backbone_features.py). The user code is passed by dotted path,
-so no module wheel is built and the component cache keys on inputs only.
+-> [BackboneFeatures, for a head on a frozen backbone] -> Tuner -> Trainer -> Evaluator
+-> TFLiteExport -> Pusher. The user code is passed by dotted path, so no module wheel is
+built and the component cache keys on inputs only.
 With `vertex` settings, the Tuner and Trainer are TFX's Google Cloud flavours,
 which run `tuner_fn` / `run_fn` as Vertex AI custom jobs.
 """
@@ -59,14 +58,7 @@ def create_pipeline(
   schema_gen = _schema_gen(statistics_gen)
   example_validator = _example_validator(statistics_gen, schema_gen)
   transform = _transform(example_gen, schema_gen, config)
-  features = None
-  if backbone_features.applies(config.module):
-    features = BackboneFeatures(transform.outputs['transformed_examples'], config.module)
-  inputs = dict(
-    examples=transform.outputs['transformed_examples'],
-    transform_graph=transform.outputs['transform_graph'],
-    features=features and features.outputs['features'],
-  )
+  features, inputs = _features(transform, config)
   tuner = _tuner(config, inputs, user_code, vertex) if config.tune else None
   importer = _hparams_importer(config.hparams_from) if config.hparams_from else None
   trainer = _trainer(config, inputs, tuner or importer, user_code, vertex)
@@ -75,21 +67,8 @@ def create_pipeline(
   evaluator = _evaluator(example_gen, trainer, baseline, config, layout.evaluated_split)
   tflite = _tflite(example_gen, transform, trainer, config, layout.evaluated_split)
   pusher = _pusher(tflite or trainer, evaluator, config.serving_model_dir)
-  components = [
-    example_gen,
-    statistics_gen,
-    schema_gen,
-    example_validator,
-    transform,
-    features,
-    tuner,
-    importer,
-    trainer,
-    baseline,
-    evaluator,
-    tflite,
-    pusher,
-  ]
+  components = (example_gen, statistics_gen, schema_gen, example_validator, transform, features)
+  components += (tuner, importer, trainer, baseline, evaluator, tflite, pusher)
   return Pipeline(
     pipeline_name=config.pipeline_name,
     pipeline_root=config.pipeline_root,
@@ -176,6 +155,18 @@ def _transform(example_gen, schema_gen, config: PipelineConfig):
     splits_config=transform_pb2.SplitsConfig(
       analyze=['train'], transform=['train', data_layout.EVAL]
     ),
+  )
+
+
+def _features(transform, config: PipelineConfig):
+  """(the BackboneFeatures step or None, the inputs the Tuner and Trainer read)."""
+  features = None
+  if backbone_features.applies(config.module):
+    features = BackboneFeatures(transform.outputs['transformed_examples'], config.module)
+  return features, dict(
+    examples=transform.outputs['transformed_examples'],
+    transform_graph=transform.outputs['transform_graph'],
+    features=features and features.outputs['features'],
   )
 
 

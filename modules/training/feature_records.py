@@ -90,8 +90,31 @@ def read_summary(uri: str) -> Summary:
   )
 
 
-def uri_from(custom_config: Optional[Mapping]) -> Optional[str]:
-  return (custom_config or {}).get(CUSTOM_CONFIG_KEY)
+@dataclasses.dataclass(frozen=True)
+class StepRecords:
+  """The step's records as tuner_fn or run_fn finds them: None where no step ran."""
+
+  uri: Optional[str]
+  summary: Optional[Summary]
+
+  @classmethod
+  def of(cls, custom_config: Optional[Mapping]) -> 'StepRecords':
+    uri = (custom_config or {}).get(CUSTOM_CONFIG_KEY)
+    return cls(uri, read_summary(uri) if uri else None)
+
+  def has(self, view: View, augment=None) -> bool:
+    """Whether the records hold `view`'s features; never those of augmented copies."""
+    augmented = augment is not None and augment.any
+    return self.summary is not None and self.summary.key(view) is not None and not augmented
+
+  def dataset(self, split: str, view: View, batch_size: int, **kwargs) -> tf.data.Dataset:
+    return dataset(self.uri, split, view, batch_size, summary=self.summary, **kwargs)
+
+  def describe(self, view: View) -> str:
+    return (
+      f'features: {view[0]} at {view[1]} px, {dict(self.summary.counts)} examples, '
+      f'from the BackboneFeatures step ({self.uri})'
+    )
 
 
 def split_files(uri: str, split: str) -> str:

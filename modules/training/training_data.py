@@ -153,14 +153,7 @@ def _cached(fn_args, config: ModuleConfig, tf_transform_output, view: View) -> T
   files = {'train': fn_args.train_files, 'eval': fn_args.eval_files}
   computed: Dict[tuple, Tuple[np.ndarray, np.ndarray]] = {}
   default = view or (config.backbone, config.image_size)
-  step = _step_records(fn_args.custom_config)
-
-  def records(split: str, view: View, augment: Optional[Augmentation] = None, **kwargs):
-    """The step's batches of `view`, or None where it has none (another view, augmentation)."""
-    uri, summary = step
-    if summary is None or summary.key(view or default) is None or (augment and augment.any):
-      return None
-    return feature_records.dataset(uri, split, view or default, summary=summary, **kwargs)
+  step = feature_records.StepRecords.of(fn_args.custom_config)
 
   def arrays(split: str, view: View, augment: Optional[Augmentation] = None):
     key = (split, view or default, augment)
@@ -169,33 +162,25 @@ def _cached(fn_args, config: ModuleConfig, tf_transform_output, view: View) -> T
     return computed[key]
 
   def train(batch_size: int, augment: Augmentation, view: View = None) -> tf.data.Dataset:
-    read = records('train', view, augment, batch_size=batch_size, repeat=True, seed=config.seed)
-    if read is not None:
-      return read
+    if step.has(view or default, augment):
+      return step.dataset('train', view or default, batch_size, repeat=True, seed=config.seed)
     features, labels = arrays('train', view, augment if augment.any else None)
     return feature_cache.dataset(features, labels, batch_size, repeat=True, seed=config.seed)
 
   def evaluation(batch_size: int, view: View = None) -> tf.data.Dataset:
-    read = records('eval', view, batch_size=batch_size, shuffle=False)
-    return (
-      read
-      if read is not None
-      else feature_cache.dataset(*arrays('eval', view), batch_size, shuffle=False)
-    )
+    if step.has(view or default):
+      return step.dataset('eval', view or default, batch_size, shuffle=False)
+    return feature_cache.dataset(*arrays('eval', view), batch_size, shuffle=False)
 
   def steps_per_epoch(batch_size: int, view: View = None) -> int:
     # As many steps with augmented copies as without: an epoch draws from all of them.
-    summary = step[1]
-    if summary is not None and summary.key(view or default) is not None:
-      return epoch_steps(summary.counts['train'], batch_size, config)
+    if step.has(view or default):
+      return epoch_steps(step.summary.counts['train'], batch_size, config)
     return epoch_steps(len(arrays('train', view)[1]), batch_size, config)
 
-  if step[1] is not None and step[1].key(default) is not None:
-    dim = step[1].dim(default)
-    print(
-      f'features: {default[0]} at {default[1]} px, {dict(step[1].counts)} examples, '
-      f'from the BackboneFeatures step ({step[0]})'
-    )
+  if step.has(default):
+    print(step.describe(default))
+    dim = step.summary.dim(default)
   else:
     dim = int(arrays('train', default)[0].shape[-1])
     arrays('eval', default)
@@ -206,9 +191,3 @@ def _cached(fn_args, config: ModuleConfig, tf_transform_output, view: View) -> T
     cached_features=True,
     feature_dim=dim,
   )
-
-
-def _step_records(custom_config) -> Tuple[Optional[str], Optional[feature_records.Summary]]:
-  """(folder, summary) of the BackboneFeatures step's records, or (None, None) without the step."""
-  uri = feature_records.uri_from(custom_config)
-  return (uri, feature_records.read_summary(uri)) if uri else (None, None)
