@@ -71,6 +71,10 @@ def test_flags_become_the_configuration(tmp_path):
     ),
     (['--image-size', '8'], 'error: image_size=8: use 32 or more pixels.'),
     (
+      ['--no-tune', '--tuner', 'tpe', '--warm-start', 'x'],
+      'error: --warm-start starts a search from earlier trials: drop --no-tune.',
+    ),
+    (
       ['--prune', 'median'],
       'error: --prune median works with --tuner random, bayesian or tpe: Hyperband stops trials '
       'early by its own schedule.',

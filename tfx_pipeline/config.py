@@ -123,6 +123,8 @@ class PipelineConfig:
       )
     if self.hparams_from and self.tune:
       raise ValueError('--hparams-from trains with saved hyperparameters: add --no-tune.')
+    if self.module.warm_start and not self.tune:
+      raise ValueError('--warm-start starts a search from earlier trials: drop --no-tune.')
     if not 0.0 <= self.accuracy_threshold <= 1.0:
       raise ValueError(f'accuracy_threshold={self.accuracy_threshold}: use a value in [0, 1].')
     if not 0.0 <= self.max_accuracy_drop <= 1.0:
