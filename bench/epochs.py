@@ -16,6 +16,7 @@ Writes bench/results/epochs.json and .md, and the table into bench/results.md.
 """
 
 import argparse
+import json
 import os
 import re
 import tempfile
@@ -43,17 +44,26 @@ def markdown(result: dict) -> str:
     + f'Data: {n} real flower photos ({result["data_root"]}), each fold trains on {n - held} and '
     f'evaluates on the other {held} (the Evaluator, raw JPEGs through the exported model); '
     f'{result["image_size"]} px, efficientnet-lite0. An epoch is a pass over the train split, '
-    f"at least 50 steps, on every path. Seconds: each run's own `finished in`, "
+    'at least 50 steps, on every path; cached features (and the head phase of `--fine-tune`) '
+    "are the BackboneFeatures step's records. Seconds: each run's own `finished in`, "
     f'{sum(sum(row["seconds"]) for row in result["rows"].values()):.0f} s in all.',
     '',
     '| setting | mean eval accuracy | std | per fold | seconds per fold |',
     '|---|---:|---:|---|---|',
   ]
+  carried = result.get('carried_over', [])
   for name, row in result['rows'].items():
     per_fold = ', '.join(f'{a:.2f}' for a in row['accuracies'])
     seconds = ', '.join(f'{s:.0f}' for s in row['seconds'])
+    name += ' (earlier run)' if name in carried else ''
     lines.append(f'| {name} | {row["mean"]:.3f} | {row["std"]:.3f} | {per_fold} | {seconds} |')
   m = result['machine']
+  if carried:
+    lines += [
+      '',
+      '"(earlier run)": figures of the previous run of this benchmark, on a path the change '
+      'since did not touch (`--carry-over`).',
+    ]
   lines += [
     '',
     'Before an epoch had one meaning, the uncached path trained one pass (3 steps on 80 photos) '
@@ -88,6 +98,13 @@ def main(argv=None) -> None:
   p.add_argument(
     '--work', default=None, help='scratch folder, whose finished runs are reused (default: new)'
   )
+  p.add_argument(
+    '--carry-over',
+    nargs='*',
+    default=[],
+    help='settings (by a part of their name) whose figures are taken from the last '
+    'bench/results/epochs.json instead of run again: for paths a change did not touch',
+  )
   args = p.parse_args(argv)
   start = time.monotonic()
   work = args.work or tempfile.mkdtemp(prefix='flower-epochs-')
@@ -95,7 +112,11 @@ def main(argv=None) -> None:
   assignment = accuracy.stratified_folds(records, args.folds)
   ran = args.only_folds or args.folds
   flags = ['--no-tflite', '--image-size', str(args.image_size)]
-  per_setting = accuracy.run_folds(records, assignment, SETTINGS, work, flags, ran, run=_run)
+  carried = {n for n in SETTINGS if any(part in n for part in args.carry_over)}
+  earlier = _earlier(carried)
+  to_run = {name: own for name, own in SETTINGS.items() if name not in carried}
+  ran_now = accuracy.run_folds(records, assignment, to_run, work, flags, ran, run=_run)
+  per_setting = {name: ran_now.get(name) or earlier[name] for name in SETTINGS}
   result = {
     'data_root': os.path.relpath(os.path.abspath(args.data_root), accuracy.ROOT),
     'photos': len(records),
@@ -105,8 +126,17 @@ def main(argv=None) -> None:
     'image_size': args.image_size,
     'rows': accuracy.summarize(per_setting, len(records) // args.folds),
     'per_setting': per_setting,
+    'carried_over': sorted(carried),
   }
   accuracy.publish('epochs', result, markdown, SECTION, start)
+
+
+def _earlier(names) -> dict:
+  """{setting: its per-fold results} from the last bench/results/epochs.json, for `names`."""
+  if not names:
+    return {}
+  with open(os.path.join(accuracy.ROOT, 'bench', 'results', 'epochs.json')) as f:
+    return {name: json.load(f)['per_setting'][name] for name in names}
 
 
 if __name__ == '__main__':
