@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping, Optional, Tuple
 
-from modules.tuning import pareto
+from modules.objectives import check as check_objectives
 
 TUNERS = ('hyperband', 'bayesian', 'random', 'tpe')
 # --warm-start: the tuners with a model of the scores to teach earlier trials to
@@ -125,7 +125,7 @@ class ModuleConfig:
     metavar='PATH',
     in_search_key=False,
   )
-  # More than one: a multi-objective TPE search (modules/tuning/pareto.py).
+  # More than one: a multi-objective TPE search (modules/objectives.py, modules/tuning/pareto.py).
   objectives: str = option(
     'val_accuracy',
     'what trials are scored on: val_accuracy, and latency_ms (single-thread batch-1) and/or '
@@ -218,7 +218,7 @@ class ModuleConfig:
         'have no model to learn from earlier trials.'
       )
     limits = {'latency_ms': self.max_latency_ms, 'model_mb': self.max_model_mb}
-    pareto.check(self.objectives, self.tuner, limits, bool(self.warm_start))
+    check_objectives(self.objectives, self.tuner, limits, bool(self.warm_start))
     if self.prune_warmup < 0:
       raise ValueError(f'prune_warmup={self.prune_warmup}: must be 0 or more.')
     if self.augment_copies < 1:

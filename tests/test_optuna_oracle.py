@@ -154,7 +154,10 @@ def test_one_name_in_two_scopes_gets_two_optuna_names(tmp_path):
   oracle = _oracle(tmp_path, hp, max_trials=8, n_startup_trials=2)
   assert all(_run(oracle).status == 'COMPLETED' for _ in range(3))
   asked = [(t.params['model'], set(t.params) - {'model'}) for t in oracle.study.trials]
-  assert all(width == {f"width|model=['{model}']"} for model, width in asked), asked
+  # Never the other scope's name; keras-tuner 1.4.7 may leave the first scope's `width`
+  # inactive when the second declares it too, and then it is not asked at all.
+  assert all(width <= {f"width|model=['{model}']"} for model, width in asked), asked
+  assert any(width for _, width in asked)
 
 
 def test_tpe_beats_random_search_on_a_toy_objective(tmp_path):
