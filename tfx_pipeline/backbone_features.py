@@ -163,12 +163,13 @@ class BackboneFeatures(base_beam_component.BaseBeamComponent):
   EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
 
   def __init__(self, examples: types.BaseChannel, module: ModuleConfig):
+    computed = views(module)  # Reads the search space once.
     super().__init__(
       spec=BackboneFeaturesSpec(
         examples=examples,
-        views=json.dumps(views(module)),
+        views=json.dumps(computed),
         image_size=module.image_size,
-        fingerprint=code_version.features_code(views(module)),
+        fingerprint=code_version.features_code(computed),
         features=types.Channel(type=standard_artifacts.Examples),
       )
     )
