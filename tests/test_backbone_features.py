@@ -94,6 +94,11 @@ def test_the_step_writes_each_images_backbone_features(step_output, transformed,
     np.testing.assert_allclose(written, expected, rtol=1e-5, atol=1e-6)
 
 
+def test_the_summary_keeps_the_splits_order_whatever_order_beam_counts_them(tmp_path):
+  feature_records.write_summary(str(tmp_path), [('b', 32)], [4], {'eval': 10, 'train': 30})
+  assert list(feature_records.read_summary(str(tmp_path)).counts) == ['train', 'eval']
+
+
 @pytest.mark.parametrize('in_memory', [True, False])
 def test_records_stream_or_stay_in_memory_with_the_same_batches(
   step_output,

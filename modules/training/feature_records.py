@@ -67,7 +67,8 @@ def write_summary(uri: str, views: Sequence[View], dims: Sequence[int], counts: 
       {
         'format': FORMAT,
         'views': [{'backbone': h, 'image_size': s, 'dim': d} for (h, s), d in zip(views, dims)],
-        'counts': dict(counts),
+        # Beam gathers the counts in any order; the file keeps the splits' own.
+        'counts': {split: counts[split] for split in SPLITS if split in counts},
       },
       f,
       indent=1,
