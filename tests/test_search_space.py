@@ -174,15 +174,19 @@ def test_a_file_for_the_builtin_model_gets_what_it_leaves_out_at_the_defaults(tm
 
 def test_the_examples_check_against_the_builtin_model():
   from modules.model import space_check
+  from tfx_pipeline.config import PipelineConfig, sized_for_search
 
   for name, options in (
     ('image_space.yaml', {}),
     ('fine_tune_space.yaml', {'fine_tune': True}),
     ('family_space.yaml', {}),
+    ('size_space.yaml', {}),
   ):
     config = ModuleConfig(search_space=os.path.join(EXAMPLES, name), **options)
+    config = sized_for_search(PipelineConfig(module=config)).module  # As the runners do.
     space, _ = search_space.for_module(config)
     space_check.check_space(space, config)  # Every name is read (momentum only under sgd).
+  assert config.image_size == 260  # size_space.yaml's largest size.
 
 
 def test_the_space_keys_the_search_and_the_tuner_cache(tiny_data, tmp_path, fn_args_for):
