@@ -32,6 +32,8 @@ PRETRAINED_BACKBONES = {
 }
 # Every other backbone's (the CNN's, a TF-Hub handle's, a SavedModel's).
 DEFAULT_IMAGE_SIZE = 224
+# The smallest image size, stored (--image-size) or searched (a space's `image_size`).
+MIN_IMAGE_SIZE = 32
 
 
 def native_image_size(backbone: str) -> int:
@@ -193,8 +195,8 @@ class ModuleConfig:
       object.__setattr__(self, 'image_size', native_image_size(self.backbone))
     if self.tuner not in TUNERS:
       raise ValueError(f'tuner={self.tuner!r}: choose one of {", ".join(TUNERS)}.')
-    if self.image_size < 32:
-      raise ValueError(f'image_size={self.image_size}: use 32 or more pixels.')
+    if self.image_size < MIN_IMAGE_SIZE:
+      raise ValueError(f'image_size={self.image_size}: use {MIN_IMAGE_SIZE} or more pixels.')
     for name in ('max_trials', 'max_epochs', 'epochs', 'batch_size'):
       if getattr(self, name) < 1:
         raise ValueError(f'{name}={getattr(self, name)}: must be at least 1.')

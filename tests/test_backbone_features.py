@@ -18,6 +18,9 @@ from tests.tiny import MODULE
 from tfx_pipeline import backbone_features, features_input
 
 ONE_WORKER = ['--direct_running_mode=in_memory', '--direct_num_workers=1']
+# The step's second view: the tiny backbone at a searched image size below the stored one (the
+# tiny data is stored at 32 px, the smallest size a space may declare; the step takes any).
+SEARCHED_SIZE = 24
 
 
 @pytest.fixture(scope='module')
@@ -50,7 +53,9 @@ def step_output(transformed, tiny_backbone, tmp_path_factory):
     {'examples': [examples]},
     {'features': [out]},
     {
-      backbone_features.VIEWS_KEY: json.dumps([[tiny_backbone, MODULE.image_size]]),
+      backbone_features.VIEWS_KEY: json.dumps(
+        [[tiny_backbone, MODULE.image_size], [tiny_backbone, SEARCHED_SIZE]]
+      ),
       backbone_features.IMAGE_SIZE_KEY: MODULE.image_size,
       backbone_features.FINGERPRINT_KEY: 'test',
     },
@@ -64,34 +69,41 @@ def _rows(features, labels):
   return rows[np.lexsort(rows.T[::-1])]
 
 
-def test_the_step_writes_each_images_backbone_features(step_output, transformed, tiny_backbone):
-  transform_dir, files, _ = transformed
-  summary = feature_records.read_summary(step_output)
-  assert summary.views == ((tiny_backbone, MODULE.image_size),)
-  assert summary.dims == (4,) and dict(summary.counts) == {'train': 30, 'eval': 10}
-  backbone = tf.saved_model.load(tiny_backbone)
+def _direct_features(transformed, backbone, split, size):
+  """(label, features) rows of `split` with the backbone run here on images resized to `size`."""
   from tests.conftest import data_accessor
 
-  for split in ('train', 'eval'):
-    batches = list(
-      feature_records.dataset(
-        step_output, split, (tiny_backbone, MODULE.image_size), 8, shuffle=False
-      )
-    )
-    written = _rows(
-      np.concatenate([f for f, _ in batches]), np.concatenate([y for _, y in batches])
-    )
-    images = input_fn(
-      files[split],
-      data_accessor(),
-      tft.TFTransformOutput(transform_dir),
-      8,
-      image_size=MODULE.image_size,
-      shuffle=False,
-    )
-    direct = [(backbone(x).numpy(), np.reshape(y.numpy(), [-1])) for x, y in images]
-    expected = _rows(np.concatenate([f for f, _ in direct]), np.concatenate([y for _, y in direct]))
-    np.testing.assert_allclose(written, expected, rtol=1e-5, atol=1e-6)
+  transform_dir, files, _ = transformed
+  images = input_fn(
+    files[split],
+    data_accessor(),
+    tft.TFTransformOutput(transform_dir),
+    8,
+    image_size=MODULE.image_size,
+    shuffle=False,
+  )
+  direct = [
+    (backbone(tf.image.resize(x, [size, size])).numpy(), np.reshape(y.numpy(), [-1]))
+    for x, y in images
+  ]
+  return _rows(np.concatenate([f for f, _ in direct]), np.concatenate([y for _, y in direct]))
+
+
+def _batch_rows(batches):
+  return _rows(np.concatenate([f for f, _ in batches]), np.concatenate([y for _, y in batches]))
+
+
+def test_the_step_writes_each_images_backbone_features(step_output, transformed, tiny_backbone):
+  summary = feature_records.read_summary(step_output)
+  assert summary.views == ((tiny_backbone, MODULE.image_size), (tiny_backbone, SEARCHED_SIZE))
+  assert summary.dims == (4, 4) and dict(summary.counts) == {'train': 30, 'eval': 10}
+  backbone = tf.saved_model.load(tiny_backbone)
+  for size in (MODULE.image_size, SEARCHED_SIZE):  # The stored images, resized for the view.
+    for split in ('train', 'eval'):
+      batches = feature_records.dataset(step_output, split, (tiny_backbone, size), 8, shuffle=False)
+      written = _batch_rows(list(batches))
+      expected = _direct_features(transformed, backbone, split, size)
+      np.testing.assert_allclose(written, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_the_summary_keeps_the_splits_order_whatever_order_beam_counts_them(tmp_path):
@@ -138,6 +150,45 @@ def test_tuner_and_trainer_read_the_step_and_compute_nothing(
   assert len(os.listdir(paths.feature_cache_dir)) == 2  # The .npz and its .json.
 
 
+def test_a_trial_at_a_searched_image_size_reads_that_views_records(
+  step_output,
+  fn_args_for,
+  tiny_backbone,
+  transformed,
+  tmp_path,
+):
+  import keras_tuner
+
+  from modules.model import model
+
+  paths = RunPaths(feature_cache_dir=str(tmp_path / 'feature_cache'))
+  fn_args = fn_args_for({'backbone': tiny_backbone}, paths=paths)
+  fn_args.custom_config[feature_records.CUSTOM_CONFIG_KEY] = step_output
+  config = ModuleConfig.from_custom_config(fn_args.custom_config)
+  hp = keras_tuner.HyperParameters()
+  hp.Choice('image_size', [SEARCHED_SIZE, MODULE.image_size], default=MODULE.image_size)
+  data = training_data.prepare(
+    fn_args,
+    config,
+    tft.TFTransformOutput(fn_args.transform_output),
+    view=model.backbone_view(hp, config),  # As tuner_fn: the space's default view.
+  )
+  hp.values['image_size'] = SEARCHED_SIZE  # A trial that picks the smaller size.
+  view = model.backbone_view(hp, config)
+  assert view == (tiny_backbone, SEARCHED_SIZE)
+  backbone = tf.saved_model.load(tiny_backbone)
+  served = _batch_rows(list(data.eval(8, view)))
+  np.testing.assert_allclose(
+    served, _direct_features(transformed, backbone, 'eval', SEARCHED_SIZE), rtol=1e-5, atol=1e-6
+  )
+  stored = _direct_features(transformed, backbone, 'eval', MODULE.image_size)
+  assert not np.allclose(served, stored)  # Not the stored size's features.
+  features, _ = next(iter(data.train(8, Augmentation(), view)))
+  assert features.shape == (8, 4)
+  assert data.steps_per_epoch(8, view) == training_data.MIN_STEPS_PER_EPOCH
+  assert not os.path.exists(paths.feature_cache_dir)  # Both views from the step's records.
+
+
 def test_the_wrapped_executor_puts_the_artifacts_folder_into_custom_config():
   from tfx.types import standard_artifacts
 
@@ -175,6 +226,30 @@ def test_the_step_covers_each_backbone_a_search_can_choose(tmp_path):
     ('efficientnet-lite0', 224),
     ('efficientnet-lite2', 240),
   ]
+  # Each backbone at each searched image size, or --backbone at each.
+  sizes = 'image_size: {type: int, min: 160, max: 224, step: 32, default: 224}\n'
+  space.write_text(space.read_text() + sizes)
+  assert backbone_features.views(module) == [
+    (name, size)
+    for name in ('efficientnet-lite0', 'efficientnet-lite2')
+    for size in (160, 192, 224)
+  ]
+  space.write_text(sizes)
+  assert backbone_features.views(module) == [('efficientnet-lite0', s) for s in (160, 192, 224)]
+  # A size that only some trials search: the others see --image-size.
+  space.write_text(
+    'units: {type: choice, values: [64, 128], default: 64}\n'
+    + sizes.replace('}', ', condition: {parent: units, values: [128]}}')
+  )
+  assert backbone_features.views(module) == [
+    ('efficientnet-lite0', 160),
+    ('efficientnet-lite0', 192),
+    ('efficientnet-lite0', 224),
+    ('efficientnet-lite0', 240),
+  ]
+  # The small CNN reads no image_size (the run refuses the space): no views of it.
+  cnn = ModuleConfig(search_space=str(space), backbone='cnn', image_size=240)
+  assert backbone_features.views(cnn) == [('cnn', 240)]
   assert backbone_features.applies(ModuleConfig(fine_tune=True))  # The head's phase reads it.
   assert not backbone_features.applies(ModuleConfig(backbone='cnn'))
   assert not backbone_features.applies(ModuleConfig(feature_cache=False))

@@ -23,6 +23,46 @@ def test_default_backbone_is_the_pretrained_one():
   assert backbone.check('efficientnet-lite0', 64) == 1280
 
 
+def test_the_backbone_line_names_every_view_a_search_trains_on(tmp_path, monkeypatch):
+  """One line, each backbone at each size it sees; every view's backbone is loaded first."""
+  from tfx_pipeline.local import runner
+
+  loaded = []
+  monkeypatch.setattr(backbone, 'check', lambda name, size: loaded.append((name, size)) or 1280)
+  space = tmp_path / 'space.yaml'
+  family = (
+    'backbone: {type: choice, values: [efficientnet-lite0, efficientnet-lite1], '
+    'default: efficientnet-lite0}\n'
+  )
+  sizes = 'image_size: {type: choice, values: [160, 192], default: 192}\n'
+
+  def line(text, image_size):
+    space.write_text(text)
+    lines = []
+    runner._check_backbone(
+      ModuleConfig(search_space=str(space), image_size=image_size), lines.append
+    )
+    (only,) = lines
+    return only
+
+  assert line(family, 240) == (
+    'backbone: searched among efficientnet-lite0 at 224 px, efficientnet-lite1 at 240 px, '
+    'from images stored at 240 px (1280 features per image, frozen)'
+  )
+  loaded.clear()
+  assert line(family + sizes, 240) == (
+    'backbone: searched among efficientnet-lite0, efficientnet-lite1, each at 160/192 px, '
+    'from images stored at 240 px (1280 features per image, frozen)'
+  )
+  assert sorted(loaded) == [
+    (name, size) for name in ('efficientnet-lite0', 'efficientnet-lite1') for size in (160, 192)
+  ]
+  assert line(sizes, 192) == (
+    'backbone: searched among efficientnet-lite0 at 160/192 px, from images stored at 192 px '
+    '(1280 features per image, frozen)'
+  )
+
+
 def test_converted_backbone_is_cached_by_weights_hash(monkeypatch, tmp_path):
   monkeypatch.setenv(backbone.CACHE_ENV, str(tmp_path))
   folder = backbone.saved_model_dir('efficientnet-lite0')

@@ -94,3 +94,24 @@ def test_search_space_defaults():
     'learning_rate': 1e-3,
     'optimizer': 'adam',
   }
+
+
+def test_a_searched_image_size_resizes_the_images_for_a_savedmodel_backbone(saved_backbone):
+  from modules.model.model import backbone_view
+
+  hp = search_space.defaults()
+  hp.Choice('image_size', [32, 48], default=32)
+  config = ModuleConfig(image_size=64, backbone=saved_backbone)
+  assert backbone_view(hp, config) == (saved_backbone, 32)
+  model = build_model(hp, config, num_classes=3)
+  assert model.input_shape == (None, 64, 64, 3)  # The stored images, resized in the model.
+  assert model.get_layer('backbone_size').get_config()['height'] == 32
+  plain = build_model(search_space.defaults(), config, num_classes=3)
+  assert 'backbone_size' not in [layer.name for layer in plain.layers]
+  # The small CNN and a user's builder do not read it: the stored size, as without it.
+  assert backbone_view(hp, ModuleConfig(image_size=64, backbone='cnn')) == ('cnn', 64)
+  builder = ModuleConfig(image_size=64, hypermodel='examples.flower_builder:model_builder')
+  assert backbone_view(hp, builder) == ('efficientnet-lite0', 64)
+  # A searched backbone sees the trial's size too, not its own.
+  hp.Choice('backbone', ['efficientnet-lite0', 'efficientnet-lite2'], default='efficientnet-lite2')
+  assert backbone_view(hp, ModuleConfig(image_size=260)) == ('efficientnet-lite2', 32)

@@ -174,15 +174,19 @@ def test_a_file_for_the_builtin_model_gets_what_it_leaves_out_at_the_defaults(tm
 
 def test_the_examples_check_against_the_builtin_model():
   from modules.model import space_check
+  from tfx_pipeline.config import PipelineConfig, sized_for_search
 
   for name, options in (
     ('image_space.yaml', {}),
     ('fine_tune_space.yaml', {'fine_tune': True}),
     ('family_space.yaml', {}),
+    ('size_space.yaml', {}),
   ):
     config = ModuleConfig(search_space=os.path.join(EXAMPLES, name), **options)
+    config = sized_for_search(PipelineConfig(module=config)).module  # As the runners do.
     space, _ = search_space.for_module(config)
     space_check.check_space(space, config)  # Every name is read (momentum only under sgd).
+  assert config.image_size == 260  # size_space.yaml's largest size.
 
 
 def test_the_space_keys_the_search_and_the_tuner_cache(tiny_data, tmp_path, fn_args_for):
@@ -261,6 +265,37 @@ def test_a_backbone_choice_stores_images_at_the_largest_size_and_each_sees_its_o
   assert told.module.image_size == 64 and model.backbone_view(hp, told.module)[1] == 64
 
 
+SIZES = 'image_size: {type: choice, values: [160, 192], default: 160}\n'
+
+
+def test_an_image_size_choice_stores_images_at_the_largest_size_a_trial_sees(tmp_path):
+  from modules.model import model, space_check
+
+  def sized(text, *flags):
+    args = cli.run_parser().parse_args(['--search-space', _write(tmp_path, text), *flags])
+    config = cli.config_from_args(args)
+    space = search_space.for_module(config.module)[0]
+    space_check.check_space(space, config.module)  # A space the run can use.
+    return config.module, space
+
+  # Alone: stored at its largest value; --backbone sees each trial's own.
+  module, space = sized('image_size: {type: int, min: 128, max: 224, step: 48, default: 176}')
+  assert module.image_size == 224 and search_space.image_sizes(space) == [128, 176, 224]
+  hp = space.hyperparameters()
+  assert model.backbone_view(hp, module) == ('efficientnet-lite0', 176)
+  hp.values['image_size'] = 128
+  assert model.backbone_view(hp, module) == ('efficientnet-lite0', 128)
+  # With a backbone choice: the largest of the backbones' own sizes and the declared ones.
+  module, space = sized(FAMILY_SPACE + SIZES)
+  assert module.image_size == 260
+  hp = space.hyperparameters()
+  hp.values['backbone'] = 'efficientnet-lite2'
+  assert model.backbone_view(hp, module) == ('efficientnet-lite2', 160)
+  assert sized(FAMILY_SPACE + SIZES.replace('192', '300'))[0].image_size == 300
+  # --image-size as given, where it holds every size.
+  assert sized(SIZES, '--image-size', '192')[0].image_size == 192
+
+
 @pytest.mark.parametrize(
   'text, flags, message',
   [
@@ -278,6 +313,45 @@ def test_a_backbone_choice_stores_images_at_the_largest_size_and_each_sees_its_o
   ],
 )
 def test_a_backbone_choice_that_cannot_work_is_one_line(tmp_path, capsys, text, flags, message):
+  path = _write(tmp_path, text)
+  argv = ['--search-space', path, '--pipeline-root', str(tmp_path / 'root'), *flags]
+  assert cli.main(argv) == 2
+  (line,) = capsys.readouterr().err.strip().splitlines()
+  assert line.startswith(f'error: --search-space {path}: ') and message in line, line
+
+
+@pytest.mark.parametrize(
+  'text, flags, message',
+  [
+    (
+      SIZES,
+      ['--image-size', '176'],
+      'image_size: 192 is larger than --image-size 176, the size images are stored at: '
+      'pass --image-size 192 or more, or leave --image-size out to store them at the largest',
+    ),
+    (
+      'image_size: {type: choice, values: [16, 64], default: 64}',
+      [],
+      'image_size: 16 cannot be used: it must be a whole number of pixels, 32 or more.',
+    ),
+    (
+      'image_size: {type: int, min: 160, max: 224, default: 192}',
+      [],
+      'image_size: give the int range a step (and linear sampling), or list the sizes',
+    ),
+    (
+      SIZES,
+      ['--backbone', 'cnn'],
+      'image_size: the built-in model reads it only on a SavedModel backbone, not --backbone cnn;',
+    ),
+    (
+      SIZES,
+      ['--hypermodel', 'examples.flower_builder:model_builder'],
+      'image_size: examples.flower_builder:model_builder does not read it',
+    ),
+  ],
+)
+def test_an_image_size_that_cannot_work_is_one_line(tmp_path, capsys, text, flags, message):
   path = _write(tmp_path, text)
   argv = ['--search-space', path, '--pipeline-root', str(tmp_path / 'root'), *flags]
   assert cli.main(argv) == 2

@@ -47,9 +47,23 @@ def applies(module: ModuleConfig) -> bool:
 
 
 def views(module: ModuleConfig) -> List[feature_records.View]:
-  """Every (backbone, image size) a run of `module` can train a head on."""
-  choices = search_space.backbone_choices(search_space.for_module(module)[0])
-  return feature_records.views_of((module.backbone, module.image_size), choices, native_image_size)
+  """Every (backbone, image size) a run of `module` can train a head on.
+
+  The space's backbone choices (or --backbone) at each of its `image_size`
+  values where the model reads them, otherwise each at its own size.
+  """
+  from modules.model import model
+
+  space = search_space.for_module(module)[0]
+  sizes = search_space.image_sizes(space) if model.reads_image_size(module) else []
+  sometimes = bool(sizes) and bool(space.entry('image_size').get('condition'))
+  return feature_records.views_of(
+    (module.backbone, module.image_size),
+    search_space.backbone_choices(space),
+    native_image_size,
+    sizes,
+    sometimes,
+  )
 
 
 class BackboneFeaturesSpec(types.ComponentSpec):

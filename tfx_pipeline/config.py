@@ -12,7 +12,13 @@ import dataclasses
 import os
 from typing import Optional, Tuple
 
-from modules.module_config import ModuleConfig, native_image_size, option
+from modules.module_config import (
+  MIN_IMAGE_SIZE,
+  PRETRAINED_BACKBONES,
+  ModuleConfig,
+  native_image_size,
+  option,
+)
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DATA_ROOT = os.path.join(PROJECT_ROOT, 'data', 'sample')
@@ -157,13 +163,23 @@ def sized_for_search(config: PipelineConfig) -> PipelineConfig:
   """`config` storing images at the largest size a backbone of its search space sees.
 
   For a run without --image-size: a space that chooses among the
-  EfficientNet-Lites keeps each image once, at the largest one's size, and each
-  trial's model resizes it for its own backbone (modules/model/model.py).
+  EfficientNet-Lites, or among image sizes (`image_size`), keeps each image
+  once, at the largest of the chosen backbones' own sizes and the declared
+  image sizes, and each trial's model resizes it for its own view
+  (modules/model/model.py).
   """
-  from modules.search import search_space
+  from modules.search import declaration, search_space
 
-  choices = search_space.declared_backbones(config.module)
-  if not choices:
+  backbones = search_space.declared_values(config.module, 'backbone')
+  sizes = [
+    native_image_size(b) for b in backbones if isinstance(b, str) and b in PRETRAINED_BACKBONES
+  ]
+  sizes += [
+    s
+    for s in search_space.declared_values(config.module, 'image_size')
+    if declaration.is_int(s) and s >= MIN_IMAGE_SIZE
+  ]
+  if not sizes:
     return config
-  size = max(native_image_size(name) for name in choices)
-  return dataclasses.replace(config, module=dataclasses.replace(config.module, image_size=size))
+  module = dataclasses.replace(config.module, image_size=max(sizes))
+  return dataclasses.replace(config, module=module)

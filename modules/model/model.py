@@ -9,9 +9,10 @@ trained head to the backbone for export.
 The hyperparameters come from the search space (modules/search/search_space.py):
 `units`, `dense_activation`, `learning_rate` and `optimizer` always; `dropout`,
 `label_smoothing`, `momentum` (SGD only), `fine_tune_layers` (--fine-tune
-only) and `backbone` where the space declares them, and otherwise off (all
-layers, for fine-tuning; --backbone). A searched backbone sees its own image
-size: the model resizes the stored images first (`backbone_view`). A user's
+only), `backbone` and `image_size` where the space declares them, and otherwise
+off (all layers, for fine-tuning; --backbone; the backbone's own size). A
+searched backbone sees its own image size, or the trial's `image_size`: the
+model resizes the stored images first (`backbone_view`). A user's
 `--hypermodel` replaces all of this (modules/model/builder.py).
 """
 
@@ -44,13 +45,22 @@ def build_head(hp: keras_tuner.HyperParameters, num_classes: int, feature_dim: i
   return head
 
 
+def reads_image_size(config: ModuleConfig) -> bool:
+  """Whether the built-in model reads a searched `image_size`: on a SavedModel backbone only."""
+  return not config.hypermodel and config.backbone != BUILTIN_BACKBONE
+
+
 def backbone_view(hp: keras_tuner.HyperParameters, config: ModuleConfig) -> Tuple[str, int]:
   """(backbone, the image size it sees) for a trial.
 
   --backbone at --image-size; where the space declares `backbone`, that one at
-  its own size, or at the stored --image-size where that is smaller.
+  its own size, or at the stored --image-size where that is smaller; where it
+  declares `image_size` (and the model reads it), that backbone at that size.
   """
   chosen = optional(hp, 'backbone')
+  size = optional(hp, 'image_size') if reads_image_size(config) else None
+  if size is not None:
+    return chosen or config.backbone, size
   if chosen is None:
     return config.backbone, config.image_size
   return chosen, min(native_image_size(chosen), config.image_size)

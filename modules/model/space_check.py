@@ -2,7 +2,8 @@
 
 The runners call `check_space` before any component (tfx_pipeline/local/preflight.py,
 run_vertex.py): a name that neither the built-in model, a user's builder nor the
-input pipeline reads is one line naming it and what is read instead.
+input pipeline reads is one line naming it and what is read instead; so is an
+`image_size` the stored images are too small for.
 """
 
 from __future__ import annotations
@@ -130,13 +131,40 @@ def check_space(space: Space, config: ModuleConfig) -> None:
         who += f' (it reads {", ".join(sorted(read - set(search_space.FIT_NAMES)))})'
     elif name == 'fine_tune_layers':
       who = 'the built-in model reads it only with --fine-tune on a SavedModel backbone'
+    elif name == 'image_size':
+      who = 'the built-in model reads it only on a SavedModel backbone, not --backbone cnn'
     else:
+      always = [n for n in search_space.MODEL_NAMES if n not in ('fine_tune_layers', 'image_size')]
       who = (
-        'the built-in model does not read it (it reads '
-        f'{", ".join(n for n in search_space.MODEL_NAMES if n != "fine_tune_layers")}, '
-        'and fine_tune_layers with --fine-tune)'
+        f'the built-in model does not read it (it reads {", ".join(always)}, image_size on '
+        'a SavedModel backbone, and fine_tune_layers with --fine-tune)'
       )
     fit = ', '.join(search_space.FIT_NAMES)
     raise SearchSpaceError(
       f'--search-space {space.source}: {name}: {who}; the input pipeline reads {fit}.'
+    )
+  _check_image_sizes(space, config)
+
+
+def _check_image_sizes(space: Space, config: ModuleConfig) -> None:
+  """The built-in model's `image_size`: sizes it can list, none above the stored --image-size.
+
+  Each size is one more backbone pass of the BackboneFeatures step, and a trial's
+  model resizes the stored images down to it.
+  """
+  if 'image_size' not in space.names or not model.reads_image_size(config):
+    return
+  prefix = f'--search-space {space.source}: image_size'
+  entry = space.entry('image_size')
+  if entry['type'] == 'int' and (entry['step'] is None or entry['sampling'] != 'linear'):
+    raise SearchSpaceError(
+      f'{prefix}: give the int range a step (and linear sampling), or list the sizes as a '
+      'choice: the backbone runs over every image once for each size.'
+    )
+  largest = max(search_space.image_sizes(space))
+  if largest > config.image_size:
+    raise SearchSpaceError(
+      f'{prefix}: {largest} is larger than --image-size {config.image_size}, the size images '
+      f'are stored at: pass --image-size {largest} or more, or leave --image-size out to '
+      'store them at the largest size the space declares.'
     )

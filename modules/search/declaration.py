@@ -57,6 +57,13 @@ def possible_values(entry: Mapping[str, Any]) -> list:
   return [entry['min'], entry['max'], entry['default']]
 
 
+def every_value(entry: Mapping[str, Any]) -> list:
+  """`possible_values`, but every value of a linear int range: min, min + step, ... up to max."""
+  if entry['type'] == 'int' and entry.get('sampling', 'linear') == 'linear':
+    return list(range(entry['min'], entry['max'] + 1, entry.get('step') or 1))
+  return possible_values(entry)
+
+
 def value_count(entry: Mapping[str, Any]) -> Optional[int]:
   """How many values keras-tuner can draw for an entry; None where it is not counted here.
 

@@ -30,7 +30,7 @@ import math
 import os
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from modules.module_config import PRETRAINED_BACKBONES
+from modules.module_config import MIN_IMAGE_SIZE, PRETRAINED_BACKBONES
 from modules.search import declaration, parsing
 
 # What the search maximises (and the Tuner's early stopping and pruning watch).
@@ -71,6 +71,11 @@ MODEL_NAMES: Dict[str, Tuple[str, Callable[[Any], bool]]] = {
   'backbone': (
     f'one of {", ".join(PRETRAINED_BACKBONES)}',
     lambda v: v in PRETRAINED_BACKBONES,
+  ),
+  # The size a trial's backbone sees the stored images resized to (modules/model/model.py).
+  'image_size': (
+    f'a whole number of pixels, {MIN_IMAGE_SIZE} or more',
+    lambda v: declaration.is_int(v) and v >= MIN_IMAGE_SIZE,
   ),
 }
 FIT_NAMES: Dict[str, Tuple[str, Callable[[Any], bool]]] = {
@@ -208,8 +213,13 @@ def backbone_choices(space: Space) -> List[str]:
   return declaration.possible_values(space.entry('backbone')) if 'backbone' in space.names else []
 
 
-def declared_backbones(config) -> List[str]:
-  """The pretrained backbones the space of `config` (a ModuleConfig) may choose, unchecked.
+def image_sizes(space: Space) -> List[int]:
+  """The image sizes a space searches (every `image_size` value); [] where it has none."""
+  return declaration.every_value(space.entry('image_size')) if 'image_size' in space.names else []
+
+
+def declared_values(config, name: str) -> list:
+  """What the space file of `config` (a ModuleConfig) may give `name` (a range's ends), unchecked.
 
   A quick read of the file alone, for the runners to size images by before the
   console is set up (checking it imports keras-tuner, and TensorFlow with it);
@@ -220,10 +230,8 @@ def declared_backbones(config) -> List[str]:
   try:
     with open(config.search_space or DEFAULT_FILE) as f:
       data = parsing.parse(f.read(), json_file=(config.search_space or '').endswith('.json'))
-    entry = data['backbone']
-    values = entry['values'] if 'values' in entry else [entry['value']]
-    return [v for v in values if v in PRETRAINED_BACKBONES]
-  except (OSError, ValueError, KeyError, TypeError):
+    return declaration.possible_values(data[name])
+  except (OSError, ValueError, KeyError, TypeError, AttributeError):
     return []
 
 

@@ -209,8 +209,22 @@ def dataset(
   return records.batch(batch_size).map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
 
 
-def views_of(default: View, choices: Optional[List[str]], native_size) -> List[View]:
-  """The views a run can train on: each searched backbone at its size, or the default one."""
-  if not choices:
-    return [default]
-  return [(name, min(native_size(name), default[1])) for name in choices]
+def views_of(
+  default: View,
+  choices: Optional[List[str]],
+  native_size,
+  sizes: Sequence[int] = (),
+  sometimes: bool = False,
+) -> List[View]:
+  """The views a run can train on, each once.
+
+  Each searched backbone (`choices`, or the default one) at each searched image
+  size (`sizes`); without sizes, or where a condition may leave the size out
+  (`sometimes`), also each searched backbone at its own size (or at the stored
+  one where that is smaller), or the default view.
+  """
+  backbones = choices or [default[0]]
+  views = [(name, int(size)) for name in backbones for size in sizes]
+  if sometimes or not sizes:
+    views += [(n, min(native_size(n), default[1])) for n in choices] if choices else [default]
+  return list(dict.fromkeys(views))

@@ -240,18 +240,15 @@ def _beam_args(mode: str) -> tuple:
 def _check_backbone(module, echo) -> None:
   """Loads the backbone once before any component (converting the built-in one the first time)."""
   from modules.backbones import backbone
-  from modules.module_config import native_image_size
-  from modules.search import search_space
+  from tfx_pipeline.backbone_features import views
 
   state = 'fine-tuned' if module.fine_tune else 'frozen'
-  choices = search_space.backbone_choices(search_space.for_module(module)[0])
-  if choices:
-    sizes = {name: min(native_image_size(name), module.image_size) for name in choices}
-    dims = {backbone.check(name, size) for name, size in sizes.items()}
-    searched = ', '.join(f'{name} at {size} px' for name, size in sizes.items())
+  searched = views(module)
+  if len(searched) > 1 or searched[0] != (module.backbone, module.image_size):
+    dims = {backbone.check(name, size) for name, size in searched}
     echo(
-      f'backbone: searched among {searched}, from images stored at {module.image_size} px '
-      f'({"/".join(map(str, sorted(dims)))} features per image, {state})'
+      f'backbone: searched among {_describe_views(searched)}, from images stored at '
+      f'{module.image_size} px ({"/".join(map(str, sorted(dims)))} features per image, {state})'
     )
     return
   if module.backbone == backbone.BUILTIN_BACKBONE:
@@ -259,3 +256,14 @@ def _check_backbone(module, echo) -> None:
     return
   dim = backbone.check(module.backbone, module.image_size)
   echo(f'backbone: {module.backbone} ({dim} features per image, {state})')
+
+
+def _describe_views(views) -> str:
+  """'a at 224 px, b at 240 px'; each backbone's sizes as '160/192 px'; 'a, b, each at ...'."""
+  sizes = {}
+  for name, size in views:
+    sizes.setdefault(name, []).append(str(size))
+  shown = {name: f'{"/".join(each)} px' for name, each in sizes.items()}
+  if len(shown) > 1 and len(set(shown.values())) == 1 and len(views) > len(shown):
+    return f'{", ".join(shown)}, each at {next(iter(shown.values()))}'
+  return ', '.join(f'{name} at {each}' for name, each in shown.items())
