@@ -36,6 +36,7 @@ IMAGE_SIZE_KEY = 'image_size'
 FINGERPRINT_KEY = 'fingerprint'
 # Images per backbone call: RunInference batches between these.
 _MIN_BATCH, _MAX_BATCH = 16, 64
+_BYTES = beam.coders.BytesCoder()
 
 
 def applies(module: ModuleConfig) -> bool:
@@ -118,40 +119,55 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     output_dict: Dict[str, List[types.Artifact]],
     exec_properties: Dict[str, Any],
   ) -> None:
-    from modules.backbones import backbone
-
     view_list = [tuple(v) for v in json.loads(exec_properties[VIEWS_KEY])]
     stored = int(exec_properties[IMAGE_SIZE_KEY])
     examples = artifact_utils.get_single_instance(input_dict['examples'])
     out = artifact_utils.get_single_instance(output_dict['features'])
     out.split_names = artifact_utils.encode_split_names(list(feature_records.SPLITS))
-    counts = []
     with self._make_beam_pipeline() as pipeline:
-      for split in feature_records.SPLITS:
-        source = os.path.join(artifact_utils.get_split_uri([examples], split), '*')
-        records = (
-          pipeline
-          | f'Read[{split}]' >> beam.io.ReadFromTFRecord(source, coder=beam.coders.BytesCoder())
-          | f'Spread[{split}]' >> _spread(self._beam_pipeline_args)
-          | f'Features[{split}]' >> inference.RunInference(_Backbones(view_list, stored))
-          | f'Record[{split}]' >> beam.Map(lambda result: result.inference)
-        )
-        _ = records | f'Write[{split}]' >> beam.io.WriteToTFRecord(
-          os.path.join(artifact_utils.get_split_uri([out], split), 'features'),
-          file_name_suffix='.gz',
-        )
-        counts.append(
-          records
-          | f'Count[{split}]' >> beam.combiners.Count.Globally()
-          | f'Name[{split}]' >> beam.Map(lambda n, split=split: (split, n))
-        )
-      dims = [backbone.check(handle, size) for handle, size in view_list]
-      _ = (
-        counts
-        | 'Counts' >> beam.Flatten()
-        | 'ToDict' >> beam.combiners.ToDict()
-        | 'Summary' >> beam.Map(feature_records.write_summary_of, out.uri, view_list, dims)
+      read = [
+        pipeline
+        | f'Read[{split}]' >> beam.io.ReadFromTFRecord(_split_files(examples, split), coder=_BYTES)
+        | f'Key[{split}]' >> beam.Map(lambda record, split=split: (split, record))
+        for split in feature_records.SPLITS
+      ]
+      # One RunInference for both splits: each worker loads the backbones once.
+      records = (
+        read
+        | 'Splits' >> beam.Flatten()
+        | 'Spread' >> _spread(self._beam_pipeline_args)
+        | 'Features'
+        >> inference.RunInference(inference.KeyedModelHandler(_Backbones(view_list, stored)))
+        | 'Record' >> beam.MapTuple(lambda split, result: (split, result.inference))
       )
+      for split in feature_records.SPLITS:
+        _ = (
+          records
+          | f'Only[{split}]' >> beam.Filter(lambda r, split=split: r[0] == split)
+          | f'Unkey[{split}]' >> beam.Values()
+          | f'Write[{split}]'
+          >> beam.io.WriteToTFRecord(
+            os.path.join(artifact_utils.get_split_uri([out], split), 'features'),
+            file_name_suffix='.gz',
+          )
+        )
+      sample = records | 'Sample' >> beam.combiners.Sample.FixedSizeGlobally(1)
+      _ = (
+        records
+        | 'Count' >> beam.combiners.Count.PerKey()
+        | 'ToDict' >> beam.combiners.ToDict()
+        | 'Summary'
+        >> beam.Map(
+          feature_records.write_summary_of,
+          out.uri,
+          view_list,
+          beam.pvalue.AsSingleton(sample | 'Values' >> beam.Map(lambda s: [r for _, r in s])),
+        )
+      )
+
+
+def _split_files(examples: types.Artifact, split: str) -> str:
+  return os.path.join(artifact_utils.get_split_uri([examples], split), '*')
 
 
 def _spread(beam_args) -> beam.PTransform:

@@ -67,16 +67,21 @@ def write_summary(uri: str, views: Sequence[View], dims: Sequence[int], counts: 
       {
         'format': FORMAT,
         'views': [{'backbone': h, 'image_size': s, 'dim': d} for (h, s), d in zip(views, dims)],
-        # Beam gathers the counts in any order; the file keeps the splits' own.
-        'counts': {split: counts[split] for split in SPLITS if split in counts},
+        # Beam gathers the counts in any order, and none for an empty split.
+        'counts': {split: int(counts.get(split, 0)) for split in SPLITS},
       },
       f,
       indent=1,
     )
 
 
-def write_summary_of(counts: Mapping, uri: str, views: Sequence[View], dims: Sequence[int]):
-  """`write_summary` with the counts first: a Beam step's element."""
+def write_summary_of(counts: Mapping, uri: str, views: Sequence[View], sample: Sequence[bytes]):
+  """`write_summary` as a Beam step's element: the counts, and each view's size read off one
+  of the records (`sample`), so the step never loads a backbone just to learn its size."""
+  if not sample:
+    raise ValueError(f'{uri}: no train or eval example to compute backbone features of.')
+  feature = tf.train.Example.FromString(sample[0]).features.feature
+  dims = [len(feature[view_key(i)].float_list.value) for i in range(len(views))]
   write_summary(uri, views, dims, counts)
 
 
@@ -123,17 +128,23 @@ def split_files(uri: str, split: str) -> str:
 
 
 @functools.lru_cache(maxsize=4)
+def _frozen(handle: str, fingerprint: str):
+  """The backbone as a frozen layer, loaded once per process whatever sizes it is called at."""
+  del fingerprint  # Part of the memo key only.
+  return backbone.build_backbone(handle, fine_tune=False)
+
+
+@functools.lru_cache(maxsize=16)
 def extractor(handle: str, size: int, stored_size: int, fingerprint: str = ''):
   """The backbone's traced feature function at `size`, for images stored at `stored_size`.
 
   Loading and tracing a ResNet-50-class SavedModel takes about 2 s, so it is
-  loaded once per process; `fingerprint` (of its files) is part of the memo key,
-  so re-exported weights at the same path are reloaded. Stored images of another
-  size are resized as the served model's Resizing layer does
-  (modules/model/model.py: `tf.image.resize`, bilinear).
+  loaded once per process, for every size it is called at; `fingerprint` (of its
+  files) is part of the memo key, so re-exported weights at the same path are
+  reloaded. Stored images of another size are resized as the served model's
+  Resizing layer does (modules/model/model.py: `tf.image.resize`, bilinear).
   """
-  del fingerprint  # Part of the memo key only.
-  layer = backbone.build_backbone(handle, fine_tune=False)
+  layer = _frozen(handle, fingerprint)
   # Any batch size, one trace: Beam's batches vary in size, and each new shape would
   # otherwise trace the whole backbone again (seconds each).
   signature = [tf.TensorSpec([None, stored_size, stored_size, 3], tf.float32)]
