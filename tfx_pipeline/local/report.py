@@ -17,9 +17,10 @@ from typing import Dict, List, Optional
 
 from modules.search import search_space
 from modules.search.search_space import OBJECTIVE
-from modules.tuning import hooks, search_progress, warm_trials
+from modules.tuning import hooks, multi_objective, search_progress, warm_trials
 from modules.tuning import state as tuning_state
 from tfx_pipeline.local import front as pareto_front
+from tfx_pipeline.local import report_plots
 from tfx_pipeline.parallel import pool as worker_pool
 
 REPORT_DIR = 'report'
@@ -117,19 +118,22 @@ def _cell(value) -> str:
   return str(value)
 
 
-def table(rows: List[dict]) -> str:
-  """A plain-text table: trial, hyperparameters, score, epochs, duration, status; best marked."""
+def table(rows: List[dict], marked: Optional[str] = None) -> str:
+  """A plain-text table: trial, hyperparameters, score (and any latency_ms, model_mb), epochs,
+  duration, status; `marked` (the front's chosen trial), or else the best, marked `*`."""
   names = _names(rows)
-  best = _best(rows)
-  header = ['trial'] + names + ['score', 'epochs', 'time', 'status']
+  figures = [n for n in multi_objective.FIGURES if any(n in r.get('figures', {}) for r in rows)]
+  best = next((r for r in rows if r['trial'] == marked), None) or _best(rows)
+  header = ['trial'] + names + ['score'] + figures + ['epochs', 'time', 'status']
   lines = [header]
   for row in rows:
     seconds = row['seconds']
     lines.append(
       [row['trial'] + (' *' if row is best else '')]
       + [_cell(row['hyperparameters'].get(n)) for n in names]
+      + [_cell(row['score'])]
+      + [_cell(row.get('figures', {}).get(n)) for n in figures]
       + [
-        _cell(row['score']),
         _cell(row['epochs']),
         search_progress.format_seconds(seconds) if seconds is not None else '-',
         row['status'],
@@ -147,65 +151,6 @@ def _best(rows: List[dict]) -> Optional[dict]:
   return max(scored, key=lambda r: r['score']) if scored else None
 
 
-def _plot(rows: List[dict], out_dir: str) -> List[str]:
-  import matplotlib
-
-  matplotlib.use('Agg')  # Files only: no display on servers.
-  import matplotlib.pyplot as plt
-
-  paths = []
-  scored = [r for r in rows if r['score'] is not None]
-  # Score per trial at the cumulative epochs when it ended, and the best so far.
-  fig, ax = plt.subplots(figsize=(7, 4))
-  cumulative, xs, ys, best_x, best_y, best = 0, [], [], [], [], None
-  for row in rows:
-    cumulative += row['epochs'] or 0
-    if row['score'] is None:
-      continue
-    xs.append(cumulative)
-    ys.append(row['score'])
-    best = row['score'] if best is None else max(best, row['score'])
-    best_x.append(cumulative)
-    best_y.append(best)
-  ax.scatter(xs, ys, label='trial score')
-  ax.step(best_x, best_y, where='post', color='tab:orange', label='best so far')
-  ax.set_xlabel('epochs trained in all')
-  ax.set_ylabel(OBJECTIVE)
-  ax.set_title(f'{len(rows)} trials')
-  ax.legend(loc='lower right')
-  fig.tight_layout()
-  paths.append(os.path.join(out_dir, 'score_by_trial.png'))
-  fig.savefig(paths[-1])
-  plt.close(fig)
-
-  names = _names(rows)
-  if names:
-    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.2), squeeze=False)
-    for ax, name in zip(axes[0], names):
-      pairs = [
-        (r['hyperparameters'][name], r['score']) for r in scored if name in r['hyperparameters']
-      ]
-      # Categories and log-spaced choices read best as evenly spaced labels.
-      labels = sorted({str(v) for v, _ in pairs}, key=lambda s: _sort_key(s))
-      ax.scatter([labels.index(str(v)) for v, _ in pairs], [s for _, s in pairs])
-      ax.set_xticks(range(len(labels)))
-      ax.set_xticklabels(labels, rotation=30)
-      ax.set_xlabel(name)
-      ax.set_ylabel(OBJECTIVE)
-    fig.tight_layout()
-    paths.append(os.path.join(out_dir, 'score_by_hyperparameter.png'))
-    fig.savefig(paths[-1])
-    plt.close(fig)
-  return paths
-
-
-def _sort_key(text: str):
-  try:
-    return (0, float(text), '')
-  except ValueError:
-    return (1, 0.0, text)
-
-
 def _tensorboard(rows: List[dict], log_dir: str) -> None:
   """HParams logs: `tensorboard --logdir <log_dir>` shows every trial in the HParams tab."""
   import tensorflow as tf
@@ -217,7 +162,9 @@ def _tensorboard(rows: List[dict], log_dir: str) -> None:
     for name, value in row['hyperparameters'].items():
       values.setdefault(name, set()).add(value)
   hparams = {
-    name: hp_api.HParam(name, hp_api.Discrete(sorted(seen, key=lambda v: _sort_key(str(v)))))
+    name: hp_api.HParam(
+      name, hp_api.Discrete(sorted(seen, key=lambda v: report_plots.sort_key(str(v))))
+    )
     for name, seen in values.items()
   }
   metrics = [OBJECTIVE] + sorted({n for r in rows for n in r.get('figures', {})})
@@ -242,7 +189,10 @@ def write(path: str, out_dir: Optional[str] = None) -> dict:
   rows = load_trials(project)
   out_dir = out_dir or os.path.join(os.path.dirname(project), REPORT_DIR)
   os.makedirs(out_dir, exist_ok=True)
-  text = table(rows)
+  # Scores of this search's own trials only: a warm trial's come from other data or folds.
+  own = [r for r in rows if r['status'] != WARM]
+  front = pareto_front.write(project, [r for r in own if r['status'] in SCORED], out_dir)
+  text = table(rows, (front or {}).get('chosen'))
   files = {
     'table': os.path.join(out_dir, 'trials.txt'),
     'csv': os.path.join(out_dir, 'trials.csv'),
@@ -262,11 +212,8 @@ def write(path: str, out_dir: Optional[str] = None) -> dict:
         [row['trial'], row['status'], row['score'], row['epochs'], row['seconds']]
         + [row['hyperparameters'].get(n) for n in names]
       )
-  # Scores of this search's own trials only: a warm trial's come from other data or folds.
-  own = [r for r in rows if r['status'] != WARM]
-  files['plots'] = _plot(own, out_dir)
+  files['plots'] = report_plots.plot(own, _names(own), out_dir)
   _tensorboard(own, files['tensorboard'])
-  front = pareto_front.write(project, [r for r in own if r['status'] in SCORED], out_dir)
   lost = worker_pool.load_lost(project)  # Trials a parallel search lost with a dead worker.
   return {'rows': rows, 'table': text, 'dir': out_dir, 'files': files, 'lost': lost, 'front': front}
 
@@ -285,7 +232,7 @@ def print_report(report: dict, echo=print) -> None:
   echo(
     f'tuning report: {done} of {len(report["rows"]) - warm} trials completed'
     + (f', {pruned} of them pruned' if pruned else '')
-    + ' (* best)'
+    + (' (* chosen)' if (report.get('front') or {}).get('chosen') else ' (* best)')
     + (f'; {warm} {WARM}: earlier trials it learnt from, never the best' if warm else '')
   )
   for line in report['table'].splitlines():
