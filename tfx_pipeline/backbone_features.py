@@ -140,30 +140,35 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         >> inference.RunInference(inference.KeyedModelHandler(_Backbones(view_list, stored)))
         | 'Record' >> beam.MapTuple(lambda split, result: (split, result.inference))
       )
-      for split in feature_records.SPLITS:
-        _ = (
-          records
-          | f'Only[{split}]' >> beam.Filter(lambda r, split=split: r[0] == split)
-          | f'Unkey[{split}]' >> beam.Values()
-          | f'Write[{split}]'
-          >> beam.io.WriteToTFRecord(
-            os.path.join(artifact_utils.get_split_uri([out], split), 'features'),
-            file_name_suffix='.gz',
-          )
-        )
-      sample = records | 'Sample' >> beam.combiners.Sample.FixedSizeGlobally(1)
-      _ = (
-        records
-        | 'Count' >> beam.combiners.Count.PerKey()
-        | 'ToDict' >> beam.combiners.ToDict()
-        | 'Summary'
-        >> beam.Map(
-          feature_records.write_summary_of,
-          out.uri,
-          view_list,
-          beam.pvalue.AsSingleton(sample | 'Values' >> beam.Map(lambda s: [r for _, r in s])),
-        )
+      _write(records, out, view_list)
+
+
+def _write(records: beam.PCollection, out: types.Artifact, view_list) -> None:
+  """(split, record) pairs -> each split's gzip'd records and `features.json`."""
+  for split in feature_records.SPLITS:
+    _ = (
+      records
+      | f'Only[{split}]' >> beam.Filter(lambda r, split=split: r[0] == split)
+      | f'Unkey[{split}]' >> beam.Values()
+      | f'Write[{split}]'
+      >> beam.io.WriteToTFRecord(
+        os.path.join(artifact_utils.get_split_uri([out], split), 'features'),
+        file_name_suffix='.gz',
       )
+    )
+  sample = records | 'Sample' >> beam.combiners.Sample.FixedSizeGlobally(1)
+  _ = (
+    records
+    | 'Count' >> beam.combiners.Count.PerKey()
+    | 'ToDict' >> beam.combiners.ToDict()
+    | 'Summary'
+    >> beam.Map(
+      feature_records.write_summary_of,
+      out.uri,
+      view_list,
+      beam.pvalue.AsSingleton(sample | 'Values' >> beam.Map(lambda s: [r for _, r in s])),
+    )
+  )
 
 
 def _split_files(examples: types.Artifact, split: str) -> str:
