@@ -128,16 +128,21 @@ def test_records_stream_or_stay_in_memory_with_the_same_batches(
   assert sorted(first_pass) == sorted(np.repeat(np.arange(5), 6))  # Each record once a pass.
 
 
+def _reading_the_step(fn_args_for, tiny_backbone, step_output, tmp_path):
+  """(fn_args, config, paths) of a Tuner or Trainer given the step's records."""
+  paths = RunPaths(feature_cache_dir=str(tmp_path / 'feature_cache'))
+  fn_args = fn_args_for({'backbone': tiny_backbone}, paths=paths)
+  fn_args.custom_config[feature_records.CUSTOM_CONFIG_KEY] = step_output
+  return fn_args, ModuleConfig.from_custom_config(fn_args.custom_config), paths
+
+
 def test_tuner_and_trainer_read_the_step_and_compute_nothing(
   step_output,
   fn_args_for,
   tiny_backbone,
   tmp_path,
 ):
-  paths = RunPaths(feature_cache_dir=str(tmp_path / 'feature_cache'))
-  fn_args = fn_args_for({'backbone': tiny_backbone}, paths=paths)
-  fn_args.custom_config[feature_records.CUSTOM_CONFIG_KEY] = step_output
-  config = ModuleConfig.from_custom_config(fn_args.custom_config)
+  fn_args, config, paths = _reading_the_step(fn_args_for, tiny_backbone, step_output, tmp_path)
   data = training_data.prepare(fn_args, config, tft.TFTransformOutput(fn_args.transform_output))
   assert data.cached_features and data.feature_dim == 4
   features, labels = next(iter(data.train(8, Augmentation())))
@@ -161,10 +166,7 @@ def test_a_trial_at_a_searched_image_size_reads_that_views_records(
 
   from modules.model import model
 
-  paths = RunPaths(feature_cache_dir=str(tmp_path / 'feature_cache'))
-  fn_args = fn_args_for({'backbone': tiny_backbone}, paths=paths)
-  fn_args.custom_config[feature_records.CUSTOM_CONFIG_KEY] = step_output
-  config = ModuleConfig.from_custom_config(fn_args.custom_config)
+  fn_args, config, paths = _reading_the_step(fn_args_for, tiny_backbone, step_output, tmp_path)
   hp = keras_tuner.HyperParameters()
   hp.Choice('image_size', [SEARCHED_SIZE, MODULE.image_size], default=MODULE.image_size)
   data = training_data.prepare(

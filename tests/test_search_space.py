@@ -310,19 +310,6 @@ def test_an_image_size_choice_stores_images_at_the_largest_size_a_trial_sees(tmp
       ['--hypermodel', 'examples.flower_builder:model_builder'],
       'backbone: examples.flower_builder:model_builder does not read it',
     ),
-  ],
-)
-def test_a_backbone_choice_that_cannot_work_is_one_line(tmp_path, capsys, text, flags, message):
-  path = _write(tmp_path, text)
-  argv = ['--search-space', path, '--pipeline-root', str(tmp_path / 'root'), *flags]
-  assert cli.main(argv) == 2
-  (line,) = capsys.readouterr().err.strip().splitlines()
-  assert line.startswith(f'error: --search-space {path}: ') and message in line, line
-
-
-@pytest.mark.parametrize(
-  'text, flags, message',
-  [
     (
       SIZES,
       ['--image-size', '176'],
@@ -351,7 +338,9 @@ def test_a_backbone_choice_that_cannot_work_is_one_line(tmp_path, capsys, text, 
     ),
   ],
 )
-def test_an_image_size_that_cannot_work_is_one_line(tmp_path, capsys, text, flags, message):
+def test_a_backbone_or_image_size_that_cannot_work_is_one_line(
+  tmp_path, capsys, text, flags, message
+):
   path = _write(tmp_path, text)
   argv = ['--search-space', path, '--pipeline-root', str(tmp_path / 'root'), *flags]
   assert cli.main(argv) == 2
