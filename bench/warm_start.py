@@ -6,8 +6,9 @@ warm-started from the earlier one, for several seeds, each in a pipeline root
 of its own kind (a search's key leaves out its warm trials, so a warm run in
 the cold run's root would resume the finished cold search). The figure: the
 trials a search runs before one scores within one eval photo of the best score
-any of the new searches reached. Warm trials are not run, so they are not
-counted. The space is bench/warm_start_space.yaml. Writes
+any of the new searches reached, and before one reaches it; and the mean score
+of a search's trials (how much of the budget goes on poor points). Warm trials
+are not run, so they are not counted. The space is bench/warm_start_space.yaml. Writes
 bench/results/warm_start.json and .md, and the table into bench/results.md.
 
   .venv/bin/python -m bench.warm_start [--data-root ../shared/flowers] [--seeds 1 2 3]
@@ -55,9 +56,9 @@ def markdown(result: dict) -> str:
     f'{result["image_size"]} px, efficientnet-lite0, space `bench/warm_start_space.yaml`. '
     f'{result["transferred"]}.',
     '',
-    '| seed | cold: trials needed | warm: trials needed | cold: best | warm: best | '
-    'cold: eval accuracy | warm: eval accuracy |',
-    '|---|---:|---:|---:|---:|---:|---:|',
+    '| seed | trials to within one photo, cold / warm | trials to the best, cold / warm | '
+    'mean trial score, cold / warm | eval accuracy, cold / warm |',
+    '|---|---:|---:|---:|---:|',
   ]
 
   def shown(v):
@@ -66,13 +67,15 @@ def markdown(result: dict) -> str:
   for row in result['rows']:
     c, w = row['cold'], row['warm']
     lines.append(
-      f'| {row["seed"]} | {shown(c["needed"])} | {shown(w["needed"])} | {max(c["scores"]):.2f} '
-      f'| {max(w["scores"]):.2f} | {c["accuracy"]:.2f} | {w["accuracy"]:.2f} |'
+      f'| {row["seed"]} | {shown(c["needed"])} / {shown(w["needed"])} | '
+      f'{shown(c["to_best"])} / {shown(w["to_best"])} | {np.mean(c["scores"]):.2f} / '
+      f'{np.mean(w["scores"]):.2f} | {c["accuracy"]:.2f} / {w["accuracy"]:.2f} |'
     )
   mean = result['mean_needed']
   lines += [
-    f'| mean (a search that never got there counts {trials + 1}) | {mean["cold"]:.1f} | '
-    f'{mean["warm"]:.1f} | | | | |',
+    f'| mean (a search that never got there counts {trials + 1}) | {mean["cold"]:.1f} / '
+    f'{mean["warm"]:.1f} | {mean["cold_to_best"]:.1f} / {mean["warm_to_best"]:.1f} | '
+    f'{mean["cold_score"]:.2f} / {mean["warm_score"]:.2f} | |',
     '',
     f'Machine: {result["machine"]["cpus"]} CPUs; {result["seconds"]:.0f} s in all. '
     'Command: `.venv/bin/python -m bench.warm_start`.',
@@ -90,6 +93,16 @@ def _search(data, root, log, seed, trials, args, extra=()):
   with open(log) as f:
     warm = [line.strip() for line in f if line.startswith('warm start:')]
   return {**result, 'scores': own_scores(root), 'warm_line': warm[0] if warm else None}
+
+
+def _means(runs: list, trials: int) -> dict:
+  """Per kind: mean trials to within one photo, to the best (never: trials + 1), mean score."""
+  out = {}
+  for kind in ('cold', 'warm'):
+    out[kind] = float(np.mean([row[kind]['needed'] or trials + 1 for row in runs]))
+    out[f'{kind}_to_best'] = float(np.mean([row[kind]['to_best'] or trials + 1 for row in runs]))
+    out[f'{kind}_score'] = float(np.mean([np.mean(row[kind]['scores']) for row in runs]))
+  return out
 
 
 def main(argv=None) -> None:
@@ -128,6 +141,7 @@ def main(argv=None) -> None:
   for row in runs:
     for kind in ('cold', 'warm'):
       row[kind]['needed'] = trials_needed(row[kind]['scores'], target)
+      row[kind]['to_best'] = trials_needed(row[kind]['scores'], best)
   result = {
     'data_root': os.path.relpath(os.path.abspath(args.data_root), accuracy.ROOT),
     'photos': len(records),
@@ -141,12 +155,10 @@ def main(argv=None) -> None:
     'seeds': args.seeds,
     'best': best,
     'target': target,
-    'transferred': runs[0]['warm']['warm_line'] or 'no warm start line',
+    # The earlier search's folder is a scratch path: the line up to it.
+    'transferred': (runs[0]['warm']['warm_line'] or 'no warm start line').split(' from ')[0],
     'rows': runs,
-    'mean_needed': {
-      kind: float(np.mean([row[kind]['needed'] or args.trials + 1 for row in runs]))
-      for kind in ('cold', 'warm')
-    },
+    'mean_needed': _means(runs, args.trials),
   }
   accuracy.publish('warm_start', result, markdown, SECTION, start)
 
