@@ -266,10 +266,12 @@ def check(handle: str, image_size: int) -> int:
 
   Runners call it before any component, so a wrong backbone is one line, not a
   traceback in the Trainer; it also converts the built-in pretrained one once.
+  The probe leaves the weights as they were, so the frozen copy it loads is the
+  one the components of a local run (in this process) then reuse.
   """
   if handle == BUILTIN_BACKBONE:
     return 0
-  _, function = load(handle)
+  _, function = load_frozen(handle)
   return probe(function, handle, image_size)
 
 
