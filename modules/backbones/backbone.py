@@ -21,6 +21,7 @@ import tensorflow as tf
 from modules.backbones.converted import (  # noqa: F401 (part of this module's interface)
   CACHE_ENV,
   BackboneError,
+  converted_dir,
   saved_model_dir,
 )
 from modules.module_config import BUILTIN_BACKBONE, PRETRAINED_BACKBONE, PRETRAINED_BACKBONES
@@ -212,7 +213,11 @@ def _load_once(handle: str, version):
 
 
 def _files_version(handle: str):
-  """Size and time of the local SavedModel's graph file, or None (a TF-Hub handle)."""
+  """What the loaded copy of `handle` depends on: a converted built-in's folder (named by its
+  weights' hash, under the cache folder of the time), the size and time of a local SavedModel's
+  graph file, or None (a TF-Hub handle)."""
+  if handle in PRETRAINED_BACKBONES:
+    return converted_dir(handle)
   path = os.path.join(handle, 'saved_model.pb')
   if not os.path.isfile(path):
     return None
