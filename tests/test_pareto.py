@@ -1,8 +1,6 @@
 """--objectives: the front, the choice, Optuna's study, the latency probe, the report, the CLI."""
 
 import os
-import re
-import signal
 
 import keras_tuner
 import pytest
@@ -268,71 +266,3 @@ def test_the_report_says_when_no_trial_fits(tmp_path):
   front = report.write(project, out_dir=str(tmp_path / 'out'))['front']
   assert front['chosen'] is None
   assert front['line'].startswith('chosen: none (no trial within --max-latency-ms 0.5')
-
-
-def _stopped_at_the_first_scored_trial(flags) -> list:
-  """run_local.py *flags, sent SIGINT once a trial has a score; the lines it printed."""
-  from tests.runs import popen
-  from tfx_pipeline.local.interrupt import EXIT_CODE, INTERRUPTED
-
-  process = popen(['run_local.py', *flags])
-  lines, sent = [], False
-  try:
-    for line in process.stdout:
-      lines.append(line.rstrip('\n'))
-      if not sent and lines[-1].startswith('trial ') and ' score=' in lines[-1]:
-        process.send_signal(signal.SIGINT)
-        sent = True
-    process.wait(timeout=600)
-  finally:
-    if process.poll() is None:
-      process.kill()
-      process.wait()
-  assert process.returncode == EXIT_CODE and lines[-1] == INTERRUPTED, '\n'.join(lines)
-  return lines
-
-
-@pytest.mark.pipeline
-def test_a_parallel_search_resumes_after_ctrl_c_and_trains_the_chosen_trial(tiny_data, tmp_path):
-  """--tuner tpe on two objectives with a latency limit, two trials at a time, stopped by Ctrl-C
-  after its first scored trial; the same command finishes the search and trains its choice."""
-  from tests.runs import run_local
-  from tfx_pipeline.local import report as tuning_report
-
-  root = str(tmp_path / 'root')
-  flags = [
-    *tiny.flags(tuner='tpe', max_trials=4, max_epochs=1, epochs=1),
-    *('--objectives', 'val_accuracy,latency_ms', '--max-latency-ms', '1000'),
-    *('--parallel-trials', '2', '--data-root', tiny_data, '--pipeline-root', root),
-    *('--accuracy-threshold', '0'),
-  ]
-  stopped = _stopped_at_the_first_scored_trial(flags)
-  assert not any(line.startswith('chosen: ') for line in stopped), stopped
-  done = run_local(*flags)
-  assert done.rc == 0, done.out + done.err
-  lines = done.lines
-  (resumed,) = [line for line in lines if line.startswith('tuning: resuming')]
-  assert int(re.search(r'\((\d+) trials already done\)', resumed).group(1)) >= 1, resumed
-  chosen = [line for line in lines if line.startswith('chosen: trial ')]
-  assert len(chosen) == 1, lines
-  assert chosen[0].endswith('on the front within --max-latency-ms 1000)'), chosen
-  assert any(line.startswith('Pareto front: ') for line in lines), lines
-  # The run's own report drew the front.
-  project = tuning_report.find_project(root)
-  assert os.path.getsize(os.path.join(os.path.dirname(project), 'report', 'pareto_front.png'))
-  written = tuning_report.write(root)
-  # Every trial once, across both runs and both workers, each with its latency.
-  assert sorted(r['trial'] for r in written['rows']) == ['0', '1', '2', '3'], written['rows']
-  latencies = [r['figures'][pareto.LATENCY] for r in written['rows']]
-  assert all(0.0 < ms < 1000.0 for ms in latencies), latencies
-  front = written['front']
-  assert front['chosen'] in front['front'] and front['line'] == chosen[0]
-  # The trials table marks the chosen trial (not the most accurate) and shows each one's latency.
-  assert any(re.match(r'tuning report: 4 of 4 trials completed \(\* chosen\)$', x) for x in lines)
-  assert any(x.startswith('  trial ') and ' score  latency_ms ' in x for x in lines), lines
-  assert {x.split()[0] for x in lines if re.match(r'  \d+ \*', x)} == {front['chosen']}, lines
-  # The Trainer trained the chosen trial: the Tuner wrote its values as the best.
-  row = next(r for r in written['rows'] if r['trial'] == front['chosen'])
-  best = next(line for line in lines if line.startswith('best hyperparameters: '))
-  assert all(f"'{k}': {v!r}" in best for k, v in row['hyperparameters'].items()), (best, row)
-  print('\n'.join(stopped + lines))  # The consoles, for -rP.
