@@ -156,17 +156,17 @@ def _write(records: beam.PCollection, out: types.Artifact, view_list) -> None:
         file_name_suffix='.gz',
       )
     )
-  sample = records | 'Sample' >> beam.combiners.Sample.FixedSizeGlobally(1)
+  # One record, whichever split: each view's feature size is read off it.
+  sample = (
+    records | 'Values' >> beam.Values() | 'Sample' >> beam.combiners.Sample.FixedSizeGlobally(1)
+  )
   _ = (
     records
     | 'Count' >> beam.combiners.Count.PerKey()
     | 'ToDict' >> beam.combiners.ToDict()
     | 'Summary'
     >> beam.Map(
-      feature_records.write_summary_of,
-      out.uri,
-      view_list,
-      beam.pvalue.AsSingleton(sample | 'Values' >> beam.Map(lambda s: [r for _, r in s])),
+      feature_records.write_summary_of, out.uri, view_list, beam.pvalue.AsSingleton(sample)
     )
   )
 

@@ -127,24 +127,19 @@ def split_files(uri: str, split: str) -> str:
   return os.path.join(uri, f'Split-{split}', '*')
 
 
-@functools.lru_cache(maxsize=4)
-def _frozen(handle: str, fingerprint: str):
-  """The backbone as a frozen layer, loaded once per process whatever sizes it is called at."""
-  del fingerprint  # Part of the memo key only.
-  return backbone.build_backbone(handle, fine_tune=False)
-
-
 @functools.lru_cache(maxsize=16)
 def extractor(handle: str, size: int, stored_size: int, fingerprint: str = ''):
   """The backbone's traced feature function at `size`, for images stored at `stored_size`.
 
-  Loading and tracing a ResNet-50-class SavedModel takes about 2 s, so it is
-  loaded once per process, for every size it is called at; `fingerprint` (of its
-  files) is part of the memo key, so re-exported weights at the same path are
-  reloaded. Stored images of another size are resized as the served model's
-  Resizing layer does (modules/model/model.py: `tf.image.resize`, bilinear).
+  Loading and tracing a ResNet-50-class SavedModel takes about 2 s, so each is
+  traced once per process and size, and loaded once for all its sizes (a frozen
+  layer shares `backbone.load_frozen`'s copy); `fingerprint` (of its files) is
+  part of the memo key, so re-exported weights at the same path are reloaded.
+  Stored images of another size are resized as the served model's Resizing
+  layer does (modules/model/model.py: `tf.image.resize`, bilinear).
   """
-  layer = _frozen(handle, fingerprint)
+  del fingerprint  # Part of the memo key only.
+  layer = backbone.build_backbone(handle, fine_tune=False)
   # Any batch size, one trace: Beam's batches vary in size, and each new shape would
   # otherwise trace the whole backbone again (seconds each).
   signature = [tf.TensorSpec([None, stored_size, stored_size, 3], tf.float32)]

@@ -123,7 +123,7 @@ def table(rows: List[dict], marked: Optional[str] = None) -> str:
   duration, status; `marked` (the front's chosen trial), or else the best, marked `*`."""
   names = _names(rows)
   figures = [n for n in multi_objective.FIGURES if any(n in r.get('figures', {}) for r in rows)]
-  best = next((r for r in rows if r['trial'] == marked), None) or _best(rows)
+  best = _retrained(rows, marked)
   header = ['trial'] + names + ['score'] + figures + ['epochs', 'time', 'status']
   lines = [header]
   for row in rows:
@@ -143,6 +143,11 @@ def table(rows: List[dict], marked: Optional[str] = None) -> str:
   return '\n'.join(
     '  '.join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines
   )
+
+
+def _retrained(rows: List[dict], chosen: Optional[str]) -> Optional[dict]:
+  """The row of the trial the Trainer retrains: the front's `chosen` one, or else the best."""
+  return next((r for r in rows if r['trial'] == chosen), None) or _best(rows)
 
 
 def _best(rows: List[dict]) -> Optional[dict]:
@@ -220,8 +225,7 @@ def write(path: str, out_dir: Optional[str] = None) -> dict:
 
 def best_score(report: dict) -> Optional[float]:
   """The score of the trial the Trainer retrains (the best, or the front's chosen); None if none."""
-  chosen = (report.get('front') or {}).get('chosen')
-  best = next((r for r in report['rows'] if r['trial'] == chosen), None) or _best(report['rows'])
+  best = _retrained(report['rows'], (report.get('front') or {}).get('chosen'))
   return best['score'] if best else None
 
 
