@@ -159,3 +159,14 @@ def test_changed_data_or_space_is_named(tmp_path):
   assert lines[-1].startswith('tuning: data changed')
   tuning_state.prepare(base, {**description, 'data': 'b', 'space': {'units': 2}}, echo=lines.append)
   assert lines[-1].startswith('tuning: search space changed')
+
+
+def test_a_parallel_search_stopped_before_any_tuner_file_counts_its_finished_trials(tmp_path):
+  """The chief reloads from the oracle's file, which exists before a worker writes its own."""
+  project = tmp_path / tuning_state.PROJECT_NAME
+  for trial_id, status in (('0', 'COMPLETED'), ('1', 'RUNNING')):
+    (project / f'trial_{trial_id}').mkdir(parents=True)
+    (project / f'trial_{trial_id}' / 'trial.json').write_text(json.dumps({'status': status}))
+  assert tuning_state.completed_trials(str(tmp_path)) == 0  # Nothing keras-tuner would reload.
+  (project / 'oracle.json').write_text('{}')
+  assert tuning_state.completed_trials(str(tmp_path)) == 1

@@ -83,8 +83,12 @@ def key_of(description: dict) -> str:
 def completed_trials(directory: str) -> int:
   """Finished trials keras-tuner will reload from `directory` (0 if it would start anew)."""
   project = os.path.join(directory, PROJECT_NAME)
-  # keras-tuner reloads only once its tuner file exists (written after a trial ends).
-  if not glob.glob(os.path.join(project, 'tuner*.json')):
+  # keras-tuner reloads once its tuner file exists; a parallel search's chief reloads
+  # from the oracle's (tfx_pipeline/parallel/component.py), which the oracle writes as
+  # a trial ends, before a worker writes its tuner file: a Ctrl-C between the two
+  # still resumes.
+  markers = ('tuner*.json', 'oracle.json')
+  if not any(glob.glob(os.path.join(project, marker)) for marker in markers):
     return 0
   done = 0
   for path in glob.glob(os.path.join(project, 'trial_*', 'trial.json')):
