@@ -165,7 +165,7 @@ def export(
   train = _split_photos(examples, 'train', CALIBRATION_IMAGES, shuffle=True)
   sample = np.concatenate([loaded.model_input(encoded).numpy() for encoded, _ in train])
   logging.info('Converting to int8 TFLite, ranges from %d train photos.', len(sample))
-  model = tflite.convert(saved_model_dir, sample)
+  model = tflite.convert(loaded, sample)
   saved_acc, tflite_acc, count = _accuracies(
     loaded, tflite.Classifier(model), _split_photos(examples, split)
   )

@@ -25,14 +25,15 @@ TFLITE_FILE = 'model.tflite'
 LABELS_FILE = 'labels.txt'
 
 
-def convert(saved_model_dir: str, sample_images: np.ndarray) -> bytes:
-  """The int8 TFLite model of the SavedModel's `image_probabilities`.
+def convert(loaded, sample_images: np.ndarray) -> bytes:
+  """The int8 TFLite model of a loaded serving SavedModel's `image_probabilities`.
 
-  `sample_images` ([N, size, size, 3] in [0, 1]) calibrate the ranges of the
-  activations. Every op must have an int8 kernel: a float fallback would make
-  the model silently slower and larger than it says.
+  `loaded` is what `tf.saved_model.load` returned (the caller's own copy: a
+  load of the serving model takes seconds). `sample_images` ([N, size, size, 3]
+  in [0, 1]) calibrate the ranges of the activations. Every op must have an int8
+  kernel: a float fallback would make the model silently slower and larger than
+  it says.
   """
-  loaded = tf.saved_model.load(saved_model_dir)
   function = loaded.image_probabilities.get_concrete_function()
   converter = tf.lite.TFLiteConverter.from_concrete_functions([function], loaded)
   converter.optimizations = [tf.lite.Optimize.DEFAULT]
