@@ -65,6 +65,12 @@ def test_a_rehearsal_runs_every_task_and_pushes_a_model_predict_uses(first, tiny
   for task in CONTAINER_TASKS:
     assert any(re.fullmatch(rf'\[\d+/{TASKS}\] {task} done in [\d.]+s', line) for line in out), task
   assert _value(out, 'baseline:') == 'none (no blessed model yet)'
+  # The summary a local run prints: the best trial's score, the fitted temperature, the int8 check.
+  assert re.fullmatch(r'\d\.\d{3} \(the split .*', _value(out, "  best trial's eval accuracy:"))
+  assert re.match(
+    r'temperature \d+\.\d\d \(fitted on eval\); test ECE ', _value(out, 'calibration:')
+  )
+  assert re.match(r'\d\.\d{3} \([+-]\d\.\d{3}\), [\d.]+ MB', _value(out, 'tflite int8:'))
   pushed = _value(out, 'pushed model:')
   assert pushed.startswith(os.path.join(str(root), 'gcs', 'b', 'root', 'serving_model'))
   from tfx_pipeline.local import predict

@@ -57,6 +57,26 @@ def hyperparameters(uri: str) -> Dict[str, Any]:
   return search_space.public_values(hp.values)
 
 
+def trial_score(tuner_results_uri: str, values: Dict[str, Any]) -> Optional[float]:
+  """The score of the trial with `values` in a Tuner's tuner_results artifact; None if absent.
+
+  TFX's Tuner lists the search's trials there, each with its score and values:
+  where no search folder is at hand (a Vertex run's summary), the figure the
+  Trainer's trial was chosen by.
+  """
+  import json
+
+  import tensorflow as tf
+
+  path = os.path.join(tuner_results_uri, 'tuner_results.json')
+  if not tf.io.gfile.exists(path):
+    return None
+  with tf.io.gfile.GFile(path) as f:
+    rows = json.load(f)
+  scores = [row['score'] for row in rows if all(row.get(k) == v for k, v in values.items())]
+  return scores[0] if scores else None
+
+
 def read(config: PipelineConfig, run_id: Optional[str] = None) -> RunSummary:
   """What run `run_id` (default: the newest) of `config`'s pipeline produced."""
   from tfx_pipeline import tflite_export

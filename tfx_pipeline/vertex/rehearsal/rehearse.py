@@ -121,21 +121,27 @@ def _summary(
   outputs: dict, states: dict, run_id: str, seconds: float, config, split: str
 ) -> summary.RunSummary:
   """What the rehearsal produced, as a local run's summary says it; its Evaluator scored `split`."""
-  from tfx_pipeline.local import evaluation
+  from tfx_pipeline import tflite_export
+  from tfx_pipeline.local import evaluation, reliability
 
   hp_uri = _first_uri(outputs, 'Tuner', 'best_hyperparameters') or _first_uri(
     outputs, 'hparams_importer', 'result'
   )
+  best = summary.hyperparameters(hp_uri) if hp_uri else None
+  searched = _first_uri(outputs, 'Tuner', 'tuner_results')
   evaluated = _first_uri(outputs, 'Evaluator', 'evaluation')
   return summary.RunSummary(
     run_id=run_id,
     states=states,
-    best_hyperparameters=summary.hyperparameters(hp_uri) if hp_uri else None,
+    best_hyperparameters=best,
     best_hyperparameters_uri=hp_uri,
     evaluation=(evaluation.read(evaluated, config.max_accuracy_drop, split) if evaluated else None),
     transform_graph_uri=_first_uri(outputs, 'Transform', 'transform_graph'),
     pushed_model=execute.pushed_model(outputs),
     seconds=seconds,
+    best_trial_score=summary.trial_score(searched, best) if searched and best else None,
+    calibration=reliability.fitted(_first_uri(outputs, 'Trainer', 'model')),
+    tflite=tflite_export.read(_first_uri(outputs, 'TFLiteExport', 'exported_model')),
   )
 
 
