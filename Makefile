@@ -28,11 +28,12 @@ run: $(STAMP)
 # Lint and format checks first (settings in pyproject.toml), then the tests on
 # every core: most of a pipeline test's time is one busy Python thread (Beam's
 # DirectRunner, TFX's launcher, tf.function tracing), so two workers on two cores
-# nearly halve the wall time. Each test module stays on one worker (tests/conftest.py).
+# nearly halve the wall time. Each test module stays on one worker, and modules are
+# handed out in the order tests/conftest.py sorts them (the longest first).
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PY) -m pytest -q -n auto --dist loadfile tests $(ARGS)
+	$(PY) -m pytest -q -n auto --dist loadfile --no-loadscope-reorder tests $(ARGS)
 
 # Re-resolve the lock after editing requirements.in (with the uv that setup installs).
 lock: $(STAMP)

@@ -18,7 +18,7 @@ PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 
 @pytest.fixture(scope='module')
 def finished_search(tmp_path_factory):
-  """A finished Hyperband search on toy data, in a keras-tuner project folder."""
+  """A finished Hyperband search on toy data, in a keras-tuner project folder (5 trials)."""
 
   def build(hp):
     model = keras.Sequential(
@@ -35,7 +35,7 @@ def finished_search(tmp_path_factory):
 
   directory = str(tmp_path_factory.mktemp('search'))
   tuner = tuner_module.make_tuner(
-    ModuleConfig(tuner='hyperband', max_epochs=3, factor=2, seed=1), build, directory=directory
+    ModuleConfig(tuner='hyperband', max_epochs=2, factor=2, seed=1), build, directory=directory
   )
   tuner.echo = lambda line: None
   x = np.random.default_rng(0).normal(size=(16, 2)).astype('float32')
