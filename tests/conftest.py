@@ -29,6 +29,14 @@ RESOLVER = 'latest_blessed_model_resolver'
 
 def pytest_configure(config):
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  # Under pytest-xdist each worker's TensorFlow (and every run it starts) gets its share
+  # of the cores, as a parallel search's workers do (tfx_pipeline/parallel/pool.py): TF
+  # sizes its pools to every core and spins idle threads, which two workers then pay twice.
+  workers = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1'))
+  if workers > 1:
+    threads = str(max(1, (os.cpu_count() or 1) // workers))
+    for name in ('TF_NUM_INTRAOP_THREADS', 'TF_NUM_INTEROP_THREADS', 'OMP_NUM_THREADS'):
+      os.environ.setdefault(name, threads)
 
 
 # The longest modules, longest first (seconds on one worker of `make test`, measured):
