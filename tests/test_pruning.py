@@ -70,9 +70,22 @@ def _run(search, trial_id):
     return json.load(f)
 
 
+@pytest.fixture(scope='module')
+def worse_fourth(tmp_path_factory):
+  """`tuner` -> (search, lines): 5 trials, the 4th clearly worse; each run once for the module."""
+  searches = {}
+
+  def search(tuner):
+    if tuner not in searches:
+      searches[tuner] = _search(tmp_path_factory.mktemp(tuner), tuner, bad={4})
+    return searches[tuner]
+
+  return search
+
+
 @pytest.mark.parametrize('tuner', ['random', 'bayesian'])
-def test_a_clearly_worse_trial_is_pruned_and_the_best_is_untouched(tmp_path, tuner):
-  search, lines = _search(tmp_path, tuner, bad={4})
+def test_a_clearly_worse_trial_is_pruned_and_the_best_is_untouched(worse_fourth, tuner):
+  search, lines = worse_fourth(tuner)
   oracle = search.oracle
   trials = oracle.trials
   # The 4th trial (id 3), after 3 completed ones, is below their median after its first epoch.
@@ -89,7 +102,7 @@ def test_a_clearly_worse_trial_is_pruned_and_the_best_is_untouched(tmp_path, tun
   assert len(best.metrics.get_history('val_accuracy')) == EPOCHS  # Trained to the end.
   assert all(_run(search, t)['epochs'] == EPOCHS for t in trials if t != '3')
 
-  report = tuning_report.write(os.path.join(str(tmp_path), 'search'))
+  report = tuning_report.write(search.project_dir)
   statuses = {r['trial']: r['status'] for r in report['rows']}
   assert statuses == {
     '0': 'COMPLETED',
@@ -118,12 +131,12 @@ def test_the_median_rule():
   assert pruning.median_says_prune(2.0, [1.0, 1.5], direction='min')
 
 
-def test_a_resumed_search_still_knows_its_pruned_trials(tmp_path):
-  search, _ = _search(tmp_path, 'random', bad={4})
+def test_a_resumed_search_still_knows_its_pruned_trials(worse_fourth):
+  search, _ = worse_fourth('random')
   config = ModuleConfig(
     tuner='random', max_trials=5, max_epochs=EPOCHS, prune='median', prune_warmup=3, seed=1
   )
-  reloaded = tuner_module.make_tuner(config, _Toy(set()), directory=str(tmp_path))
+  reloaded = tuner_module.make_tuner(config, _Toy(set()), directory=search.directory)
   assert reloaded.oracle.pruned == {'3': 1}
 
 
