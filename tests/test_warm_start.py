@@ -92,6 +92,46 @@ def test_an_exception_is_a_traceback_and_exit_code_1(server, tmp_path):
   assert out.splitlines()[-1] == 'ValueError: broken' and 'Traceback' in out
 
 
+# What Python does as it exits: threads joined, atexit handlers, buffered output flushed.
+ENDING = """
+import atexit, sys, threading, time
+threading.Thread(target=lambda: (time.sleep(0.5), print('thread done'))).start()
+atexit.register(print, 'atexit ran')
+print('buffered', end='')  # No newline, no flush: only the exit writes it.
+if sys.argv[-1] == 'interrupt':
+  raise KeyboardInterrupt
+sys.exit(int(sys.argv[-1]) if sys.argv[-1].isdigit() else sys.argv[-1])
+"""
+
+
+def _ended(argv, tmp_path, warm_address=None):
+  """(exit code, stdout, stderr's last line) of `argv`, started warm or as a new process."""
+  out, err = (open(tmp_path / name, 'w+') for name in ('out', 'err'))
+  with out, err:
+    if warm_address:
+      process = warm_start.start(
+        argv, env=BUFFERED, stdout=out.fileno(), stderr=err.fileno(), address=warm_address
+      )
+    else:
+      process = subprocess.Popen(argv, env=BUFFERED, stdout=out, stderr=err)
+    rc = process.wait(timeout=60)
+    out.seek(0)
+    err.seek(0)
+    return rc, out.read(), err.read().strip().splitlines()[-1:]
+
+
+@pytest.mark.parametrize('how', ['0', '3', 'a message', 'interrupt'])
+def test_a_child_exits_as_python_would(server, tmp_path, how):
+  script = tmp_path / 'ending.py'
+  script.write_text(ENDING)
+  argv = [sys.executable, str(script), how]
+  (tmp_path / 'warm').mkdir()
+  (tmp_path / 'cold').mkdir()
+  warm = _ended(argv, tmp_path / 'warm', server.address)
+  assert warm == _ended(argv, tmp_path / 'cold')
+  assert warm[1] == 'bufferedthread done\natexit ran\n'
+
+
 def test_a_signal_and_stopping_the_server_end_its_processes(tmp_path):
   server = warm_start.Server(REPO, dict(os.environ), preload=('json',))
   code = 'import time; print("up", flush=True); time.sleep(600)'

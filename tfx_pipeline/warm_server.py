@@ -4,15 +4,16 @@
 prints `ready`, and forks a child for each request on the socket at ADDRESS.
 The child takes the requester's stdout and stderr, working directory,
 environment, `sys.path` and `sys.argv`, forgets the server's own copy of this
-project, and runs the module or script as `__main__`. The server runs in a
-session of its own (no terminal's Ctrl-C reaches it); each child is a process
-group in it, or joins the one its requester names. The server reports each
-child's exit code on the request's connection; on SIGTERM it stops every
-child and its group.
+project, runs the module or script as `__main__`, and exits as Python would,
+without tearing the interpreter down. The server runs in a session of its own
+(no terminal's Ctrl-C reaches it); each child is a process group in it, or
+joins the one its requester names. The server reports each child's exit code
+on the request's connection; on SIGTERM it stops every child and its group.
 """
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import io
 import json
@@ -21,7 +22,9 @@ import runpy
 import signal
 import socket
 import sys
+import threading
 import time
+import traceback
 from typing import Dict, List
 
 _MAX_REQUEST = 1 << 20
@@ -182,6 +185,49 @@ def _run(argv: List[str]) -> None:
     runpy.run_path(argv[0], run_name='__main__')
 
 
+def _exit_code(stop: SystemExit) -> int:
+  """The exit code Python gives a SystemExit (a message is printed, and is 1)."""
+  if stop.code is None or isinstance(stop.code, int):
+    return stop.code or 0
+  print(stop.code, file=sys.stderr)
+  return 1
+
+
+def _run_and_exit(argv: List[str]) -> None:
+  """Runs the command, then ends the child as Python would, less the interpreter's teardown.
+
+  As Python exits: the exit code it gives (SystemExit's; 1 after a traceback;
+  SIGINT after an uncaught KeyboardInterrupt), other threads joined, atexit
+  handlers run, streams flushed. Then `os._exit`, as a forked multiprocessing
+  child ends: tearing down an interpreter with TensorFlow and TFX loaded frees
+  their objects one by one, about 2 s of CPU in every process, for nothing.
+  """
+  code, interrupted = 0, False
+  try:
+    _run(argv)
+  except SystemExit as stop:
+    code = _exit_code(stop)
+  except KeyboardInterrupt:
+    traceback.print_exc()
+    interrupted = True
+  except BaseException:
+    sys.excepthook(*sys.exc_info())
+    code = 1
+  for thread in threading.enumerate():
+    if thread is not threading.current_thread() and not thread.daemon:
+      thread.join()
+  atexit._run_exitfuncs()
+  for stream in (sys.stdout, sys.stderr):
+    try:
+      stream.flush()
+    except (OSError, ValueError):
+      pass  # Closed, or its reader is gone: Python's own exit ignores that too.
+  if interrupted:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGINT)
+  os._exit(code)
+
+
 def main(argv: List[str]) -> None:
   """`python -m tfx_pipeline.warm_start ADDRESS [MODULE...]`: imports the modules, then serves."""
   address, preload = argv[0], argv[1:]
@@ -192,7 +238,7 @@ def main(argv: List[str]) -> None:
     importlib.import_module(name)
   request = _serve(address)
   _become(request, site, project + os.sep)
-  _run(request['argv'])
+  _run_and_exit(request['argv'])
 
 
 if __name__ == '__main__':
