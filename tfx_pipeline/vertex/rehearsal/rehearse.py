@@ -37,7 +37,7 @@ class RehearsalError(ValueError):
 def check_inputs(config: PipelineConfig, rehearsal_root: str, layout) -> None:
   """The data folder (and --hparams-from) must be there, gs:// ones at their mapped folders.
 
-  With the splits `layout` declares: test shards where it expects them.
+  With the splits `layout` declares: train, validation and test shards where it expects them.
   """
   local = pipeline_spec.local_path(config.data_root, rehearsal_root)
   if not glob.glob(os.path.join(local, '*.tfrecord*')):
@@ -47,8 +47,15 @@ def check_inputs(config: PipelineConfig, rehearsal_root: str, layout) -> None:
     )
   from tfx_pipeline.data_folder import layout as data_layout
 
+  published = layout.output_config is None  # A hash split makes its own splits.
+  for split in ('train', 'validation'):
+    shards = data_layout.PUBLISHED_PATTERN.format(split=split)
+    if published and not glob.glob(os.path.join(local, shards)):
+      raise RehearsalError(
+        f'--data-root {_where(config.data_root, local)} has no {split} shards ({shards}): '
+        'pass --split-by-hash to split its TFRecord files 80/10/10 into train/eval/test.'
+      )
   test_shards = data_layout.PUBLISHED_PATTERN.format(split=data_layout.TEST)
-  published = layout.output_config is None  # A hash split makes its test split itself.
   if published and layout.has_test and not glob.glob(os.path.join(local, test_shards)):
     raise RehearsalError(
       f'--data-root {_where(config.data_root, local)} has no test shards ({test_shards}): '
