@@ -45,22 +45,22 @@ def pytest_configure(config):
 # out last leaves the other worker idle (77 s of a 12.5-minute suite). Short modules without
 # a `pipeline` test go first, then these, then the other `pipeline` modules.
 LONGEST_FIRST = (
-  'test_readme.py',  # 218
-  'test_tiny_run.py',  # 204
-  'test_rehearsal.py',  # 162
-  'test_backbones.py',  # 151
-  'test_search_cli.py',  # 103
-  'test_interrupt_runs.py',  # 57
-  'test_parallel_tuning.py',  # 52
-  'test_pruning.py',  # 49
-  'test_efficientnet_lite.py',  # 41
-  'test_hypermodel_e2e.py',  # 39
-  'test_fine_tuning.py',  # 38
-  'test_own_photos_e2e.py',  # 30
-  'test_beam_workers.py',  # 30
-  'test_tuning_checkpoints.py',  # 29
-  'test_tuning_progress.py',  # 27
-  'test_tuner.py',  # 24
+  'test_readme.py',  # 170
+  'test_tiny_run.py',  # 167
+  'test_backbones.py',  # 145
+  'test_search_cli.py',  # 90
+  'test_rehearsal.py',  # 88
+  'test_interrupt_runs.py',  # 54
+  'test_hypermodel_e2e.py',  # 44
+  'test_tuning_checkpoints.py',  # 42
+  'test_fine_tuning.py',  # 42
+  'test_efficientnet_lite.py',  # 40
+  'test_tuner.py',  # 36
+  'test_parallel_tuning.py',  # 34
+  'test_pruning.py',  # 33
+  'test_beam_workers.py',  # 31
+  'test_own_photos_e2e.py',  # 27
+  'test_tuning_progress.py',  # 26
 )
 
 
