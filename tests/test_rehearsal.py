@@ -325,27 +325,24 @@ def test_a_rehearsal_without_data_says_where_to_put_it_in_one_line(tmp_path):
   assert line.endswith('or pass a local folder as --data-root.')
 
 
-def test_a_rehearsal_on_data_without_train_shards_names_the_flag_in_one_line(tiny_data, tmp_path):
-  """A folder of other TFRecords (the real shard's only file is a test shard) is split by hash."""
-  data = tmp_path / 'test_only'
-  shutil.copytree(tiny_data, data, ignore=shutil.ignore_patterns('*-train.tfrecord-*'))
+@pytest.mark.parametrize(
+  'split, fix',
+  [
+    # A folder of other TFRecords (the real shard's only file is a test shard) is split by hash.
+    ('train', 'pass --split-by-hash to split its TFRecord files 80/10/10 into train/eval/test.'),
+    # The compiled pipeline reads test shards unless --no-test-split says there are none.
+    ('test', 'add them, or pass --no-test-split to evaluate on the validation split.'),
+  ],
+)
+def test_a_rehearsal_on_data_without_a_splits_shards_names_the_flag_in_one_line(
+  tiny_data, tmp_path, split, fix
+):
+  data = tmp_path / f'no_{split}'
+  shutil.copytree(tiny_data, data, ignore=shutil.ignore_patterns(f'*-{split}.tfrecord-*'))
   rc, out, err = _rehearse(REPO, tmp_path, str(data))
   assert rc == 2
   (line,) = err
   assert line == (
-    f'error: --data-root {data} has no train shards (image_classification_builder-train.'
-    'tfrecord-*): pass --split-by-hash to split its TFRecord files 80/10/10 into train/eval/test.'
-  )
-
-
-def test_a_rehearsal_on_data_without_test_shards_names_the_flag_in_one_line(tiny_data, tmp_path):
-  """The compiled pipeline reads test shards unless --no-test-split says there are none."""
-  data = tmp_path / 'no_test'
-  shutil.copytree(tiny_data, data, ignore=shutil.ignore_patterns('*-test.tfrecord-*'))
-  rc, out, err = _rehearse(REPO, tmp_path, str(data))
-  assert rc == 2
-  (line,) = err
-  assert line == (
-    f'error: --data-root {data} has no test shards (image_classification_builder-test.tfrecord-*): '
-    'add them, or pass --no-test-split to evaluate on the validation split.'
+    f'error: --data-root {data} has no {split} shards '
+    f'(image_classification_builder-{split}.tfrecord-*): {fix}'
   )

@@ -47,20 +47,18 @@ def check_inputs(config: PipelineConfig, rehearsal_root: str, layout) -> None:
     )
   from tfx_pipeline.data_folder import layout as data_layout
 
-  published = layout.output_config is None  # A hash split makes its own splits.
-  for split in ('train', 'validation'):
-    shards = data_layout.PUBLISHED_PATTERN.format(split=split)
-    if published and not glob.glob(os.path.join(local, shards)):
-      raise RehearsalError(
-        f'--data-root {_where(config.data_root, local)} has no {split} shards ({shards}): '
-        'pass --split-by-hash to split its TFRecord files 80/10/10 into train/eval/test.'
-      )
-  test_shards = data_layout.PUBLISHED_PATTERN.format(split=data_layout.TEST)
-  if published and layout.has_test and not glob.glob(os.path.join(local, test_shards)):
-    raise RehearsalError(
-      f'--data-root {_where(config.data_root, local)} has no test shards ({test_shards}): '
+  by_hash = 'pass --split-by-hash to split its TFRecord files 80/10/10 into train/eval/test.'
+  fixes = {'train': by_hash, 'validation': by_hash}
+  if layout.has_test:
+    fixes[data_layout.TEST] = (
       'add them, or pass --no-test-split to evaluate on the validation split.'
     )
+  published = layout.output_config is None  # A hash split makes its own splits.
+  for split, fix in fixes.items() if published else ():
+    shards = data_layout.PUBLISHED_PATTERN.format(split=split)
+    if not glob.glob(os.path.join(local, shards)):
+      where = _where(config.data_root, local)
+      raise RehearsalError(f'--data-root {where} has no {split} shards ({shards}): {fix}')
   if config.hparams_from:
     local = pipeline_spec.local_path(config.hparams_from, rehearsal_root)
     if not os.path.exists(local):
